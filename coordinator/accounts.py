@@ -1,0 +1,110 @@
+"""The user table as each FE sees it: a cache of Redis, refreshed when any FE
+changes a user (pub/sub) and read through on a miss, so authentication needs
+no Redis round trip and keeps working while Redis is away."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from coordinator import errors
+from coordinator.errors import SqlError
+from coordinator.membership import REDIS_ERRORS
+from coordinator.registry import Registry
+from coordinator.users import ROOT, UserRecord, native_password_hash, root_user
+
+log = logging.getLogger("fecluster.accounts")
+
+
+def _unavailable(e: BaseException) -> SqlError:
+    return SqlError(errors.UNKNOWN_ERROR, f"user table unavailable (Redis): {e}")
+
+
+class Accounts:
+    def __init__(self, registry: Registry, root_password: str, timeout: float) -> None:
+        self.registry = registry
+        self.timeout = timeout
+        self._root = root_user(root_password)
+        self._users: dict[str, UserRecord] = {ROOT: self._root}
+
+    async def start(self) -> None:
+        await self.registry.put_user(self._root, only_new=True)
+        await self.reload()
+
+    async def reload(self) -> None:
+        try:
+            users = await asyncio.wait_for(self.registry.users(), self.timeout)
+        except REDIS_ERRORS as e:
+            log.warning("could not reload users, keeping the cached table: %s", e)
+            return
+        users.setdefault(ROOT, self._root)
+        self._users = users
+
+    def cached(self, name: str) -> UserRecord | None:
+        return self._users.get(name)
+
+    async def get(self, name: str) -> UserRecord | None:
+        """For authentication: the cache, then Redis for a user not seen yet."""
+        user = self._users.get(name)
+        if user is None:
+            user = await self.fresh(name)
+        return user
+
+    async def fresh(self, name: str) -> UserRecord | None:
+        """For privilege checks on the owner: Redis first, the cache if it is away."""
+        try:
+            raw = await asyncio.wait_for(self.registry.redis.hget(self.registry.keys.users, name), self.timeout)
+        except REDIS_ERRORS:
+            return self._users.get(name)
+        if raw is None:
+            return self._root if name == ROOT else None
+        user = UserRecord.from_json(name, raw)
+        self._users[name] = user
+        return user
+
+    # ------------------------------------------------------------ administration
+
+    async def _write(self, user: UserRecord, *, only_new: bool = False) -> bool:
+        try:
+            created = await asyncio.wait_for(self.registry.put_user(user, only_new=only_new), self.timeout)
+        except REDIS_ERRORS as e:
+            raise _unavailable(e) from e
+        if created or not only_new:
+            self._users[user.name] = user
+        return created
+
+    async def create(self, name: str, password: str, if_not_exists: bool) -> None:
+        created = await self._write(UserRecord(name, native_password_hash(password)), only_new=True)
+        if not created and not if_not_exists:
+            raise SqlError(errors.CANNOT_USER, f"Operation CREATE USER failed for '{name}'@'%'")
+
+    async def drop(self, name: str, if_exists: bool) -> None:
+        if name == ROOT:
+            raise SqlError(errors.CANNOT_USER, "Operation DROP USER failed for 'root'@'%': root cannot be dropped")
+        try:
+            deleted = await asyncio.wait_for(self.registry.delete_user(name), self.timeout)
+        except REDIS_ERRORS as e:
+            raise _unavailable(e) from e
+        self._users.pop(name, None)
+        if not deleted and not if_exists:
+            raise SqlError(errors.CANNOT_USER, f"Operation DROP USER failed for '{name}'@'%'")
+
+    async def _existing(self, name: str) -> UserRecord:
+        user = await self.fresh(name)
+        if user is None:
+            raise SqlError(errors.NO_SUCH_USER, f"Can't find any matching row in the user table for '{name}'")
+        return user
+
+    async def grant(self, name: str, privileges: frozenset[str]) -> None:
+        user = await self._existing(name)
+        await self._write(UserRecord(name, user.auth_string, user.privileges | privileges))
+
+    async def revoke(self, name: str, privileges: frozenset[str]) -> None:
+        user = await self._existing(name)
+        if name == ROOT:
+            raise SqlError(errors.CANNOT_USER, "root's privileges cannot be revoked")
+        await self._write(UserRecord(name, user.auth_string, user.privileges - privileges))
+
+    async def set_password(self, name: str, password: str) -> None:
+        user = await self._existing(name)
+        await self._write(UserRecord(name, native_password_hash(password), user.privileges))

@@ -1,0 +1,73 @@
+"""MySQL error codes as fecluster reports them, and the exception carrying them."""
+
+from __future__ import annotations
+
+UNKNOWN_THREAD = 1094
+NOT_OWNER = 1095
+UNKNOWN_QUERY = 1097
+UNKNOWN_ERROR = 1105
+ACCESS_DENIED = 1045
+DB_ACCESS_DENIED = 1044
+SPECIFIC_ACCESS_DENIED = 1227
+PARSE_ERROR = 1064
+QUERY_INTERRUPTED = 1317
+NO_SUCH_USER = 1133
+CANNOT_USER = 1396
+BAD_DB = 1049
+DB_CREATE_EXISTS = 1007
+DB_DROP_EXISTS = 1008
+NO_DB = 1046
+UNKNOWN_SYSTEM_VARIABLE = 1193
+NOT_SUPPORTED = 1235
+TOO_MANY_CONNECTIONS = 1040
+CONNECTION_KILLED = 1927
+
+SQLSTATES = {
+    UNKNOWN_THREAD: "HY000",
+    NOT_OWNER: "HY000",
+    UNKNOWN_QUERY: "HY000",
+    ACCESS_DENIED: "28000",
+    DB_ACCESS_DENIED: "42000",
+    SPECIFIC_ACCESS_DENIED: "42000",
+    PARSE_ERROR: "42000",
+    QUERY_INTERRUPTED: "70100",
+    BAD_DB: "42000",
+    NO_DB: "3D000",
+    NOT_SUPPORTED: "42000",
+    UNKNOWN_SYSTEM_VARIABLE: "HY000",
+    TOO_MANY_CONNECTIONS: "08004",
+    CONNECTION_KILLED: "70100",
+}
+
+
+def sqlstate(code: int) -> str:
+    return SQLSTATES.get(code, "HY000")
+
+
+class SqlError(Exception):
+    """An error the client sees as a MySQL error packet (or its gRPC twin)."""
+
+    def __init__(self, code: int, message: str) -> None:
+        super().__init__(f"({code}) {message}")
+        self.code = code
+        self.message = message
+
+    @property
+    def sqlstate(self) -> str:
+        return sqlstate(self.code)
+
+
+def unknown_thread(conn_id: int | str) -> SqlError:
+    return SqlError(UNKNOWN_THREAD, f"Unknown thread id: {conn_id}")
+
+
+def not_owner(conn_id: int | str) -> SqlError:
+    return SqlError(NOT_OWNER, f"You are not owner of thread {conn_id}")
+
+
+def unknown_query(query_id: str) -> SqlError:
+    return SqlError(UNKNOWN_QUERY, f"Unknown query id: {query_id}")
+
+
+def interrupted() -> SqlError:
+    return SqlError(QUERY_INTERRUPTED, "Query execution was interrupted")

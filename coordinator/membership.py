@@ -1,0 +1,160 @@
+"""This FE's place in the cluster: its server-id lease, its FE record, the
+cached view of the other FEs, and keeping the registry true to reality across
+Redis restarts and outages."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import replace
+
+from redis.exceptions import RedisError
+
+from coordinator.registry import ConnectionRecord, FeRecord, Registry
+
+log = logging.getLogger("fecluster.membership")
+
+REDIS_ERRORS = (RedisError, OSError, asyncio.TimeoutError)
+
+
+class Membership:
+    def __init__(
+        self,
+        registry: Registry,
+        record: FeRecord,
+        *,
+        lease_ttl: float,
+        live_connections: Callable[[], list[ConnectionRecord]],
+        on_server_id_lost: Callable[[int, int], Awaitable[None]],
+        on_users_changed: Callable[[], Awaitable[None]],
+    ) -> None:
+        self.registry = registry
+        self.record = record
+        self.ttl_ms = int(lease_ttl * 1000)
+        self.renew_interval = lease_ttl / 3
+        self.token = secrets.token_hex(16)
+        self.members: dict[int, FeRecord] = {}
+        self.redis_ok = False
+        self._live_connections = live_connections
+        self._on_server_id_lost = on_server_id_lost
+        self._on_users_changed = on_users_changed
+        self._needs_sync = False
+        self._task: asyncio.Task[None] | None = None
+        self._listener: asyncio.Task[None] | None = None
+        self._wake = asyncio.Event()
+
+    @property
+    def server_id(self) -> int:
+        return self.record.server_id
+
+    async def start(self, timeout: float) -> None:
+        """Lease a server id; waits for Redis up to ``timeout`` seconds."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                sid = await self.registry.acquire_lease(self.token, self.ttl_ms)
+                break
+            except REDIS_ERRORS as e:
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"cannot lease a server id from Redis: {e}") from e
+                log.warning("waiting for Redis to lease a server id: %s", e)
+                await asyncio.sleep(0.5)
+        self.record = replace(self.record, server_id=sid)
+        await self.registry.put_fe(self.record)
+        self.members = await self.registry.live_fes()
+        self.redis_ok = True
+        log.info("leased server id %d as %s", sid, self.record.address)
+        self._task = asyncio.create_task(self._run(), name="membership")
+        self._listener = asyncio.create_task(self._listen(), name="registry-events")
+
+    def mark_dirty(self) -> None:
+        """A registry write failed: rewrite this FE's rows at the next chance."""
+        self._needs_sync = True
+        self._wake.set()
+
+    async def stop(self) -> None:
+        for task in (self._task, self._listener):
+            if task:
+                task.cancel()
+        for task in (self._task, self._listener):
+            if task:
+                await asyncio.gather(task, return_exceptions=True)
+        try:
+            await self.registry.purge_server(self.server_id)
+            await self.registry.release_lease(self.server_id, self.token)
+        except REDIS_ERRORS as e:
+            log.warning("could not release server id %d: %s", self.server_id, e)
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                await asyncio.wait_for(self._wake.wait(), self.renew_interval)
+            except asyncio.TimeoutError:
+                pass
+            self._wake.clear()
+            try:
+                await self.tick()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # noqa: BLE001 - the loop must survive anything
+                log.exception("membership tick failed")
+
+    async def tick(self) -> None:
+        try:
+            state = await self.registry.renew_lease(self.server_id, self.token, self.ttl_ms)
+            if state == 0:
+                await self._take_new_server_id()
+                state = 2
+            if state == 2 or not self.redis_ok or self._needs_sync:
+                if state == 2:
+                    log.warning("registry lost server id %d's lease (Redis restarted?); re-registering", self.server_id)
+                await self._resync()
+            self.members = await self.registry.live_fes()
+            if not self.redis_ok:
+                log.info("Redis is reachable again; registry re-synchronised")
+                await self._on_users_changed()
+            self.redis_ok = True
+        except REDIS_ERRORS as e:
+            if self.redis_ok:
+                log.warning("Redis unreachable, serving from cached membership: %s", e)
+            self.redis_ok = False
+
+    async def _resync(self) -> None:
+        self._needs_sync = False
+        await self.registry.put_fe(self.record)
+        await self.registry.sync_connections(self.server_id, self._live_connections())
+
+    async def _take_new_server_id(self) -> None:
+        old = self.server_id
+        new = await self.registry.acquire_lease(self.token, self.ttl_ms)
+        log.error(
+            "server id %d is now held by another FE; closing this FE's sessions so no two "
+            "connections share an id, continuing as server id %d",
+            old,
+            new,
+        )
+        self.record = replace(self.record, server_id=new)
+        await self._on_server_id_lost(old, new)
+
+    async def _listen(self) -> None:
+        """Reload users as soon as any FE changes them (pub/sub, reconnecting)."""
+        while True:
+            pubsub = self.registry.redis.pubsub()
+            try:
+                await pubsub.subscribe(self.registry.keys.events)
+                async for message in pubsub.listen():
+                    if message.get("type") == "message":
+                        await self._on_users_changed()
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:  # noqa: BLE001
+                log.debug("event subscription dropped: %s", e)
+                await asyncio.sleep(self.renew_interval)
+            finally:
+                try:
+                    await pubsub.aclose()
+                except Exception:  # noqa: BLE001
+                    pass

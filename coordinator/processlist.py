@@ -1,0 +1,62 @@
+"""SHOW PROCESSLIST rows: the 14 columns of the Doris page, in its order."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from coordinator.pb import fecluster_pb2 as pb
+
+COLUMNS = (
+    "CurrentConnected",
+    "Id",
+    "User",
+    "Host",
+    "LoginTime",
+    "Catalog",
+    "Db",
+    "Command",
+    "Time",
+    "State",
+    "QueryId",
+    "Info",
+    "FE",
+    "CloudCluster",
+)
+# information_schema.processlist spells the same columns in upper snake case.
+SCHEMA_COLUMNS = (
+    "CURRENT_CONNECTED",
+    "ID",
+    "USER",
+    "HOST",
+    "LOGIN_TIME",
+    "CATALOG",
+    "DB",
+    "COMMAND",
+    "TIME",
+    "STATE",
+    "QUERY_ID",
+    "INFO",
+    "FE",
+    "CLOUD_CLUSTER",
+)
+INFO_LIMIT = 100
+
+
+def format_row(row: pb.ProcessRow, caller_id: int, full: bool) -> tuple[Any, ...]:
+    info = row.info if full else row.info[:INFO_LIMIT]
+    return (
+        "Yes" if row.id == caller_id else "No",
+        row.id,
+        row.user,
+        row.host,
+        row.login_time,
+        row.catalog,
+        row.db,
+        row.command,
+        row.time,
+        row.state,
+        row.query_id,
+        info,
+        row.fe,
+        row.cloud_cluster or None,
+    )

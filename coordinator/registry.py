@@ -1,0 +1,237 @@
+"""The cluster registry in Redis: server-id leases, FE records, connections,
+users and the kill audit stream.
+
+Every key of a cluster shares the hash tag ``{<cluster>}`` so multi-key
+operations stay in one slot on Redis Cluster, and one Redis can hold several
+clusters side by side::
+
+    fecluster:{c}:lease:<sid>     string  lease token, PX ttl
+    fecluster:{c}:fes             hash    sid -> FE record (json)
+    fecluster:{c}:conns           hash    connection id -> connection record (json)
+    fecluster:{c}:fe-conns:<sid>  set     connection ids owned by that server id
+    fecluster:{c}:users           hash    user name -> user record (json)
+    fecluster:{c}:audit           stream  one entry per KILL
+    fecluster:{c}:events          pub/sub invalidation messages ("users")
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import redis.asyncio as aioredis
+
+from coordinator.ids import MAX_SERVER_ID
+from coordinator.users import UserRecord
+
+AUDIT_MAXLEN = 10_000
+
+# GET == token -> PEXPIRE (1); missing -> SET again (2, the registry was lost);
+# held by someone else -> 0.
+_RENEW = """
+local v = redis.call('GET', KEYS[1])
+if v == ARGV[1] then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  return 1
+elseif not v then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+  return 2
+end
+return 0
+"""
+
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
+"""
+
+
+@dataclass(frozen=True)
+class FeRecord:
+    server_id: int
+    address: str  # host:grpc_port, the value of the processlist FE column
+    mysql_address: str
+    started_at: float
+    version: str
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self))
+
+    @classmethod
+    def from_json(cls, raw: str | bytes) -> FeRecord:
+        return cls(**json.loads(raw))
+
+
+@dataclass(frozen=True)
+class ConnectionRecord:
+    id: int
+    fe: str
+    server_id: int
+    user: str
+    host: str
+    login_time: str
+    catalog: str
+    db: str
+    protocol: str = "mysql"
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, raw: str | bytes) -> ConnectionRecord:
+        return cls(**json.loads(raw))
+
+
+class Keys:
+    def __init__(self, cluster: str) -> None:
+        self.prefix = f"fecluster:{{{cluster}}}"
+        self.fes = f"{self.prefix}:fes"
+        self.conns = f"{self.prefix}:conns"
+        self.users = f"{self.prefix}:users"
+        self.audit = f"{self.prefix}:audit"
+        self.events = f"{self.prefix}:events"
+
+    def lease(self, server_id: int) -> str:
+        return f"{self.prefix}:lease:{server_id}"
+
+    def fe_conns(self, server_id: int) -> str:
+        return f"{self.prefix}:fe-conns:{server_id}"
+
+
+def _s(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+class Registry:
+    """Typed access to one cluster's keys. Raises redis errors to the caller,
+    which decides how to degrade (see ``coordinator.membership``)."""
+
+    def __init__(self, redis: aioredis.Redis, cluster: str = "default") -> None:
+        self.redis = redis
+        self.keys = Keys(cluster)
+        self._renew = redis.register_script(_RENEW)
+        self._release = redis.register_script(_RELEASE)
+
+    # ------------------------------------------------------------ leases
+
+    async def acquire_lease(self, token: str, ttl_ms: int, preferred: int | None = None) -> int:
+        """Take a free server id and clear whatever a dead previous holder left."""
+        candidates = list(range(1, MAX_SERVER_ID + 1))
+        random.shuffle(candidates)
+        if preferred:
+            candidates.insert(0, preferred)
+        for server_id in candidates:
+            if await self.redis.set(self.keys.lease(server_id), token, nx=True, px=ttl_ms):
+                await self.purge_server(server_id)
+                return server_id
+        raise RuntimeError(f"no free server id: all {MAX_SERVER_ID} are leased")
+
+    async def renew_lease(self, server_id: int, token: str, ttl_ms: int) -> int:
+        """1 renewed, 2 re-taken after the key vanished, 0 held by another FE."""
+        return int(await self._renew(keys=[self.keys.lease(server_id)], args=[token, ttl_ms]))
+
+    async def release_lease(self, server_id: int, token: str) -> None:
+        await self._release(keys=[self.keys.lease(server_id)], args=[token])
+
+    # ------------------------------------------------------------ FEs
+
+    async def put_fe(self, record: FeRecord) -> None:
+        await self.redis.hset(self.keys.fes, str(record.server_id), record.to_json())
+
+    async def live_fes(self) -> dict[int, FeRecord]:
+        """FE records whose lease is alive; reaps the records of dead ones."""
+        raw = await self.redis.hgetall(self.keys.fes)
+        records = {int(_s(k)): FeRecord.from_json(v) for k, v in raw.items()}
+        if not records:
+            return {}
+        sids = sorted(records)
+        alive = await self.redis.mget([self.keys.lease(s) for s in sids])
+        for sid, lease in zip(sids, alive, strict=True):
+            if lease is None:
+                await self.purge_server(sid)
+                del records[sid]
+        return records
+
+    async def purge_server(self, server_id: int) -> None:
+        """Remove a server id's FE record and every connection it registered."""
+        set_key = self.keys.fe_conns(server_id)
+        members = await self.redis.smembers(set_key)
+        pipe = self.redis.pipeline(transaction=False)
+        if members:
+            pipe.hdel(self.keys.conns, *members)
+        pipe.delete(set_key)
+        pipe.hdel(self.keys.fes, str(server_id))
+        await pipe.execute()
+
+    # ------------------------------------------------------------ connections
+
+    async def add_connection(self, record: ConnectionRecord) -> None:
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.hset(self.keys.conns, str(record.id), record.to_json())
+        pipe.sadd(self.keys.fe_conns(record.server_id), record.id)
+        await pipe.execute()
+
+    async def remove_connection(self, conn_id: int, server_id: int) -> None:
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.hdel(self.keys.conns, str(conn_id))
+        pipe.srem(self.keys.fe_conns(server_id), conn_id)
+        await pipe.execute()
+
+    async def sync_connections(self, server_id: int, records: Iterable[ConnectionRecord]) -> None:
+        """Make the registry hold exactly ``records`` for this server id."""
+        records = list(records)
+        set_key = self.keys.fe_conns(server_id)
+        registered = {int(_s(m)) for m in await self.redis.smembers(set_key)}
+        live = {r.id for r in records}
+        pipe = self.redis.pipeline(transaction=False)
+        stale = registered - live
+        if stale:
+            pipe.hdel(self.keys.conns, *map(str, stale))
+            pipe.srem(set_key, *stale)
+        if records:
+            pipe.hset(self.keys.conns, mapping={str(r.id): r.to_json() for r in records})
+            pipe.sadd(set_key, *live)
+        await pipe.execute()
+
+    async def connection(self, conn_id: int) -> ConnectionRecord | None:
+        raw = await self.redis.hget(self.keys.conns, str(conn_id))
+        return ConnectionRecord.from_json(raw) if raw else None
+
+    async def connections(self) -> dict[int, ConnectionRecord]:
+        raw = await self.redis.hgetall(self.keys.conns)
+        return {int(_s(k)): ConnectionRecord.from_json(v) for k, v in raw.items()}
+
+    # ------------------------------------------------------------ users
+
+    async def users(self) -> dict[str, UserRecord]:
+        raw = await self.redis.hgetall(self.keys.users)
+        return {_s(k): UserRecord.from_json(_s(k), v) for k, v in raw.items()}
+
+    async def put_user(self, user: UserRecord, *, only_new: bool = False) -> bool:
+        if only_new:
+            created = await self.redis.hsetnx(self.keys.users, user.name, user.to_json())
+        else:
+            created = await self.redis.hset(self.keys.users, user.name, user.to_json()) >= 0
+        await self.redis.publish(self.keys.events, "users")
+        return bool(created)
+
+    async def delete_user(self, name: str) -> bool:
+        deleted = await self.redis.hdel(self.keys.users, name)
+        await self.redis.publish(self.keys.events, "users")
+        return bool(deleted)
+
+    # ------------------------------------------------------------ audit
+
+    async def audit_kill(self, entry: Mapping[str, Any]) -> None:
+        await self.redis.xadd(
+            self.keys.audit, {k: str(v) for k, v in entry.items()}, maxlen=AUDIT_MAXLEN, approximate=True
+        )
+
+    async def audit_entries(self, count: int = 100) -> list[dict[str, str]]:
+        entries = await self.redis.xrevrange(self.keys.audit, count=count)
+        return [{_s(k): _s(v) for k, v in fields.items()} | {"entry_id": _s(eid)} for eid, fields in entries]

@@ -1,0 +1,235 @@
+"""One routing function per operation: act locally, or dial the owner and
+forward with the caller's identity (the owner checks privileges)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+import grpc
+
+from coordinator import errors
+from coordinator.errors import SqlError
+from coordinator.ids import server_id_of, server_id_of_query
+from coordinator.membership import REDIS_ERRORS, Membership
+from coordinator.pb import fecluster_pb2 as pb
+from coordinator.pb import fecluster_pb2_grpc as pb_grpc
+from coordinator.registry import ConnectionRecord, FeRecord
+
+log = logging.getLogger("fecluster.routing")
+
+SECRET_HEADER = "x-fecluster-secret"
+
+
+class LocalSessions(Protocol):
+    """What the router needs from the FE it runs in."""
+
+    async def kill_local(self, target: pb.KillTarget, requester: str, requester_fe: str) -> None: ...
+
+    async def list_local(self, requester: str) -> list[pb.ProcessRow]: ...
+
+
+@dataclass
+class FeFailure:
+    fe: str
+    message: str
+
+
+class PeerChannels:
+    """Long-lived channels to the other FEs: no connection setup per kill."""
+
+    def __init__(self, credentials: grpc.ChannelCredentials | None, secret: str) -> None:
+        self._credentials = credentials
+        self._metadata = ((SECRET_HEADER, secret),)
+        self._stubs: dict[str, tuple[grpc.aio.Channel, pb_grpc.PeerStub]] = {}
+
+    def stub(self, address: str) -> pb_grpc.PeerStub:
+        entry = self._stubs.get(address)
+        if entry is None:
+            options = [("grpc.keepalive_time_ms", 10_000), ("grpc.enable_retries", 0)]
+            if self._credentials is not None:
+                channel = grpc.aio.secure_channel(address, self._credentials, options=options)
+            else:
+                channel = grpc.aio.insecure_channel(address, options=options)
+            entry = self._stubs[address] = (channel, pb_grpc.PeerStub(channel))
+        return entry[1]
+
+    @property
+    def metadata(self) -> tuple[tuple[str, str], ...]:
+        return self._metadata
+
+    async def close(self) -> None:
+        channels = [c for c, _ in self._stubs.values()]
+        self._stubs.clear()
+        await asyncio.gather(*(c.close() for c in channels), return_exceptions=True)
+
+
+def _unreachable(fe: str, e: grpc.aio.AioRpcError) -> str:
+    return f"FE {fe} did not answer: {e.code().name} {e.details() or ''}".strip()
+
+
+class Router:
+    def __init__(
+        self,
+        membership: Membership,
+        local: LocalSessions,
+        channels: PeerChannels,
+        *,
+        peer_timeout: float,
+        audit: Callable[[dict[str, object]], Awaitable[None]] | None = None,
+    ) -> None:
+        self.membership = membership
+        self.local = local
+        self.channels = channels
+        self.peer_timeout = peer_timeout
+        self._audit = audit
+        self._background: set[asyncio.Task[None]] = set()
+
+    @property
+    def me(self) -> FeRecord:
+        return self.membership.record
+
+    # ------------------------------------------------------------ KILL
+
+    async def kill(self, target: pb.KillTarget, requester: str) -> str:
+        """Kill a connection or query anywhere in the cluster; returns the owner FE.
+
+        Raises SqlError with the owner's code (1094/1095/1097) or 1105 when
+        the owner does not answer within the peer deadline.
+        """
+        owner: FeRecord | None = None
+        outcome = "ok"
+        try:
+            owner = await self._owner(target)
+            if owner.server_id == self.me.server_id:
+                await self.local.kill_local(target, requester, self.me.address)
+            else:
+                await self._peer_kill(owner, target, requester)
+            return owner.address
+        except SqlError as e:
+            outcome = f"{e.code} {e.message}"
+            raise
+        finally:
+            self._record(target, requester, owner, outcome)
+
+    async def _owner(self, target: pb.KillTarget) -> FeRecord:
+        if target.WhichOneof("target") == "query_id":
+            qid = target.query_id
+            sid = server_id_of_query(qid)
+            owner = self._member(sid) if sid is not None else None
+            if owner is None:
+                raise errors.unknown_query(qid)
+            return owner
+        conn_id = target.connection_id
+        sid = server_id_of(conn_id)
+        if sid is None:
+            raise errors.unknown_thread(conn_id)
+        if sid == self.me.server_id:
+            return self.me
+        registry = self.membership.registry
+        if self.membership.redis_ok:
+            try:
+                pipe = registry.redis.pipeline(transaction=False)
+                pipe.hget(registry.keys.conns, str(conn_id))
+                pipe.exists(registry.keys.lease(sid))
+                raw, lease_alive = await asyncio.wait_for(pipe.execute(), self.peer_timeout)
+            except REDIS_ERRORS as e:
+                log.warning("registry lookup of %d failed, routing by the id's server id: %s", conn_id, e)
+            else:
+                if not lease_alive:  # the owner is dead: its connections are gone
+                    raise errors.unknown_thread(conn_id)
+                # The record names the owner; a connection whose registration
+                # has not landed yet is still routed by its id's server id.
+                owner_sid = ConnectionRecord.from_json(raw).server_id if raw else sid
+                owner = self._member(owner_sid) or (await registry.live_fes()).get(owner_sid)
+                if owner is None:
+                    raise errors.unknown_thread(conn_id)
+                return owner
+        owner = self._member(sid)
+        if owner is None:
+            raise errors.unknown_thread(conn_id)
+        return owner
+
+    def _member(self, sid: int) -> FeRecord | None:
+        if sid == self.me.server_id:
+            return self.me
+        return self.membership.members.get(sid)
+
+    async def _peer_kill(self, owner: FeRecord, target: pb.KillTarget, requester: str) -> None:
+        request = pb.PeerKillRequest(requester=requester, requester_fe=self.me.address, target=target)
+        try:
+            reply = await self.channels.stub(owner.address).Kill(
+                request, timeout=self.peer_timeout, metadata=self.channels.metadata
+            )
+        except grpc.aio.AioRpcError as e:
+            raise SqlError(errors.UNKNOWN_ERROR, f"KILL not delivered: {_unreachable(owner.address, e)}") from e
+        if reply.HasField("error"):
+            raise SqlError(reply.error.code, reply.error.message)
+
+    def _record(self, target: pb.KillTarget, requester: str, owner: FeRecord | None, outcome: str) -> None:
+        if self._audit is None or not self.membership.redis_ok:
+            return
+        entry: dict[str, object] = {
+            "time": f"{time.time():.3f}",
+            "requester": requester,
+            "received_on": self.me.address,
+            "target": target.query_id or target.connection_id,
+            "kind": pb.KillKind.Name(target.kind),
+            "owner": owner.address if owner else "",
+            "outcome": outcome,
+        }
+        task = asyncio.create_task(self._audit(entry))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    # ------------------------------------------------------------ PROCESSLIST
+
+    async def processlist(self, requester: str, *, local_only: bool = False) -> tuple[list[pb.ProcessRow], list[FeFailure]]:
+        """Rows of every live FE (asked in parallel), ordered by Id, plus the FEs that did not answer."""
+        if local_only:
+            return sorted(await self.local.list_local(requester), key=_by_id), []
+        members = await self._live_members()
+        results = await asyncio.gather(*(self._list_one(fe, requester) for fe in members.values()))
+        rows: list[pb.ProcessRow] = []
+        failures: list[FeFailure] = []
+        for fe, result in zip(members.values(), results, strict=True):
+            if isinstance(result, FeFailure):
+                failures.append(result)
+            else:
+                rows.extend(result)
+        rows.sort(key=_by_id)
+        return rows, failures
+
+    async def _live_members(self) -> dict[int, FeRecord]:
+        if self.membership.redis_ok:
+            try:
+                members = await asyncio.wait_for(self.membership.registry.live_fes(), self.peer_timeout)
+                self.membership.members = members
+            except REDIS_ERRORS as e:
+                log.warning("membership refresh failed, using the cached view: %s", e)
+        members = dict(self.membership.members)
+        members[self.me.server_id] = self.me
+        return members
+
+    async def _list_one(self, fe: FeRecord, requester: str) -> list[pb.ProcessRow] | FeFailure:
+        if fe.server_id == self.me.server_id:
+            return await self.local.list_local(requester)
+        try:
+            reply = await self.channels.stub(fe.address).List(
+                pb.PeerListRequest(requester=requester), timeout=self.peer_timeout, metadata=self.channels.metadata
+            )
+        except grpc.aio.AioRpcError as e:
+            return FeFailure(fe.address, _unreachable(fe.address, e))
+        return list(reply.rows)
+
+    async def close(self) -> None:
+        await asyncio.gather(*self._background, return_exceptions=True)
+        await self.channels.close()
+
+
+def _by_id(row: pb.ProcessRow) -> int:
+    return row.id

@@ -1,0 +1,54 @@
+"""Users, mysql_native_password hashes and the KILL access rule."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from hashlib import sha1
+
+ADMIN_PRIV = "ADMIN_PRIV"
+ROOT = "root"
+KNOWN_PRIVILEGES = frozenset({ADMIN_PRIV, "NODE_PRIV", "GRANT_PRIV", "SELECT_PRIV", "LOAD_PRIV",
+                              "ALTER_PRIV", "CREATE_PRIV", "DROP_PRIV", "USAGE_PRIV"})
+
+
+def native_password_hash(password: str) -> str:
+    """The stored form of mysql_native_password: hex(SHA1(SHA1(password))), '' for no password."""
+    if not password:
+        return ""
+    return sha1(sha1(password.encode()).digest()).hexdigest()
+
+
+@dataclass(frozen=True)
+class UserRecord:
+    name: str
+    auth_string: str = ""
+    privileges: frozenset[str] = field(default_factory=frozenset)
+
+    @property
+    def is_admin(self) -> bool:
+        return ADMIN_PRIV in self.privileges
+
+    def to_json(self) -> str:
+        return json.dumps({"auth_string": self.auth_string, "privileges": sorted(self.privileges)})
+
+    @classmethod
+    def from_json(cls, name: str, raw: str | bytes) -> UserRecord:
+        data = json.loads(raw)
+        return cls(name, data.get("auth_string", ""), frozenset(data.get("privileges", ())))
+
+
+def root_user(password: str) -> UserRecord:
+    return UserRecord(ROOT, native_password_hash(password), frozenset({ADMIN_PRIV, "NODE_PRIV", "GRANT_PRIV"}))
+
+
+def may_kill(requester: UserRecord | None, owner_user: str) -> bool:
+    """The seed page's rule: the connection's own user, or ADMIN_PRIV."""
+    if requester is None:
+        return False
+    return requester.name == owner_user or requester.is_admin
+
+
+def may_see(requester: UserRecord | None, owner_user: str) -> bool:
+    """Processlist visibility follows the same rule as KILL."""
+    return may_kill(requester, owner_user)

@@ -1,0 +1,71 @@
+"""One settings object for an FE node. Every field is a ``fecluster node``
+flag and an ``FECLUSTER_<NAME>`` environment variable."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+
+@dataclass
+class Config:
+    redis_url: str = field(default="redis://127.0.0.1:6379/0", metadata={"help": "Redis URL (redis://, rediss://, redis+sentinel://)"})
+    redis_cluster: bool = field(default=False, metadata={"help": "the Redis URL points at a Redis Cluster"})
+    cluster: str = field(default="default", metadata={"help": "cluster name: the namespace of this cluster's Redis keys"})
+    bind_host: str = field(default="0.0.0.0", metadata={"help": "address the listeners bind to"})
+    advertise_host: str = field(default="127.0.0.1", metadata={"help": "address other FEs and the FE column use for this node"})
+    mysql_port: int = field(default=9030, metadata={"help": "MySQL protocol port"})
+    grpc_port: int = field(default=9020, metadata={"help": "gRPC port (Frontend and Peer services)"})
+    http_port: int = field(default=0, metadata={"help": "HTTP port for /metrics and /healthz (0: off)"})
+    cluster_secret: str = field(default="", metadata={"help": "shared secret every Peer call must carry"})
+    root_password: str = field(default="", metadata={"help": "root's password when the cluster's user table is new"})
+    cloud_cluster: str = field(default="", metadata={"help": "value of the CloudCluster column (empty: NULL)"})
+    peer_timeout: float = field(default=2.0, metadata={"help": "deadline of one FE-to-FE call, seconds"})
+    lease_ttl: float = field(default=10.0, metadata={"help": "server-id lease TTL, seconds; renewed every TTL/3"})
+    shutdown_grace: float = field(default=10.0, metadata={"help": "on SIGTERM, seconds running statements may finish"})
+    redis_timeout: float = field(default=1.0, metadata={"help": "deadline of one Redis call, seconds"})
+    data_dir: str = field(default="", metadata={"help": "embedded SQLite backend directory (default: a temporary one)"})
+    tls_cert: str = field(default="", metadata={"help": "PEM certificate for the gRPC listener (enables TLS and mTLS between FEs)"})
+    tls_key: str = field(default="", metadata={"help": "PEM private key for --tls-cert"})
+    tls_ca: str = field(default="", metadata={"help": "PEM CA bundle: peers must present a certificate it signed"})
+    log_level: str = field(default="INFO", metadata={"help": "logging level"})
+
+    @property
+    def address(self) -> str:
+        return f"{self.advertise_host}:{self.grpc_port}"
+
+    @property
+    def mysql_address(self) -> str:
+        return f"{self.advertise_host}:{self.mysql_port}"
+
+    @property
+    def data_path(self) -> Path | None:
+        return Path(self.data_dir) if self.data_dir else None
+
+
+def env_name(name: str) -> str:
+    return "FECLUSTER_" + name.upper()
+
+
+def _parse_bool(text: str) -> bool:
+    return text.strip().lower() in ("1", "true", "yes", "on")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Every Config field as ``--flag``, defaulting to its environment variable."""
+    for f in fields(Config):
+        flag = "--" + f.name.replace("_", "-")
+        env = os.environ.get(env_name(f.name))
+        help_text = f"{f.metadata.get('help', '')} [env {env_name(f.name)}]"
+        if f.type in ("bool", bool):
+            default = _parse_bool(env) if env is not None else f.default
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=default, help=help_text)
+            continue
+        kind = {"int": int, "float": float}.get(str(f.type), str)
+        parser.add_argument(flag, type=kind, default=kind(env) if env is not None else f.default, help=help_text)
+
+
+def from_namespace(ns: argparse.Namespace) -> Config:
+    return Config(**{f.name: getattr(ns, f.name) for f in fields(Config)})

@@ -1,0 +1,284 @@
+"""The gRPC listener: the ``Peer`` service (FE to FE, cluster secret), the
+``Frontend`` service (clients, user and password), health and reflection.
+
+The ``Frontend.Session`` stream is the gRPC adapter over the same session core
+as the MySQL listener: one stream, one connection id, one registry row.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from coordinator import errors
+from coordinator.errors import SqlError
+from coordinator.ids import IdsExhausted
+from coordinator.pb import fecluster_pb2 as pb
+from coordinator.pb import fecluster_pb2_grpc as pb_grpc
+from coordinator.processlist import INFO_LIMIT
+from coordinator.routing import SECRET_HEADER
+from coordinator.users import UserRecord
+from frontend import tls
+from frontend.result import Result
+from frontend.session import Session
+
+if TYPE_CHECKING:
+    from frontend.node import Node
+
+log = logging.getLogger("fecluster.grpc")
+
+USER_HEADER = "x-fecluster-user"
+PASSWORD_HEADER = "x-fecluster-password"
+HELLO_TIMEOUT = 10.0
+MAX_MESSAGE = 4 * 1024 * 1024
+_PEER_PREFIX = f"/{pb.DESCRIPTOR.package}.Peer/"
+
+
+def sql_error(e: SqlError) -> pb.SqlError:
+    return pb.SqlError(code=e.code, sqlstate=e.sqlstate, message=e.message)
+
+
+def _value(v: Any) -> pb.Value:
+    if v is None:
+        return pb.Value(null=True)
+    if isinstance(v, bool):
+        return pb.Value(int=int(v))
+    if isinstance(v, int):
+        return pb.Value(int=v) if -(2**63) <= v < 2**63 else pb.Value(text=str(v))
+    if isinstance(v, float):
+        return pb.Value(float=v)
+    if isinstance(v, (bytes, bytearray, memoryview)):
+        return pb.Value(blob=bytes(v))
+    return pb.Value(text=str(v))
+
+
+def _type_name(values: list[Any]) -> str:
+    for v in values:
+        if v is None:
+            continue
+        if isinstance(v, bool | int):
+            return "BIGINT"
+        if isinstance(v, float):
+            return "DOUBLE"
+        if isinstance(v, bytes | bytearray | memoryview):
+            return "BLOB"
+        return "VARCHAR"
+    return "NULL"
+
+
+def statement_result(result: Result, query_id: str) -> pb.StatementResult:
+    columns = [
+        pb.Column(name=name, type=_type_name([row[i] for row in result.rows]))
+        for i, name in enumerate(result.columns)
+    ]
+    return pb.StatementResult(
+        columns=columns,
+        rows=[pb.Row(values=[_value(v) for v in row]) for row in result.rows],
+        affected_rows=result.affected_rows,
+        warnings=[pb.Warning(level=w.level, code=w.code, message=w.message) for w in result.warnings],
+        query_id=query_id,
+    )
+
+
+def _peer_host(context: grpc.aio.ServicerContext) -> str:
+    peer = context.peer() or ""  # "ipv4:127.0.0.1:5555" / "ipv6:[::1]:5555"
+    return peer.split(":", 1)[1] if ":" in peer else peer
+
+
+class SecretInterceptor(grpc.aio.ServerInterceptor):
+    """Peer calls must carry the cluster secret; anything else is refused before it runs."""
+
+    def __init__(self, secret: str) -> None:
+        self._secret = secret.encode()
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        if details.method.startswith(_PEER_PREFIX):
+            sent = dict(details.invocation_metadata or ()).get(SECRET_HEADER, "")
+            sent_b = sent.encode() if isinstance(sent, str) else sent
+            if not hmac.compare_digest(sent_b, self._secret):
+                log.warning("refused %s: missing or wrong cluster secret", details.method)
+                return _refuse
+        return await continuation(details)
+
+
+async def _refuse_call(request: Any, context: grpc.aio.ServicerContext) -> None:
+    await context.abort(grpc.StatusCode.UNAUTHENTICATED, "cluster secret missing or wrong")
+
+
+_refuse = grpc.unary_unary_rpc_method_handler(_refuse_call)
+
+
+class PeerService(pb_grpc.PeerServicer):
+    def __init__(self, node: Node) -> None:
+        self.node = node
+
+    async def Kill(self, request: pb.PeerKillRequest, context: grpc.aio.ServicerContext) -> pb.KillResult:
+        me = self.node.config.address
+        try:
+            await self.node.kill_local(request.target, request.requester, request.requester_fe)
+        except SqlError as e:
+            return pb.KillResult(error=sql_error(e), owner_fe=me)
+        return pb.KillResult(owner_fe=me)
+
+    async def List(self, request: pb.PeerListRequest, context: grpc.aio.ServicerContext) -> pb.PeerListReply:
+        return pb.PeerListReply(rows=await self.node.list_local(request.requester), fe=self.node.config.address)
+
+
+class FrontendService(pb_grpc.FrontendServicer):
+    def __init__(self, node: Node) -> None:
+        self.node = node
+
+    async def _caller(self, context: grpc.aio.ServicerContext) -> UserRecord:
+        md = dict(context.invocation_metadata() or ())
+        user = await self.node.authenticate(str(md.get(USER_HEADER, "")), str(md.get(PASSWORD_HEADER, "")))
+        if user is None:
+            await context.abort(grpc.StatusCode.UNAUTHENTICATED, "Access denied: wrong user or password")
+        assert user is not None
+        return user
+
+    async def ShowProcesslist(
+        self, request: pb.ShowProcesslistRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ShowProcesslistReply:
+        user = await self._caller(context)
+        rows, failures = await self.node.router.processlist(user.name, local_only=request.local_only)
+        if not request.full:
+            for row in rows:
+                row.info = row.info[:INFO_LIMIT]
+        return pb.ShowProcesslistReply(rows=rows, errors=[pb.FeError(fe=f.fe, message=f.message) for f in failures])
+
+    async def Kill(self, request: pb.KillTarget, context: grpc.aio.ServicerContext) -> pb.KillResult:
+        user = await self._caller(context)
+        if request.WhichOneof("target") is None:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "KillTarget needs a connection_id or a query_id")
+        try:
+            owner = await self.node.router.kill(request, user.name)
+        except SqlError as e:
+            return pb.KillResult(error=sql_error(e))
+        return pb.KillResult(owner_fe=owner)
+
+    async def Execute(self, request: pb.ExecuteRequest, context: grpc.aio.ServicerContext) -> pb.StatementResult:
+        user = await self._caller(context)
+        session = await self._open(user, context, asyncio.Event())
+        try:
+            return await self._run(session, request.sql)
+        finally:
+            await self.node.close_session(session)
+
+    async def _open(self, user: UserRecord, context: grpc.aio.ServicerContext, killed: asyncio.Event) -> Session:
+        try:
+            conn_id = self.node.reserve_id()
+        except IdsExhausted:
+            await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, "Too many connections")
+        session = Session(self.node, conn_id, user, _peer_host(context), "grpc", killed.set)
+        await self.node.open_session(session)
+        return session
+
+    async def _run(self, session: Session, sql: str) -> pb.StatementResult:
+        try:
+            result = await session.execute(sql)
+        except SqlError as e:
+            return pb.StatementResult(error=sql_error(e), query_id=session.query_id)
+        return statement_result(result, session.query_id)
+
+    async def Session(
+        self, requests: AsyncIterator[pb.SessionRequest], context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[pb.SessionResponse]:
+        try:
+            first = await asyncio.wait_for(requests.__anext__(), HELLO_TIMEOUT)
+        except (StopAsyncIteration, asyncio.TimeoutError):
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "the session must start with a hello")
+        if first.WhichOneof("msg") != "hello":
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "the first message must be a hello")
+        hello = first.hello
+        user = await self.node.authenticate(hello.user, hello.password)
+        if user is None:
+            await context.abort(grpc.StatusCode.UNAUTHENTICATED, f"Access denied for user '{hello.user}'")
+        assert user is not None
+        killed = asyncio.Event()
+        session = await self._open(user, context, killed)
+        try:
+            if hello.database:
+                try:
+                    await session.use(hello.database)
+                except SqlError as e:
+                    await context.abort(grpc.StatusCode.NOT_FOUND, e.message)
+            me = self.node.config.address
+            yield pb.SessionResponse(welcome=pb.Welcome(connection_id=session.id, fe=me, server_version="fecluster"))
+            kill_wait = asyncio.ensure_future(killed.wait())
+            try:
+                while True:
+                    read = asyncio.ensure_future(requests.__anext__())
+                    await asyncio.wait({read, kill_wait}, return_when=asyncio.FIRST_COMPLETED)
+                    if kill_wait.done():
+                        read.cancel()
+                        break
+                    try:
+                        request = read.result()
+                    except StopAsyncIteration:
+                        return
+                    if request.WhichOneof("msg") != "sql":
+                        await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "expected a statement, got a second hello")
+                    yield pb.SessionResponse(result=await self._run(session, request.sql))
+                    if session.killed_by is not None:
+                        break
+            finally:
+                kill_wait.cancel()
+            await context.abort(
+                grpc.StatusCode.ABORTED, f"connection {session.id} was killed by {session.killed_by}"
+            )
+        finally:
+            await self.node.close_session(session)
+
+
+class GrpcListener:
+    def __init__(self, node: Node) -> None:
+        self.node = node
+        cfg = node.config
+        self.server = grpc.aio.server(
+            interceptors=[SecretInterceptor(cfg.cluster_secret)],
+            options=[
+                ("grpc.max_receive_message_length", MAX_MESSAGE),
+                ("grpc.max_send_message_length", 64 * 1024 * 1024),
+                ("grpc.so_reuseport", 0),
+            ],
+        )
+        pb_grpc.add_PeerServicer_to_server(PeerService(node), self.server)
+        pb_grpc.add_FrontendServicer_to_server(FrontendService(node), self.server)
+        self.health = health.aio.HealthServicer()
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
+        names = (
+            pb.DESCRIPTOR.services_by_name["Peer"].full_name,
+            pb.DESCRIPTOR.services_by_name["Frontend"].full_name,
+            health.SERVICE_NAME,
+            reflection.SERVICE_NAME,
+        )
+        reflection.enable_server_reflection(names, self.server)
+        creds = tls.server_credentials(cfg)
+        address = f"{cfg.bind_host}:{cfg.grpc_port}"
+        if creds is None:
+            port = self.server.add_insecure_port(address)
+        else:
+            port = self.server.add_secure_port(address, creds)
+        if port == 0:
+            raise OSError(f"cannot bind gRPC port {address}")
+
+    async def start(self) -> None:
+        await self.server.start()
+        await self.health.set("", health_pb2.HealthCheckResponse.SERVING)
+
+    async def stop_accepting(self) -> None:
+        await self.health.set("", health_pb2.HealthCheckResponse.NOT_SERVING)
+
+    async def stop(self) -> None:
+        await self.server.stop(grace=1.0)

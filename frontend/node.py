@@ -1,0 +1,253 @@
+"""An FE node: ``Node.startup()`` -> ``serve()`` -> ``shutdown()``.
+
+It owns the local sessions (whatever protocol carries them) and implements
+the ``LocalSessions`` side of routing: the owner's privilege check and
+teardown happen here, for local and forwarded kills alike.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import logging
+import tempfile
+import time
+from pathlib import Path
+
+from mysql_mimic.variables import SYSTEM_VARIABLES, VariableSchema
+
+from coordinator import errors
+from coordinator.accounts import Accounts
+from coordinator.connections import connect
+from coordinator.ids import ConnectionIds, QueryIds, server_id_of
+from coordinator.membership import REDIS_ERRORS, Membership
+from coordinator.pb import fecluster_pb2 as pb
+from coordinator.registry import FeRecord, Registry
+from coordinator.routing import PeerChannels, Router
+from coordinator.users import UserRecord, may_kill, may_see, native_password_hash
+from frontend import tls
+from frontend.backend import SqliteBackend
+from frontend.config import Config
+from frontend.executor import VERSION, VERSION_COMMENT, Executor
+from frontend.session import Session
+
+log = logging.getLogger("fecluster.node")
+
+__version__ = "0.1.0"
+
+
+def variable_schema(config: Config) -> dict[str, VariableSchema]:
+    schema = dict(SYSTEM_VARIABLES)
+    schema.update(
+        {
+            "version": (str, VERSION, False),
+            "version_comment": (str, VERSION_COMMENT, False),
+            "sql_mode": (str, "", True),
+            "show_all_fe_connection": (bool, True, True),
+            "default_storage_engine": (str, "sqlite", True),
+            "default_tmp_storage_engine": (str, "sqlite", True),
+            "transaction_isolation": (str, "REPEATABLE-READ", True),
+            "tx_isolation": (str, "REPEATABLE-READ", True),
+            "cloud_cluster": (str, config.cloud_cluster, False),
+        }
+    )
+    return schema
+
+
+class Node:
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.variable_schema = variable_schema(config)
+        self.sessions: dict[int, Session] = {}
+        self._reserved: set[int] = set()
+        self._tmp: tempfile.TemporaryDirectory[str] | None = None
+        self._stopping = asyncio.Event()
+        self._background: set[asyncio.Task[None]] = set()
+        self.executor = Executor(self)
+
+    # ------------------------------------------------------------ lifecycle
+
+    async def startup(self) -> None:
+        cfg = self.config
+        self.redis = connect(cfg.redis_url, timeout=cfg.redis_timeout, cluster=cfg.redis_cluster)
+        self.registry = Registry(self.redis, cfg.cluster)
+        self.users = Accounts(self.registry, cfg.root_password, cfg.redis_timeout)
+        record = FeRecord(0, cfg.address, cfg.mysql_address, time.time(), __version__)
+        self.membership = Membership(
+            self.registry,
+            record,
+            lease_ttl=cfg.lease_ttl,
+            live_connections=lambda: [s.record() for s in self.sessions.values()],
+            on_server_id_lost=self._server_id_lost,
+            on_users_changed=self.users.reload,
+        )
+        await self.membership.start(timeout=30)
+        await self.users.start()
+        self._new_id_space()
+        data = cfg.data_path
+        if data is None:
+            self._tmp = tempfile.TemporaryDirectory(prefix="fecluster-")
+            data = Path(self._tmp.name)
+        self.backend = SqliteBackend(data)
+        self.router = Router(
+            self.membership,
+            self,
+            PeerChannels(tls.channel_credentials(cfg), cfg.cluster_secret),
+            peer_timeout=cfg.peer_timeout,
+            audit=self.registry.audit_kill,
+        )
+        # Imported here: the listeners depend on the node, not the other way round.
+        from frontend.grpc_api import GrpcListener
+        from frontend.mysql import MysqlListener
+
+        self.grpc = GrpcListener(self)
+        await self.grpc.start()
+        self.mysql = MysqlListener(self)
+        await self.mysql.start()
+        log.info(
+            "FE %s up: server id %d, MySQL on %s, gRPC on %s, cluster %r",
+            cfg.address,
+            self.membership.server_id,
+            cfg.mysql_address,
+            cfg.address,
+            cfg.cluster,
+        )
+
+    async def serve(self) -> None:
+        await self._stopping.wait()
+
+    def request_stop(self) -> None:
+        self._stopping.set()
+
+    async def shutdown(self) -> None:
+        grace = self.config.shutdown_grace
+        log.info("FE %s stopping: %d sessions, grace %.1fs", self.config.address, len(self.sessions), grace)
+        await self.mysql.stop_accepting()
+        await self.grpc.stop_accepting()
+        deadline = time.monotonic() + grace
+        while any(s.command == "Query" for s in self.sessions.values()) and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        for session in list(self.sessions.values()):
+            session.kill_connection(by="shutdown")
+        deadline = time.monotonic() + 2
+        while self.sessions and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+        await self.grpc.stop()
+        await self.mysql.stop()
+        await self.router.close()
+        await self.membership.stop()
+        await asyncio.gather(*self._background, return_exceptions=True)
+        await self.redis.aclose()
+        self.backend.shutdown()
+        if self._tmp is not None:
+            self._tmp.cleanup()
+        log.info("FE %s stopped", self.config.address)
+
+    # ------------------------------------------------------------ identity
+
+    def _new_id_space(self) -> None:
+        sid = self.membership.server_id
+        self.conn_ids = ConnectionIds(sid)
+        self.query_ids = QueryIds(sid)
+
+    async def _server_id_lost(self, old: int, new: int) -> None:
+        for session in list(self.sessions.values()):
+            session.kill_connection(by=f"server id {old} was taken over by another FE")
+        self._new_id_space()
+
+    async def authenticate(self, name: str, password: str) -> UserRecord | None:
+        """Password check for gRPC callers (MySQL clients use the native scramble)."""
+        user = await self.users.get(name)
+        if user is None:
+            return None
+        if not hmac.compare_digest(user.auth_string, native_password_hash(password)):
+            return None
+        return user
+
+    # ------------------------------------------------------------ sessions
+
+    def reserve_id(self) -> int:
+        conn_id = self.conn_ids.allocate(_InUse(self.sessions, self._reserved))
+        self._reserved.add(conn_id)
+        return conn_id
+
+    def release_id(self, conn_id: int) -> None:
+        self._reserved.discard(conn_id)
+
+    async def open_session(self, session: Session) -> None:
+        """Make a new authenticated session live: local table, then the registry."""
+        self._reserved.discard(session.id)
+        self.sessions[session.id] = session
+        await self.registry_call(self.registry.add_connection(session.record()), dirty_on_error=True)
+
+    async def close_session(self, session: Session) -> None:
+        await session.close()
+        if self.sessions.pop(session.id, None) is None:
+            return
+        await self.registry_call(
+            self.registry.remove_connection(session.id, server_id_of(session.id) or 0), dirty_on_error=True
+        )
+
+    def registry_update(self, session: Session) -> None:
+        """Rewrite a session's record without delaying the statement (USE)."""
+        task = asyncio.create_task(
+            self.registry_call(self.registry.add_connection(session.record()), dirty_on_error=True)
+        )
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def registry_call(self, coro, *, dirty_on_error: bool = False):  # type: ignore[no-untyped-def]
+        """One registry call with the Redis deadline; failures degrade, never crash a session."""
+        if dirty_on_error and not self.membership.redis_ok:
+            coro.close()
+            self.membership.mark_dirty()
+            return None
+        try:
+            return await asyncio.wait_for(coro, self.config.redis_timeout)
+        except REDIS_ERRORS as e:
+            if not dirty_on_error:
+                raise errors.SqlError(errors.UNKNOWN_ERROR, f"registry unavailable (Redis): {e}") from e
+            log.warning("registry write failed, will re-sync: %s", e)
+            self.membership.mark_dirty()
+            return None
+
+    # ------------------------------------------------------------ LocalSessions
+
+    def _find(self, target: pb.KillTarget) -> Session:
+        if target.WhichOneof("target") == "query_id":
+            for session in self.sessions.values():
+                if session.query_id == target.query_id and session.command == "Query":
+                    return session
+            raise errors.unknown_query(target.query_id)
+        session = self.sessions.get(target.connection_id)
+        if session is None:
+            raise errors.unknown_thread(target.connection_id)
+        return session
+
+    async def kill_local(self, target: pb.KillTarget, requester: str, requester_fe: str) -> None:
+        session = self._find(target)
+        user = await self.users.fresh(requester)
+        if not may_kill(user, session.user):
+            log.info("refused KILL of %d by %s (from %s): not owner", session.id, requester, requester_fe)
+            raise errors.not_owner(session.id)
+        how = "QUERY" if target.kind == pb.KILL_QUERY else "CONNECTION"
+        log.info("KILL %s %d (user %s) by %s from %s", how, session.id, session.user, requester, requester_fe)
+        if target.kind == pb.KILL_QUERY:
+            session.kill_query()
+        else:
+            session.kill_connection(by=f"{requester} from FE {requester_fe}")
+
+    async def list_local(self, requester: str) -> list[pb.ProcessRow]:
+        user = self.users.cached(requester) or await self.users.fresh(requester)
+        return [s.process_row() for s in self.sessions.values() if may_see(user, s.user)]
+
+
+class _InUse:
+    """Ids taken: live sessions and handshakes in progress."""
+
+    def __init__(self, sessions: dict[int, Session], reserved: set[int]) -> None:
+        self.sessions = sessions
+        self.reserved = reserved
+
+    def __contains__(self, conn_id: object) -> bool:
+        return conn_id in self.sessions or conn_id in self.reserved

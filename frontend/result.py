@@ -1,0 +1,28 @@
+"""The protocol-neutral result of one statement."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class Warning:
+    level: str
+    code: int
+    message: str
+
+
+@dataclass
+class Result:
+    columns: list[str] = field(default_factory=list)
+    rows: list[tuple[Any, ...]] = field(default_factory=list)
+    affected_rows: int = 0
+    warnings: list[Warning] = field(default_factory=list)
+
+    @property
+    def has_rows(self) -> bool:
+        return bool(self.columns)
+
+
+OK = Result()

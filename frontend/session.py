@@ -1,0 +1,164 @@
+"""The session core: one per client connection, whichever protocol carries it.
+
+The MySQL and gRPC listeners are adapters over this class: they authenticate,
+hand statements to ``Session.execute`` and render its ``Result``. Killing
+works the same for both: ``kill_query`` cancels the running statement (the
+client sees 1317); ``kill_connection`` also asks the adapter to close.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+from mysql_mimic.variables import GlobalVariables, SessionVariables
+
+from coordinator import errors
+from coordinator.pb import fecluster_pb2 as pb
+from coordinator.registry import ConnectionRecord
+from coordinator.users import UserRecord
+from frontend.backend import BackendSession
+from frontend.result import Result, Warning
+
+if TYPE_CHECKING:
+    from frontend.node import Node
+
+INFO_LIMIT = 100
+CATALOG = "internal"
+
+
+class Session:
+    def __init__(
+        self,
+        node: Node,
+        conn_id: int,
+        user: UserRecord,
+        host: str,
+        protocol: str,
+        close_transport: Callable[[], None],
+        variables: SessionVariables | None = None,
+    ) -> None:
+        self.node = node
+        self.id = conn_id
+        self.user = user.name
+        self.host = host
+        self.protocol = protocol
+        self.login_time = datetime.now().strftime("%Y-%m-%d %H:%M:%S")
+        self.db: str | None = None
+        self.variables = variables or SessionVariables(GlobalVariables(node.variable_schema))
+        self.command = "Sleep"
+        self.state = "OK"
+        self.state_since = time.monotonic()
+        self.query_id = ""
+        self.info = ""
+        self.warnings: list[Warning] = []
+        self.killed_by: str | None = None  # set once KILL CONNECTION has hit this session
+        self._close_transport = close_transport
+        self._running: asyncio.Task[Result] | None = None
+        self._interrupted = False
+        self._backend: BackendSession | None = None
+
+    @property
+    def backend(self) -> BackendSession:
+        if self._backend is None:
+            self._backend = self.node.backend.session()
+        return self._backend
+
+    @property
+    def user_record(self) -> UserRecord | None:
+        return self.node.users.cached(self.user)
+
+    def record(self) -> ConnectionRecord:
+        me = self.node.membership.record
+        return ConnectionRecord(
+            id=self.id,
+            fe=me.address,
+            server_id=me.server_id,
+            user=self.user,
+            host=self.host,
+            login_time=self.login_time,
+            catalog=CATALOG,
+            db=self.db or "",
+            protocol=self.protocol,
+        )
+
+    # ------------------------------------------------------------ statements
+
+    async def execute(self, sql: str) -> Result:
+        """Run one statement; a KILL turns it into SqlError 1317."""
+        if self.killed_by is not None:
+            raise errors.interrupted()
+        self.command = "Query"
+        self.state_since = time.monotonic()
+        self.query_id = self.node.query_ids.next()
+        self.info = sql
+        task = asyncio.ensure_future(self.node.executor.run(self, sql))
+        self._running = task
+        try:
+            result = await task
+            self.state = "OK"
+            return result
+        except asyncio.CancelledError:
+            if self._interrupted and task.cancelled():
+                self.state = "ERR"
+                raise errors.interrupted() from None
+            raise
+        except Exception:
+            self.state = "ERR"
+            raise
+        finally:
+            self._running = None
+            self._interrupted = False
+            self.command = "Sleep"
+            self.state_since = time.monotonic()
+
+    async def use(self, database: str) -> None:
+        if not self.node.backend.has_database(database):
+            raise errors.SqlError(errors.BAD_DB, f"Unknown database '{database}'")
+        self.db = database
+        self.node.registry_update(self)
+
+    # ------------------------------------------------------------ kill
+
+    def kill_query(self) -> None:
+        """Interrupt the running statement, if any; an idle session is untouched."""
+        if self._running is not None and not self._running.done():
+            self._interrupted = True
+            self._running.cancel()
+
+    def kill_connection(self, by: str) -> None:
+        if self.killed_by is not None:
+            return
+        self.killed_by = by
+        self.kill_query()
+        self._close_transport()
+
+    # ------------------------------------------------------------ processlist
+
+    def process_row(self) -> pb.ProcessRow:
+        return pb.ProcessRow(
+            id=self.id,
+            user=self.user,
+            host=self.host,
+            login_time=self.login_time,
+            catalog=CATALOG,
+            db=self.db or "",
+            command=self.command,
+            time=int(time.monotonic() - self.state_since),
+            state=self.state,
+            query_id=self.query_id,
+            info=self.info,
+            fe=self.node.membership.record.address,
+            cloud_cluster=self.node.config.cloud_cluster or "",
+        )
+
+    async def close(self) -> None:
+        if self._running is not None:
+            self._interrupted = True
+            self._running.cancel()
+        if self._backend is not None:
+            self._backend.close()
+            self._backend = None
