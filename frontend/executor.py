@@ -140,6 +140,7 @@ def _is_constant_select(tree: exp.Expression) -> bool:
         and not tree.args.get("from")
         and not tree.args.get("with")
         and tree.find(exp.Table) is None
+        and not any(f.name.upper() == "SLEEP" for f in tree.find_all(exp.Anonymous))
     )
 
 

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
+from google.protobuf.message import DecodeError
 
 from coordinator import errors
 from coordinator.errors import SqlError
@@ -38,7 +39,8 @@ USER_HEADER = "x-fecluster-user"
 PASSWORD_HEADER = "x-fecluster-password"
 HELLO_TIMEOUT = 10.0
 MAX_MESSAGE = 4 * 1024 * 1024
-_PEER_PREFIX = f"/{pb.DESCRIPTOR.package}.Peer/"
+_OUR_PREFIX = f"/{pb.DESCRIPTOR.package}."
+_PEER_PREFIX = f"{_OUR_PREFIX}Peer/"
 
 
 def sql_error(e: SqlError) -> pb.SqlError:
@@ -92,6 +94,57 @@ def _peer_host(context: grpc.aio.ServicerContext) -> str:
     return peer.split(":", 1)[1] if ":" in peer else peer
 
 
+class _Garbage:
+    """Stands in for a request whose bytes are not the message they should be."""
+
+
+GARBAGE = _Garbage()
+
+
+def _tolerant(deserializer: Callable[[bytes], Any]) -> Callable[[bytes], Any]:
+    def parse(data: bytes) -> Any:
+        try:
+            return deserializer(data)
+        except DecodeError:
+            return GARBAGE
+
+    return parse
+
+
+async def _reject_garbage(context: grpc.aio.ServicerContext) -> None:
+    await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "malformed request: the bytes are not a valid message")
+
+
+def _checked(handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
+    """Garbage protobuf gets INVALID_ARGUMENT and a one-line log, not a traceback."""
+    deserializer = _tolerant(handler.request_deserializer)
+    serializer = handler.response_serializer
+    if handler.unary_unary is not None:
+        inner = handler.unary_unary
+
+        async def unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            if request is GARBAGE:
+                await _reject_garbage(context)
+            return await inner(request, context)
+
+        return grpc.unary_unary_rpc_method_handler(unary, deserializer, serializer)
+    if handler.stream_stream is not None:
+        stream = handler.stream_stream
+
+        async def streaming(requests: AsyncIterator[Any], context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+            async def checked() -> AsyncIterator[Any]:
+                async for request in requests:
+                    if request is GARBAGE:
+                        await _reject_garbage(context)
+                    yield request
+
+            async for response in stream(checked(), context):
+                yield response
+
+        return grpc.stream_stream_rpc_method_handler(streaming, deserializer, serializer)
+    return handler
+
+
 class SecretInterceptor(grpc.aio.ServerInterceptor):
     """Peer calls must carry the cluster secret; anything else is refused before it runs."""
 
@@ -109,7 +162,10 @@ class SecretInterceptor(grpc.aio.ServerInterceptor):
             if not hmac.compare_digest(sent_b, self._secret):
                 log.warning("refused %s: missing or wrong cluster secret", details.method)
                 return _refuse
-        return await continuation(details)
+        handler = await continuation(details)
+        if handler is not None and details.method.startswith(_OUR_PREFIX):
+            return _checked(handler)
+        return handler
 
 
 async def _refuse_call(request: Any, context: grpc.aio.ServicerContext) -> None:

@@ -1,0 +1,85 @@
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Iterator
+
+import pytest
+
+from frontend import procs
+from tests.support import Cluster, new_cluster
+
+log = logging.getLogger(__name__)
+
+
+def _docker_answers() -> bool:
+    try:
+        import docker
+
+        client = docker.from_env(timeout=3)
+        client.ping()
+        return True
+    except Exception:  # noqa: BLE001 - no engine, no socket, no permission: all mean "no"
+        return False
+
+
+DOCKER = _docker_answers()
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    """A real Redis on a free port: a testcontainers container when Docker
+    answers, the local redis-server binary otherwise."""
+    if DOCKER:
+        from testcontainers.redis import RedisContainer
+
+        with RedisContainer("redis:7-alpine") as container:
+            host = container.get_container_host_ip()
+            port = container.get_exposed_port(6379)
+            yield f"redis://{host}:{port}/0"
+        return
+    server = procs.start_redis()
+    try:
+        yield server.url
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def redis_server() -> Iterator[procs.RedisServer]:
+    """A private redis-server process that a test may stop and restart."""
+    server = procs.start_redis()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def cluster3(redis_url: str) -> Iterator[Cluster]:
+    """Three FEs sharing one Redis, reused by the tests that leave it as they found it."""
+    cluster = new_cluster(redis_url, 3)
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def fe(cluster3: Cluster):  # type: ignore[no-untyped-def]
+    return cluster3.fes[0]
+
+
+@pytest.fixture
+def make_cluster(redis_url: str) -> Iterator:  # type: ignore[type-arg]
+    clusters: list[Cluster] = []
+
+    def make(n: int, url: str | None = None, **extra: object) -> Cluster:
+        cluster = new_cluster(url or redis_url, n, **extra)
+        clusters.append(cluster)
+        return cluster
+
+    yield make
+    for cluster in clusters:
+        with contextlib.suppress(Exception):
+            cluster.stop()

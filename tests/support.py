@@ -1,0 +1,200 @@
+"""Test helpers: real redis-server, real FE processes, real clients."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pymysql
+import redis
+
+from frontend import procs
+
+T = TypeVar("T")
+REPO = Path(__file__).resolve().parents[1]
+
+
+def wait_for(predicate: Callable[[], T], timeout: float = 10.0, interval: float = 0.02, what: str = "") -> T:
+    """Poll until ``predicate()`` is truthy; fail with ``what`` after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        try:
+            last = predicate()
+        except Exception as e:  # noqa: BLE001 - keep polling through transient errors
+            last = e
+        else:
+            if last:
+                return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what or predicate}: last={last!r}")
+
+
+@dataclass
+class Fe:
+    name: str
+    mysql_port: int
+    grpc_port: int
+    proc: subprocess.Popen[bytes]
+    log: Path
+    args: list[str]
+
+    @property
+    def address(self) -> str:
+        """The value of the FE column."""
+        return f"127.0.0.1:{self.grpc_port}"
+
+    def connect(self, user: str = "root", password: str = "", **kw: Any) -> pymysql.Connection:
+        return pymysql.connect(
+            host="127.0.0.1",
+            port=self.mysql_port,
+            user=user,
+            password=password,
+            ssl_disabled=True,
+            autocommit=True,
+            connect_timeout=10,
+            read_timeout=kw.pop("read_timeout", 60),
+            **kw,
+        )
+
+    def query(self, sql: str, user: str = "root", password: str = "") -> tuple[tuple[Any, ...], ...]:
+        with contextlib.closing(self.connect(user, password)) as c, c.cursor() as cur:
+            cur.execute(sql)
+            return cur.fetchall()
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def signal(self, sig: int) -> None:
+        os.kill(self.proc.pid, sig)
+
+    def logs(self) -> str:
+        return self.log.read_text(errors="replace")
+
+
+@dataclass
+class Cluster:
+    redis_url: str
+    name: str
+    secret: str
+    fes: list[Fe] = field(default_factory=list)
+    workdir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="fecluster-test-")))
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def start_fe(self, wait: bool = True, **overrides: Any) -> Fe:
+        i = len(self.fes) + 1
+        mysql_port, grpc_port = procs.free_port(), procs.free_port()
+        flags: dict[str, Any] = {
+            "redis_url": self.redis_url,
+            "cluster": self.name,
+            "mysql_port": mysql_port,
+            "grpc_port": grpc_port,
+            "bind_host": "127.0.0.1",
+            "advertise_host": "127.0.0.1",
+            "cluster_secret": self.secret,
+            "data_dir": self.workdir / f"fe{i}",
+            "log_level": "DEBUG" if os.environ.get("FECLUSTER_TEST_DEBUG") else "INFO",
+            **self.extra,
+            **overrides,
+        }
+        args = procs.node_command(**flags)
+        log = self.workdir / f"fe{i}.log"
+        proc = procs.spawn(args, env=procs.node_env(), log=log)
+        fe = Fe(f"fe{i}", mysql_port, grpc_port, proc, log, args)
+        self.fes.append(fe)
+        if wait:
+            self.wait_ready(fe)
+        return fe
+
+    def wait_ready(self, fe: Fe) -> None:
+        try:
+            procs.wait_port("127.0.0.1", fe.mysql_port, 30, fe.proc)
+        except Exception as e:
+            raise AssertionError(f"{fe.name} did not start: {e}\n{fe.logs()}") from e
+
+    def redis(self) -> redis.Redis:
+        return redis.Redis.from_url(self.redis_url, decode_responses=True, socket_timeout=5)
+
+    def registry_ids(self) -> set[int]:
+        with contextlib.closing(self.redis()) as r:
+            return {int(k) for k in r.hkeys(f"fecluster:{{{self.name}}}:conns")}
+
+    def stop(self) -> None:
+        for fe in self.fes:
+            procs.stop(fe.proc)
+
+
+def new_cluster(redis_url: str, n: int, **extra: Any) -> Cluster:
+    cluster = Cluster(redis_url, f"t{uuid.uuid4().hex[:8]}", uuid.uuid4().hex, extra=extra)
+    for _ in range(n):
+        cluster.start_fe(wait=False)
+    for fe in cluster.fes:
+        cluster.wait_ready(fe)
+    return cluster
+
+
+class Running:
+    """Run a statement in a thread; ``result()`` gives (outcome, seconds)."""
+
+    def __init__(self, conn: pymysql.Connection, sql: str) -> None:
+        self.conn = conn
+        self.sql = sql
+        self.outcome: Any = None
+        self.elapsed = 0.0
+        self.finished_at = 0.0
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        start = time.monotonic()
+        try:
+            with self.conn.cursor() as cur:
+                cur.execute(self.sql)
+                self.outcome = cur.fetchall()
+        except Exception as e:  # noqa: BLE001
+            self.outcome = e
+        self.finished_at = time.monotonic()
+        self.elapsed = self.finished_at - start
+
+    def join(self, timeout: float = 10) -> Any:
+        self.thread.join(timeout)
+        assert not self.thread.is_alive(), f"{self.sql!r} still running after {timeout}s"
+        return self.outcome
+
+
+def wait_running(fe: Fe, conn_id: int, timeout: float = 10) -> tuple[Any, ...]:
+    """Wait until ``conn_id`` shows Command=Query in processlist seen from ``fe``."""
+
+    def running() -> tuple[Any, ...] | None:
+        for row in fe.query("SHOW FULL PROCESSLIST"):
+            if row[1] == conn_id and row[7] == "Query":
+                return row
+        return None
+
+    return wait_for(running, timeout, what=f"connection {conn_id} to run a statement")
+
+
+def error_code(outcome: Any) -> int | None:
+    if isinstance(outcome, pymysql.err.MySQLError) and outcome.args:
+        return int(outcome.args[0])
+    return None
+
+
+@contextlib.contextmanager
+def stopped(fe: Fe) -> Iterator[None]:
+    """SIGSTOP an FE for the duration of the block."""
+    fe.signal(signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        fe.signal(signal.SIGCONT)

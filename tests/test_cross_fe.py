@@ -1,0 +1,226 @@
+"""KILL and SHOW PROCESSLIST across FEs, routed over gRPC to the owner (issue 3)."""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import os
+import signal
+import subprocess
+import time
+import uuid
+
+import grpc
+import pymysql
+import pytest
+
+from coordinator.pb import fecluster_pb2 as pb
+from coordinator.pb import fecluster_pb2_grpc as pb_grpc
+from tests.support import Cluster, Fe, Running, error_code, stopped, wait_for, wait_running
+from tests.tcp_lb import RoundRobin
+
+PAIRS = list(itertools.permutations(range(3), 2))
+
+
+def _fails(conn: pymysql.Connection, sql: str) -> tuple[int | None, str]:
+    with pytest.raises(pymysql.err.MySQLError) as e, conn.cursor() as cur:
+        cur.execute(sql)
+    return error_code(e.value), str(e.value.args[1]) if len(e.value.args) > 1 else ""
+
+
+@pytest.mark.parametrize("a,b", PAIRS, ids=[f"fe{a + 1}-kills-on-fe{b + 1}" for a, b in PAIRS])
+def test_kill_query_across_every_pair(cluster3: Cluster, a: int, b: int) -> None:
+    receiver, owner = cluster3.fes[a], cluster3.fes[b]
+    with contextlib.closing(owner.connect()) as victim, contextlib.closing(receiver.connect()) as killer:
+        run = Running(victim, "SELECT SLEEP(30)")
+        wait_running(receiver, victim.thread_id())
+        sent = time.monotonic()
+        with killer.cursor() as cur:
+            cur.execute(f"KILL QUERY {victim.thread_id()}")
+        assert error_code(run.join()) == 1317
+        assert run.finished_at - sent < 1.0
+        with victim.cursor() as cur:
+            cur.execute("SELECT 1")
+            assert cur.fetchall() == ((1,),)
+
+
+@pytest.mark.parametrize("a,b", PAIRS, ids=[f"fe{a + 1}-kills-on-fe{b + 1}" for a, b in PAIRS])
+def test_kill_connection_across_every_pair(cluster3: Cluster, a: int, b: int) -> None:
+    receiver, owner = cluster3.fes[a], cluster3.fes[b]
+    victim = owner.connect()
+    vid = victim.thread_id()
+    with contextlib.closing(receiver.connect()) as killer:
+        run = Running(victim, "SELECT SLEEP(30)")
+        wait_running(receiver, vid)
+        with killer.cursor() as cur:
+            cur.execute(f"KILL CONNECTION {vid}")
+        assert error_code(run.join()) == 1317
+        assert _fails(victim, "SELECT 1")[0] in (2013, 2006)
+        wait_for(lambda: vid not in cluster3.registry_ids(), 5, what="registry row removed")
+
+
+@pytest.mark.parametrize("a,b", [(0, 1), (2, 0)])
+def test_kill_query_by_query_id_from_processlist(cluster3: Cluster, a: int, b: int) -> None:
+    receiver, owner = cluster3.fes[a], cluster3.fes[b]
+    with contextlib.closing(owner.connect()) as victim, contextlib.closing(receiver.connect()) as killer:
+        run = Running(victim, "SELECT SLEEP(30)")
+        row = wait_running(receiver, victim.thread_id())
+        query_id = row[10]
+        with killer.cursor() as cur:
+            cur.execute(f"KILL QUERY '{query_id}'")
+        assert error_code(run.join()) == 1317
+        # the query is over: its id is unknown now
+        assert _fails(killer, f"KILL QUERY '{query_id}'") == (1097, f"Unknown query id: {query_id}")
+
+
+def test_privilege_matrix_across_fes(cluster3: Cluster) -> None:
+    fe1, fe2, fe3 = cluster3.fes
+    alice, bob, ops = (f"{n}{uuid.uuid4().hex[:6]}" for n in ("alice", "bob", "ops"))
+    for name in (alice, bob, ops):
+        fe1.query(f"CREATE USER '{name}' IDENTIFIED BY 'pw'")
+    fe1.query(f"GRANT ADMIN_PRIV ON *.*.* TO '{ops}'")
+
+    with contextlib.closing(fe2.connect(alice, "pw")) as alice_victim, \
+            contextlib.closing(fe3.connect(alice, "pw")) as alice_killer, \
+            contextlib.closing(fe3.connect(bob, "pw")) as bob_conn, \
+            contextlib.closing(fe1.connect(ops, "pw")) as ops_conn:
+        vid = alice_victim.thread_id()
+        run = Running(alice_victim, "SELECT SLEEP(30)")
+        wait_running(fe1, vid)
+        # another user without ADMIN_PRIV: 1095, and the victim keeps running
+        assert _fails(bob_conn, f"KILL QUERY {vid}") == (1095, f"You are not owner of thread {vid}")
+        assert _fails(bob_conn, f"KILL {vid}")[0] == 1095
+        assert wait_running(fe3, vid)
+        assert run.thread.is_alive()
+        # the owner kills their own
+        with alice_killer.cursor() as cur:
+            cur.execute(f"KILL QUERY {vid}")
+        assert error_code(run.join()) == 1317
+        # an admin kills anyone's
+        run = Running(alice_victim, "SELECT SLEEP(30)")
+        wait_running(fe1, vid)
+        with ops_conn.cursor() as cur:
+            cur.execute(f"KILL QUERY {vid}")
+        assert error_code(run.join()) == 1317
+        # unknown id on a live FE's id space, and unknown query id
+        unknown = (vid & ~0xFFFFF) | 0xFFFFE
+        assert _fails(bob_conn, f"KILL {unknown}") == (1094, f"Unknown thread id: {unknown}")
+        assert _fails(bob_conn, "KILL QUERY '0123456789abcdef-0123456789abcdef'")[0] == 1097
+
+
+def test_peer_calls_need_the_cluster_secret(cluster3: Cluster) -> None:
+    owner = cluster3.fes[1]
+    with contextlib.closing(owner.connect()) as victim:
+        run = Running(victim, "SELECT SLEEP(30)")
+        wait_running(owner, victim.thread_id())
+        target = pb.KillTarget(connection_id=victim.thread_id(), kind=pb.KILL_CONNECTION)
+        with grpc.insecure_channel(owner.address) as channel:
+            stub = pb_grpc.PeerStub(channel)
+            for metadata in ((), (("x-fecluster-secret", "wrong"),)):
+                with pytest.raises(grpc.RpcError) as e:
+                    stub.Kill(pb.PeerKillRequest(requester="root", target=target), metadata=metadata, timeout=5)
+                assert e.value.code() == grpc.StatusCode.UNAUTHENTICATED
+                with pytest.raises(grpc.RpcError) as e:
+                    stub.List(pb.PeerListRequest(requester="root"), metadata=metadata, timeout=5)
+                assert e.value.code() == grpc.StatusCode.UNAUTHENTICATED
+            # garbage bytes where a PeerKillRequest should be, with the right secret
+            raw = channel.unary_unary("/fecluster.v1.Peer/Kill")
+            with pytest.raises(grpc.RpcError) as e:
+                raw(b"\xff\xff\xff garbage", metadata=(("x-fecluster-secret", cluster3.secret),), timeout=5)
+            assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+            assert "malformed request" in e.value.details()
+        assert run.thread.is_alive()
+        assert wait_running(owner, victim.thread_id())
+        victim_id = victim.thread_id()
+        owner.query(f"KILL QUERY {victim_id}")
+        assert error_code(run.join()) == 1317
+
+
+def _registry_rows(cluster: Cluster) -> dict[int, str]:
+    import json
+
+    with contextlib.closing(cluster.redis()) as r:
+        raw = r.hgetall(f"fecluster:{{{cluster.name}}}:conns")
+    return {int(k): json.loads(v)["fe"] for k, v in raw.items()}
+
+
+def test_processlist_on_each_fe_lists_all_three_and_matches_the_registry(cluster3: Cluster) -> None:
+    conns = [fe.connect() for fe in cluster3.fes for _ in range(2)]
+    try:
+        expected = {c.thread_id(): cluster3.fes[i // 2].address for i, c in enumerate(conns)}
+        for fe in cluster3.fes:
+            with contextlib.closing(fe.connect()) as me, me.cursor() as cur:
+                cur.execute("SHOW PROCESSLIST")
+                rows = cur.fetchall()
+                seen = {r[1]: r[12] for r in rows}
+                assert {k: seen.get(k) for k in expected} == expected
+                assert [r[1] for r in rows] == sorted(r[1] for r in rows)  # ordered by Id
+                assert [r[1] for r in rows if r[0] == "Yes"] == [me.thread_id()]
+                registry = _registry_rows(cluster3)
+                assert registry == seen  # row for row, owner for owner
+                cur.execute("SHOW WARNINGS")
+                assert cur.fetchall() == ()
+                cur.execute("SET show_all_fe_connection = false")
+                cur.execute("SHOW PROCESSLIST")
+                assert {r[12] for r in cur.fetchall()} == {fe.address}
+                cur.execute("SELECT COUNT(*) FROM information_schema.processlist")
+                assert cur.fetchall()[0][0] == 3  # two of ours plus me
+    finally:
+        for c in conns:
+            c.close()
+
+
+def test_non_admin_sees_only_own_connections_cluster_wide(cluster3: Cluster) -> None:
+    fe1, fe2, fe3 = cluster3.fes
+    name = f"carol{uuid.uuid4().hex[:6]}"
+    fe1.query(f"CREATE USER '{name}' IDENTIFIED BY 'pw'")
+    with contextlib.closing(fe2.connect(name, "pw")) as a, contextlib.closing(fe3.connect(name, "pw")) as b, \
+            contextlib.closing(fe1.connect()):
+        rows = fe1.query("SHOW PROCESSLIST", name, "pw")
+        assert {r[2] for r in rows} == {name}
+        assert {a.thread_id(), b.thread_id()} <= {r[1] for r in rows}
+
+
+def test_frozen_fe_is_reported_and_nothing_hangs(make_cluster) -> None:  # type: ignore[no-untyped-def]
+    cluster = make_cluster(3, peer_timeout=1.0)
+    fe1, fe2, fe3 = cluster.fes
+    frozen_conn, fe2_conn = fe3.connect(), fe2.connect()
+    fid = frozen_conn.thread_id()
+    with contextlib.closing(fe2_conn), contextlib.closing(fe1.connect()) as conn, conn.cursor() as cur, stopped(fe3):
+        start = time.monotonic()
+        cur.execute("SHOW PROCESSLIST")
+        rows = cur.fetchall()
+        took = time.monotonic() - start
+        assert took < 1.0 + 1.5
+        assert conn.get_server_info() and {r[12] for r in rows} == {fe1.address, fe2.address}
+        cur.execute("SHOW WARNINGS")
+        warnings = cur.fetchall()
+        assert len(warnings) == 1 and warnings[0][1] == 1105 and fe3.address in warnings[0][2]
+        start = time.monotonic()
+        code, message = _fails(conn, f"KILL {fid}")
+        assert code == 1105 and fe3.address in message
+        assert time.monotonic() - start < 1.0 + 1.5
+    frozen_conn.close()
+
+
+def test_mysql_client_ctrl_c_through_a_load_balancer(cluster3: Cluster) -> None:
+    """The mysql client's Ctrl+C sends KILL QUERY over a new connection: through
+    a round-robin balancer it lands on the other FE, which routes it home."""
+    fe1, fe2 = cluster3.fes[:2]
+    with RoundRobin([fe1.mysql_port, fe2.mysql_port]) as lb:
+        client = subprocess.Popen(
+            ["mariadb", "-h", "127.0.0.1", "-P", str(lb.port), "-u", "root", "--skip-ssl", "-e", "SELECT SLEEP(30)"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )
+        try:
+            wait_for(lambda: any(r[7] == "Query" and r[11] == "SELECT SLEEP(30)" for r in fe1.query("SHOW PROCESSLIST")),
+                     10, what="the client's SLEEP to run")
+            sent = time.monotonic()
+            os.kill(client.pid, signal.SIGINT)
+            out, err = client.communicate(timeout=10)
+            took = time.monotonic() - sent
+        finally:
+            client.kill()
+        assert "Query execution was interrupted" in err, (out, err)
+        assert took < 2.0
+        assert len(set(lb.picks[:2])) == 2  # the KILL did land on the other FE

@@ -1,0 +1,83 @@
+"""Pure rules: privileges, password hashes, processlist rows, KILL parsing."""
+
+from __future__ import annotations
+
+import pytest
+
+from coordinator import errors
+from coordinator.errors import SqlError
+from coordinator.pb import fecluster_pb2 as pb
+from coordinator.processlist import COLUMNS, INFO_LIMIT, format_row
+from coordinator.users import ADMIN_PRIV, UserRecord, may_kill, native_password_hash, root_user
+from frontend.executor import parse_kill_target
+
+ALICE = UserRecord("alice", native_password_hash("a"))
+ADMIN = UserRecord("ops", "", frozenset({ADMIN_PRIV}))
+
+
+def test_kill_rule_is_owner_or_admin() -> None:
+    assert may_kill(ALICE, "alice")
+    assert not may_kill(ALICE, "root")
+    assert may_kill(ADMIN, "alice")
+    assert may_kill(root_user(""), "alice")
+    assert not may_kill(None, "alice")  # an unknown requester is nobody's owner
+
+
+def test_native_password_hash_matches_mysql() -> None:
+    # SELECT PASSWORD('secret') on MySQL 5.7 -> *14E65567ABDB5135D0CFD9A70B3032C179A49EE7
+    assert native_password_hash("secret").upper() == "14E65567ABDB5135D0CFD9A70B3032C179A49EE7"
+    assert native_password_hash("") == ""
+
+
+def test_user_record_round_trips() -> None:
+    user = UserRecord("bob", native_password_hash("x"), frozenset({ADMIN_PRIV}))
+    assert UserRecord.from_json("bob", user.to_json()) == user
+
+
+def _row(**kw: object) -> pb.ProcessRow:
+    base = dict(id=5, user="u", host="h:1", login_time="2024-11-04 20:18:07", catalog="internal", db="test",
+                command="Query", time=3, state="OK", query_id="q", info="x" * 150, fe="10.0.0.1:9020")
+    base.update(kw)
+    return pb.ProcessRow(**base)  # type: ignore[arg-type]
+
+
+def test_row_has_the_seed_columns_in_order() -> None:
+    assert COLUMNS == ("CurrentConnected", "Id", "User", "Host", "LoginTime", "Catalog", "Db", "Command", "Time",
+                       "State", "QueryId", "Info", "FE", "CloudCluster")
+    row = format_row(_row(), caller_id=5, full=False)
+    assert len(row) == 14
+    assert row[0] == "Yes" and row[1] == 5 and row[12] == "10.0.0.1:9020"
+    assert len(row[11]) == INFO_LIMIT == 100
+    assert row[13] is None  # CloudCluster unset is NULL
+    assert format_row(_row(), caller_id=6, full=True)[0] == "No"
+    assert len(format_row(_row(), caller_id=6, full=True)[11]) == 150
+    assert format_row(_row(cloud_cluster="cc1"), 1, False)[13] == "cc1"
+
+
+@pytest.mark.parametrize(
+    "kind,arg,code",
+    [
+        (None, "0", errors.UNKNOWN_THREAD),
+        (None, "-1", errors.UNKNOWN_THREAD),
+        (None, "99999999999", errors.UNKNOWN_THREAD),
+        (None, "4294967296", errors.UNKNOWN_THREAD),
+        (None, "abc", errors.PARSE_ERROR),
+        ("connection", "1 2", errors.PARSE_ERROR),
+        ("query", "'not-a-query-id'", errors.UNKNOWN_QUERY),
+        (None, "'abc'", errors.PARSE_ERROR),
+    ],
+)
+def test_bad_kill_arguments(kind: str | None, arg: str, code: int) -> None:
+    with pytest.raises(SqlError) as e:
+        parse_kill_target(kind, arg, own_id=42)
+    assert e.value.code == code
+
+
+def test_kill_targets() -> None:
+    assert parse_kill_target(None, "1048577", 9).connection_id == 1048577
+    assert parse_kill_target("QUERY", "1048577", 9).kind == pb.KILL_QUERY
+    assert parse_kill_target("connection", "connection_id()", 9).connection_id == 9
+    qid = "0001018f3c2d9e00-1234567800000001"
+    target = parse_kill_target("query", f"'{qid}'", 9)
+    assert target.query_id == qid and target.kind == pb.KILL_QUERY
+    assert parse_kill_target("query", "'1048577'", 9).connection_id == 1048577
