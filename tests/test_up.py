@@ -1,0 +1,91 @@
+"""`fecluster up`: the README's local cluster, and that Ctrl+C leaves nothing behind."""
+
+from __future__ import annotations
+
+import os
+import random
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import psutil
+import pytest
+
+from tests.support import REPO, wait_for
+
+
+def _free_block(n: int) -> int:
+    for _ in range(100):
+        base = random.randint(20000, 50000)
+        try:
+            socks = []
+            for port in range(base, base + n):
+                s = socket.socket()
+                socks.append(s)
+                s.bind(("127.0.0.1", port))
+            return base
+        except OSError:
+            continue
+        finally:
+            for s in socks:
+                s.close()
+    raise RuntimeError("no free port block")
+
+
+def _up(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "frontend.cli", "up", *args],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=REPO, env=env or os.environ.copy(),
+    )
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_up_runs_a_cluster_and_stops_clean(sig: int) -> None:
+    mysql, grpc_port = _free_block(3), _free_block(3)
+    proc = _up("--nodes", "3", "--mysql-port", str(mysql), "--grpc-port", str(grpc_port))
+    lines: list[str] = []
+    try:
+        assert proc.stdout is not None
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            if not line:
+                break
+            lines.append(line)
+            if "Ctrl+C stops everything" in line:
+                break
+        text = "".join(lines)
+        assert "Ctrl+C stops everything" in text, text
+        for i in range(3):
+            assert f"127.0.0.1:{mysql + i}" in text and f"127.0.0.1:{grpc_port + i}" in text
+        children = psutil.Process(proc.pid).children(recursive=True)
+        assert len(children) == 4  # redis-server + 3 FEs
+        out = subprocess.run(
+            ["mariadb", "-h", "127.0.0.1", "-P", str(mysql + 1), "-u", "root", "--skip-ssl", "-e", "show processlist"],
+            capture_output=True, text=True, timeout=30,
+        )
+        assert out.returncode == 0, out.stderr
+        header, row = out.stdout.strip().splitlines()
+        assert len(header.split("\t")) == 14 and row.split("\t")[12] == f"127.0.0.1:{grpc_port + 1}"
+        proc.send_signal(sig)
+        assert proc.wait(30) == 0
+        wait_for(lambda: not any(c.is_running() and c.status() != psutil.STATUS_ZOMBIE for c in children), 10,
+                 what="every child to exit")
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+
+def test_up_without_redis_server_says_how_to_get_one(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    (bindir / "python").symlink_to(sys.executable)
+    env = {**os.environ, "PATH": str(bindir)}
+    assert shutil.which("redis-server", path=env["PATH"]) is None
+    proc = _up("--mysql-port", str(_free_block(1)), "--grpc-port", str(_free_block(1)), env=env)
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 2
+    assert "redis-server not found" in out and "--redis-url" in out
