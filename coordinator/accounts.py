@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 
 from coordinator import errors
 from coordinator.errors import SqlError
@@ -21,9 +22,12 @@ def _unavailable(e: BaseException) -> SqlError:
 
 
 class Accounts:
-    def __init__(self, registry: Registry, root_password: str, timeout: float) -> None:
+    def __init__(
+        self, registry: Registry, root_password: str, timeout: float, redis_ok: Callable[[], bool] = lambda: True
+    ) -> None:
         self.registry = registry
         self.timeout = timeout
+        self._redis_ok = redis_ok
         self._root = root_user(root_password)
         self._users: dict[str, UserRecord] = {ROOT: self._root}
 
@@ -40,6 +44,12 @@ class Accounts:
         users.setdefault(ROOT, self._root)
         self._users = users
 
+    async def restore(self) -> None:
+        """Redis came back empty: write back every user this FE knows, so a
+        Redis restart loses no accounts (HSETNX: a newer write elsewhere wins)."""
+        for user in list(self._users.values()):
+            await self.registry.put_user(user, only_new=True)
+
     def cached(self, name: str) -> UserRecord | None:
         return self._users.get(name)
 
@@ -52,6 +62,8 @@ class Accounts:
 
     async def fresh(self, name: str) -> UserRecord | None:
         """For privilege checks on the owner: Redis first, the cache if it is away."""
+        if not self._redis_ok():
+            return self._users.get(name)
         try:
             raw = await asyncio.wait_for(self.registry.redis.hget(self.registry.keys.users, name), self.timeout)
         except REDIS_ERRORS:

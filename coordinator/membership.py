@@ -30,6 +30,7 @@ class Membership:
         live_connections: Callable[[], list[ConnectionRecord]],
         on_server_id_lost: Callable[[int, int], Awaitable[None]],
         on_users_changed: Callable[[], Awaitable[None]],
+        on_registry_lost: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self.registry = registry
         self.record = record
@@ -41,6 +42,7 @@ class Membership:
         self._live_connections = live_connections
         self._on_server_id_lost = on_server_id_lost
         self._on_users_changed = on_users_changed
+        self._on_registry_lost = on_registry_lost
         self._needs_sync = False
         self._task: asyncio.Task[None] | None = None
         self._listener: asyncio.Task[None] | None = None
@@ -71,8 +73,10 @@ class Membership:
         self._listener = asyncio.create_task(self._listen(), name="registry-events")
 
     def mark_dirty(self) -> None:
-        """A registry write failed: rewrite this FE's rows at the next chance."""
+        """A registry write failed: serve from caches (no more waiting on Redis)
+        and rewrite this FE's rows as soon as Redis answers again."""
         self._needs_sync = True
+        self.redis_ok = False
         self._wake.set()
 
     async def stop(self) -> None:
@@ -107,10 +111,11 @@ class Membership:
             state = await self.registry.renew_lease(self.server_id, self.token, self.ttl_ms)
             if state == 0:
                 await self._take_new_server_id()
-                state = 2
-            if state == 2 or not self.redis_ok or self._needs_sync:
-                if state == 2:
-                    log.warning("registry lost server id %d's lease (Redis restarted?); re-registering", self.server_id)
+            elif state == 2:
+                log.warning("registry lost server id %d's lease (Redis restarted?); re-registering", self.server_id)
+                if self._on_registry_lost is not None:
+                    await self._on_registry_lost()
+            if state != 1 or not self.redis_ok or self._needs_sync:
                 await self._resync()
             self.members = await self.registry.live_fes()
             if not self.redis_ok:

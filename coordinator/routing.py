@@ -139,6 +139,7 @@ class Router:
                 raw, lease_alive = await asyncio.wait_for(pipe.execute(), self.peer_timeout)
             except REDIS_ERRORS as e:
                 log.warning("registry lookup of %d failed, routing by the id's server id: %s", conn_id, e)
+                self.membership.mark_dirty()
             else:
                 if not lease_alive:  # the owner is dead: its connections are gone
                     raise errors.unknown_thread(conn_id)
@@ -211,6 +212,7 @@ class Router:
                 self.membership.members = members
             except REDIS_ERRORS as e:
                 log.warning("membership refresh failed, using the cached view: %s", e)
+                self.membership.mark_dirty()
         members = dict(self.membership.members)
         members[self.me.server_id] = self.me
         return members

@@ -232,6 +232,8 @@ class FrontendService(pb_grpc.FrontendServicer):
             await self.node.close_session(session)
 
     async def _open(self, user: UserRecord, context: grpc.aio.ServicerContext, killed: asyncio.Event) -> Session:
+        if not self.node.accepting:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, "this FE is shutting down")
         try:
             conn_id = self.node.reserve_id()
         except IdsExhausted:

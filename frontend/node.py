@@ -62,6 +62,7 @@ class Node:
         self._reserved: set[int] = set()
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
         self._stopping = asyncio.Event()
+        self.accepting = True
         self._background: set[asyncio.Task[None]] = set()
         self.executor = Executor(self)
 
@@ -71,7 +72,9 @@ class Node:
         cfg = self.config
         self.redis = connect(cfg.redis_url, timeout=cfg.redis_timeout, cluster=cfg.redis_cluster)
         self.registry = Registry(self.redis, cfg.cluster)
-        self.users = Accounts(self.registry, cfg.root_password, cfg.redis_timeout)
+        self.users = Accounts(
+            self.registry, cfg.root_password, cfg.redis_timeout, redis_ok=lambda: self.membership.redis_ok
+        )
         record = FeRecord(0, cfg.address, cfg.mysql_address, time.time(), __version__)
         self.membership = Membership(
             self.registry,
@@ -80,6 +83,7 @@ class Node:
             live_connections=lambda: [s.record() for s in self.sessions.values()],
             on_server_id_lost=self._server_id_lost,
             on_users_changed=self.users.reload,
+            on_registry_lost=self.users.restore,
         )
         await self.membership.start(timeout=30)
         await self.users.start()
@@ -122,6 +126,7 @@ class Node:
     async def shutdown(self) -> None:
         grace = self.config.shutdown_grace
         log.info("FE %s stopping: %d sessions, grace %.1fs", self.config.address, len(self.sessions), grace)
+        self.accepting = False
         await self.mysql.stop_accepting()
         await self.grpc.stop_accepting()
         deadline = time.monotonic() + grace
