@@ -162,6 +162,8 @@ class FeConnection(Connection):
             pass
         except MysqlError as e:  # malformed framing from the client
             log.info("closing connection %d: %s", self.connection_id, e.msg)
+        except Exception as e:  # noqa: BLE001 - a broken client ends its own connection only
+            log.info("connection %d ended: %r", self.connection_id, e)
         finally:
             await self.session.close()
 
@@ -169,14 +171,22 @@ class FeConnection(Connection):
         await self.stream.write(self.error(msg=e.message, code=e.code))
 
     async def handle_query(self, data: bytes) -> None:
-        com_query = packets.parse_com_query(
-            capabilities=self.capabilities, client_charset=self.client_charset, data=data
-        )
+        try:
+            com_query = packets.parse_com_query(
+                capabilities=self.capabilities, client_charset=self.client_charset, data=data
+            )
+        except (UnicodeDecodeError, ValueError, IndexError) as e:
+            await self._write_error(SqlError(errors.INVALID_STRING, f"Malformed COM_QUERY: {e}"))
+            return
         assert self.session.core is not None
         try:
             result = await self.session.core.execute(com_query.sql)
         except SqlError as e:
             await self._write_error(e)
+            return
+        except Exception as e:  # a bug of ours: say so in the log, answer 1105, keep the session
+            log.exception("statement failed on connection %d: %r", self.connection_id, com_query.sql[:200])
+            await self._write_error(SqlError(errors.UNKNOWN_ERROR, f"internal error: {e!r}"))
             return
         if not result.has_rows:
             await self.stream.write(self.ok(affected_rows=result.affected_rows, warnings=len(result.warnings)))
