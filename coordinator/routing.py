@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
+from datetime import datetime
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Protocol
@@ -175,11 +175,11 @@ class Router:
         if self._audit is None or not self.membership.redis_ok:
             return
         entry: dict[str, object] = {
-            "time": f"{time.time():.3f}",
+            "time": datetime.now().strftime("%Y-%m-%d %H:%M:%S.%f")[:-3],
             "requester": requester,
             "received_on": self.me.address,
             "target": target.query_id or target.connection_id,
-            "kind": pb.KillKind.Name(target.kind),
+            "kind": "QUERY" if target.kind == pb.KILL_QUERY else "CONNECTION",
             "owner": owner.address if owner else "",
             "outcome": outcome,
         }

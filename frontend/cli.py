@@ -93,6 +93,7 @@ def cmd_up(args: argparse.Namespace) -> int:
                 bind_host=args.advertise_host,
                 cluster_secret=secret,
                 lease_ttl=args.lease_ttl,
+                shutdown_grace=args.shutdown_grace,
                 data_dir=work / f"fe{i + 1}",
             )
             env = procs.node_env()
@@ -219,6 +220,7 @@ def parser() -> argparse.ArgumentParser:
     up.add_argument("--cluster-secret", default=os.environ.get("FECLUSTER_CLUSTER_SECRET", ""))
     up.add_argument("--root-password", default=os.environ.get("FECLUSTER_ROOT_PASSWORD", ""))
     up.add_argument("--lease-ttl", type=float, default=10.0)
+    up.add_argument("--shutdown-grace", type=float, default=3.0, help="seconds running statements get on Ctrl+C")
     up.set_defaults(func=cmd_up)
 
     for name, func, help_text in (
