@@ -96,14 +96,14 @@ class Membership:
         while True:
             try:
                 await asyncio.wait_for(self._wake.wait(), self.renew_interval)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
             self._wake.clear()
             try:
                 await self.tick()
             except asyncio.CancelledError:
                 raise
-            except Exception:  # noqa: BLE001 - the loop must survive anything
+            except Exception:
                 log.exception("membership tick failed")
 
     async def tick(self) -> None:

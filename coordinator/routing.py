@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from datetime import datetime
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Protocol
 
 import grpc
@@ -189,7 +189,9 @@ class Router:
 
     # ------------------------------------------------------------ PROCESSLIST
 
-    async def processlist(self, requester: str, *, local_only: bool = False) -> tuple[list[pb.ProcessRow], list[FeFailure]]:
+    async def processlist(
+        self, requester: str, *, local_only: bool = False
+    ) -> tuple[list[pb.ProcessRow], list[FeFailure]]:
         """Rows of every live FE (asked in parallel), ordered by Id, plus the FEs that did not answer."""
         if local_only:
             return sorted(await self.local.list_local(requester), key=_by_id), []
@@ -197,7 +199,7 @@ class Router:
         results = await asyncio.gather(*(self._list_one(fe, requester) for fe in members.values()))
         rows: list[pb.ProcessRow] = []
         failures: list[FeFailure] = []
-        for fe, result in zip(members.values(), results, strict=True):
+        for result in results:
             if isinstance(result, FeFailure):
                 failures.append(result)
             else:

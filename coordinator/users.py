@@ -8,8 +8,19 @@ from hashlib import sha1
 
 ADMIN_PRIV = "ADMIN_PRIV"
 ROOT = "root"
-KNOWN_PRIVILEGES = frozenset({ADMIN_PRIV, "NODE_PRIV", "GRANT_PRIV", "SELECT_PRIV", "LOAD_PRIV",
-                              "ALTER_PRIV", "CREATE_PRIV", "DROP_PRIV", "USAGE_PRIV"})
+KNOWN_PRIVILEGES = frozenset(
+    {
+        ADMIN_PRIV,
+        "NODE_PRIV",
+        "GRANT_PRIV",
+        "SELECT_PRIV",
+        "LOAD_PRIV",
+        "ALTER_PRIV",
+        "CREATE_PRIV",
+        "DROP_PRIV",
+        "USAGE_PRIV",
+    }
+)
 
 
 def native_password_hash(password: str) -> str:

@@ -118,7 +118,7 @@ def translate(sql: str, database: str | None) -> tuple[str, frozenset[str], bool
         else:
             db.set("this", db.name.lower())
         dbs.add(table.db.lower())
-    returns_rows = isinstance(tree, exp.Query) or isinstance(tree, (exp.Show, exp.Describe))
+    returns_rows = isinstance(tree, exp.Query | exp.Show | exp.Describe)
     return tree.sql(dialect="sqlite"), frozenset(dbs), returns_rows
 
 

@@ -107,7 +107,10 @@ def cmd_up(args: argparse.Namespace) -> int:
         for i in range(args.nodes):
             mysql = f"{args.advertise_host}:{args.mysql_port + i}"
             grpc_addr = f"{args.advertise_host}:{args.grpc_port + i}"
-            print(f"fe{i + 1:<2} {mysql:<22} {grpc_addr:<22} mysql -h {args.advertise_host} -P {args.mysql_port + i} -u root")
+            print(
+                f"fe{i + 1:<2} {mysql:<22} {grpc_addr:<22} "
+                f"mysql -h {args.advertise_host} -P {args.mysql_port + i} -u root"
+            )
         print("Ctrl+C stops everything.", flush=True)
         while not stopping:
             for i, proc in enumerate(nodes):
@@ -165,7 +168,10 @@ def cmd_processlist(args: argparse.Namespace) -> int:
         return _fail(e)
     if args.json:
         out = {
-            "rows": [MessageToDict(r, preserving_proto_field_name=True, always_print_fields_with_no_presence=True) for r in rows],
+            "rows": [
+                MessageToDict(r, preserving_proto_field_name=True, always_print_fields_with_no_presence=True)
+                for r in rows
+            ],
             "errors": [{"fe": f.fe, "message": f.message} for f in failures],
         }
         print(json.dumps(out, indent=2))
@@ -230,7 +236,9 @@ def parser() -> argparse.ArgumentParser:
         cmd = sub.add_parser(name, help=help_text)
         cmd.add_argument("--fe", default=os.environ.get("FECLUSTER_FE", "127.0.0.1:9020"), help="an FE's gRPC address")
         cmd.add_argument("-u", "--user", default=os.environ.get("FECLUSTER_USER", "root"))
-        cmd.add_argument("-p", "--password-prompt", action="store_true", help="ask for the password (else FECLUSTER_PASSWORD)")
+        cmd.add_argument(
+            "-p", "--password-prompt", action="store_true", help="ask for the password (else FECLUSTER_PASSWORD)"
+        )
         cmd.set_defaults(func=func)
         if name == "processlist":
             cmd.add_argument("--full", action="store_true")

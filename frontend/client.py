@@ -1,9 +1,9 @@
 """A small typed gRPC client for fecluster FEs (what the CLI and tests use).
 
-    with Client("127.0.0.1:9020", "root", "") as fe:
-        rows, failures = fe.processlist()
-        with fe.session() as s:
-            s.execute("SELECT 1")
+with Client("127.0.0.1:9020", "root", "") as fe:
+    rows, failures = fe.processlist()
+    with fe.session() as s:
+        s.execute("SELECT 1")
 """
 
 from __future__ import annotations
@@ -126,9 +126,7 @@ class Client:
         self.user = user
         self.password = password
         self.timeout = timeout
-        self.channel = (
-            grpc.secure_channel(address, credentials) if credentials else grpc.insecure_channel(address)
-        )
+        self.channel = grpc.secure_channel(address, credentials) if credentials else grpc.insecure_channel(address)
         self.stub = pb_grpc.FrontendStub(self.channel)
 
     @property
@@ -138,7 +136,9 @@ class Client:
     def session(self, database: str = "") -> ClientSession:
         return ClientSession(self.stub, self.user, self.password, database)
 
-    def processlist(self, *, full: bool = False, local_only: bool = False) -> tuple[list[pb.ProcessRow], list[pb.FeError]]:
+    def processlist(
+        self, *, full: bool = False, local_only: bool = False
+    ) -> tuple[list[pb.ProcessRow], list[pb.FeError]]:
         reply = self.stub.ShowProcesslist(
             pb.ShowProcesslistRequest(full=full, local_only=local_only), metadata=self._metadata, timeout=self.timeout
         )

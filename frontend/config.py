@@ -11,11 +11,17 @@ from pathlib import Path
 
 @dataclass
 class Config:
-    redis_url: str = field(default="redis://127.0.0.1:6379/0", metadata={"help": "Redis URL (redis://, rediss://, redis+sentinel://)"})
+    redis_url: str = field(
+        default="redis://127.0.0.1:6379/0", metadata={"help": "Redis URL (redis://, rediss://, redis+sentinel://)"}
+    )
     redis_cluster: bool = field(default=False, metadata={"help": "the Redis URL points at a Redis Cluster"})
-    cluster: str = field(default="default", metadata={"help": "cluster name: the namespace of this cluster's Redis keys"})
+    cluster: str = field(
+        default="default", metadata={"help": "cluster name: the namespace of this cluster's Redis keys"}
+    )
     bind_host: str = field(default="0.0.0.0", metadata={"help": "address the listeners bind to"})
-    advertise_host: str = field(default="127.0.0.1", metadata={"help": "address other FEs and the FE column use for this node"})
+    advertise_host: str = field(
+        default="127.0.0.1", metadata={"help": "address other FEs and the FE column use for this node"}
+    )
     mysql_port: int = field(default=9030, metadata={"help": "MySQL protocol port"})
     grpc_port: int = field(default=9020, metadata={"help": "gRPC port (Frontend and Peer services)"})
     http_port: int = field(default=0, metadata={"help": "HTTP port for /metrics and /healthz (0: off)"})
@@ -27,7 +33,9 @@ class Config:
     shutdown_grace: float = field(default=10.0, metadata={"help": "on SIGTERM, seconds running statements may finish"})
     redis_timeout: float = field(default=1.0, metadata={"help": "deadline of one Redis call, seconds"})
     data_dir: str = field(default="", metadata={"help": "embedded SQLite backend directory (default: a temporary one)"})
-    tls_cert: str = field(default="", metadata={"help": "PEM certificate for the gRPC listener (enables TLS and mTLS between FEs)"})
+    tls_cert: str = field(
+        default="", metadata={"help": "PEM certificate for the gRPC listener (enables TLS and mTLS between FEs)"}
+    )
     tls_key: str = field(default="", metadata={"help": "PEM private key for --tls-cert"})
     tls_ca: str = field(default="", metadata={"help": "PEM CA bundle: peers must present a certificate it signed"})
     log_level: str = field(default="INFO", metadata={"help": "logging level"})

@@ -12,8 +12,8 @@ from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 import sqlglot
-from mysql_mimic.intercept import expression_to_value, setitem_kind
 from mysql_mimic.errors import MysqlError
+from mysql_mimic.intercept import expression_to_value, setitem_kind
 from sqlglot import exp
 from sqlglot.errors import ParseError
 
@@ -22,7 +22,7 @@ from coordinator.errors import SqlError
 from coordinator.ids import MAX_CONNECTION_ID, is_query_id
 from coordinator.pb import fecluster_pb2 as pb
 from coordinator.processlist import COLUMNS, SCHEMA_COLUMNS, format_row
-from coordinator.users import ADMIN_PRIV, KNOWN_PRIVILEGES
+from coordinator.users import KNOWN_PRIVILEGES
 from frontend.backend import check_db_name
 from frontend.result import OK, Result, Warning
 
@@ -217,9 +217,7 @@ class Executor:
     async def _processlist(self, session: Session, m: re.Match[str]) -> Result:
         full = bool(m.group(1))
         rows = await self._cluster_rows(session)
-        return Result(
-            list(COLUMNS), [format_row(r, session.id, full) for r in rows], warnings=list(session.warnings)
-        )
+        return Result(list(COLUMNS), [format_row(r, session.id, full) for r in rows], warnings=list(session.warnings))
 
     async def _show_warnings(self, session: Session, m: re.Match[str]) -> Result:
         rows = [(w.level, w.code, w.message) for w in session.warnings]

@@ -14,11 +14,10 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 import grpc
+from google.protobuf.message import DecodeError
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
-from google.protobuf.message import DecodeError
 
-from coordinator import errors
 from coordinator.errors import SqlError
 from coordinator.ids import IdsExhausted
 from coordinator.pb import fecluster_pb2 as pb
@@ -77,8 +76,7 @@ def _type_name(values: list[Any]) -> str:
 
 def statement_result(result: Result, query_id: str) -> pb.StatementResult:
     columns = [
-        pb.Column(name=name, type=_type_name([row[i] for row in result.rows]))
-        for i, name in enumerate(result.columns)
+        pb.Column(name=name, type=_type_name([row[i] for row in result.rows])) for i, name in enumerate(result.columns)
     ]
     return pb.StatementResult(
         columns=columns,
@@ -254,7 +252,7 @@ class FrontendService(pb_grpc.FrontendServicer):
     ) -> AsyncIterator[pb.SessionResponse]:
         try:
             first = await asyncio.wait_for(requests.__anext__(), HELLO_TIMEOUT)
-        except (StopAsyncIteration, asyncio.TimeoutError):
+        except (TimeoutError, StopAsyncIteration):
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "the session must start with a hello")
         if first.WhichOneof("msg") != "hello":
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "the first message must be a hello")
@@ -286,15 +284,15 @@ class FrontendService(pb_grpc.FrontendServicer):
                     except StopAsyncIteration:
                         return
                     if request.WhichOneof("msg") != "sql":
-                        await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "expected a statement, got a second hello")
+                        await context.abort(
+                            grpc.StatusCode.INVALID_ARGUMENT, "expected a statement, got a second hello"
+                        )
                     yield pb.SessionResponse(result=await self._run(session, request.sql))
                     if session.killed_by is not None:
                         break
             finally:
                 kill_wait.cancel()
-            await context.abort(
-                grpc.StatusCode.ABORTED, f"connection {session.id} was killed by {session.killed_by}"
-            )
+            await context.abort(grpc.StatusCode.ABORTED, f"connection {session.id} was killed by {session.killed_by}")
         finally:
             await self.node.close_session(session)
 
@@ -324,10 +322,9 @@ class GrpcListener:
         reflection.enable_server_reflection(names, self.server)
         creds = tls.server_credentials(cfg)
         address = f"{cfg.bind_host}:{cfg.grpc_port}"
-        if creds is None:
-            port = self.server.add_insecure_port(address)
-        else:
-            port = self.server.add_secure_port(address, creds)
+        port = (
+            self.server.add_insecure_port(address) if creds is None else self.server.add_secure_port(address, creds)
+        )
         if port == 0:
             raise OSError(f"cannot bind gRPC port {address}")
 

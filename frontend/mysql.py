@@ -243,7 +243,7 @@ class FeMysqlServer(MysqlServer):
         self.connections.add(connection)
         try:
             await connection.start()
-        except Exception:  # noqa: BLE001
+        except Exception:
             log.exception("connection %d failed", connection.connection_id)
         finally:
             self.connections.discard(connection)

@@ -46,7 +46,9 @@ def _die_with_parent() -> None:
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
-def spawn(args: Sequence[str], *, env: dict[str, str] | None = None, log: Path | None = None) -> subprocess.Popen[bytes]:
+def spawn(
+    args: Sequence[str], *, env: dict[str, str] | None = None, log: Path | None = None
+) -> subprocess.Popen[bytes]:
     out = open(log, "ab") if log else subprocess.DEVNULL  # noqa: SIM115 - handed to the child
     return subprocess.Popen(
         list(args), env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent
@@ -93,8 +95,22 @@ def start_redis(port: int | None = None, directory: Path | None = None, extra: S
         raise FileNotFoundError(REDIS_HINT)
     port = port or free_port()
     directory = directory or Path(tempfile.mkdtemp(prefix="fecluster-redis-"))
-    args = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-            "--dir", str(directory), "--daemonize", "no", *extra]
+    args = [
+        binary,
+        "--port",
+        str(port),
+        "--bind",
+        "127.0.0.1",
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+        "--dir",
+        str(directory),
+        "--daemonize",
+        "no",
+        *extra,
+    ]
     proc = spawn(args, log=directory / "redis.log")
     wait_port("127.0.0.1", port, 10, proc)
     return RedisServer(port, proc, directory, list(extra))

@@ -137,8 +137,10 @@ def test_dropped_mid_handshake_and_mid_result_leave_nothing(target: Cluster, bys
         s = _raw(fe)
         s.recv(10)
         s.close()  # after part of it
-    big = ("WITH RECURSIVE c(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM c WHERE n < 300000) "
-           "SELECT n, 'padding-padding-padding' FROM c")
+    big = (
+        "WITH RECURSIVE c(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM c WHERE n < 300000) "
+        "SELECT n, 'padding-padding-padding' FROM c"
+    )
     for _ in range(5):
         s = _logged_in_socket(fe)
         s.sendall(_packet(0, b"\x03" + big.encode()))
@@ -150,11 +152,26 @@ def test_dropped_mid_handshake_and_mid_result_leave_nothing(target: Cluster, bys
 
 
 @FUZZ
-@given(method=st.sampled_from(["/fecluster.v1.Frontend/Kill", "/fecluster.v1.Frontend/ShowProcesslist",
-                               "/fecluster.v1.Frontend/Execute", "/fecluster.v1.Peer/Kill", "/fecluster.v1.Peer/List"]),
-       payload=st.binary(max_size=300), with_secret=st.booleans())
-def test_garbage_grpc_unary_calls(target: Cluster, bystander, method: str, payload: bytes,  # type: ignore[no-untyped-def]
-                                  with_secret: bool) -> None:
+@given(
+    method=st.sampled_from(
+        [
+            "/fecluster.v1.Frontend/Kill",
+            "/fecluster.v1.Frontend/ShowProcesslist",
+            "/fecluster.v1.Frontend/Execute",
+            "/fecluster.v1.Peer/Kill",
+            "/fecluster.v1.Peer/List",
+        ]
+    ),
+    payload=st.binary(max_size=300),
+    with_secret=st.booleans(),
+)
+def test_garbage_grpc_unary_calls(
+    target: Cluster,
+    bystander,
+    method: str,
+    payload: bytes,  # type: ignore[no-untyped-def]
+    with_secret: bool,
+) -> None:
     metadata = [("x-fecluster-user", "root")]
     if with_secret:
         metadata.append(("x-fecluster-secret", target.secret))
@@ -178,7 +195,9 @@ def test_garbage_grpc_session_streams(target: Cluster, bystander, messages: list
                 pass
         except grpc.RpcError as e:
             assert e.code() in (
-                grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.NOT_FOUND,
+                grpc.StatusCode.INVALID_ARGUMENT,
+                grpc.StatusCode.UNAUTHENTICATED,
+                grpc.StatusCode.NOT_FOUND,
             ), e
     wait_for(lambda: target.registry_ids() == before, 5, what="no leaked session")
     _healthy(target, bystander)

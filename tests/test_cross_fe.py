@@ -16,7 +16,7 @@ import pytest
 
 from coordinator.pb import fecluster_pb2 as pb
 from coordinator.pb import fecluster_pb2_grpc as pb_grpc
-from tests.support import Cluster, Fe, Running, error_code, stopped, wait_for, wait_running
+from tests.support import Cluster, Running, error_code, stopped, wait_for, wait_running
 from tests.tcp_lb import RoundRobin
 
 PAIRS = list(itertools.permutations(range(3), 2))
@@ -80,10 +80,12 @@ def test_privilege_matrix_across_fes(cluster3: Cluster) -> None:
         fe1.query(f"CREATE USER '{name}' IDENTIFIED BY 'pw'")
     fe1.query(f"GRANT ADMIN_PRIV ON *.*.* TO '{ops}'")
 
-    with contextlib.closing(fe2.connect(alice, "pw")) as alice_victim, \
-            contextlib.closing(fe3.connect(alice, "pw")) as alice_killer, \
-            contextlib.closing(fe3.connect(bob, "pw")) as bob_conn, \
-            contextlib.closing(fe1.connect(ops, "pw")) as ops_conn:
+    with (
+        contextlib.closing(fe2.connect(alice, "pw")) as alice_victim,
+        contextlib.closing(fe3.connect(alice, "pw")) as alice_killer,
+        contextlib.closing(fe3.connect(bob, "pw")) as bob_conn,
+        contextlib.closing(fe1.connect(ops, "pw")) as ops_conn,
+    ):
         vid = alice_victim.thread_id()
         run = Running(alice_victim, "SELECT SLEEP(30)")
         wait_running(fe1, vid)
@@ -174,8 +176,11 @@ def test_non_admin_sees_only_own_connections_cluster_wide(cluster3: Cluster) -> 
     fe1, fe2, fe3 = cluster3.fes
     name = f"carol{uuid.uuid4().hex[:6]}"
     fe1.query(f"CREATE USER '{name}' IDENTIFIED BY 'pw'")
-    with contextlib.closing(fe2.connect(name, "pw")) as a, contextlib.closing(fe3.connect(name, "pw")) as b, \
-            contextlib.closing(fe1.connect()):
+    with (
+        contextlib.closing(fe2.connect(name, "pw")) as a,
+        contextlib.closing(fe3.connect(name, "pw")) as b,
+        contextlib.closing(fe1.connect()),
+    ):
         rows = fe1.query("SHOW PROCESSLIST", name, "pw")
         assert {r[2] for r in rows} == {name}
         assert {a.thread_id(), b.thread_id()} <= {r[1] for r in rows}
@@ -210,11 +215,16 @@ def test_mysql_client_ctrl_c_through_a_load_balancer(cluster3: Cluster) -> None:
     with RoundRobin([fe1.mysql_port, fe2.mysql_port]) as lb:
         client = subprocess.Popen(
             ["mariadb", "-h", "127.0.0.1", "-P", str(lb.port), "-u", "root", "--skip-ssl", "-e", "SELECT SLEEP(30)"],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
         )
         try:
-            wait_for(lambda: any(r[7] == "Query" and r[11] == "SELECT SLEEP(30)" for r in fe1.query("SHOW PROCESSLIST")),
-                     10, what="the client's SLEEP to run")
+            wait_for(
+                lambda: any(r[7] == "Query" and r[11] == "SELECT SLEEP(30)" for r in fe1.query("SHOW PROCESSLIST")),
+                10,
+                what="the client's SLEEP to run",
+            )
             sent = time.monotonic()
             os.kill(client.pid, signal.SIGINT)
             out, err = client.communicate(timeout=10)

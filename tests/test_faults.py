@@ -102,7 +102,7 @@ def _refused(fe) -> bool:  # type: ignore[no-untyped-def]
 
 def test_redis_restarting_empty_is_repaired_without_restarting_fes(redis_server, make_cluster) -> None:  # type: ignore[no-untyped-def]
     cluster = make_cluster(3, url=redis_server.url, lease_ttl=TTL)
-    fe1, fe2, fe3 = cluster.fes
+    fe1, fe2, _ = cluster.fes
     fe1.query("CREATE USER frank IDENTIFIED BY 'pw'")
     conns = [fe.connect() for fe in cluster.fes for _ in range(3)]
     live = {c.thread_id() for c in conns}
@@ -110,8 +110,9 @@ def test_redis_restarting_empty_is_repaired_without_restarting_fes(redis_server,
     redis_server.restart()
     restarted = time.monotonic()
     assert cluster.registry_ids() == set()
-    wait_for(lambda: cluster.registry_ids() == live and len(_fe_rows(cluster)) == 3, 3 * TTL / 3 + 2,
-             what="re-registration")
+    wait_for(
+        lambda: cluster.registry_ids() == live and len(_fe_rows(cluster)) == 3, 3 * TTL / 3 + 2, what="re-registration"
+    )
     took = time.monotonic() - restarted
     print(f"\nre-registered after an empty Redis restart in {took:.2f}s (renew interval {TTL / 3:.1f}s)")
     assert took <= 3 * TTL / 3 + 1
@@ -129,7 +130,7 @@ def test_redis_restarting_empty_is_repaired_without_restarting_fes(redis_server,
 
 def test_redis_unreachable_for_30s(redis_server, make_cluster) -> None:  # type: ignore[no-untyped-def]
     cluster = make_cluster(3, url=redis_server.url, lease_ttl=TTL, peer_timeout=2.0)
-    fe1, fe2, fe3 = cluster.fes
+    fe1, _, fe3 = cluster.fes
     fe1.query("CREATE USER gina IDENTIFIED BY 'pw'")
     wait_for(lambda: fe3.query("SHOW GRANTS", "gina", "pw"), 5, what="user visible everywhere")
     before = [fe.connect() for fe in cluster.fes]
@@ -165,8 +166,10 @@ def test_redis_unreachable_for_30s(redis_server, make_cluster) -> None:  # type:
             slowest = max(slowest, time.monotonic() - t)
     finally:
         redis_server.proc.send_signal(signal.SIGCONT)
-    print(f"\nduring a 30s Redis outage: {len(opened)} new connections, {kills} cross-FE kills, "
-          f"slowest connect+kill+processlist round {slowest:.2f}s")
+    print(
+        f"\nduring a 30s Redis outage: {len(opened)} new connections, {kills} cross-FE kills, "
+        f"slowest connect+kill+processlist round {slowest:.2f}s"
+    )
     assert len(opened) >= 10
     assert slowest < 2.0 + 1.0  # nothing blocks longer than the peer deadline
     live = {c.thread_id() for c in before + opened}

@@ -171,10 +171,14 @@ def test_bad_session_input_gets_the_right_status_and_disturbs_nobody(cluster3: C
             cases = [
                 ([pb.SessionRequest(sql="SELECT 1")], grpc.StatusCode.INVALID_ARGUMENT),  # statement before hello
                 ([], grpc.StatusCode.INVALID_ARGUMENT),  # no hello at all
-                ([pb.SessionRequest(hello=pb.Hello(user="root")), pb.SessionRequest(hello=pb.Hello(user="root"))],
-                 grpc.StatusCode.INVALID_ARGUMENT),
-                ([pb.SessionRequest(hello=pb.Hello(user="root")), pb.SessionRequest(sql="x" * (5 * 1024 * 1024))],
-                 grpc.StatusCode.RESOURCE_EXHAUSTED),
+                (
+                    [pb.SessionRequest(hello=pb.Hello(user="root")), pb.SessionRequest(hello=pb.Hello(user="root"))],
+                    grpc.StatusCode.INVALID_ARGUMENT,
+                ),
+                (
+                    [pb.SessionRequest(hello=pb.Hello(user="root")), pb.SessionRequest(sql="x" * (5 * 1024 * 1024))],
+                    grpc.StatusCode.RESOURCE_EXHAUSTED,
+                ),
             ]
             for messages, status in cases:
                 with pytest.raises(grpc.RpcError) as e:
@@ -211,14 +215,20 @@ def test_stock_health_check_and_reflection(cluster3: Cluster) -> None:
         reply = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service=""), timeout=5)
         assert reply.status == health_pb2.HealthCheckResponse.SERVING
         stub = reflection_pb2_grpc.ServerReflectionStub(channel)
-        responses = stub.ServerReflectionInfo(iter([reflection_pb2.ServerReflectionRequest(list_services="")]), timeout=5)
+        responses = stub.ServerReflectionInfo(
+            iter([reflection_pb2.ServerReflectionRequest(list_services="")]), timeout=5
+        )
         names = {s.name for r in responses for s in r.list_services_response.service}
         assert {"fecluster.v1.Frontend", "fecluster.v1.Peer", "grpc.health.v1.Health"} <= names
 
 
 def _cli(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "frontend.cli", *args], capture_output=True, text=True, timeout=60, cwd=REPO,
+        [sys.executable, "-m", "frontend.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=REPO,
         env={**os.environ, **env},
     )
 

@@ -68,7 +68,15 @@ def test_query_ids_are_doris_shaped_unique_and_routable() -> None:
 
 
 @pytest.mark.parametrize(
-    "text", ["", "abc", "0000000000000000-0000000000000000", "ABCDEF0123456789-0123456789abcdef", "1-2", "g" * 16 + "-" + "0" * 16]
+    "text",
+    [
+        "",
+        "abc",
+        "0000000000000000-0000000000000000",
+        "ABCDEF0123456789-0123456789abcdef",
+        "1-2",
+        "g" * 16 + "-" + "0" * 16,
+    ],
 )
 def test_bad_query_ids_route_nowhere(text: str) -> None:
     assert ids.server_id_of_query(text) is None

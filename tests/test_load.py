@@ -22,13 +22,12 @@ EXPECTED = {
     1317,  # our statement was killed
     2013,  # our connection was killed mid-statement
     2006,  # our connection was killed while idle
-    0,     # PyMySQL's "connection closed" for a socket the server closed
+    0,  # PyMySQL's "connection closed" for a socket the server closed
 }
 
 
 def test_2000_connections_with_kills_in_every_direction(make_cluster) -> None:  # type: ignore[no-untyped-def]
     cluster = make_cluster(3)
-    rng = random.Random(20261127)
     live: dict[int, int] = {}  # connection id -> FE index
     lock = threading.Lock()
     outcomes: Counter[str] = Counter()
@@ -108,8 +107,10 @@ def test_2000_connections_with_kills_in_every_direction(make_cluster) -> None:  
     for conn in alive:
         conn.close()
     wait_for(lambda: cluster.registry_ids() == set(), 10, what="empty registry")
-    print(f"\n{CONNECTIONS} connections in {took:.1f}s, outcomes {dict(outcomes)}, "
-          f"{len(expected_ids)} kept open, leaks 0, ghosts 0")
+    print(
+        f"\n{CONNECTIONS} connections in {took:.1f}s, outcomes {dict(outcomes)}, "
+        f"{len(expected_ids)} kept open, leaks 0, ghosts 0"
+    )
     assert unexpected == []
     assert outcomes["ok"] > CONNECTIONS // 2 and outcomes["1317"] + outcomes["2013"] + outcomes["2006"] > 0
     assert all(fe.alive() for fe in cluster.fes)

@@ -35,15 +35,41 @@ def test_user_record_round_trips() -> None:
 
 
 def _row(**kw: object) -> pb.ProcessRow:
-    base = dict(id=5, user="u", host="h:1", login_time="2024-11-04 20:18:07", catalog="internal", db="test",
-                command="Query", time=3, state="OK", query_id="q", info="x" * 150, fe="10.0.0.1:9020")
+    base = dict(
+        id=5,
+        user="u",
+        host="h:1",
+        login_time="2024-11-04 20:18:07",
+        catalog="internal",
+        db="test",
+        command="Query",
+        time=3,
+        state="OK",
+        query_id="q",
+        info="x" * 150,
+        fe="10.0.0.1:9020",
+    )
     base.update(kw)
     return pb.ProcessRow(**base)  # type: ignore[arg-type]
 
 
 def test_row_has_the_seed_columns_in_order() -> None:
-    assert COLUMNS == ("CurrentConnected", "Id", "User", "Host", "LoginTime", "Catalog", "Db", "Command", "Time",
-                       "State", "QueryId", "Info", "FE", "CloudCluster")
+    assert COLUMNS == (
+        "CurrentConnected",
+        "Id",
+        "User",
+        "Host",
+        "LoginTime",
+        "Catalog",
+        "Db",
+        "Command",
+        "Time",
+        "State",
+        "QueryId",
+        "Info",
+        "FE",
+        "CloudCluster",
+    )
     row = format_row(_row(), caller_id=5, full=False)
     assert len(row) == 14
     assert row[0] == "Yes" and row[1] == 5 and row[12] == "10.0.0.1:9020"

@@ -32,8 +32,22 @@ def test_processlist_has_the_seed_columns_and_this_fe(fe: Fe) -> None:
         cur.execute("SHOW PROCESSLIST")
         names = [d[0] for d in cur.description]
         rows = cur.fetchall()
-    assert names == ["CurrentConnected", "Id", "User", "Host", "LoginTime", "Catalog", "Db", "Command", "Time",
-                     "State", "QueryId", "Info", "FE", "CloudCluster"]
+    assert names == [
+        "CurrentConnected",
+        "Id",
+        "User",
+        "Host",
+        "LoginTime",
+        "Catalog",
+        "Db",
+        "Command",
+        "Time",
+        "State",
+        "QueryId",
+        "Info",
+        "FE",
+        "CloudCluster",
+    ]
     mine = [r for r in rows if r[1] == c.thread_id()]
     assert len(mine) == 1
     row = mine[0]
@@ -48,12 +62,28 @@ def test_processlist_has_the_seed_columns_and_this_fe(fe: Fe) -> None:
 def test_mariadb_client_prints_the_processlist(fe: Fe) -> None:
     out = subprocess.run(
         ["mariadb", "-h", "127.0.0.1", "-P", str(fe.mysql_port), "-u", "root", "--skip-ssl", "-e", "show processlist"],
-        capture_output=True, text=True, timeout=30,
+        capture_output=True,
+        text=True,
+        timeout=30,
     )
     assert out.returncode == 0, out.stderr
     header, *rows = out.stdout.strip().splitlines()
-    assert header.split("\t") == ["CurrentConnected", "Id", "User", "Host", "LoginTime", "Catalog", "Db", "Command",
-                                  "Time", "State", "QueryId", "Info", "FE", "CloudCluster"]
+    assert header.split("\t") == [
+        "CurrentConnected",
+        "Id",
+        "User",
+        "Host",
+        "LoginTime",
+        "Catalog",
+        "Db",
+        "Command",
+        "Time",
+        "State",
+        "QueryId",
+        "Info",
+        "FE",
+        "CloudCluster",
+    ]
     mine = [r.split("\t") for r in rows if r.startswith("Yes")]
     assert len(mine) == 1 and mine[0][12] == fe.address and mine[0][11] == "show processlist"
 
@@ -90,8 +120,9 @@ def test_kill_query_interrupts_sleep_and_the_connection_survives(fe: Fe) -> None
 
 
 def test_kill_query_interrupts_a_heavy_recursive_query(fe: Fe) -> None:
-    heavy = ("WITH RECURSIVE c(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM c WHERE n < 1000000000) "
-             "SELECT COUNT(*) FROM c")
+    heavy = (
+        "WITH RECURSIVE c(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM c WHERE n < 1000000000) SELECT COUNT(*) FROM c"
+    )
     with contextlib.closing(fe.connect()) as victim, contextlib.closing(fe.connect()) as killer:
         run = Running(victim, heavy)
         wait_running(fe, victim.thread_id())
@@ -174,7 +205,9 @@ def test_privileges_non_owner_gets_1095_root_kills_anyone(fe: Fe) -> None:
     name, password = _user(fe)
     with contextlib.closing(fe.connect()) as root_conn, contextlib.closing(fe.connect(name, password)) as user_conn:
         assert _fails(user_conn, f"KILL {root_conn.thread_id()}") == (
-            1095, f"You are not owner of thread {root_conn.thread_id()}")
+            1095,
+            f"You are not owner of thread {root_conn.thread_id()}",
+        )
         assert _fails(user_conn, f"KILL QUERY {root_conn.thread_id()}")[0] == 1095
         assert _fails(user_conn, "KILL 1048577")[0] == 1094
         with root_conn.cursor() as cur:  # root's connection is untouched
@@ -184,9 +217,8 @@ def test_privileges_non_owner_gets_1095_root_kills_anyone(fe: Fe) -> None:
             cur.execute("SHOW PROCESSLIST")
             assert {r[2] for r in cur.fetchall()} == {name}
         # the owner may kill their own other connection; root kills anyone
-        with contextlib.closing(fe.connect(name, password)) as second:
-            with user_conn.cursor() as cur:
-                cur.execute(f"KILL QUERY {second.thread_id()}")
+        with contextlib.closing(fe.connect(name, password)) as second, user_conn.cursor() as cur:
+            cur.execute(f"KILL QUERY {second.thread_id()}")
         with root_conn.cursor() as cur:
             cur.execute(f"KILL {user_conn.thread_id()}")
         assert _fails(user_conn, "SELECT 1")[0] in (2013, 2006)
@@ -268,8 +300,10 @@ def test_embedded_backend_runs_mysql_sql(fe: Fe) -> None:
 
 def test_information_schema_processlist_gives_the_same_rows(fe: Fe) -> None:
     with contextlib.closing(fe.connect()) as conn, conn.cursor() as cur:
-        cur.execute("SELECT ID, USER, FE, CURRENT_CONNECTED FROM information_schema.processlist WHERE ID = %s",
-                    (conn.thread_id(),))
+        cur.execute(
+            "SELECT ID, USER, FE, CURRENT_CONNECTED FROM information_schema.processlist WHERE ID = %s",
+            (conn.thread_id(),),
+        )
         assert cur.fetchall() == ((conn.thread_id(), "root", fe.address, "Yes"),)
         cur.execute("SELECT * FROM information_schema.processlist")
         assert len(cur.description) == 14

@@ -38,7 +38,11 @@ def _free_block(n: int) -> int:
 def _up(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [sys.executable, "-m", "frontend.cli", "up", *args],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=REPO, env=env or os.environ.copy(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        cwd=REPO,
+        env=env or os.environ.copy(),
     )
 
 
@@ -65,15 +69,20 @@ def test_up_runs_a_cluster_and_stops_clean(sig: int) -> None:
         assert len(children) == 4  # redis-server + 3 FEs
         out = subprocess.run(
             ["mariadb", "-h", "127.0.0.1", "-P", str(mysql + 1), "-u", "root", "--skip-ssl", "-e", "show processlist"],
-            capture_output=True, text=True, timeout=30,
+            capture_output=True,
+            text=True,
+            timeout=30,
         )
         assert out.returncode == 0, out.stderr
         header, row = out.stdout.strip().splitlines()
         assert len(header.split("\t")) == 14 and row.split("\t")[12] == f"127.0.0.1:{grpc_port + 1}"
         proc.send_signal(sig)
         assert proc.wait(30) == 0
-        wait_for(lambda: not any(c.is_running() and c.status() != psutil.STATUS_ZOMBIE for c in children), 10,
-                 what="every child to exit")
+        wait_for(
+            lambda: not any(c.is_running() and c.status() != psutil.STATUS_ZOMBIE for c in children),
+            10,
+            what="every child to exit",
+        )
     finally:
         if proc.poll() is None:
             proc.kill()
