@@ -31,6 +31,7 @@ from mysql_mimic.variables import GlobalVariables, SessionVariables
 from coordinator import errors
 from coordinator.errors import SqlError
 from coordinator.ids import IdsExhausted
+from frontend import tls
 from frontend.result import Result
 from frontend.session import Session
 
@@ -254,7 +255,7 @@ class FeMysqlServer(MysqlServer):
 class MysqlListener:
     def __init__(self, node: Node) -> None:
         self.node = node
-        self.server = FeMysqlServer(node)
+        self.server = FeMysqlServer(node, ssl=tls.mysql_ssl_context(node.config))
 
     async def start(self) -> None:
         cfg = self.node.config

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ssl
 from pathlib import Path
 
 import grpc
@@ -32,3 +33,12 @@ def channel_credentials(config: Config) -> grpc.ChannelCredentials | None:
         private_key=_read(config.tls_key),
         certificate_chain=_read(config.tls_cert),
     )
+
+
+def mysql_ssl_context(config: Config) -> ssl.SSLContext | None:
+    """TLS for MySQL clients that ask for it (clients are not asked for certificates)."""
+    if not config.tls_cert:
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(config.tls_cert, config.tls_key or None)
+    return context

@@ -1,0 +1,159 @@
+"""TLS on both listeners, and mTLS between FEs when a CA is configured."""
+
+from __future__ import annotations
+
+import contextlib
+import subprocess
+from pathlib import Path
+
+import grpc
+import pymysql
+import pytest
+
+from frontend.client import Client
+from tests.support import Cluster, Running, error_code, wait_running
+
+
+def _openssl(*args: str, cwd: Path) -> None:
+    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True)
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    d = tmp_path_factory.mktemp("pki")
+    _openssl(
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=fecluster-test-ca",
+        cwd=d,
+    )
+    for name in ("fe", "intruder"):
+        _openssl(
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            f"{name}.key",
+            "-out",
+            f"{name}.csr",
+            "-subj",
+            f"/CN={name}",
+            cwd=d,
+        )
+        (d / f"{name}.ext").write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
+    _openssl(
+        "x509",
+        "-req",
+        "-in",
+        "fe.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "fe.pem",
+        "-days",
+        "2",
+        "-extfile",
+        "fe.ext",
+        cwd=d,
+    )
+    # a certificate from another CA: must not get in
+    _openssl(
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "other.key",
+        "-out",
+        "other.pem",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=other-ca",
+        cwd=d,
+    )
+    _openssl(
+        "x509",
+        "-req",
+        "-in",
+        "intruder.csr",
+        "-CA",
+        "other.pem",
+        "-CAkey",
+        "other.key",
+        "-CAcreateserial",
+        "-out",
+        "intruder.pem",
+        "-days",
+        "2",
+        "-extfile",
+        "intruder.ext",
+        cwd=d,
+    )
+    return d
+
+
+@pytest.fixture(scope="module")
+def tls_cluster(redis_url: str, pki: Path):  # type: ignore[no-untyped-def]
+    from tests.support import new_cluster
+
+    cluster = new_cluster(redis_url, 2, tls_cert=pki / "fe.pem", tls_key=pki / "fe.key", tls_ca=pki / "ca.pem")
+    yield cluster
+    cluster.stop()
+
+
+def _creds(pki: Path, name: str | None) -> grpc.ChannelCredentials:
+    if name is None:
+        return grpc.ssl_channel_credentials((pki / "ca.pem").read_bytes())
+    return grpc.ssl_channel_credentials(
+        (pki / "ca.pem").read_bytes(), (pki / f"{name}.key").read_bytes(), (pki / f"{name}.pem").read_bytes()
+    )
+
+
+def test_cross_fe_kill_over_mutual_tls(tls_cluster: Cluster, pki: Path) -> None:
+    fe1, fe2 = tls_cluster.fes
+    ssl = {"ca": str(pki / "ca.pem")}
+    with contextlib.closing(fe2.connect(ssl=ssl)) as victim, contextlib.closing(fe1.connect(ssl=ssl)) as killer:
+        with victim.cursor() as cur:
+            cur.execute("SELECT 1")
+        assert victim.get_host_info()  # the MySQL connection itself is TLS
+        run = Running(victim, "SELECT SLEEP(30)")
+        wait_running(fe1, victim.thread_id())
+        with killer.cursor() as cur:
+            cur.execute(f"KILL QUERY {victim.thread_id()}")
+        assert error_code(run.join()) == 1317
+
+
+def test_grpc_clients_need_a_certificate_from_the_ca(tls_cluster: Cluster, pki: Path) -> None:
+    address = tls_cluster.fes[0].address
+    with Client(address, credentials=_creds(pki, "fe")) as client:
+        rows, failures = client.processlist()
+        assert failures == [] and rows == []
+    for name in (None, "intruder"):
+        with Client(address, credentials=_creds(pki, name), timeout=5) as client, pytest.raises(grpc.RpcError) as e:
+            client.processlist()
+        assert e.value.code() == grpc.StatusCode.UNAVAILABLE
+    with grpc.insecure_channel(address) as channel, pytest.raises(grpc.RpcError):
+        channel.unary_unary("/fecluster.v1.Frontend/ShowProcesslist")(b"", timeout=3)
+
+
+def test_plain_mysql_clients_still_connect(tls_cluster: Cluster) -> None:
+    with contextlib.closing(tls_cluster.fes[0].connect()) as conn, conn.cursor() as cur:
+        cur.execute("SELECT 1")
+        assert cur.fetchall() == ((1,),)
+    assert pymysql  # PyMySQL without ssl= negotiates no TLS
