@@ -142,8 +142,8 @@ def test_cross_fe_kill_over_mutual_tls(tls_cluster: Cluster, pki: Path) -> None:
 def test_grpc_clients_need_a_certificate_from_the_ca(tls_cluster: Cluster, pki: Path) -> None:
     address = tls_cluster.fes[0].address
     with Client(address, credentials=_creds(pki, "fe")) as client:
-        rows, failures = client.processlist()
-        assert failures == [] and rows == []
+        _, failures = client.processlist()
+        assert failures == []
     for name in (None, "intruder"):
         with Client(address, credentials=_creds(pki, name), timeout=5) as client, pytest.raises(grpc.RpcError) as e:
             client.processlist()
