@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -88,6 +89,7 @@ class Router:
         self.peer_timeout = peer_timeout
         self._audit = audit
         self._background: set[asyncio.Task[None]] = set()
+        self.outcomes: Counter[str] = Counter()  # KILLs received here, by outcome (for /metrics)
 
     @property
     def me(self) -> FeRecord:
@@ -114,6 +116,7 @@ class Router:
             outcome = f"{e.code} {e.message}"
             raise
         finally:
+            self.outcomes[outcome.split(" ", 1)[0]] += 1
             self._record(target, requester, owner, outcome)
 
     async def _owner(self, target: pb.KillTarget) -> FeRecord:

@@ -102,12 +102,15 @@ class Node:
         )
         # Imported here: the listeners depend on the node, not the other way round.
         from frontend.grpc_api import GrpcListener
+        from frontend.http import HttpListener
         from frontend.mysql import MysqlListener
 
         self.grpc = GrpcListener(self)
         await self.grpc.start()
         self.mysql = MysqlListener(self)
         await self.mysql.start()
+        self.http = HttpListener(self)
+        await self.http.start()
         log.info(
             "FE %s up: server id %d, MySQL on %s, gRPC on %s, cluster %r",
             cfg.address,
@@ -139,6 +142,7 @@ class Node:
             await asyncio.sleep(0.02)
         await self.grpc.stop()
         await self.mysql.stop()
+        await self.http.stop()
         await self.router.close()
         await self.membership.stop()
         await asyncio.gather(*self._background, return_exceptions=True)

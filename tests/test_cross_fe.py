@@ -234,3 +234,23 @@ def test_mysql_client_ctrl_c_through_a_load_balancer(cluster3: Cluster) -> None:
         assert "Query execution was interrupted" in err, (out, err)
         assert took < 2.0
         assert len(set(lb.picks[:2])) == 2  # the KILL did land on the other FE
+
+
+def test_metrics_and_healthz(make_cluster) -> None:  # type: ignore[no-untyped-def]
+    import urllib.request
+
+    from frontend import procs
+
+    port = procs.free_port()
+    cluster = make_cluster(1, http_port=port)
+    fe = cluster.fes[0]
+    with contextlib.closing(fe.connect()) as conn:
+        with conn.cursor() as cur, contextlib.suppress(pymysql.err.MySQLError):
+            cur.execute("KILL 12345")
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as r:
+            assert r.status == 200 and r.read() == b"ok\n"
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+            text = r.read().decode()
+    assert 'fecluster_sessions{protocol="mysql"} 1' in text
+    assert "fecluster_redis_up 1" in text
+    assert 'fecluster_kills_total{outcome="1094"} 1' in text
