@@ -104,6 +104,19 @@ def test_privilege_matrix_across_fes(cluster3: Cluster) -> None:
         with ops_conn.cursor() as cur:
             cur.execute(f"KILL QUERY {vid}")
         assert error_code(run.join()) == 1317
+        # every kill is audited where it arrived, readable by admins only
+        def audited() -> tuple[tuple[str, ...], ...] | None:
+            with ops_conn.cursor() as cur:
+                cur.execute("SHOW KILL AUDIT LIMIT 50")
+                rows = cur.fetchall()
+            return rows if any(a[1] == ops and a[4] == str(vid) for a in rows) else None
+
+        audit = wait_for(audited, 5, what="the kill audit entries")
+        refused = [a for a in audit if a[1] == bob and a[4] == str(vid)]
+        assert refused and refused[0][2] == fe3.address and refused[0][5] == fe2.address
+        assert refused[0][6].startswith("1095")
+        assert any(a[1] == ops and a[4] == str(vid) and a[6] == "ok" and a[2] == fe1.address for a in audit)
+        assert _fails(bob_conn, "SHOW KILL AUDIT")[0] == 1227
         # unknown id on a live FE's id space, and unknown query id
         unknown = (vid & ~0xFFFFF) | 0xFFFFE
         assert _fails(bob_conn, f"KILL {unknown}") == (1094, f"Unknown thread id: {unknown}")
@@ -205,6 +218,13 @@ def test_frozen_fe_is_reported_and_nothing_hangs(make_cluster) -> None:  # type:
         code, message = _fails(conn, f"KILL {fid}")
         assert code == 1105 and fe3.address in message
         assert time.monotonic() - start < 1.0 + 1.5
+        # the gRPC answer carries one error entry for the FE that did not answer
+        from frontend.client import Client
+
+        with Client(fe2.address) as client:
+            rows, failures = client.processlist()
+        assert [f.fe for f in failures] == [fe3.address] and "did not answer" in failures[0].message
+        assert {r.fe for r in rows} == {fe1.address, fe2.address}
     frozen_conn.close()
 
 
