@@ -48,6 +48,7 @@ class Fe:
     proc: subprocess.Popen[bytes]
     log: Path
     args: list[str]
+    flags: dict[str, Any] = field(default_factory=dict)
 
     @property
     def address(self) -> str:
@@ -93,12 +94,9 @@ class Cluster:
 
     def start_fe(self, wait: bool = True, **overrides: Any) -> Fe:
         i = len(self.fes) + 1
-        mysql_port, grpc_port = procs.free_port(), procs.free_port()
         flags: dict[str, Any] = {
             "redis_url": self.redis_url,
             "cluster": self.name,
-            "mysql_port": mysql_port,
-            "grpc_port": grpc_port,
             "bind_host": "127.0.0.1",
             "advertise_host": "127.0.0.1",
             "cluster_secret": self.secret,
@@ -107,20 +105,36 @@ class Cluster:
             **self.extra,
             **overrides,
         }
-        args = procs.node_command(**flags)
-        log = self.workdir / f"fe{i}.log"
-        proc = procs.spawn(args, env=procs.node_env(), log=log)
-        fe = Fe(f"fe{i}", mysql_port, grpc_port, proc, log, args)
+        fe = self._spawn(f"fe{i}", flags)
         self.fes.append(fe)
         if wait:
             self.wait_ready(fe)
         return fe
 
-    def wait_ready(self, fe: Fe) -> None:
-        try:
-            procs.wait_port("127.0.0.1", fe.mysql_port, 30, fe.proc)
-        except Exception as e:
-            raise AssertionError(f"{fe.name} did not start: {e}\n{fe.logs()}") from e
+    def _spawn(self, name: str, flags: dict[str, Any]) -> Fe:
+        mysql_port, grpc_port = procs.free_port(), procs.free_port()
+        args = procs.node_command(**{**flags, "mysql_port": mysql_port, "grpc_port": grpc_port})
+        log = self.workdir / f"{name}.log"
+        proc = procs.spawn(args, env=procs.node_env(), log=log)
+        return Fe(name, mysql_port, grpc_port, proc, log, args, flags)
+
+    def wait_ready(self, fe: Fe, attempts: int = 3) -> None:
+        """Wait for the FE's "up" log line. A free port can be taken by someone
+        else between choosing it and binding it: then start again on new ports."""
+        for attempt in range(attempts):
+            try:
+                wait_for(lambda: not fe.alive() or " up: server id " in fe.logs(), 30, what=f"{fe.name} to start")
+            except AssertionError as e:
+                raise AssertionError(f"{fe.name} did not start: {e}\n{fe.logs()}") from e
+            if fe.alive():
+                return
+            logs = fe.logs().lower()
+            if attempt + 1 < attempts and ("address already in use" in logs or "cannot bind" in logs):
+                fresh = self._spawn(fe.name, fe.flags)
+                fe.mysql_port, fe.grpc_port = fresh.mysql_port, fresh.grpc_port
+                fe.proc, fe.args = fresh.proc, fresh.args
+                continue
+            raise AssertionError(f"{fe.name} exited with {fe.proc.returncode}:\n{fe.logs()}")
 
     def redis(self) -> redis.Redis:
         return redis.Redis.from_url(self.redis_url, decode_responses=True, socket_timeout=5)
