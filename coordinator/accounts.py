@@ -37,7 +37,8 @@ class Accounts:
 
     async def reload(self) -> None:
         try:
-            users = await asyncio.wait_for(self.registry.users(), self.timeout)
+            async with asyncio.timeout(self.timeout):
+                users = await self.registry.users()
         except REDIS_ERRORS as e:
             log.warning("could not reload users, keeping the cached table: %s", e)
             return
@@ -65,7 +66,8 @@ class Accounts:
         if not self._redis_ok():
             return self._users.get(name)
         try:
-            raw = await asyncio.wait_for(self.registry.redis.hget(self.registry.keys.users, name), self.timeout)
+            async with asyncio.timeout(self.timeout):
+                raw = await self.registry.redis.hget(self.registry.keys.users, name)
         except REDIS_ERRORS:
             return self._users.get(name)
         if raw is None:
@@ -78,7 +80,8 @@ class Accounts:
 
     async def _write(self, user: UserRecord, *, only_new: bool = False) -> bool:
         try:
-            created = await asyncio.wait_for(self.registry.put_user(user, only_new=only_new), self.timeout)
+            async with asyncio.timeout(self.timeout):
+                created = await self.registry.put_user(user, only_new=only_new)
         except REDIS_ERRORS as e:
             raise _unavailable(e) from e
         if created or not only_new:
@@ -94,7 +97,8 @@ class Accounts:
         if name == ROOT:
             raise SqlError(errors.CANNOT_USER, "Operation DROP USER failed for 'root'@'%': root cannot be dropped")
         try:
-            deleted = await asyncio.wait_for(self.registry.delete_user(name), self.timeout)
+            async with asyncio.timeout(self.timeout):
+                deleted = await self.registry.delete_user(name)
         except REDIS_ERRORS as e:
             raise _unavailable(e) from e
         self._users.pop(name, None)

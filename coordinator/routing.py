@@ -139,7 +139,8 @@ class Router:
                 pipe = registry.redis.pipeline(transaction=False)
                 pipe.hget(registry.keys.conns, str(conn_id))
                 pipe.exists(registry.keys.lease(sid))
-                raw, lease_alive = await asyncio.wait_for(pipe.execute(), self.peer_timeout)
+                async with asyncio.timeout(self.peer_timeout):
+                    raw, lease_alive = await pipe.execute()
             except REDIS_ERRORS as e:
                 log.warning("registry lookup of %d failed, routing by the id's server id: %s", conn_id, e)
                 self.membership.mark_dirty()
@@ -213,7 +214,8 @@ class Router:
     async def _live_members(self) -> dict[int, FeRecord]:
         if self.membership.redis_ok:
             try:
-                members = await asyncio.wait_for(self.membership.registry.live_fes(), self.peer_timeout)
+                async with asyncio.timeout(self.peer_timeout):
+                    members = await self.membership.registry.live_fes()
                 self.membership.members = members
             except REDIS_ERRORS as e:
                 log.warning("membership refresh failed, using the cached view: %s", e)

@@ -154,7 +154,6 @@ class Executor:
     def __init__(self, node: Node) -> None:
         self.node = node
         self._handlers: list[tuple[re.Pattern[str], Callable[[Session, re.Match[str]], Awaitable[Result]]]] = [
-            (_SELECT_INT, self._select_int),
             (_SLEEP, self._sleep),
             (_KILL, self._kill),
             (_PROCESSLIST, self._processlist),
@@ -176,6 +175,12 @@ class Executor:
             (_NO_OP, self._no_op),
         ]
 
+    def immediate(self, sql: str) -> Result | None:
+        """Statements answered without awaiting anything (``SELECT 1``, the
+        connection pools' ping): no task, no parse."""
+        m = _SELECT_INT.match(sql.strip().rstrip(";").strip())
+        return Result([m.group(1)], [(int(m.group(1)),)]) if m else None
+
     async def run(self, session: Session, sql: str) -> Result:
         text = sql.strip().rstrip(";").strip()
         if not text:
@@ -190,9 +195,6 @@ class Executor:
         return await self._general(session, text)
 
     # ------------------------------------------------------------ fast paths
-
-    async def _select_int(self, session: Session, m: re.Match[str]) -> Result:
-        return Result([m.group(1)], [(int(m.group(1)),)])
 
     async def _sleep(self, session: Session, m: re.Match[str]) -> Result:
         await asyncio.sleep(float(m.group(1)))

@@ -212,7 +212,8 @@ class Node:
             self.membership.mark_dirty()
             return None
         try:
-            return await asyncio.wait_for(coro, self.config.redis_timeout)
+            async with asyncio.timeout(self.config.redis_timeout):
+                return await coro
         except REDIS_ERRORS as e:
             if not dirty_on_error:
                 raise errors.SqlError(errors.UNKNOWN_ERROR, f"registry unavailable (Redis): {e}") from e

@@ -91,10 +91,16 @@ class Session:
         """Run one statement; a KILL turns it into SqlError 1317."""
         if self.killed_by is not None:
             raise errors.interrupted()
-        self.command = "Query"
-        self.state_since = time.monotonic()
         self.query_id = self.node.query_ids.next()
         self.info = sql
+        immediate = self.node.executor.immediate(sql)
+        if immediate is not None:
+            self.state = "OK"
+            self.warnings = []
+            self.state_since = time.monotonic()
+            return immediate
+        self.command = "Query"
+        self.state_since = time.monotonic()
         task = asyncio.ensure_future(self.node.executor.run(self, sql))
         self._running = task
         try:
