@@ -80,12 +80,12 @@ class Membership:
         self._wake.set()
 
     async def stop(self) -> None:
-        for task in (self._task, self._listener):
-            if task:
-                task.cancel()
-        for task in (self._task, self._listener):
-            if task:
-                await asyncio.gather(task, return_exceptions=True)
+        tasks = [t for t in (self._task, self._listener) if t is not None]
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            # redis-py's pubsub can take its time to notice a cancel: never hang a shutdown on it.
+            await asyncio.wait(tasks, timeout=2)
         try:
             await self.registry.purge_server(self.server_id)
             await self.registry.release_lease(self.server_id, self.token)

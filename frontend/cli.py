@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import getpass
 import json
 import logging
@@ -39,7 +40,19 @@ async def _node_main(args: argparse.Namespace) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, node.request_stop)
-    await node.startup()
+    try:
+        await node.startup()
+    except Exception:
+        # A half-started node (its port is taken, Redis never answered) must
+        # exit, not hang: release what it holds within a bound and leave.
+        logging.getLogger("fecluster.node").exception("FE failed to start")
+        membership = getattr(node, "membership", None)
+        if membership is not None:
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(5):
+                    await membership.stop()
+        logging.shutdown()
+        os._exit(1)
     try:
         await node.serve()
     finally:
@@ -86,6 +99,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         for i in range(args.nodes):
             cmd = procs.node_command(
                 redis_url=redis_url,
+                redis_cluster=args.redis_cluster,
                 cluster=args.cluster,
                 mysql_port=args.mysql_port + i,
                 grpc_port=args.grpc_port + i,
@@ -221,6 +235,12 @@ def parser() -> argparse.ArgumentParser:
     up.add_argument("--mysql-port", type=int, default=9030)
     up.add_argument("--grpc-port", type=int, default=9020)
     up.add_argument("--redis-url", default=os.environ.get("FECLUSTER_REDIS_URL", ""))
+    up.add_argument(
+        "--redis-cluster",
+        action=argparse.BooleanOptionalAction,
+        default=os.environ.get("FECLUSTER_REDIS_CLUSTER", "").strip().lower() in ("1", "true", "yes", "on"),
+        help="--redis-url points at a Redis Cluster",
+    )
     up.add_argument("--cluster", default="default")
     up.add_argument("--advertise-host", default="127.0.0.1")
     up.add_argument("--cluster-secret", default=os.environ.get("FECLUSTER_CLUSTER_SECRET", ""))

@@ -322,9 +322,7 @@ class GrpcListener:
         reflection.enable_server_reflection(names, self.server)
         creds = tls.server_credentials(cfg)
         address = f"{cfg.bind_host}:{cfg.grpc_port}"
-        port = (
-            self.server.add_insecure_port(address) if creds is None else self.server.add_secure_port(address, creds)
-        )
+        port = self.server.add_insecure_port(address) if creds is None else self.server.add_secure_port(address, creds)
         if port == 0:
             raise OSError(f"cannot bind gRPC port {address}")
 

@@ -133,7 +133,10 @@ class FeConnection(Connection):
 
     @property
     def peer(self) -> str:
-        peer = self.stream.writer.get_extra_info("peername") or ("", 0)
+        try:
+            peer = self.stream.writer.get_extra_info("peername") or ("", 0)
+        except RuntimeError:  # uvloop: the client already closed the transport
+            return "?"
         return f"{peer[0]}:{peer[1]}"
 
     def close_by_kill(self) -> None:

@@ -104,6 +104,7 @@ def test_privilege_matrix_across_fes(cluster3: Cluster) -> None:
         with ops_conn.cursor() as cur:
             cur.execute(f"KILL QUERY {vid}")
         assert error_code(run.join()) == 1317
+
         # every kill is audited where it arrived, readable by admins only
         def audited() -> tuple[tuple[str, ...], ...] | None:
             with ops_conn.cursor() as cur:
