@@ -198,6 +198,22 @@ def wait_running(fe: Fe, conn_id: int, timeout: float = 10) -> tuple[Any, ...]:
     return wait_for(running, timeout, what=f"connection {conn_id} to run a statement")
 
 
+SEED_COLUMNS = [
+    "CurrentConnected", "Id", "User", "Host", "LoginTime", "Catalog", "Db",
+    "Command", "Time", "State", "QueryId", "Info", "FE", "CloudCluster",
+]  # fmt: skip
+
+
+def fails(conn: pymysql.Connection, sql: str) -> tuple[int | None, str]:
+    """Run ``sql`` expecting a MySQL error; -> (code, message)."""
+    try:
+        with conn.cursor() as cur:
+            cur.execute(sql)
+    except pymysql.err.MySQLError as e:
+        return error_code(e), str(e.args[1]) if len(e.args) > 1 else ""
+    raise AssertionError(f"{sql!r} succeeded")
+
+
 def error_code(outcome: Any) -> int | None:
     if isinstance(outcome, pymysql.err.MySQLError) and outcome.args:
         return int(outcome.args[0])

@@ -16,16 +16,10 @@ import pytest
 
 from coordinator.pb import fecluster_pb2 as pb
 from coordinator.pb import fecluster_pb2_grpc as pb_grpc
-from tests.support import Cluster, Running, error_code, stopped, wait_for, wait_running
+from tests.support import Cluster, Running, error_code, fails, stopped, wait_for, wait_running
 from tests.tcp_lb import RoundRobin
 
 PAIRS = list(itertools.permutations(range(3), 2))
-
-
-def _fails(conn: pymysql.Connection, sql: str) -> tuple[int | None, str]:
-    with pytest.raises(pymysql.err.MySQLError) as e, conn.cursor() as cur:
-        cur.execute(sql)
-    return error_code(e.value), str(e.value.args[1]) if len(e.value.args) > 1 else ""
 
 
 @pytest.mark.parametrize("a,b", PAIRS, ids=[f"fe{a + 1}-kills-on-fe{b + 1}" for a, b in PAIRS])
@@ -55,7 +49,7 @@ def test_kill_connection_across_every_pair(cluster3: Cluster, a: int, b: int) ->
         with killer.cursor() as cur:
             cur.execute(f"KILL CONNECTION {vid}")
         assert error_code(run.join()) == 1317
-        assert _fails(victim, "SELECT 1")[0] in (2013, 2006)
+        assert fails(victim, "SELECT 1")[0] in (2013, 2006)
         wait_for(lambda: vid not in cluster3.registry_ids(), 5, what="registry row removed")
 
 
@@ -70,7 +64,7 @@ def test_kill_query_by_query_id_from_processlist(cluster3: Cluster, a: int, b: i
             cur.execute(f"KILL QUERY '{query_id}'")
         assert error_code(run.join()) == 1317
         # the query is over: its id is unknown now
-        assert _fails(killer, f"KILL QUERY '{query_id}'") == (1097, f"Unknown query id: {query_id}")
+        assert fails(killer, f"KILL QUERY '{query_id}'") == (1097, f"Unknown query id: {query_id}")
 
 
 def test_privilege_matrix_across_fes(cluster3: Cluster) -> None:
@@ -90,8 +84,8 @@ def test_privilege_matrix_across_fes(cluster3: Cluster) -> None:
         run = Running(alice_victim, "SELECT SLEEP(30)")
         wait_running(fe1, vid)
         # another user without ADMIN_PRIV: 1095, and the victim keeps running
-        assert _fails(bob_conn, f"KILL QUERY {vid}") == (1095, f"You are not owner of thread {vid}")
-        assert _fails(bob_conn, f"KILL {vid}")[0] == 1095
+        assert fails(bob_conn, f"KILL QUERY {vid}") == (1095, f"You are not owner of thread {vid}")
+        assert fails(bob_conn, f"KILL {vid}")[0] == 1095
         assert wait_running(fe3, vid)
         assert run.thread.is_alive()
         # the owner kills their own
@@ -117,11 +111,11 @@ def test_privilege_matrix_across_fes(cluster3: Cluster) -> None:
         assert refused and refused[0][2] == fe3.address and refused[0][5] == fe2.address
         assert refused[0][6].startswith("1095")
         assert any(a[1] == ops and a[4] == str(vid) and a[6] == "ok" and a[2] == fe1.address for a in audit)
-        assert _fails(bob_conn, "SHOW KILL AUDIT")[0] == 1227
+        assert fails(bob_conn, "SHOW KILL AUDIT")[0] == 1227
         # unknown id on a live FE's id space, and unknown query id
         unknown = (vid & ~0xFFFFF) | 0xFFFFE
-        assert _fails(bob_conn, f"KILL {unknown}") == (1094, f"Unknown thread id: {unknown}")
-        assert _fails(bob_conn, "KILL QUERY '0123456789abcdef-0123456789abcdef'")[0] == 1097
+        assert fails(bob_conn, f"KILL {unknown}") == (1094, f"Unknown thread id: {unknown}")
+        assert fails(bob_conn, "KILL QUERY '0123456789abcdef-0123456789abcdef'")[0] == 1097
 
 
 def test_peer_calls_need_the_cluster_secret(cluster3: Cluster) -> None:
@@ -216,7 +210,7 @@ def test_frozen_fe_is_reported_and_nothing_hangs(make_cluster) -> None:  # type:
         warnings = cur.fetchall()
         assert len(warnings) == 1 and warnings[0][1] == 1105 and fe3.address in warnings[0][2]
         start = time.monotonic()
-        code, message = _fails(conn, f"KILL {fid}")
+        code, message = fails(conn, f"KILL {fid}")
         assert code == 1105 and fe3.address in message
         assert time.monotonic() - start < 1.0 + 1.5
         # the gRPC answer carries one error entry for the FE that did not answer

@@ -13,16 +13,10 @@ import time
 import pymysql
 import pytest
 
-from tests.support import Cluster, Running, error_code, wait_for, wait_running
+from tests.support import Cluster, Running, error_code, fails, wait_for, wait_running
 
 pytestmark = pytest.mark.slow
 TTL = 3.0  # lease TTL for these clusters; renew every TTL/3
-
-
-def _fails(conn: pymysql.Connection, sql: str) -> int | None:
-    with pytest.raises(pymysql.err.MySQLError) as e, conn.cursor() as cur:
-        cur.execute(sql)
-    return error_code(e.value)
 
 
 def _fe_rows(cluster: Cluster) -> dict[int, dict]:  # type: ignore[type-arg]
@@ -58,7 +52,7 @@ def test_fe_sigkill_is_cleaned_up_within_the_lease_ttl(make_cluster) -> None:  #
             assert cur.fetchall() == ()
         victim = next(iter(doomed_ids))
         start = time.monotonic()
-        assert _fails(c2, f"KILL {victim}") == 1094
+        assert fails(c2, f"KILL {victim}")[0] == 1094
         assert time.monotonic() - start < 1.0
         # a new FE joins clean: none of the dead FE's rows come back
         fe4 = cluster.start_fe(lease_ttl=TTL)
@@ -84,7 +78,7 @@ def test_fe_sigterm_finishes_then_interrupts_and_leaves_nothing(make_cluster) ->
     assert error_code(slow.join(10)) == 1317  # interrupted at the end of it
     assert 1.5 < slow.finished_at - start < 5
     assert fe2.proc.wait(10) == 0
-    assert _fails(idle, "SELECT 1") in (2013, 2006)
+    assert fails(idle, "SELECT 1")[0] in (2013, 2006)
     with contextlib.closing(cluster.redis()) as r:
         assert r.get(f"fecluster:{{{cluster.name}}}:lease:{sid}") is None
     assert sid not in _fe_rows(cluster)

@@ -10,7 +10,7 @@ import uuid
 import pymysql
 import pytest
 
-from tests.support import Cluster, Fe, Running, error_code, wait_for, wait_running
+from tests.support import SEED_COLUMNS, Cluster, Fe, Running, error_code, fails, wait_for, wait_running
 
 
 def _user(fe: Fe, admin: bool = False) -> tuple[str, str]:
@@ -21,33 +21,12 @@ def _user(fe: Fe, admin: bool = False) -> tuple[str, str]:
     return name, password
 
 
-def _fails(conn: pymysql.Connection, sql: str) -> tuple[int | None, str]:
-    with pytest.raises(pymysql.err.MySQLError) as e, conn.cursor() as cur:
-        cur.execute(sql)
-    return error_code(e.value), str(e.value.args[1]) if len(e.value.args) > 1 else ""
-
-
 def test_processlist_has_the_seed_columns_and_this_fe(fe: Fe) -> None:
     with contextlib.closing(fe.connect()) as c, c.cursor() as cur:
         cur.execute("SHOW PROCESSLIST")
         names = [d[0] for d in cur.description]
         rows = cur.fetchall()
-    assert names == [
-        "CurrentConnected",
-        "Id",
-        "User",
-        "Host",
-        "LoginTime",
-        "Catalog",
-        "Db",
-        "Command",
-        "Time",
-        "State",
-        "QueryId",
-        "Info",
-        "FE",
-        "CloudCluster",
-    ]
+    assert names == SEED_COLUMNS
     mine = [r for r in rows if r[1] == c.thread_id()]
     assert len(mine) == 1
     row = mine[0]
@@ -68,22 +47,7 @@ def test_mariadb_client_prints_the_processlist(fe: Fe) -> None:
     )
     assert out.returncode == 0, out.stderr
     header, *rows = out.stdout.strip().splitlines()
-    assert header.split("\t") == [
-        "CurrentConnected",
-        "Id",
-        "User",
-        "Host",
-        "LoginTime",
-        "Catalog",
-        "Db",
-        "Command",
-        "Time",
-        "State",
-        "QueryId",
-        "Info",
-        "FE",
-        "CloudCluster",
-    ]
+    assert header.split("\t") == SEED_COLUMNS
     mine = [r.split("\t") for r in rows if r.startswith("Yes")]
     assert len(mine) == 1 and mine[0][12] == fe.address and mine[0][11] == "show processlist"
 
@@ -149,7 +113,7 @@ def test_kill_connection_closes_it_and_unregisters_it(cluster3: Cluster) -> None
     assert vid in cluster3.registry_ids()
     with killer.cursor() as cur:
         cur.execute(f"KILL CONNECTION {vid}")
-    code, _ = _fails(victim, "SELECT 1")
+    code, _ = fails(victim, "SELECT 1")
     assert code in (2013, 2006)  # lost connection / gone away
     wait_for(lambda: vid not in cluster3.registry_ids(), 5, what="registry row to go")
     killer.close()
@@ -162,16 +126,16 @@ def test_kill_connection_while_running_returns_1317_then_closes(fe: Fe) -> None:
     with killer.cursor() as cur:
         cur.execute(f"KILL {victim.thread_id()}")
     assert error_code(run.join()) == 1317
-    code, _ = _fails(victim, "SELECT 1")
+    code, _ = fails(victim, "SELECT 1")
     assert code in (2013, 2006)
     killer.close()
 
 
 def test_killing_your_own_connection(fe: Fe) -> None:
     conn = fe.connect()
-    code, message = _fails(conn, f"KILL {conn.thread_id()}")
+    code, message = fails(conn, f"KILL {conn.thread_id()}")
     assert code == 1317 and message == "Query execution was interrupted"
-    code, _ = _fails(conn, "SELECT 1")
+    code, _ = fails(conn, "SELECT 1")
     assert code in (2013, 2006)
 
 
@@ -190,7 +154,7 @@ def test_killing_your_own_connection(fe: Fe) -> None:
 )
 def test_bad_kill_statements_get_clear_errors(fe: Fe, sql: str, code: int) -> None:
     with contextlib.closing(fe.connect()) as conn:
-        assert _fails(conn, sql)[0] == code
+        assert fails(conn, sql)[0] == code
         with conn.cursor() as cur:  # and the session goes on
             cur.execute("SELECT 1")
             assert cur.fetchall() == ((1,),)
@@ -198,18 +162,18 @@ def test_bad_kill_statements_get_clear_errors(fe: Fe, sql: str, code: int) -> No
 
 def test_messages_match_mysql(fe: Fe) -> None:
     with contextlib.closing(fe.connect()) as conn:
-        assert _fails(conn, "KILL 12345") == (1094, "Unknown thread id: 12345")
+        assert fails(conn, "KILL 12345") == (1094, "Unknown thread id: 12345")
 
 
 def test_privileges_non_owner_gets_1095_root_kills_anyone(fe: Fe) -> None:
     name, password = _user(fe)
     with contextlib.closing(fe.connect()) as root_conn, contextlib.closing(fe.connect(name, password)) as user_conn:
-        assert _fails(user_conn, f"KILL {root_conn.thread_id()}") == (
+        assert fails(user_conn, f"KILL {root_conn.thread_id()}") == (
             1095,
             f"You are not owner of thread {root_conn.thread_id()}",
         )
-        assert _fails(user_conn, f"KILL QUERY {root_conn.thread_id()}")[0] == 1095
-        assert _fails(user_conn, "KILL 1048577")[0] == 1094
+        assert fails(user_conn, f"KILL QUERY {root_conn.thread_id()}")[0] == 1095
+        assert fails(user_conn, "KILL 1048577")[0] == 1094
         with root_conn.cursor() as cur:  # root's connection is untouched
             cur.execute("SELECT 1")
         # the user sees only their own connection
@@ -221,20 +185,20 @@ def test_privileges_non_owner_gets_1095_root_kills_anyone(fe: Fe) -> None:
             cur.execute(f"KILL QUERY {second.thread_id()}")
         with root_conn.cursor() as cur:
             cur.execute(f"KILL {user_conn.thread_id()}")
-        assert _fails(user_conn, "SELECT 1")[0] in (2013, 2006)
+        assert fails(user_conn, "SELECT 1")[0] in (2013, 2006)
 
 
 def test_admin_priv_grants_and_revokes_the_right_to_kill(fe: Fe) -> None:
     name, password = _user(fe)
     with contextlib.closing(fe.connect()) as victim, contextlib.closing(fe.connect(name, password)) as ops:
-        assert _fails(ops, f"KILL QUERY {victim.thread_id()}")[0] == 1095
+        assert fails(ops, f"KILL QUERY {victim.thread_id()}")[0] == 1095
         fe.query(f"GRANT ADMIN_PRIV ON *.*.* TO '{name}'")
         with ops.cursor() as cur:
             cur.execute(f"KILL QUERY {victim.thread_id()}")
             cur.execute("SHOW GRANTS")
             assert "ADMIN_PRIV" in cur.fetchall()[0][0]
         fe.query(f"REVOKE ADMIN_PRIV ON *.*.* FROM '{name}'")
-        assert _fails(ops, f"KILL QUERY {victim.thread_id()}")[0] == 1095
+        assert fails(ops, f"KILL QUERY {victim.thread_id()}")[0] == 1095
 
 
 def test_wrong_password_and_unknown_user_get_1045(cluster3: Cluster) -> None:
@@ -253,15 +217,15 @@ def test_wrong_password_and_unknown_user_get_1045(cluster3: Cluster) -> None:
 def test_user_administration(fe: Fe) -> None:
     name, password = _user(fe)
     with contextlib.closing(fe.connect()) as root:
-        assert _fails(root, f"CREATE USER '{name}'")[0] == 1396
+        assert fails(root, f"CREATE USER '{name}'")[0] == 1396
         with root.cursor() as cur:
             cur.execute(f"CREATE USER IF NOT EXISTS '{name}'")
             cur.execute(f"SET PASSWORD FOR '{name}' = PASSWORD('new-pw')")
         with pytest.raises(pymysql.err.OperationalError):
             fe.connect(name, password)
         with contextlib.closing(fe.connect(name, "new-pw")) as user:
-            assert _fails(user, "CREATE USER x1")[0] == 1227
-            assert _fails(user, "SHOW GRANTS FOR root")[0] == 1227
+            assert fails(user, "CREATE USER x1")[0] == 1227
+            assert fails(user, "SHOW GRANTS FOR root")[0] == 1227
             with user.cursor() as cur:
                 cur.execute("SET PASSWORD = 'own-pw'")
         with contextlib.closing(fe.connect(name, "own-pw")):
@@ -269,7 +233,7 @@ def test_user_administration(fe: Fe) -> None:
         with root.cursor() as cur:
             cur.execute(f"DROP USER '{name}'")
             cur.execute(f"DROP USER IF EXISTS '{name}'")
-        assert _fails(root, f"DROP USER '{name}'")[0] == 1396
+        assert fails(root, f"DROP USER '{name}'")[0] == 1396
         with pytest.raises(pymysql.err.OperationalError):
             fe.connect(name, "own-pw")
 
@@ -292,9 +256,9 @@ def test_embedded_backend_runs_mysql_sql(fe: Fe) -> None:
     with contextlib.closing(fe.connect(database=db)) as conn, conn.cursor() as cur:
         cur.execute("SELECT COUNT(*) FROM t")
         assert cur.fetchall() == ((2,),)
-        assert _fails(conn, "SELEC 1")[0] == 1064
-        assert _fails(conn, "USE nosuchdb")[0] == 1049
-        assert _fails(conn, f"CREATE DATABASE {db}")[0] == 1007
+        assert fails(conn, "SELEC 1")[0] == 1064
+        assert fails(conn, "USE nosuchdb")[0] == 1049
+        assert fails(conn, f"CREATE DATABASE {db}")[0] == 1007
         cur.execute(f"DROP DATABASE {db}")
 
 
