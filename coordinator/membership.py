@@ -5,6 +5,7 @@ Redis restarts and outages."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import secrets
 import time
@@ -94,10 +95,11 @@ class Membership:
 
     async def _run(self) -> None:
         while True:
-            try:
-                await asyncio.wait_for(self._wake.wait(), self.renew_interval)
-            except TimeoutError:
-                pass
+            # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow the
+            # cancel from stop() when the event is set in the same turn.
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.renew_interval):
+                    await self._wake.wait()
             self._wake.clear()
             try:
                 await self.tick()

@@ -16,15 +16,17 @@ clusters side by side::
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import random
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
 import redis.asyncio as aioredis
 
-from coordinator.ids import MAX_SERVER_ID
+from coordinator.ids import MAX_SERVER_ID, server_id_of
 from coordinator.users import UserRecord
 
 AUDIT_MAXLEN = 10_000
@@ -103,6 +105,20 @@ class Keys:
         return f"{self.prefix}:fe-conns:{server_id}"
 
 
+def _by_server(records: Iterable[ConnectionRecord]) -> dict[int, list[int]]:
+    grouped: dict[int, list[int]] = {}
+    for r in records:
+        grouped.setdefault(r.server_id, []).append(r.id)
+    return grouped
+
+
+def _by_server_id(conn_ids: Iterable[int]) -> dict[int, list[int]]:
+    grouped: dict[int, list[int]] = {}
+    for conn_id in conn_ids:
+        grouped.setdefault(server_id_of(conn_id) or 0, []).append(conn_id)
+    return grouped
+
+
 def _s(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
@@ -170,16 +186,19 @@ class Registry:
 
     # ------------------------------------------------------------ connections
 
-    async def add_connection(self, record: ConnectionRecord) -> None:
+    async def apply_connection_changes(self, changes: Mapping[int, ConnectionRecord | None]) -> None:
+        """One pipeline for a batch of connects (record) and disconnects (None)."""
         pipe = self.redis.pipeline(transaction=False)
-        pipe.hset(self.keys.conns, str(record.id), record.to_json())
-        pipe.sadd(self.keys.fe_conns(record.server_id), record.id)
-        await pipe.execute()
-
-    async def remove_connection(self, conn_id: int, server_id: int) -> None:
-        pipe = self.redis.pipeline(transaction=False)
-        pipe.hdel(self.keys.conns, str(conn_id))
-        pipe.srem(self.keys.fe_conns(server_id), conn_id)
+        added = {i: r for i, r in changes.items() if r is not None}
+        if added:
+            pipe.hset(self.keys.conns, mapping={str(i): r.to_json() for i, r in added.items()})
+            for sid, ids in _by_server(added.values()).items():
+                pipe.sadd(self.keys.fe_conns(sid), *ids)
+        removed = [i for i, r in changes.items() if r is None]
+        if removed:
+            pipe.hdel(self.keys.conns, *map(str, removed))
+            for sid, ids in _by_server_id(removed).items():
+                pipe.srem(self.keys.fe_conns(sid), *ids)
         await pipe.execute()
 
     async def sync_connections(self, server_id: int, records: Iterable[ConnectionRecord]) -> None:
@@ -235,3 +254,58 @@ class Registry:
     async def audit_entries(self, count: int = 100) -> list[dict[str, str]]:
         entries = await self.redis.xrevrange(self.keys.audit, count=count)
         return [{_s(k): _s(v) for k, v in fields.items()} | {"entry_id": _s(eid)} for eid, fields in entries]
+
+
+class ConnectionWriter:
+    """Connects and disconnects reach Redis in the background, coalesced into
+    one pipeline per batch: nothing on the handshake path waits for Redis, a
+    burst of thousands of connects is a handful of round trips, and the Redis
+    connection pool is never exhausted. A failed batch is not retried: the
+    caller's ``on_error`` schedules a full re-sync from the live sessions."""
+
+    def __init__(self, registry: Registry, on_error: Callable[[BaseException], None]) -> None:
+        self.registry = registry
+        self._on_error = on_error
+        self._pending: dict[int, ConnectionRecord | None] = {}
+        self._wake = asyncio.Event()
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._task = asyncio.create_task(self._run(), name="registry-writer")
+
+    def add(self, record: ConnectionRecord) -> None:
+        self._pending[record.id] = record
+        self._kick()
+
+    def remove(self, conn_id: int) -> None:
+        self._pending[conn_id] = None
+        self._kick()
+
+    def _kick(self) -> None:
+        self._idle.clear()
+        self._wake.set()
+
+    async def _run(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            batch, self._pending = self._pending, {}
+            if batch:
+                try:
+                    await self.registry.apply_connection_changes(batch)
+                except asyncio.CancelledError:
+                    raise
+                except Exception as e:  # noqa: BLE001 - any failure means: re-sync later
+                    self._on_error(e)
+            if not self._pending:
+                self._idle.set()
+
+    async def flush(self, timeout: float) -> None:
+        """Wait until every change so far has been written (or failed)."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout):
+                await self._idle.wait()
+
+    async def close(self, timeout: float = 2.0) -> None:
+        await self.flush(timeout)
+        self._task.cancel()
+        await asyncio.wait([self._task], timeout=timeout)

@@ -19,7 +19,7 @@ from coordinator.ids import server_id_of, server_id_of_query
 from coordinator.membership import REDIS_ERRORS, Membership
 from coordinator.pb import fecluster_pb2 as pb
 from coordinator.pb import fecluster_pb2_grpc as pb_grpc
-from coordinator.registry import ConnectionRecord, FeRecord
+from coordinator.registry import FeRecord
 
 log = logging.getLogger("fecluster.routing")
 
@@ -123,7 +123,7 @@ class Router:
         if target.WhichOneof("target") == "query_id":
             qid = target.query_id
             sid = server_id_of_query(qid)
-            owner = self._member(sid) if sid is not None else None
+            owner = (self._member(sid) or await self._refresh_member(sid)) if sid is not None else None
             if owner is None:
                 raise errors.unknown_query(qid)
             return owner
@@ -131,33 +131,24 @@ class Router:
         sid = server_id_of(conn_id)
         if sid is None:
             raise errors.unknown_thread(conn_id)
-        if sid == self.me.server_id:
-            return self.me
-        registry = self.membership.registry
-        if self.membership.redis_ok:
-            try:
-                pipe = registry.redis.pipeline(transaction=False)
-                pipe.hget(registry.keys.conns, str(conn_id))
-                pipe.exists(registry.keys.lease(sid))
-                async with asyncio.timeout(self.peer_timeout):
-                    raw, lease_alive = await pipe.execute()
-            except REDIS_ERRORS as e:
-                log.warning("registry lookup of %d failed, routing by the id's server id: %s", conn_id, e)
-                self.membership.mark_dirty()
-            else:
-                if not lease_alive:  # the owner is dead: its connections are gone
-                    raise errors.unknown_thread(conn_id)
-                # The record names the owner; a connection whose registration
-                # has not landed yet is still routed by its id's server id.
-                owner_sid = ConnectionRecord.from_json(raw).server_id if raw else sid
-                owner = self._member(owner_sid) or (await registry.live_fes()).get(owner_sid)
-                if owner is None:
-                    raise errors.unknown_thread(conn_id)
-                return owner
-        owner = self._member(sid)
+        # The id names its owner's server id, and a live server id names one FE
+        # (an FE that loses its id closes its sessions): no per-KILL registry
+        # read. An FE not in the cached membership is looked up once.
+        owner = self._member(sid) or await self._refresh_member(sid)
         if owner is None:
             raise errors.unknown_thread(conn_id)
         return owner
+
+    async def _refresh_member(self, sid: int) -> FeRecord | None:
+        if not self.membership.redis_ok:
+            return None
+        try:
+            async with asyncio.timeout(self.peer_timeout):
+                self.membership.members = await self.membership.registry.live_fes()
+        except REDIS_ERRORS as e:
+            log.warning("membership refresh failed: %s", e)
+            self.membership.mark_dirty()
+        return self.membership.members.get(sid)
 
     def _member(self, sid: int) -> FeRecord | None:
         if sid == self.me.server_id:
@@ -171,9 +162,27 @@ class Router:
                 request, timeout=self.peer_timeout, metadata=self.channels.metadata
             )
         except grpc.aio.AioRpcError as e:
+            if e.code() == grpc.StatusCode.UNAVAILABLE and not await self._lease_alive(owner.server_id):
+                # The owner is gone and so are its connections.
+                raise (
+                    errors.unknown_query(target.query_id)
+                    if target.query_id
+                    else errors.unknown_thread(target.connection_id)
+                ) from e
             raise SqlError(errors.UNKNOWN_ERROR, f"KILL not delivered: {_unreachable(owner.address, e)}") from e
         if reply.HasField("error"):
             raise SqlError(reply.error.code, reply.error.message)
+
+    async def _lease_alive(self, sid: int) -> bool:
+        """True unless Redis says the server id's lease is gone (unknown counts as alive)."""
+        if not self.membership.redis_ok:
+            return True
+        registry = self.membership.registry
+        try:
+            async with asyncio.timeout(self.peer_timeout):
+                return bool(await registry.redis.exists(registry.keys.lease(sid)))
+        except REDIS_ERRORS:
+            return True
 
     def _record(self, target: pb.KillTarget, requester: str, owner: FeRecord | None, outcome: str) -> None:
         if self._audit is None or not self.membership.redis_ok:

@@ -230,7 +230,7 @@ class Executor:
     async def _show_audit(self, session: Session, m: re.Match[str]) -> Result:
         _need_admin(session)
         limit = int(m.group(1) or 100)
-        entries = await self.node.registry_call(self.node.registry.audit_entries(limit))
+        entries = await self.node.registry_read(self.node.registry.audit_entries(limit))
         cols = ["time", "requester", "received_on", "kind", "target", "owner", "outcome"]
         return Result([c.capitalize() for c in cols], [tuple(e.get(c, "") for c in cols) for e in entries])
 

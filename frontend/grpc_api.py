@@ -237,7 +237,7 @@ class FrontendService(pb_grpc.FrontendServicer):
         except IdsExhausted:
             await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, "Too many connections")
         session = Session(self.node, conn_id, user, _peer_host(context), "grpc", killed.set)
-        await self.node.open_session(session)
+        self.node.open_session(session)
         return session
 
     async def _run(self, session: Session, sql: str) -> pb.StatementResult:
