@@ -119,6 +119,13 @@ class Membership:
                     await self._on_registry_lost()
             if state != 1 or not self.redis_ok or self._needs_sync:
                 await self._resync()
+            else:
+                # Anti-entropy, every tick: a write that was sent while Redis
+                # stalled can land after the re-sync; this puts it right within
+                # one renew interval. One SMEMBERS when nothing is wrong.
+                fixed = await self.registry.sync_connections(self.server_id, self._live_connections)
+                if fixed:
+                    log.info("registry had %d stale or missing rows of this FE; fixed", fixed)
             self.members = await self.registry.live_fes()
             if not self.redis_ok:
                 log.info("Redis is reachable again; registry re-synchronised")
@@ -132,7 +139,7 @@ class Membership:
     async def _resync(self) -> None:
         self._needs_sync = False
         await self.registry.put_fe(self.record)
-        await self.registry.sync_connections(self.server_id, self._live_connections())
+        await self.registry.sync_connections(self.server_id, self._live_connections, rewrite_all=True)
 
     async def _take_new_server_id(self) -> None:
         old = self.server_id

@@ -201,21 +201,29 @@ class Registry:
                 pipe.srem(self.keys.fe_conns(sid), *ids)
         await pipe.execute()
 
-    async def sync_connections(self, server_id: int, records: Iterable[ConnectionRecord]) -> None:
-        """Make the registry hold exactly ``records`` for this server id."""
-        records = list(records)
+    async def sync_connections(
+        self, server_id: int, live: Callable[[], list[ConnectionRecord]], *, rewrite_all: bool = False
+    ) -> int:
+        """Make the registry hold exactly this FE's live connections: drop the
+        rows of ended ones, add missing ones (all of them with ``rewrite_all``).
+        ``live`` is read after Redis answers, so nothing that happened while we
+        waited is undone. Returns how many rows it had to fix."""
         set_key = self.keys.fe_conns(server_id)
         registered = {int(_s(m)) for m in await self.redis.smembers(set_key)}
-        live = {r.id for r in records}
+        records = {r.id: r for r in live()}
+        stale = registered - records.keys()
+        missing = records if rewrite_all else {i: r for i, r in records.items() if i not in registered}
+        if not stale and not missing:
+            return 0
         pipe = self.redis.pipeline(transaction=False)
-        stale = registered - live
         if stale:
             pipe.hdel(self.keys.conns, *map(str, stale))
             pipe.srem(set_key, *stale)
-        if records:
-            pipe.hset(self.keys.conns, mapping={str(r.id): r.to_json() for r in records})
-            pipe.sadd(set_key, *live)
+        if missing:
+            pipe.hset(self.keys.conns, mapping={str(i): r.to_json() for i, r in missing.items()})
+            pipe.sadd(set_key, *missing)
         await pipe.execute()
+        return len(stale) + (0 if rewrite_all else len(missing))
 
     async def connection(self, conn_id: int) -> ConnectionRecord | None:
         raw = await self.redis.hget(self.keys.conns, str(conn_id))

@@ -177,13 +177,41 @@ class PeerService(pb_grpc.PeerServicer):
     def __init__(self, node: Node) -> None:
         self.node = node
 
-    async def Kill(self, request: pb.PeerKillRequest, context: grpc.aio.ServicerContext) -> pb.KillResult:
+    async def _kill(self, request: pb.PeerKillRequest) -> pb.KillResult:
         me = self.node.config.address
         try:
             await self.node.kill_local(request.target, request.requester, request.requester_fe)
         except SqlError as e:
-            return pb.KillResult(error=sql_error(e), owner_fe=me)
-        return pb.KillResult(owner_fe=me)
+            return pb.KillResult(error=sql_error(e), owner_fe=me, request_id=request.request_id)
+        return pb.KillResult(owner_fe=me, request_id=request.request_id)
+
+    async def Kill(self, request: pb.PeerKillRequest, context: grpc.aio.ServicerContext) -> pb.KillResult:
+        return await self._kill(request)
+
+    async def KillStream(
+        self, requests: AsyncIterator[pb.PeerKillRequest], context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[pb.KillResult]:
+        """Each request is handled on its own, so one slow privilege lookup holds up no other kill."""
+        replies: asyncio.Queue[pb.KillResult | None] = asyncio.Queue()
+        handlers: set[asyncio.Task[None]] = set()
+
+        async def handle(request: pb.PeerKillRequest) -> None:
+            replies.put_nowait(await self._kill(request))
+
+        async def read() -> None:
+            async for request in requests:
+                task = asyncio.create_task(handle(request))
+                handlers.add(task)
+                task.add_done_callback(handlers.discard)
+            await asyncio.gather(*handlers)
+            replies.put_nowait(None)
+
+        reader = asyncio.create_task(read())
+        try:
+            while (reply := await replies.get()) is not None:
+                yield reply
+        finally:
+            reader.cancel()
 
     async def List(self, request: pb.PeerListRequest, context: grpc.aio.ServicerContext) -> pb.PeerListReply:
         return pb.PeerListReply(rows=await self.node.list_local(request.requester), fe=self.node.config.address)
@@ -307,6 +335,11 @@ class GrpcListener:
                 ("grpc.max_receive_message_length", MAX_MESSAGE),
                 ("grpc.max_send_message_length", 64 * 1024 * 1024),
                 ("grpc.so_reuseport", 0),
+                # Peers keep channels and a kill stream open and ping them every
+                # 10 s: never answer that with GOAWAY "too many pings".
+                ("grpc.keepalive_permit_without_calls", 1),
+                ("grpc.http2.min_recv_ping_interval_without_data_ms", 5_000),
+                ("grpc.http2.max_ping_strikes", 0),
             ],
         )
         pb_grpc.add_PeerServicer_to_server(PeerService(node), self.server)

@@ -65,22 +65,26 @@ class KillTarget(_message.Message):
     def __init__(self, connection_id: _Optional[int] = ..., query_id: _Optional[str] = ..., kind: _Optional[_Union[KillKind, str]] = ...) -> None: ...
 
 class KillResult(_message.Message):
-    __slots__ = ("error", "owner_fe")
+    __slots__ = ("error", "owner_fe", "request_id")
     ERROR_FIELD_NUMBER: _ClassVar[int]
     OWNER_FE_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     error: SqlError
     owner_fe: str
-    def __init__(self, error: _Optional[_Union[SqlError, _Mapping]] = ..., owner_fe: _Optional[str] = ...) -> None: ...
+    request_id: int
+    def __init__(self, error: _Optional[_Union[SqlError, _Mapping]] = ..., owner_fe: _Optional[str] = ..., request_id: _Optional[int] = ...) -> None: ...
 
 class PeerKillRequest(_message.Message):
-    __slots__ = ("requester", "requester_fe", "target")
+    __slots__ = ("requester", "requester_fe", "target", "request_id")
     REQUESTER_FIELD_NUMBER: _ClassVar[int]
     REQUESTER_FE_FIELD_NUMBER: _ClassVar[int]
     TARGET_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     requester: str
     requester_fe: str
     target: KillTarget
-    def __init__(self, requester: _Optional[str] = ..., requester_fe: _Optional[str] = ..., target: _Optional[_Union[KillTarget, _Mapping]] = ...) -> None: ...
+    request_id: int
+    def __init__(self, requester: _Optional[str] = ..., requester_fe: _Optional[str] = ..., target: _Optional[_Union[KillTarget, _Mapping]] = ..., request_id: _Optional[int] = ...) -> None: ...
 
 class PeerListRequest(_message.Message):
     __slots__ = ("requester",)

@@ -42,6 +42,11 @@ class PeerStub:
                 request_serializer=coordinator_dot_pb_dot_fecluster__pb2.PeerKillRequest.SerializeToString,
                 response_deserializer=coordinator_dot_pb_dot_fecluster__pb2.KillResult.FromString,
                 _registered_method=True)
+        self.KillStream = channel.stream_stream(
+                '/fecluster.v1.Peer/KillStream',
+                request_serializer=coordinator_dot_pb_dot_fecluster__pb2.PeerKillRequest.SerializeToString,
+                response_deserializer=coordinator_dot_pb_dot_fecluster__pb2.KillResult.FromString,
+                _registered_method=True)
         self.List = channel.unary_unary(
                 '/fecluster.v1.Peer/List',
                 request_serializer=coordinator_dot_pb_dot_fecluster__pb2.PeerListRequest.SerializeToString,
@@ -63,6 +68,15 @@ class PeerServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def KillStream(self, request_iterator, context):
+        """The same over one long-lived stream per pair of FEs (what routing uses:
+        a stream message costs about half a unary call). Replies carry the
+        request_id of their request and may come out of order.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def List(self, request, context):
         """The called FE's own sessions, filtered by the requester's privileges.
         """
@@ -75,6 +89,11 @@ def add_PeerServicer_to_server(servicer, server):
     rpc_method_handlers = {
             'Kill': grpc.unary_unary_rpc_method_handler(
                     servicer.Kill,
+                    request_deserializer=coordinator_dot_pb_dot_fecluster__pb2.PeerKillRequest.FromString,
+                    response_serializer=coordinator_dot_pb_dot_fecluster__pb2.KillResult.SerializeToString,
+            ),
+            'KillStream': grpc.stream_stream_rpc_method_handler(
+                    servicer.KillStream,
                     request_deserializer=coordinator_dot_pb_dot_fecluster__pb2.PeerKillRequest.FromString,
                     response_serializer=coordinator_dot_pb_dot_fecluster__pb2.KillResult.SerializeToString,
             ),
@@ -112,6 +131,33 @@ class Peer:
             request,
             target,
             '/fecluster.v1.Peer/Kill',
+            coordinator_dot_pb_dot_fecluster__pb2.PeerKillRequest.SerializeToString,
+            coordinator_dot_pb_dot_fecluster__pb2.KillResult.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def KillStream(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/fecluster.v1.Peer/KillStream',
             coordinator_dot_pb_dot_fecluster__pb2.PeerKillRequest.SerializeToString,
             coordinator_dot_pb_dot_fecluster__pb2.KillResult.FromString,
             options,
