@@ -71,7 +71,10 @@ class Accounts:
         except REDIS_ERRORS:
             return self._users.get(name)
         if raw is None:
-            return self._root if name == ROOT else None
+            if name == ROOT:
+                return self._root
+            self._users.pop(name, None)  # dropped on some FE: forget it here too
+            return None
         user = UserRecord.from_json(name, raw)
         self._users[name] = user
         return user
@@ -88,8 +91,9 @@ class Accounts:
             self._users[user.name] = user
         return created
 
-    async def create(self, name: str, password: str, if_not_exists: bool) -> None:
-        created = await self._write(UserRecord(name, native_password_hash(password)), only_new=True)
+    async def create(self, name: str, password: str, if_not_exists: bool, auth_string: str | None = None) -> None:
+        stored = native_password_hash(password) if auth_string is None else auth_string
+        created = await self._write(UserRecord(name, stored), only_new=True)
         if not created and not if_not_exists:
             raise SqlError(errors.CANNOT_USER, f"Operation CREATE USER failed for '{name}'@'%'")
 

@@ -159,6 +159,7 @@ class Membership:
             pubsub = self.registry.redis.pubsub()
             try:
                 await pubsub.subscribe(self.registry.keys.events)
+                await self._on_users_changed()  # whatever changed while we were not subscribed
                 async for message in pubsub.listen():
                     if message.get("type") == "message":
                         await self._on_users_changed()

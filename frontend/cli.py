@@ -61,6 +61,13 @@ async def _node_main(args: argparse.Namespace) -> int:
 
 
 def cmd_node(args: argparse.Namespace) -> int:
+    if not args.cluster_secret:
+        print(
+            "fecluster node: --cluster-secret (or FECLUSTER_CLUSTER_SECRET) is required: every FE-to-FE "
+            "call must carry it, so that nobody else can kill or list sessions (fecluster up makes one)",
+            file=sys.stderr,
+        )
+        return 2
     logging.basicConfig(
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
     )

@@ -31,20 +31,20 @@ if TYPE_CHECKING:
     from frontend.session import Session
 
 _F = re.IGNORECASE | re.DOTALL
-_NAME = r"(?:'(?:[^'\\]|\\.)*'|`[^`]*`|\"[^\"]*\"|[A-Za-z0-9_.$-]+)"
+_NAME = r"(?:'(?:[^'\\]|\\.|'')*'|`(?:[^`]|``)*`|\"(?:[^\"\\]|\\.)*\"|[A-Za-z0-9_.$-]+)"
 _USER = rf"({_NAME})(?:\s*@\s*{_NAME})?"
-_STRING = r"'((?:[^'\\]|\\.)*)'"
+_STRING = r"'((?:[^'\\]|\\.|'')*)'"
 
 _KILL = re.compile(r"^kill(?:\s+(connection|query))?\s+(.+)$", _F)
 _PROCESSLIST = re.compile(r"^show\s+(full\s+)?processlist$", _F)
 _SHOW_WARNINGS = re.compile(r"^show\s+(warnings|errors)(?:\s+limit\s+\d+)?$", _F)
-_SHOW_GRANTS = re.compile(rf"^show\s+grants(?:\s+for\s+{_USER})?$", _F)
+_SHOW_GRANTS = re.compile(rf"^show\s+grants(?:\s+for\s+(?:current_user(?:\s*\(\s*\))?|{_USER}))?$", _F)
 _SHOW_DATABASES = re.compile(r"^show\s+(?:databases|schemas)$", _F)
 _SHOW_TABLES = re.compile(r"^show\s+(?:full\s+)?tables(?:\s+(?:from|in)\s+(\S+))?$", _F)
 _SHOW_VARIABLES = re.compile(rf"^show\s+(?:global\s+|session\s+)?variables(?:\s+like\s+{_STRING})?$", _F)
 _SHOW_AUDIT = re.compile(r"^show\s+kill\s+audit(?:\s+limit\s+(\d+))?$", _F)
 _CREATE_USER = re.compile(
-    rf"^create\s+user\s+(if\s+not\s+exists\s+)?{_USER}(?:\s+identified\s+by\s+(?:password\s+)?{_STRING})?$", _F
+    rf"^create\s+user\s+(if\s+not\s+exists\s+)?{_USER}(?:\s+identified\s+by\s+(password\s+)?{_STRING})?$", _F
 )
 _DROP_USER = re.compile(rf"^drop\s+user\s+(if\s+exists\s+)?{_USER}$", _F)
 _GRANT = re.compile(rf"^grant\s+(.+?)\s+on\s+(\S+)\s+to\s+{_USER}$", _F)
@@ -64,14 +64,88 @@ VERSION = "5.7.99"
 VERSION_COMMENT = "fecluster"
 
 
+_ESCAPES = {"0": "\0", "n": "\n", "r": "\r", "t": "\t", "b": "\b", "Z": "\x1a"}
+
+
+def unescape(text: str, quote: str = "'") -> str:
+    """The value of a MySQL string literal's body: backslash escapes and doubled quotes."""
+    if "\\" not in text and quote * 2 not in text:
+        return text
+    out, i = [], 0
+    while i < len(text):
+        c = text[i]
+        if c == "\\" and i + 1 < len(text):
+            out.append(_ESCAPES.get(text[i + 1], text[i + 1]))
+            i += 2
+        elif c == quote and text[i + 1 : i + 2] == quote:
+            out.append(quote)
+            i += 2
+        else:
+            out.append(c)
+            i += 1
+    return "".join(out)
+
+
 def _unquote(name: str) -> str:
     if len(name) >= 2 and name[0] == name[-1] and name[0] in "'`\"":
-        return name[1:-1]
+        return unescape(name[1:-1], name[0])
     return name
 
 
-def _need_admin(session: Session) -> None:
-    user = session.user_record
+def strip_comments(sql: str) -> str:
+    """Drop ``/* */``, ``-- `` and ``#`` comments outside quotes, so a commented
+    KILL or SHOW PROCESSLIST is still ours (applications tag statements)."""
+    if "/*" not in sql and "--" not in sql and "#" not in sql:
+        return sql
+    out, i, n, quote = [], 0, len(sql), ""
+    while i < n:
+        c = sql[i]
+        if quote:
+            out.append(c)
+            if c == "\\" and i + 1 < n:
+                out.append(sql[i + 1])
+                i += 1
+            elif c == quote:
+                quote = ""
+        elif c in "'\"`":
+            quote = c
+            out.append(c)
+        elif sql.startswith("/*", i):
+            end = sql.find("*/", i + 2)
+            i = n if end < 0 else end + 2
+            out.append(" ")
+            continue
+        elif c == "#" or (sql.startswith("--", i) and (i + 2 == n or sql[i + 2] in " \t\r\n")):
+            end = sql.find("\n", i)
+            i = n if end < 0 else end
+            continue
+        else:
+            out.append(c)
+        i += 1
+    return "".join(out)
+
+
+_SECRET_STATEMENT = re.compile(r"\b(?:identified|password)\b", re.IGNORECASE)
+_QUOTED = re.compile(r"'(?:[^'\\]|\\.|'')*'")
+
+
+def redact(sql: str) -> str:
+    """What processlist and logs may show: no password literals (MySQL shows <secret>)."""
+    if _SECRET_STATEMENT.search(sql):
+        return _QUOTED.sub("'<secret>'", sql)
+    return sql
+
+
+def _password_hash(text: str) -> str:
+    """``IDENTIFIED BY PASSWORD '*<40 hex>'``: the stored mysql_native_password hash itself."""
+    if re.fullmatch(r"\*[0-9A-Fa-f]{40}", text):
+        return text[1:].lower()
+    raise SqlError(errors.PARSE_ERROR, "IDENTIFIED BY PASSWORD takes a hash: '*' and 40 hex digits")
+
+
+async def _need_admin(session: Session) -> None:
+    """ADMIN_PRIV as the user table says now (a REVOKE elsewhere counts at once)."""
+    user = await session.node.users.fresh(session.user)
     if user is None or not user.is_admin:
         raise SqlError(
             errors.SPECIFIC_ACCESS_DENIED,
@@ -182,9 +256,9 @@ class Executor:
         return Result([m.group(1)], [(int(m.group(1)),)]) if m else None
 
     async def run(self, session: Session, sql: str) -> Result:
-        text = sql.strip().rstrip(";").strip()
+        text = strip_comments(sql).strip().rstrip(";").strip()
         if not text:
-            raise SqlError(1065, "Query was empty")
+            raise SqlError(errors.EMPTY_QUERY, "Query was empty")
         keep_warnings = _SHOW_WARNINGS.match(text) is not None
         if not keep_warnings:
             session.warnings = []
@@ -228,7 +302,7 @@ class Executor:
         return Result(["Level", "Code", "Message"], rows)
 
     async def _show_audit(self, session: Session, m: re.Match[str]) -> Result:
-        _need_admin(session)
+        await _need_admin(session)
         limit = int(m.group(1) or 100)
         entries = await self.node.registry_read(self.node.registry.audit_entries(limit))
         cols = ["time", "requester", "received_on", "kind", "target", "owner", "outcome"]
@@ -237,24 +311,26 @@ class Executor:
     # ------------------------------------------------------------ users
 
     async def _create_user(self, session: Session, m: re.Match[str]) -> Result:
-        _need_admin(session)
-        await self.node.users.create(_unquote(m.group(2)), m.group(3) or "", bool(m.group(1)))
+        await _need_admin(session)
+        name, password = _unquote(m.group(2)), unescape(m.group(4) or "")
+        auth_string = _password_hash(password) if m.group(3) else None
+        await self.node.users.create(name, password, bool(m.group(1)), auth_string=auth_string)
         return OK
 
     async def _drop_user(self, session: Session, m: re.Match[str]) -> Result:
-        _need_admin(session)
+        await _need_admin(session)
         await self.node.users.drop(_unquote(m.group(2)), bool(m.group(1)))
         return OK
 
     async def _grant(self, session: Session, m: re.Match[str]) -> Result:
-        _need_admin(session)
+        await _need_admin(session)
         privileges = _privileges(m.group(1))
         _global_scope(m.group(2))
         await self.node.users.grant(_unquote(m.group(3)), privileges)
         return OK
 
     async def _revoke(self, session: Session, m: re.Match[str]) -> Result:
-        _need_admin(session)
+        await _need_admin(session)
         privileges = _privileges(m.group(1))
         _global_scope(m.group(2))
         await self.node.users.revoke(_unquote(m.group(3)), privileges)
@@ -263,15 +339,15 @@ class Executor:
     async def _set_password(self, session: Session, m: re.Match[str]) -> Result:
         name = _unquote(m.group(1)) if m.group(1) else session.user
         if name != session.user:
-            _need_admin(session)
+            await _need_admin(session)
         password = m.group(2) if m.group(2) is not None else m.group(3)
-        await self.node.users.set_password(name, password or "")
+        await self.node.users.set_password(name, unescape(password or ""))
         return OK
 
     async def _show_grants(self, session: Session, m: re.Match[str]) -> Result:
         name = _unquote(m.group(1)) if m.group(1) else session.user
         if name != session.user:
-            _need_admin(session)
+            await _need_admin(session)
         user = await self.node.users.fresh(name)
         if user is None:
             raise SqlError(errors.NO_SUCH_USER, f"There is no such grant defined for user '{name}' on host '%'")
@@ -391,7 +467,7 @@ class Executor:
         query = tree.copy().transform(substitute)
         if query.find(exp.Anonymous):
             name = query.find(exp.Anonymous).name  # type: ignore[union-attr]
-            raise SqlError(1305, f"FUNCTION {name} does not exist")
+            raise SqlError(errors.NO_SUCH_FUNCTION, f"FUNCTION {name} does not exist")
         try:
             cursor = _CONSTANT_DB.execute(query.sql(dialect="sqlite"))
         except sqlite3.Error as e:

@@ -157,7 +157,7 @@ class SecretInterceptor(grpc.aio.ServerInterceptor):
         if details.method.startswith(_PEER_PREFIX):
             sent = dict(details.invocation_metadata or ()).get(SECRET_HEADER, "")
             sent_b = sent.encode() if isinstance(sent, str) else sent
-            if not hmac.compare_digest(sent_b, self._secret):
+            if not self._secret or not hmac.compare_digest(sent_b, self._secret):
                 log.warning("refused %s: missing or wrong cluster secret", details.method)
                 return _refuse
         handler = await continuation(details)

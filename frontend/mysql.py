@@ -36,6 +36,7 @@ from coordinator import errors
 from coordinator.errors import SqlError
 from coordinator.ids import IdsExhausted
 from frontend import tls
+from frontend.executor import redact
 from frontend.result import Result
 from frontend.session import Session
 
@@ -196,6 +197,11 @@ class FeConnection(Connection):
         finally:
             await self.session.close()
 
+    async def handle_change_user(self, data: bytes) -> None:
+        # mysql-mimic would rename the session but keep the old user's
+        # privileges and registry row; refuse rather than get that wrong.
+        await self._write_error(SqlError(errors.NOT_SUPPORTED, "COM_CHANGE_USER is not supported: reconnect instead"))
+
     async def _write_error(self, e: SqlError) -> None:
         await self.stream.write(self.error(msg=e.message, code=e.code))
 
@@ -214,7 +220,7 @@ class FeConnection(Connection):
             await self._write_error(e)
             return
         except Exception as e:  # a bug of ours: say so in the log, answer 1105, keep the session
-            log.exception("statement failed on connection %d: %r", self.connection_id, com_query.sql[:200])
+            log.exception("statement failed on connection %d: %r", self.connection_id, redact(com_query.sql)[:200])
             await self._write_error(SqlError(errors.UNKNOWN_ERROR, f"internal error: {e!r}"))
             return
         if not result.has_rows:

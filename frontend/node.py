@@ -251,7 +251,7 @@ class Node:
         log.info("KILL %s %d (user %s) by %s from %s", how, session.id, session.user, requester, requester_fe)
 
     async def list_local(self, requester: str) -> list[pb.ProcessRow]:
-        user = self.users.cached(requester) or await self.users.fresh(requester)
+        user = await self.users.fresh(requester)
         return [s.process_row() for s in self.sessions.values() if may_see(user, s.user)]
 
 

@@ -21,12 +21,12 @@ from coordinator.pb import fecluster_pb2 as pb
 from coordinator.registry import ConnectionRecord
 from coordinator.users import UserRecord
 from frontend.backend import BackendSession
+from frontend.executor import redact
 from frontend.result import Result, Warning
 
 if TYPE_CHECKING:
     from frontend.node import Node
 
-INFO_LIMIT = 100
 CATALOG = "internal"
 
 
@@ -67,10 +67,6 @@ class Session:
             self._backend = self.node.backend.session()
         return self._backend
 
-    @property
-    def user_record(self) -> UserRecord | None:
-        return self.node.users.cached(self.user)
-
     def record(self) -> ConnectionRecord:
         me = self.node.membership.record
         return ConnectionRecord(
@@ -92,7 +88,7 @@ class Session:
         if self.killed_by is not None:
             raise errors.interrupted()
         self.query_id = self.node.query_ids.next()
-        self.info = sql
+        self.info = redact(sql)
         immediate = self.node.executor.immediate(sql)
         if immediate is not None:
             self.state = "OK"

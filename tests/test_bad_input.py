@@ -201,3 +201,13 @@ def test_garbage_grpc_session_streams(target: Cluster, bystander, messages: list
             ), e
     wait_for(lambda: target.registry_ids() == before, 5, what="no leaked session")
     _healthy(target, bystander)
+
+
+def test_change_user_is_refused_not_half_done(target: Cluster, bystander) -> None:  # type: ignore[no-untyped-def]
+    with contextlib.closing(_logged_in_socket(target.fes[0])) as s:
+        s.sendall(_packet(0, b"\x11" + b"bob\x00" + b"\x00" + b"\x00"))
+        reply = s.recv(65536)
+        assert reply[4] == 0xFF and struct.unpack("<H", reply[5:7])[0] == 1235, reply
+        s.sendall(_packet(0, b"\x03SELECT CURRENT_USER()"))
+        assert b"root" in s.recv(65536)  # still root, with root's rights
+    _healthy(target, bystander)

@@ -288,3 +288,70 @@ def test_registry_holds_exactly_the_live_connections_after_200_connects(make_clu
     for c in keep:
         c.close()
     wait_for(lambda: cluster.registry_ids() == set(), 10, what="empty registry")
+
+
+def test_comments_around_cluster_statements(fe: Fe) -> None:
+    with contextlib.closing(fe.connect()) as victim, contextlib.closing(fe.connect()) as killer:
+        run = Running(victim, "SELECT SLEEP(30)")
+        wait_running(fe, victim.thread_id())
+        with killer.cursor() as cur:
+            cur.execute(f"/* app=billing */ KILL QUERY {victim.thread_id()} -- from the pool")
+            assert error_code(run.join()) == 1317
+            cur.execute("SHOW PROCESSLIST # how busy are we")
+            assert len(cur.description) == 14
+
+
+def test_quoted_names_passwords_and_stored_hashes(fe: Fe) -> None:
+    suffix = uuid.uuid4().hex[:6]
+    fe.query(f"CREATE USER 'o''b{suffix}' IDENTIFIED BY 'p\\'q'")
+    with contextlib.closing(fe.connect(f"o'b{suffix}", "p'q")):
+        pass
+    # IDENTIFIED BY PASSWORD takes the stored hash: this one is PASSWORD('secret')
+    fe.query(f"CREATE USER 'h{suffix}' IDENTIFIED BY PASSWORD '*14E65567ABDB5135D0CFD9A70B3032C179A49EE7'")
+    with contextlib.closing(fe.connect(f"h{suffix}", "secret")) as conn, conn.cursor() as cur:
+        cur.execute("SHOW GRANTS FOR CURRENT_USER()")  # anyone may ask about themselves
+        assert cur.fetchall() == ((f"GRANT USAGE ON *.*.* TO 'h{suffix}'@'%'",),)
+
+
+def test_passwords_never_show_in_processlist(fe: Fe) -> None:
+    name, _ = _user(fe)
+    with contextlib.closing(fe.connect()) as admin, admin.cursor() as cur:
+        cur.execute(f"SET PASSWORD FOR '{name}' = PASSWORD('hunter2-{name}')")
+        cur.execute("SHOW FULL PROCESSLIST")
+        rows = cur.fetchall()
+    with contextlib.closing(fe.connect()) as other, other.cursor() as cur:
+        cur.execute("SELECT INFO FROM information_schema.processlist")
+        infos = [r[0] for r in cur.fetchall()] + [r[11] for r in rows]
+    assert not any(f"hunter2-{name}" in (i or "") for i in infos)
+    with contextlib.closing(fe.connect(name, f"hunter2-{name}")) as user, user.cursor() as cur:
+        cur.execute("SET PASSWORD = 'n3w'")
+        with contextlib.closing(fe.connect()) as admin, admin.cursor() as acur:
+            acur.execute("SHOW FULL PROCESSLIST")
+            info = next(r[11] for r in acur.fetchall() if r[1] == user.thread_id())
+    assert info == "SET PASSWORD = '<secret>'"
+
+
+def test_node_refuses_to_start_without_a_cluster_secret(redis_url: str) -> None:
+    import sys
+
+    from frontend import procs
+
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "frontend.cli",
+            "node",
+            "--redis-url",
+            redis_url,
+            "--mysql-port",
+            str(procs.free_port()),
+            "--grpc-port",
+            str(procs.free_port()),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=procs.node_env(),
+    )
+    assert out.returncode == 2 and "--cluster-secret" in out.stderr
