@@ -39,6 +39,12 @@ class Accounts:
         try:
             async with asyncio.timeout(self.timeout):
                 users = await self.registry.users()
+            if not users:
+                # Every cluster's table holds root from the first start on: an
+                # empty one means Redis lost its data. Write ours back instead
+                # of forgetting every account.
+                await self.restore()
+                return
         except REDIS_ERRORS as e:
             log.warning("could not reload users, keeping the cached table: %s", e)
             return
@@ -71,10 +77,7 @@ class Accounts:
         except REDIS_ERRORS:
             return self._users.get(name)
         if raw is None:
-            if name == ROOT:
-                return self._root
-            self._users.pop(name, None)  # dropped on some FE: forget it here too
-            return None
+            return self._root if name == ROOT else None
         user = UserRecord.from_json(name, raw)
         self._users[name] = user
         return user

@@ -65,6 +65,7 @@ class KillStream:
         self._pending: dict[int, asyncio.Future[pb.KillResult]] = {}
         self._outbox: asyncio.Queue[pb.PeerKillRequest] = asyncio.Queue()
         self._call: grpc.aio.StreamStreamCall | None = None
+        self._sent: dict[grpc.aio.StreamStreamCall, set[int]] = {}  # request ids written, per call
         self._tasks: set[asyncio.Task[None]] = set()
         self._writer: asyncio.Task[None] | None = None
 
@@ -82,8 +83,10 @@ class KillStream:
             future = self._pending.get(request.request_id)
             if future is None or future.done():
                 continue  # its caller gave up already
+            call = self._open()
+            self._sent.setdefault(call, set()).add(request.request_id)
             try:
-                await self._open().write(request)
+                await call.write(request)
             except (grpc.aio.AioRpcError, grpc.aio.UsageError, asyncio.InvalidStateError) as e:
                 if not future.done():
                     future.set_exception(PeerUnreachable(grpc.StatusCode.UNAVAILABLE, f"the kill stream broke: {e!r}"))
@@ -101,8 +104,11 @@ class KillStream:
             failure = PeerUnreachable(grpc.StatusCode.CANCELLED, "the kill stream was closed")
         if self._call is call:
             self._call = None
-        for future in list(self._pending.values()):
-            if not future.done():
+        # Fail only what was sent on this call: a request already written to a
+        # newer stream may well have been carried out.
+        for request_id in self._sent.pop(call, set()):
+            future = self._pending.get(request_id)
+            if future is not None and not future.done():
                 future.set_exception(failure)
 
     async def kill(self, request: pb.PeerKillRequest, timeout: float) -> pb.KillResult:
@@ -119,6 +125,8 @@ class KillStream:
             raise PeerUnreachable(grpc.StatusCode.DEADLINE_EXCEEDED, f"no answer within {timeout:g}s") from None
         finally:
             self._pending.pop(request.request_id, None)
+            for sent in self._sent.values():
+                sent.discard(request.request_id)
 
     async def close(self) -> None:
         if self._writer is not None:
@@ -218,6 +226,9 @@ class Router:
             return owner.address
         except SqlError as e:
             outcome = f"{e.code} {e.message}"
+            raise
+        except BaseException as e:
+            outcome = f"failed {e!r}"
             raise
         finally:
             self.outcomes[outcome.split(" ", 1)[0]] += 1
@@ -344,6 +355,9 @@ class Router:
             )
         except grpc.aio.AioRpcError as e:
             return FeFailure(fe.address, _unreachable(fe.address, e))
+        except Exception as e:
+            log.exception("processlist from %s failed", fe.address)
+            return FeFailure(fe.address, f"FE {fe.address} failed: {e!r}")
         return list(reply.rows)
 
     async def close(self) -> None:

@@ -12,6 +12,7 @@ can put a real MySQL-protocol database behind the FEs instead.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 import sqlite3
 import threading
@@ -31,6 +32,7 @@ from frontend.result import Result
 
 _DB_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]{0,63}$")
 MAX_ATTACHED = 10  # SQLite's default SQLITE_MAX_ATTACHED
+CACHED_STATEMENT = 4096  # longer statements are translated off the loop and not cached
 
 
 class BackendSession(Protocol):
@@ -157,6 +159,10 @@ class SqliteSession:
             conn.execute("ATTACH DATABASE ? AS " + f'"{db}"', (str(path),))
             self._attached.add(db)
 
+    def _run_untranslated(self, sql: str, database: str | None) -> Result:
+        sqlite_sql, dbs, returns_rows = translate.__wrapped__(sql, database)
+        return self._run(sqlite_sql, dbs, returns_rows)
+
     def _run(self, sql: str, dbs: frozenset[str], returns_rows: bool) -> Result:
         conn = self._connection()
         self._attach(conn, dbs)
@@ -174,19 +180,27 @@ class SqliteSession:
             raise SqlError(errors.UNKNOWN_ERROR, str(e)) from e
 
     async def execute(self, sql: str, database: str | None) -> Result:
-        sqlite_sql, dbs, returns_rows = translate(sql, database)
         self._cancelled.clear()
         loop = asyncio.get_running_loop()
-        future = loop.run_in_executor(self.backend.pool, self._run, sqlite_sql, dbs, returns_rows)
+        if len(sql) > CACHED_STATEMENT:
+            # A bulk statement: translate it in the worker thread (seconds of
+            # parsing must not stall the event loop) and keep it out of the cache.
+            future = loop.run_in_executor(self.backend.pool, self._run_untranslated, sql, database)
+        else:
+            sqlite_sql, dbs, returns_rows = translate(sql, database)
+            future = loop.run_in_executor(self.backend.pool, self._run, sqlite_sql, dbs, returns_rows)
         try:
             return await asyncio.shield(future)
         except asyncio.CancelledError:
             # Stop the statement in its thread, then wait for the thread to let
-            # go of the connection before anyone uses it again.
+            # go of the connection before anyone uses it again, even if we are
+            # cancelled again meanwhile.
             self._cancelled.set()
             if self._conn is not None:
                 self._conn.interrupt()
-            await asyncio.gather(future, return_exceptions=True)
+            while not future.done():
+                with contextlib.suppress(asyncio.CancelledError):
+                    await asyncio.shield(future)
             raise
 
     def close(self) -> None:

@@ -23,7 +23,7 @@ from coordinator.ids import MAX_CONNECTION_ID, is_query_id
 from coordinator.pb import fecluster_pb2 as pb
 from coordinator.processlist import COLUMNS, SCHEMA_COLUMNS, format_row
 from coordinator.users import KNOWN_PRIVILEGES
-from frontend.backend import check_db_name
+from frontend.backend import CACHED_STATEMENT, check_db_name
 from frontend.result import OK, Result, Warning
 
 if TYPE_CHECKING:
@@ -423,6 +423,8 @@ class Executor:
     # ------------------------------------------------------------ general SQL
 
     async def _general(self, session: Session, text: str) -> Result:
+        if len(text) > CACHED_STATEMENT:
+            return await session.backend.execute(text, session.db)  # bulk statements: parsed off the loop
         tree = _parse(text)
         if _references_processlist(tree):
             return await self._processlist_table(session, tree)

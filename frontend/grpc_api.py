@@ -18,6 +18,7 @@ from google.protobuf.message import DecodeError
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from coordinator import errors
 from coordinator.errors import SqlError
 from coordinator.ids import IdsExhausted
 from coordinator.pb import fecluster_pb2 as pb
@@ -196,15 +197,23 @@ class PeerService(pb_grpc.PeerServicer):
         handlers: set[asyncio.Task[None]] = set()
 
         async def handle(request: pb.PeerKillRequest) -> None:
-            replies.put_nowait(await self._kill(request))
+            try:
+                reply = await self._kill(request)
+            except Exception as e:  # the requester must get an answer, not a timeout
+                log.exception("peer kill %d failed", request.request_id)
+                error = sql_error(SqlError(errors.UNKNOWN_ERROR, f"internal error on the owner: {e!r}"))
+                reply = pb.KillResult(error=error, request_id=request.request_id)
+            replies.put_nowait(reply)
 
         async def read() -> None:
-            async for request in requests:
-                task = asyncio.create_task(handle(request))
-                handlers.add(task)
-                task.add_done_callback(handlers.discard)
-            await asyncio.gather(*handlers)
-            replies.put_nowait(None)
+            try:
+                async for request in requests:
+                    task = asyncio.create_task(handle(request))
+                    handlers.add(task)
+                    task.add_done_callback(handlers.discard)
+                await asyncio.gather(*handlers)
+            finally:
+                replies.put_nowait(None)
 
         reader = asyncio.create_task(read())
         try:
@@ -265,7 +274,11 @@ class FrontendService(pb_grpc.FrontendServicer):
         except IdsExhausted:
             await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, "Too many connections")
         session = Session(self.node, conn_id, user, _peer_host(context), "grpc", killed.set)
-        self.node.open_session(session)
+        try:
+            self.node.open_session(session)
+        except SqlError as e:
+            self.node.release_id(conn_id)
+            await context.abort(grpc.StatusCode.UNAVAILABLE, e.message)
         return session
 
     async def _run(self, session: Session, sql: str) -> pb.StatementResult:
@@ -273,6 +286,10 @@ class FrontendService(pb_grpc.FrontendServicer):
             result = await session.execute(sql)
         except SqlError as e:
             return pb.StatementResult(error=sql_error(e), query_id=session.query_id)
+        except Exception as e:  # a bug of ours: log it, answer 1105, keep the session (as over MySQL)
+            log.exception("statement failed on gRPC session %d", session.id)
+            internal = SqlError(errors.UNKNOWN_ERROR, f"internal error: {e!r}")
+            return pb.StatementResult(error=sql_error(internal), query_id=session.query_id)
         return statement_result(result, session.query_id)
 
     async def Session(

@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import secrets
@@ -116,6 +117,8 @@ class MysqlSession(BaseSession):
 
     async def init(self, connection: Connection) -> None:
         assert isinstance(connection, FeConnection) and self.username is not None
+        if not self.node.accepting:
+            raise SqlError(errors.SERVER_SHUTDOWN, "Server shutdown in progress")
         user = await self.node.users.get(self.username)
         if user is None:
             raise SqlError(errors.ACCESS_DENIED, f"Access denied for user '{self.username}'")
@@ -167,10 +170,12 @@ class FeConnection(Connection):
 
     def close_by_kill(self) -> None:
         # Stop reading and hand the command loop an EOF: it ends after the
-        # running statement (if any) has written its 1317.
+        # running statement (if any) has written its 1317. A client that has
+        # stopped reading can keep us in a write forever: cut it off after 1 s.
         transport = self.stream.writer.transport
         if not transport.is_closing():
             transport.pause_reading()
+            asyncio.get_running_loop().call_later(1.0, _abort_if_open, transport)
         self.stream.reader.feed_eof()
 
     async def _start(self) -> None:
@@ -248,6 +253,12 @@ class FeConnection(Connection):
         await self.stream.write(self.ok_or_eof(affected_rows=len(result.rows), warnings=len(result.warnings)))
 
 
+def _abort_if_open(transport: asyncio.BaseTransport) -> None:
+    with contextlib.suppress(Exception):
+        if not transport.is_closing():
+            transport.abort()  # type: ignore[attr-defined]
+
+
 @lru_cache(maxsize=4096)
 def _column(name: str, column_type: ColumnType) -> ResultColumn:
     return ResultColumn(name=name, type=column_type)
@@ -315,4 +326,4 @@ class MysqlListener:
 
     async def stop(self) -> None:
         for connection in list(self.server.connections):
-            connection.stream.writer.close()
+            _abort_if_open(connection.stream.writer.transport)

@@ -20,7 +20,7 @@ from mysql_mimic.variables import SYSTEM_VARIABLES, VariableSchema
 from coordinator import errors
 from coordinator.accounts import Accounts
 from coordinator.connections import connect
-from coordinator.ids import ConnectionIds, QueryIds
+from coordinator.ids import ConnectionIds, QueryIds, server_id_of
 from coordinator.membership import REDIS_ERRORS, Membership
 from coordinator.pb import fecluster_pb2 as pb
 from coordinator.registry import ConnectionWriter, FeRecord, Registry
@@ -145,12 +145,14 @@ class Node:
         deadline = time.monotonic() + 2
         while self.sessions and time.monotonic() < deadline:
             await asyncio.sleep(0.02)
+        # Registry first (rows, then lease), listeners last: while the lease is
+        # being released peers still get real answers (1094) from us, not 1105.
+        await self.writer.close()  # before the purge, so no late row outlives it
+        await self.membership.stop()
         await self.grpc.stop()
         await self.mysql.stop()
         await self.http.stop()
         await self.router.close()
-        await self.writer.close()  # before the purge, so no late row outlives it
-        await self.membership.stop()
         await self.redis.aclose()
         self.backend.shutdown()
         if self._tmp is not None:
@@ -165,6 +167,7 @@ class Node:
         self.query_ids = QueryIds(sid)
 
     async def _server_id_lost(self, old: int, new: int) -> None:
+        self._reserved.clear()
         for session in list(self.sessions.values()):
             session.kill_connection(by=f"server id {old} was taken over by another FE")
         self._new_id_space()
@@ -192,13 +195,18 @@ class Node:
         """Make a new authenticated session live: local table now, the registry
         in the background (routing never needs the row: the id names the owner)."""
         self._reserved.discard(session.id)
+        if server_id_of(session.id) != self.membership.server_id:
+            # Its handshake began under a server id this FE has lost since.
+            raise errors.SqlError(errors.UNKNOWN_ERROR, "this FE changed its server id during login: reconnect")
         self.sessions[session.id] = session
         self._writer_add(session)
 
     async def close_session(self, session: Session) -> None:
-        await session.close()
-        if self.sessions.pop(session.id, None) is not None and self.membership.redis_ok:
-            self.writer.remove(session.id)
+        try:
+            await session.close()
+        finally:
+            if self.sessions.pop(session.id, None) is not None and self.membership.redis_ok:
+                self.writer.remove(session.id)
 
     def registry_update(self, session: Session) -> None:
         """Rewrite a session's record (after USE), without delaying the statement."""
@@ -239,9 +247,13 @@ class Node:
         # The owner decides. Killing your own user's session needs no lookup;
         # anyone else needs ADMIN_PRIV, read from the user table now (not from
         # the cache), so a REVOKE on any FE takes effect at once.
-        if requester != session.user and not may_kill(await self.users.fresh(requester), session.user):
-            log.info("refused KILL of %d by %s (from %s): not owner", session.id, requester, requester_fe)
-            raise errors.not_owner(session.id)
+        if requester != session.user:
+            allowed = may_kill(await self.users.fresh(requester), session.user)
+            if not allowed:
+                log.info("refused KILL of %d by %s (from %s): not owner", session.id, requester, requester_fe)
+                raise errors.not_owner(session.id)
+            if self._find(target) is not session:  # the query ended while we looked the user up
+                raise errors.unknown_query(target.query_id)
         if target.kind == pb.KILL_QUERY:
             session.kill_query()
         else:

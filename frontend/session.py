@@ -104,7 +104,10 @@ class Session:
             self.state = "OK"
             return result
         except asyncio.CancelledError:
-            if self._interrupted and task.cancelled():
+            # Our KILL cancelled the statement's task; a cancel of this task
+            # itself (client gone, shutdown) must propagate as a cancel.
+            current = asyncio.current_task()
+            if self._interrupted and task.cancelled() and (current is None or not current.cancelling()):
                 self.state = "ERR"
                 raise errors.interrupted() from None
             raise
@@ -127,8 +130,8 @@ class Session:
 
     def kill_query(self) -> None:
         """Interrupt the running statement, if any; an idle session is untouched."""
-        if self._running is not None and not self._running.done():
-            self._interrupted = True
+        if self._running is not None and not self._running.done() and not self._interrupted:
+            self._interrupted = True  # once: a second cancel would cut the backend's cleanup short
             self._running.cancel()
 
     def kill_connection(self, by: str) -> None:
@@ -158,9 +161,9 @@ class Session:
         )
 
     async def close(self) -> None:
+        self.kill_query()
         if self._running is not None:
-            self._interrupted = True
-            self._running.cancel()
+            await asyncio.wait([self._running], timeout=5)  # the backend lets go of its thread first
         if self._backend is not None:
             self._backend.close()
             self._backend = None

@@ -355,3 +355,27 @@ def test_node_refuses_to_start_without_a_cluster_secret(redis_url: str) -> None:
         env=procs.node_env(),
     )
     assert out.returncode == 2 and "--cluster-secret" in out.stderr
+
+
+def test_a_bulk_insert_does_not_stall_other_sessions(fe: Fe) -> None:
+    db = f"bulk{uuid.uuid4().hex[:6]}"
+    values = ", ".join(f"({i}, 'row-{i}-{'x' * 20}')" for i in range(6000))
+    with contextlib.closing(fe.connect()) as loader, contextlib.closing(fe.connect()) as other:
+        with loader.cursor() as cur:
+            cur.execute(f"CREATE DATABASE {db}")
+            cur.execute(f"USE {db}")
+            cur.execute("CREATE TABLE t (id INT, v VARCHAR(40))")
+        run = Running(loader, f"INSERT INTO t VALUES {values}")
+        slowest = 0.0
+        while run.thread.is_alive():
+            start = time.monotonic()
+            with other.cursor() as cur:
+                cur.execute("SELECT 1")
+            slowest = max(slowest, time.monotonic() - start)
+        outcome = run.join(60)
+        assert not isinstance(outcome, Exception), outcome
+        assert slowest < 0.25  # the loader's parse happens off the event loop
+        with loader.cursor() as cur:
+            cur.execute("SELECT COUNT(*) FROM t")
+            assert cur.fetchall() == ((6000,),)
+            cur.execute(f"DROP DATABASE {db}")
