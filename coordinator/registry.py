@@ -105,13 +105,6 @@ class Keys:
         return f"{self.prefix}:fe-conns:{server_id}"
 
 
-def _by_server(records: Iterable[ConnectionRecord]) -> dict[int, list[int]]:
-    grouped: dict[int, list[int]] = {}
-    for r in records:
-        grouped.setdefault(r.server_id, []).append(r.id)
-    return grouped
-
-
 def _by_server_id(conn_ids: Iterable[int]) -> dict[int, list[int]]:
     grouped: dict[int, list[int]] = {}
     for conn_id in conn_ids:
@@ -192,7 +185,7 @@ class Registry:
         added = {i: r for i, r in changes.items() if r is not None}
         if added:
             pipe.hset(self.keys.conns, mapping={str(i): r.to_json() for i, r in added.items()})
-            for sid, ids in _by_server(added.values()).items():
+            for sid, ids in _by_server_id(added).items():
                 pipe.sadd(self.keys.fe_conns(sid), *ids)
         removed = [i for i, r in changes.items() if r is None]
         if removed:

@@ -169,6 +169,16 @@ class PeerChannels:
             stream = self._streams[address] = KillStream(self.stub(address), self._metadata)
         return stream
 
+    async def forget_except(self, addresses: set[str]) -> None:
+        """Close channels and streams to FEs that left the cluster (pods come and go)."""
+        gone = [a for a in self._stubs if a not in addresses]
+        for address in gone:
+            stream = self._streams.pop(address, None)
+            if stream is not None:
+                await stream.close()
+            channel, _ = self._stubs.pop(address)
+            await channel.close()
+
     @property
     def metadata(self) -> tuple[tuple[str, str], ...]:
         return self._metadata
@@ -344,6 +354,7 @@ class Router:
                 self.membership.mark_dirty()
         members = dict(self.membership.members)
         members[self.me.server_id] = self.me
+        await self.channels.forget_except({m.address for m in members.values()})
         return members
 
     async def _list_one(self, fe: FeRecord, requester: str) -> list[pb.ProcessRow] | FeFailure:

@@ -58,8 +58,3 @@ def may_kill(requester: UserRecord | None, owner_user: str) -> bool:
     if requester is None:
         return False
     return requester.name == owner_user or requester.is_admin
-
-
-def may_see(requester: UserRecord | None, owner_user: str) -> bool:
-    """Processlist visibility follows the same rule as KILL."""
-    return may_kill(requester, owner_user)

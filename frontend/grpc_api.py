@@ -27,6 +27,7 @@ from coordinator.processlist import INFO_LIMIT
 from coordinator.routing import SECRET_HEADER
 from coordinator.users import UserRecord
 from frontend import tls
+from frontend.client import PASSWORD_HEADER, USER_HEADER
 from frontend.result import Result
 from frontend.session import Session
 
@@ -35,8 +36,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("fecluster.grpc")
 
-USER_HEADER = "x-fecluster-user"
-PASSWORD_HEADER = "x-fecluster-password"
 HELLO_TIMEOUT = 10.0
 MAX_MESSAGE = 4 * 1024 * 1024
 _OUR_PREFIX = f"/{pb.DESCRIPTOR.package}."

@@ -25,7 +25,7 @@ from coordinator.membership import REDIS_ERRORS, Membership
 from coordinator.pb import fecluster_pb2 as pb
 from coordinator.registry import ConnectionWriter, FeRecord, Registry
 from coordinator.routing import PeerChannels, Router
-from coordinator.users import UserRecord, may_kill, may_see, native_password_hash
+from coordinator.users import UserRecord, may_kill, native_password_hash
 from frontend import tls
 from frontend.backend import SqliteBackend
 from frontend.config import Config
@@ -264,7 +264,7 @@ class Node:
 
     async def list_local(self, requester: str) -> list[pb.ProcessRow]:
         user = await self.users.fresh(requester)
-        return [s.process_row() for s in self.sessions.values() if may_see(user, s.user)]
+        return [s.process_row() for s in self.sessions.values() if may_kill(user, s.user)]  # you see what you may kill
 
 
 class _InUse:
