@@ -9,12 +9,12 @@ import contextlib
 import logging
 import secrets
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import replace
 
 from redis.exceptions import RedisError
 
-from coordinator.registry import ConnectionRecord, FeRecord, Registry
+from coordinator.registry import FeRecord, LiveConnection, Registry
 
 log = logging.getLogger("fecluster.membership")
 
@@ -28,7 +28,7 @@ class Membership:
         record: FeRecord,
         *,
         lease_ttl: float,
-        live_connections: Callable[[], list[ConnectionRecord]],
+        live_connections: Callable[[], Mapping[int, LiveConnection]],
         on_server_id_lost: Callable[[int, int], Awaitable[None]],
         on_users_changed: Callable[[], Awaitable[None]],
         on_registry_lost: Callable[[], Awaitable[None]] | None = None,

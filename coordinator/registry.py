@@ -22,7 +22,7 @@ import json
 import random
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import redis.asyncio as aioredis
 
@@ -87,6 +87,12 @@ class ConnectionRecord:
     @classmethod
     def from_json(cls, raw: str | bytes) -> ConnectionRecord:
         return cls(**json.loads(raw))
+
+
+class LiveConnection(Protocol):
+    """A live session as the registry sees it."""
+
+    def record(self) -> ConnectionRecord: ...
 
 
 class Keys:
@@ -195,17 +201,18 @@ class Registry:
         await pipe.execute()
 
     async def sync_connections(
-        self, server_id: int, live: Callable[[], list[ConnectionRecord]], *, rewrite_all: bool = False
+        self, server_id: int, live: Callable[[], Mapping[int, LiveConnection]], *, rewrite_all: bool = False
     ) -> int:
         """Make the registry hold exactly this FE's live connections: drop the
         rows of ended ones, add missing ones (all of them with ``rewrite_all``).
         ``live`` is read after Redis answers, so nothing that happened while we
-        waited is undone. Returns how many rows it had to fix."""
+        waited is undone; records are built only for the rows written.
+        Returns how many rows it had to fix."""
         set_key = self.keys.fe_conns(server_id)
         registered = {int(_s(m)) for m in await self.redis.smembers(set_key)}
-        records = {r.id: r for r in live()}
-        stale = registered - records.keys()
-        missing = records if rewrite_all else {i: r for i, r in records.items() if i not in registered}
+        sessions = live()
+        stale = registered - sessions.keys()
+        missing = sessions.keys() if rewrite_all else sessions.keys() - registered
         if not stale and not missing:
             return 0
         pipe = self.redis.pipeline(transaction=False)
@@ -213,7 +220,7 @@ class Registry:
             pipe.hdel(self.keys.conns, *map(str, stale))
             pipe.srem(set_key, *stale)
         if missing:
-            pipe.hset(self.keys.conns, mapping={str(i): r.to_json() for i, r in missing.items()})
+            pipe.hset(self.keys.conns, mapping={str(i): sessions[i].record().to_json() for i in missing})
             pipe.sadd(set_key, *missing)
         await pipe.execute()
         return len(stale) + (0 if rewrite_all else len(missing))

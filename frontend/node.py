@@ -80,7 +80,7 @@ class Node:
             self.registry,
             record,
             lease_ttl=cfg.lease_ttl,
-            live_connections=lambda: [s.record() for s in self.sessions.values()],
+            live_connections=lambda: self.sessions,
             on_server_id_lost=self._server_id_lost,
             on_users_changed=self.users.reload,
             on_registry_lost=self.users.restore,
