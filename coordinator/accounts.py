@@ -23,11 +23,17 @@ def _unavailable(e: BaseException) -> SqlError:
 
 class Accounts:
     def __init__(
-        self, registry: Registry, root_password: str, timeout: float, redis_ok: Callable[[], bool] = lambda: True
+        self,
+        registry: Registry,
+        root_password: str,
+        timeout: float,
+        redis_ok: Callable[[], bool] = lambda: True,
+        on_redis_error: Callable[[], None] = lambda: None,
     ) -> None:
         self.registry = registry
         self.timeout = timeout
         self._redis_ok = redis_ok
+        self._on_redis_error = on_redis_error
         self._root = root_user(root_password)
         self._users: dict[str, UserRecord] = {ROOT: self._root}
 
@@ -75,6 +81,7 @@ class Accounts:
             async with asyncio.timeout(self.timeout):
                 raw = await self.registry.redis.hget(self.registry.keys.users, name)
         except REDIS_ERRORS:
+            self._on_redis_error()  # the next check goes straight to the cache
             return self._users.get(name)
         if raw is None:
             return self._root if name == ROOT else None

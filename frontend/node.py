@@ -73,7 +73,11 @@ class Node:
         self.redis = connect(cfg.redis_url, timeout=cfg.redis_timeout, cluster=cfg.redis_cluster)
         self.registry = Registry(self.redis, cfg.cluster)
         self.users = Accounts(
-            self.registry, cfg.root_password, cfg.redis_timeout, redis_ok=lambda: self.membership.redis_ok
+            self.registry,
+            cfg.root_password,
+            cfg.redis_timeout,
+            redis_ok=lambda: self.membership.redis_ok,
+            on_redis_error=lambda: self.membership.mark_dirty(),
         )
         record = FeRecord(0, cfg.address, cfg.mysql_address, time.time(), __version__)
         self.membership = Membership(

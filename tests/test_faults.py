@@ -133,8 +133,12 @@ def test_redis_unreachable_for_30s(redis_server, make_cluster) -> None:  # type:
     redis_server.proc.send_signal(signal.SIGSTOP)  # unreachable: connections hang, calls time out
     outage_start = time.monotonic()
     opened: list[pymysql.Connection] = []
-    slowest = 0.0
+    slowest: dict[str, float] = {"connect": 0.0, "kill": 0.0, "processlist": 0.0}
     kills = 0
+
+    def timed(what: str, start: float) -> None:
+        slowest[what] = max(slowest[what], time.monotonic() - start)
+
     try:
         while time.monotonic() - outage_start < 30:
             # sessions keep running statements
@@ -145,27 +149,29 @@ def test_redis_unreachable_for_30s(redis_server, make_cluster) -> None:  # type:
             fe = cluster.fes[len(opened) % 3]
             t = time.monotonic()
             conn = fe.connect("gina" if len(opened) % 2 else "root", "pw" if len(opened) % 2 else "")
+            timed("connect", t)
             opened.append(conn)
             # cross-FE KILL from the cached membership and the id's server id
             other = cluster.fes[(len(opened) + 1) % 3]
             run = Running(conn, "SELECT SLEEP(30)")
             wait_running(fe, conn.thread_id())
             with contextlib.closing(other.connect()) as killer, killer.cursor() as cur:
+                t = time.monotonic()
                 cur.execute(f"KILL QUERY {conn.thread_id()}")
+                timed("kill", t)
+                t = time.monotonic()
                 cur.execute("SHOW PROCESSLIST")
+                timed("processlist", t)
                 seen = {r[1] for r in cur.fetchall()}
             assert error_code(run.join()) == 1317
             kills += 1
             assert {c.thread_id() for c in before} <= seen and conn.thread_id() in seen
-            slowest = max(slowest, time.monotonic() - t)
     finally:
         redis_server.proc.send_signal(signal.SIGCONT)
-    print(
-        f"\nduring a 30s Redis outage: {len(opened)} new connections, {kills} cross-FE kills, "
-        f"slowest connect+kill+processlist round {slowest:.2f}s"
-    )
+    worst = ", ".join(f"{k} {v:.2f}s" for k, v in slowest.items())
+    print(f"\nduring a 30s Redis outage: {len(opened)} new connections, {kills} cross-FE kills; slowest {worst}")
     assert len(opened) >= 10
-    assert slowest < 2.0 + 1.0  # nothing blocks longer than the peer deadline
+    assert max(slowest.values()) < 2.0 + 0.5  # nothing blocks longer than the peer deadline
     live = {c.thread_id() for c in before + opened}
     wait_for(lambda: cluster.registry_ids() == live, 3 * TTL, what="registry to match reality again")
     for c in before + opened:
