@@ -14,97 +14,31 @@ from frontend.client import Client
 from tests.support import Cluster, Running, error_code, wait_running
 
 
-def _openssl(*args: str, cwd: Path) -> None:
-    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True)
+def _openssl(command: str, cwd: Path) -> None:
+    subprocess.run(["openssl", *command.split()], cwd=cwd, check=True, capture_output=True)
+
+
+def _ca(name: str, cwd: Path) -> None:
+    _openssl(f"req -x509 -newkey rsa:2048 -nodes -keyout {name}.key -out {name}.pem -days 2 -subj /CN={name}", cwd)
+
+
+def _signed(name: str, ca: str, cwd: Path) -> None:
+    _openssl(f"req -newkey rsa:2048 -nodes -keyout {name}.key -out {name}.csr -subj /CN={name}", cwd)
+    (cwd / f"{name}.ext").write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
+    _openssl(
+        f"x509 -req -in {name}.csr -CA {ca}.pem -CAkey {ca}.key -CAcreateserial -out {name}.pem -days 2 "
+        f"-extfile {name}.ext",
+        cwd,
+    )
 
 
 @pytest.fixture(scope="module")
 def pki(tmp_path_factory: pytest.TempPathFactory) -> Path:
     d = tmp_path_factory.mktemp("pki")
-    _openssl(
-        "req",
-        "-x509",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-keyout",
-        "ca.key",
-        "-out",
-        "ca.pem",
-        "-days",
-        "2",
-        "-subj",
-        "/CN=fecluster-test-ca",
-        cwd=d,
-    )
-    for name in ("fe", "intruder"):
-        _openssl(
-            "req",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-keyout",
-            f"{name}.key",
-            "-out",
-            f"{name}.csr",
-            "-subj",
-            f"/CN={name}",
-            cwd=d,
-        )
-        (d / f"{name}.ext").write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
-    _openssl(
-        "x509",
-        "-req",
-        "-in",
-        "fe.csr",
-        "-CA",
-        "ca.pem",
-        "-CAkey",
-        "ca.key",
-        "-CAcreateserial",
-        "-out",
-        "fe.pem",
-        "-days",
-        "2",
-        "-extfile",
-        "fe.ext",
-        cwd=d,
-    )
-    # a certificate from another CA: must not get in
-    _openssl(
-        "req",
-        "-x509",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-keyout",
-        "other.key",
-        "-out",
-        "other.pem",
-        "-days",
-        "2",
-        "-subj",
-        "/CN=other-ca",
-        cwd=d,
-    )
-    _openssl(
-        "x509",
-        "-req",
-        "-in",
-        "intruder.csr",
-        "-CA",
-        "other.pem",
-        "-CAkey",
-        "other.key",
-        "-CAcreateserial",
-        "-out",
-        "intruder.pem",
-        "-days",
-        "2",
-        "-extfile",
-        "intruder.ext",
-        cwd=d,
-    )
+    _ca("ca", d)
+    _signed("fe", "ca", d)
+    _ca("other", d)
+    _signed("intruder", "other", d)  # a certificate from another CA: must not get in
     return d
 
 
