@@ -225,14 +225,6 @@ class Registry:
         await pipe.execute()
         return len(stale) + (0 if rewrite_all else len(missing))
 
-    async def connection(self, conn_id: int) -> ConnectionRecord | None:
-        raw = await self.redis.hget(self.keys.conns, str(conn_id))
-        return ConnectionRecord.from_json(raw) if raw else None
-
-    async def connections(self) -> dict[int, ConnectionRecord]:
-        raw = await self.redis.hgetall(self.keys.conns)
-        return {int(_s(k)): ConnectionRecord.from_json(v) for k, v in raw.items()}
-
     # ------------------------------------------------------------ users
 
     async def users(self) -> dict[str, UserRecord]:
