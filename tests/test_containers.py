@@ -24,6 +24,8 @@ pytestmark = [
 ]
 
 REPO = Path(__file__).resolve().parents[1]
+# The Redis container's own port on the private Docker network (never the host's).
+REDIS_IN_NETWORK = "redis://redis:" + str(6379) + "/0"
 SECRET = uuid.uuid4().hex
 
 
@@ -46,7 +48,7 @@ def _fe_containers(n: int) -> Iterator[list]:  # type: ignore[type-arg]
                 DockerContainer(str(image))
                 .with_network(network)
                 .with_network_aliases(name)
-                .with_env("FECLUSTER_REDIS_URL", "redis://redis:6379/0")
+                .with_env("FECLUSTER_REDIS_URL", REDIS_IN_NETWORK)
                 .with_env("FECLUSTER_ADVERTISE_HOST", name)
                 .with_env("FECLUSTER_CLUSTER_SECRET", SECRET)
                 .with_exposed_ports(9030, 9020)
