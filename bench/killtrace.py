@@ -117,8 +117,9 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["fe"]:
         return _fe_main(argv[1:])
-    p = argparse.ArgumentParser(prog="python -m bench.killtrace", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="python -m bench.killtrace", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--iterations", type=int, default=200)
     p.add_argument("--idle", type=int, default=0, help="idle connections held over the 2 FEs")
     p.add_argument("--kill-delay", type=float, default=0.03)
@@ -134,10 +135,16 @@ def main(argv: list[str] | None = None) -> int:
     try:
         for i in (1, 2):
             mysql_port, grpc_port = bench_port(), bench_port()
-            node = procs.node_command(redis_url=redis.url, cluster=cluster, mysql_port=mysql_port,
-                                      grpc_port=grpc_port, bind_host="127.0.0.1", advertise_host="127.0.0.1",
-                                      cluster_secret=secret)
-            cmd = [sys.executable, "-m", "bench.killtrace", "fe", *node[node.index("node"):]]
+            node = procs.node_command(
+                redis_url=redis.url,
+                cluster=cluster,
+                mysql_port=mysql_port,
+                grpc_port=grpc_port,
+                bind_host="127.0.0.1",
+                advertise_host="127.0.0.1",
+                cluster_secret=secret,
+            )
+            cmd = [sys.executable, "-m", "bench.killtrace", "fe", *node[node.index("node") :]]
             env = procs.node_env()
             env["KILLTRACE_OUT"] = str(work / f"fe{i}.json")
             proc = procs.spawn(cmd, env=env, log=work / f"fe{i}.log")
@@ -169,8 +176,10 @@ def main(argv: list[str] | None = None) -> int:
         time.sleep(1)
         traces = [json.loads(path.read_text()) for _, _, path in fes]
         for label, samples in runs.items():
-            print(f"== {label} KILL QUERY, {len(samples)} samples, {args.idle} idle connections: "
-                  "median ms after the killer's send")
+            print(
+                f"== {label} KILL QUERY, {len(samples)} samples, {args.idle} idle connections: "
+                "median ms after the killer's send"
+            )
             offsets: dict[str, list[float]] = {}
             for t0, t_ok, t_end in samples:
                 seen: set[str] = set()
@@ -189,8 +198,10 @@ def main(argv: list[str] | None = None) -> int:
             for gen in (0, 1, 2):
                 pauses = [ms for g, ms in trace["gc"] if g == gen]
                 if pauses:
-                    print(f"fe{i} gc gen{gen}: {len(pauses)} collections, median {statistics.median(pauses):.2f} ms, "
-                          f"max {max(pauses):.2f} ms")
+                    print(
+                        f"fe{i} gc gen{gen}: {len(pauses)} collections, median {statistics.median(pauses):.2f} ms, "
+                        f"max {max(pauses):.2f} ms"
+                    )
         for c in (killer, v_same, v_cross):
             c.close()
     finally:

@@ -232,23 +232,21 @@ class Bench:
                 if maria and msel:
                     self.maria_processlist(maria, msel)
 
+                def measure_kills(tag: str, size: int, live3: int, live1: int) -> None:
+                    names = (f"fe3.{tag}.same", f"fe3.{tag}.cross", f"fe1.{tag}.same")
+                    ops = (kill(k3, v3s, d), kill(k3, v3c, d), kill(k1, v1, d))
+                    lives = (live3, live3, live1)
+                    self.measure(
+                        f"KILL QUERY with {size} live connections",
+                        dict(zip(names, ops, strict=True)),
+                        self.n,
+                        warmup=3,
+                        extra={name: {"live": live} for name, live in zip(names, lives, strict=True)},
+                    )
+
                 live3 = self._fill(c3, pool3, self.small - control3, control3)
                 live1 = self._fill(c1, pool1, self.small - control1, control1)
-                self.measure(
-                    f"KILL QUERY with {self.small} live connections",
-                    {
-                        "fe3.small.same": kill(k3, v3s, d),
-                        "fe3.small.cross": kill(k3, v3c, d),
-                        "fe1.small.same": kill(k1, v1, d),
-                    },
-                    self.n,
-                    warmup=3,
-                    extra={
-                        "fe3.small.same": {"live": live3},
-                        "fe3.small.cross": {"live": live3},
-                        "fe1.small.same": {"live": live1},
-                    },
-                )
+                measure_kills("small", self.small, live3, live1)
 
                 live3 = self._fill(c3, pool3, 3 * self.per_fe, control3)
                 self.say(f"SHOW PROCESSLIST x{self.n_processlist}, {live3} live connections on 3 FEs")
@@ -285,21 +283,7 @@ class Bench:
                     f"connections: {per_conn:.1f} KB each"
                 )
 
-                self.measure(
-                    f"KILL QUERY with {self.big} live connections",
-                    {
-                        "fe3.big.same": kill(k3, v3s, d),
-                        "fe3.big.cross": kill(k3, v3c, d),
-                        "fe1.big.same": kill(k1, v1, d),
-                    },
-                    self.n,
-                    warmup=3,
-                    extra={
-                        "fe3.big.same": {"live": live3},
-                        "fe3.big.cross": {"live": live3},
-                        "fe1.big.same": {"live": live1},
-                    },
-                )
+                measure_kills("big", self.big, live3, live1)
         finally:
             self.say("closing connections, stopping the FEs")
             self._close(c3, pool3)

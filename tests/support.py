@@ -214,6 +214,20 @@ def fails(conn: pymysql.Connection, sql: str) -> tuple[int | None, str]:
     raise AssertionError(f"{sql!r} succeeded")
 
 
+def kill_during(
+    watch: Fe, victim: pymysql.Connection, killer: pymysql.Connection, kill_sql: str, sql: str = "SELECT SLEEP(30)"
+) -> tuple[Any, float]:
+    """Start ``sql`` on ``victim``, wait until ``watch`` shows it running, send
+    ``kill_sql`` on ``killer``; -> (the victim's outcome, seconds from KILL sent to return)."""
+    run = Running(victim, sql)
+    wait_running(watch, victim.thread_id())
+    sent = time.monotonic()
+    with killer.cursor() as cur:
+        cur.execute(kill_sql)
+    outcome = run.join()
+    return outcome, run.finished_at - sent
+
+
 def error_code(outcome: Any) -> int | None:
     if isinstance(outcome, pymysql.err.MySQLError) and outcome.args:
         return int(outcome.args[0])

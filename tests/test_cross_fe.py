@@ -16,7 +16,7 @@ import pytest
 
 from coordinator.pb import fecluster_pb2 as pb
 from coordinator.pb import fecluster_pb2_grpc as pb_grpc
-from tests.support import Cluster, Running, error_code, fails, stopped, wait_for, wait_running
+from tests.support import Cluster, Running, error_code, fails, kill_during, stopped, wait_for, wait_running
 from tests.tcp_lb import RoundRobin
 
 PAIRS = list(itertools.permutations(range(3), 2))
@@ -26,13 +26,9 @@ PAIRS = list(itertools.permutations(range(3), 2))
 def test_kill_query_across_every_pair(cluster3: Cluster, a: int, b: int) -> None:
     receiver, owner = cluster3.fes[a], cluster3.fes[b]
     with contextlib.closing(owner.connect()) as victim, contextlib.closing(receiver.connect()) as killer:
-        run = Running(victim, "SELECT SLEEP(30)")
-        wait_running(receiver, victim.thread_id())
-        sent = time.monotonic()
-        with killer.cursor() as cur:
-            cur.execute(f"KILL QUERY {victim.thread_id()}")
-        assert error_code(run.join()) == 1317
-        assert run.finished_at - sent < 1.0
+        outcome, took = kill_during(receiver, victim, killer, f"KILL QUERY {victim.thread_id()}")
+        assert error_code(outcome) == 1317
+        assert took < 1.0
         with victim.cursor() as cur:
             cur.execute("SELECT 1")
             assert cur.fetchall() == ((1,),)

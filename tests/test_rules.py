@@ -10,6 +10,7 @@ from coordinator.pb import fecluster_pb2 as pb
 from coordinator.processlist import COLUMNS, INFO_LIMIT, format_row
 from coordinator.users import ADMIN_PRIV, UserRecord, may_kill, native_password_hash, root_user
 from frontend.executor import parse_kill_target
+from tests.support import SEED_COLUMNS
 
 ALICE = UserRecord("alice", native_password_hash("a"))
 ADMIN = UserRecord("ops", "", frozenset({ADMIN_PRIV}))
@@ -54,22 +55,7 @@ def _row(**kw: object) -> pb.ProcessRow:
 
 
 def test_row_has_the_seed_columns_in_order() -> None:
-    assert COLUMNS == (
-        "CurrentConnected",
-        "Id",
-        "User",
-        "Host",
-        "LoginTime",
-        "Catalog",
-        "Db",
-        "Command",
-        "Time",
-        "State",
-        "QueryId",
-        "Info",
-        "FE",
-        "CloudCluster",
-    )
+    assert list(COLUMNS) == SEED_COLUMNS
     row = format_row(_row(), caller_id=5, full=False)
     assert len(row) == 14
     assert row[0] == "Yes" and row[1] == 5 and row[12] == "10.0.0.1:9020"

@@ -10,7 +10,7 @@ import uuid
 import pymysql
 import pytest
 
-from tests.support import SEED_COLUMNS, Cluster, Fe, Running, error_code, fails, wait_for, wait_running
+from tests.support import SEED_COLUMNS, Cluster, Fe, Running, error_code, fails, kill_during, wait_for, wait_running
 
 
 def _user(fe: Fe, admin: bool = False) -> tuple[str, str]:
@@ -69,15 +69,10 @@ def test_full_cuts_info_at_100_characters_only_without_full(fe: Fe) -> None:
 
 def test_kill_query_interrupts_sleep_and_the_connection_survives(fe: Fe) -> None:
     with contextlib.closing(fe.connect()) as victim, contextlib.closing(fe.connect()) as killer:
-        run = Running(victim, "SELECT SLEEP(30)")
-        wait_running(fe, victim.thread_id())
-        sent = time.monotonic()
-        with killer.cursor() as cur:
-            cur.execute(f"KILL QUERY {victim.thread_id()}")
-        outcome = run.join()
+        outcome, took = kill_during(fe, victim, killer, f"KILL QUERY {victim.thread_id()}")
         assert error_code(outcome) == 1317
         assert "Query execution was interrupted" in str(outcome)
-        assert run.finished_at - sent < 1.0
+        assert took < 1.0
         with victim.cursor() as cur:
             cur.execute("SELECT 1")
             assert cur.fetchall() == ((1,),)
@@ -88,13 +83,9 @@ def test_kill_query_interrupts_a_heavy_recursive_query(fe: Fe) -> None:
         "WITH RECURSIVE c(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM c WHERE n < 1000000000) SELECT COUNT(*) FROM c"
     )
     with contextlib.closing(fe.connect()) as victim, contextlib.closing(fe.connect()) as killer:
-        run = Running(victim, heavy)
-        wait_running(fe, victim.thread_id())
-        sent = time.monotonic()
-        with killer.cursor() as cur:
-            cur.execute(f"KILL QUERY {victim.thread_id()}")
-        assert error_code(run.join()) == 1317
-        assert run.finished_at - sent < 0.5  # milliseconds in practice, not when it would finish
+        outcome, took = kill_during(fe, victim, killer, f"KILL QUERY {victim.thread_id()}", heavy)
+        assert error_code(outcome) == 1317
+        assert took < 0.5  # milliseconds in practice, not when it would finish
 
 
 def test_kill_query_of_an_idle_connection_changes_nothing(fe: Fe) -> None:
