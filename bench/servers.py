@@ -99,7 +99,7 @@ class FeCluster:
                 bind_host="127.0.0.1",
                 advertise_host="127.0.0.1",
                 cluster_secret=secret,
-                data_dir=self.workdir / tag,
+                backend=f"sqlite://{self.workdir / tag}",
             )
             log = self.workdir / f"{tag}.log"
             proc = procs.spawn(args, env=procs.node_env(), log=log)

@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 from coordinator import errors
 from coordinator.errors import SqlError
-from coordinator.membership import REDIS_ERRORS
+from coordinator.redis_client import REDIS_ERRORS
 from coordinator.registry import Registry
 from coordinator.users import ROOT, UserRecord, native_password_hash, root_user
 
@@ -63,9 +63,6 @@ class Accounts:
         for user in list(self._users.values()):
             await self.registry.put_user(user, only_new=True)
 
-    def cached(self, name: str) -> UserRecord | None:
-        return self._users.get(name)
-
     async def get(self, name: str) -> UserRecord | None:
         """For authentication: the cache, then Redis for a user not seen yet."""
         user = self._users.get(name)
@@ -79,13 +76,12 @@ class Accounts:
             return self._users.get(name)
         try:
             async with asyncio.timeout(self.timeout):
-                raw = await self.registry.redis.hget(self.registry.keys.users, name)
+                user = await self.registry.user(name)
         except REDIS_ERRORS:
             self._on_redis_error()  # the next check goes straight to the cache
             return self._users.get(name)
-        if raw is None:
+        if user is None:
             return self._root if name == ROOT else None
-        user = UserRecord.from_json(name, raw)
         self._users[name] = user
         return user
 

@@ -55,13 +55,26 @@ def server_id_of(connection_id: int) -> int | None:
 
 
 class ConnectionIds:
-    """Allocates connection ids for one FE, skipping ids still in use."""
+    """Allocates connection ids for one FE, skipping ids still in use.
+
+    An id handed to a handshake that never became a session is given back and
+    reused first, so connecting without logging in cannot cycle the sequence
+    (and bring a recently closed id back to life) from outside."""
 
     def __init__(self, server_id: int) -> None:
         self.server_id = server_id
         self._seq = itertools.count(1)
+        self._returned: list[int] = []
+
+    def give_back(self, conn_id: int) -> None:
+        if server_id_of(conn_id) == self.server_id:
+            self._returned.append(conn_id)
 
     def allocate(self, in_use: Container[int]) -> int:
+        while self._returned:
+            conn_id = self._returned.pop()
+            if conn_id not in in_use:
+                return conn_id
         for _ in range(MAX_LOCAL):
             local = (next(self._seq) - 1) % MAX_LOCAL + 1
             conn_id = make_connection_id(self.server_id, local)

@@ -12,13 +12,10 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import replace
 
-from redis.exceptions import RedisError
-
+from coordinator.redis_client import REDIS_ERRORS
 from coordinator.registry import FeRecord, LiveConnection, Registry
 
 log = logging.getLogger("fecluster.membership")
-
-REDIS_ERRORS = (RedisError, OSError, asyncio.TimeoutError)
 
 
 class Membership:
@@ -153,23 +150,27 @@ class Membership:
         self.record = replace(self.record, server_id=new)
         await self._on_server_id_lost(old, new)
 
-    async def _listen(self) -> None:
-        """Reload users as soon as any FE changes them (pub/sub, reconnecting)."""
-        while True:
-            pubsub = self.registry.redis.pubsub()
+    async def refresh(self, timeout: float) -> dict[int, FeRecord]:
+        """Re-read the live FEs (bounded); on a Redis error keep the cached view
+        and switch to degraded mode. Returns the view, this FE included."""
+        if self.redis_ok:
             try:
-                await pubsub.subscribe(self.registry.keys.events)
-                await self._on_users_changed()  # whatever changed while we were not subscribed
-                async for message in pubsub.listen():
-                    if message.get("type") == "message":
-                        await self._on_users_changed()
+                async with asyncio.timeout(timeout):
+                    self.members = await self.registry.live_fes()
+            except REDIS_ERRORS as e:
+                log.warning("membership refresh failed, using the cached view: %s", e)
+                self.mark_dirty()
+        return {**self.members, self.server_id: self.record}
+
+    async def _listen(self) -> None:
+        """Reload users as soon as any FE changes them (pub/sub, reconnecting);
+        the first message after each subscribe covers what changed meanwhile."""
+        while True:
+            try:
+                async for _ in self.registry.events():
+                    await self._on_users_changed()
             except asyncio.CancelledError:
                 raise
             except Exception as e:  # noqa: BLE001
                 log.debug("event subscription dropped: %s", e)
-                await asyncio.sleep(self.renew_interval)
-            finally:
-                try:
-                    await pubsub.aclose()
-                except Exception:  # noqa: BLE001
-                    pass
+            await asyncio.sleep(self.renew_interval)

@@ -12,6 +12,9 @@ clusters side by side::
     fecluster:{c}:users           hash    user name -> user record (json)
     fecluster:{c}:audit           stream  one entry per KILL
     fecluster:{c}:events          pub/sub invalidation messages ("users")
+
+This module is the only one that knows these names and the only one (with
+``coordinator.redis_client``, which makes the client) that talks to Redis.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ import asyncio
 import contextlib
 import json
 import random
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any, Protocol
 
@@ -153,6 +156,9 @@ class Registry:
     async def release_lease(self, server_id: int, token: str) -> None:
         await self._release(keys=[self.keys.lease(server_id)], args=[token])
 
+    async def lease_alive(self, server_id: int) -> bool:
+        return bool(await self.redis.exists(self.keys.lease(server_id)))
+
     # ------------------------------------------------------------ FEs
 
     async def put_fe(self, record: FeRecord) -> None:
@@ -227,6 +233,10 @@ class Registry:
 
     # ------------------------------------------------------------ users
 
+    async def user(self, name: str) -> UserRecord | None:
+        raw = await self.redis.hget(self.keys.users, name)
+        return None if raw is None else UserRecord.from_json(name, raw)
+
     async def users(self) -> dict[str, UserRecord]:
         raw = await self.redis.hgetall(self.keys.users)
         return {_s(k): UserRecord.from_json(_s(k), v) for k, v in raw.items()}
@@ -255,6 +265,25 @@ class Registry:
         entries = await self.redis.xrevrange(self.keys.audit, count=count)
         return [{_s(k): _s(v) for k, v in fields.items()} | {"entry_id": _s(eid)} for eid, fields in entries]
 
+    # ------------------------------------------------------------ events
+
+    async def events(self) -> AsyncIterator[str]:
+        """Invalidation messages from every FE, from the moment of subscribing
+        (the caller reloads what it caches right after the first yield: ``""``)."""
+        pubsub = self.redis.pubsub()
+        try:
+            await pubsub.subscribe(self.keys.events)
+            yield ""
+            async for message in pubsub.listen():
+                if message.get("type") == "message":
+                    yield _s(message["data"])
+        finally:
+            with contextlib.suppress(Exception):
+                await pubsub.aclose()
+
+    async def close(self) -> None:
+        await self.redis.aclose()
+
 
 class ConnectionWriter:
     """Connects and disconnects reach Redis in the background, coalesced into
@@ -270,6 +299,9 @@ class ConnectionWriter:
         self._wake = asyncio.Event()
         self._idle = asyncio.Event()
         self._idle.set()
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="registry-writer")
 
     def add(self, record: ConnectionRecord) -> None:
@@ -306,6 +338,8 @@ class ConnectionWriter:
                 await self._idle.wait()
 
     async def close(self, timeout: float = 2.0) -> None:
+        if self._task is None:
+            return
         await self.flush(timeout)
         self._task.cancel()
         await asyncio.wait([self._task], timeout=timeout)

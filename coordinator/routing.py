@@ -4,7 +4,6 @@ forward with the caller's identity (the owner checks privileges)."""
 from __future__ import annotations
 
 import asyncio
-import itertools
 import logging
 from collections import Counter
 from collections.abc import Awaitable, Callable
@@ -17,14 +16,13 @@ import grpc
 from coordinator import errors
 from coordinator.errors import SqlError
 from coordinator.ids import server_id_of, server_id_of_query
-from coordinator.membership import REDIS_ERRORS, Membership
+from coordinator.membership import Membership
 from coordinator.pb import fecluster_pb2 as pb
-from coordinator.pb import fecluster_pb2_grpc as pb_grpc
+from coordinator.peers import PeerChannels, PeerUnreachable
+from coordinator.redis_client import REDIS_ERRORS
 from coordinator.registry import FeRecord
 
 log = logging.getLogger("fecluster.routing")
-
-SECRET_HEADER = "x-fecluster-secret"
 
 
 class LocalSessions(Protocol):
@@ -39,156 +37,6 @@ class LocalSessions(Protocol):
 class FeFailure:
     fe: str
     message: str
-
-
-class PeerUnreachable(Exception):
-    """A peer call that did not complete; ``code`` is the gRPC status."""
-
-    def __init__(self, code: grpc.StatusCode, details: str) -> None:
-        super().__init__(f"{code.name} {details}".strip())
-        self.code = code
-
-
-class KillStream:
-    """One long-lived ``Peer.KillStream`` to one FE; requests are matched to
-    replies by request_id. A broken stream fails what is in flight and is
-    reopened by the next kill.
-
-    Writes go through one writer task: grpc cancels the whole call when a
-    pending ``write()`` is cancelled, and a KILL statement can itself be
-    killed mid-call; that must not take the other kills on the stream down."""
-
-    def __init__(self, stub: pb_grpc.PeerStub, metadata: tuple[tuple[str, str], ...]) -> None:
-        self._stub = stub
-        self._metadata = metadata
-        self._ids = itertools.count(1)
-        self._pending: dict[int, asyncio.Future[pb.KillResult]] = {}
-        self._outbox: asyncio.Queue[pb.PeerKillRequest] = asyncio.Queue()
-        self._call: grpc.aio.StreamStreamCall | None = None
-        self._sent: dict[grpc.aio.StreamStreamCall, set[int]] = {}  # request ids written, per call
-        self._tasks: set[asyncio.Task[None]] = set()
-        self._writer: asyncio.Task[None] | None = None
-
-    def _open(self) -> grpc.aio.StreamStreamCall:
-        if self._call is None or self._call.done():
-            self._call = self._stub.KillStream(metadata=self._metadata)
-            reader = asyncio.create_task(self._read(self._call))
-            self._tasks.add(reader)
-            reader.add_done_callback(self._tasks.discard)
-        return self._call
-
-    async def _write(self) -> None:
-        while True:
-            request = await self._outbox.get()
-            future = self._pending.get(request.request_id)
-            if future is None or future.done():
-                continue  # its caller gave up already
-            call = self._open()
-            self._sent.setdefault(call, set()).add(request.request_id)
-            try:
-                await call.write(request)
-            except (grpc.aio.AioRpcError, grpc.aio.UsageError, asyncio.InvalidStateError) as e:
-                if not future.done():
-                    future.set_exception(PeerUnreachable(grpc.StatusCode.UNAVAILABLE, f"the kill stream broke: {e!r}"))
-
-    async def _read(self, call: grpc.aio.StreamStreamCall) -> None:
-        failure = PeerUnreachable(grpc.StatusCode.UNAVAILABLE, "the kill stream ended")
-        try:
-            async for reply in call:
-                future = self._pending.get(reply.request_id)
-                if future is not None and not future.done():
-                    future.set_result(reply)
-        except grpc.aio.AioRpcError as e:
-            failure = PeerUnreachable(e.code(), e.details() or "")
-        except asyncio.CancelledError:
-            failure = PeerUnreachable(grpc.StatusCode.CANCELLED, "the kill stream was closed")
-        if self._call is call:
-            self._call = None
-        # Fail only what was sent on this call: a request already written to a
-        # newer stream may well have been carried out.
-        for request_id in self._sent.pop(call, set()):
-            future = self._pending.get(request_id)
-            if future is not None and not future.done():
-                future.set_exception(failure)
-
-    async def kill(self, request: pb.PeerKillRequest, timeout: float) -> pb.KillResult:
-        if self._writer is None:
-            self._writer = asyncio.create_task(self._write())
-        request.request_id = next(self._ids)
-        future: asyncio.Future[pb.KillResult] = asyncio.get_running_loop().create_future()
-        self._pending[request.request_id] = future
-        self._outbox.put_nowait(request)
-        try:
-            async with asyncio.timeout(timeout):
-                return await future
-        except TimeoutError:
-            raise PeerUnreachable(grpc.StatusCode.DEADLINE_EXCEEDED, f"no answer within {timeout:g}s") from None
-        finally:
-            self._pending.pop(request.request_id, None)
-            for sent in self._sent.values():
-                sent.discard(request.request_id)
-
-    async def close(self) -> None:
-        if self._writer is not None:
-            self._writer.cancel()
-        if self._call is not None:
-            self._call.cancel()
-        tasks = [t for t in (self._writer, *self._tasks) if t is not None]
-        if tasks:
-            await asyncio.wait(tasks, timeout=1)
-
-
-class PeerChannels:
-    """Long-lived channels (and kill streams) to the other FEs: no connection setup per kill."""
-
-    def __init__(self, credentials: grpc.ChannelCredentials | None, secret: str) -> None:
-        self._credentials = credentials
-        self._metadata = ((SECRET_HEADER, secret),)
-        self._stubs: dict[str, tuple[grpc.aio.Channel, pb_grpc.PeerStub]] = {}
-        self._streams: dict[str, KillStream] = {}
-
-    def stub(self, address: str) -> pb_grpc.PeerStub:
-        entry = self._stubs.get(address)
-        if entry is None:
-            options = [
-                ("grpc.keepalive_time_ms", 10_000),  # notice a peer that vanished without a FIN
-                ("grpc.keepalive_timeout_ms", 5_000),
-                ("grpc.keepalive_permit_without_calls", 1),
-                ("grpc.enable_retries", 0),
-            ]
-            if self._credentials is not None:
-                channel = grpc.aio.secure_channel(address, self._credentials, options=options)
-            else:
-                channel = grpc.aio.insecure_channel(address, options=options)
-            entry = self._stubs[address] = (channel, pb_grpc.PeerStub(channel))
-        return entry[1]
-
-    def kill_stream(self, address: str) -> KillStream:
-        stream = self._streams.get(address)
-        if stream is None:
-            stream = self._streams[address] = KillStream(self.stub(address), self._metadata)
-        return stream
-
-    async def forget_except(self, addresses: set[str]) -> None:
-        """Close channels and streams to FEs that left the cluster (pods come and go)."""
-        gone = [a for a in self._stubs if a not in addresses]
-        for address in gone:
-            stream = self._streams.pop(address, None)
-            if stream is not None:
-                await stream.close()
-            channel, _ = self._stubs.pop(address)
-            await channel.close()
-
-    @property
-    def metadata(self) -> tuple[tuple[str, str], ...]:
-        return self._metadata
-
-    async def close(self) -> None:
-        await asyncio.gather(*(s.close() for s in self._streams.values()), return_exceptions=True)
-        self._streams.clear()
-        channels = [c for c, _ in self._stubs.values()]
-        self._stubs.clear()
-        await asyncio.gather(*(c.close() for c in channels), return_exceptions=True)
 
 
 def _unreachable(fe: str, e: grpc.aio.AioRpcError) -> str:
@@ -227,13 +75,14 @@ class Router:
         """
         owner: FeRecord | None = None
         outcome = "ok"
+        local = False
         try:
             owner = await self._owner(target)
-            if owner.server_id == self.me.server_id:
+            local = owner.server_id == self.me.server_id
+            if local:
                 await self.local.kill_local(target, requester, self.me.address)
             else:
                 await self._peer_kill(owner, target, requester)
-            return owner.address
         except SqlError as e:
             outcome = f"{e.code} {e.message}"
             raise
@@ -243,6 +92,12 @@ class Router:
         finally:
             self.outcomes[outcome.split(" ", 1)[0]] += 1
             self._record(target, requester, owner, outcome)
+        if local:
+            # Let the victim's 1317 go out before our own OK. Outside the try:
+            # a session that killed itself is cancelled here, and its KILL
+            # was carried out all the same (the audit says "ok").
+            await asyncio.sleep(0)
+        return owner.address
 
     async def _owner(self, target: pb.KillTarget) -> FeRecord:
         if target.WhichOneof("target") == "query_id":
@@ -267,13 +122,7 @@ class Router:
     async def _refresh_member(self, sid: int) -> FeRecord | None:
         if not self.membership.redis_ok:
             return None
-        try:
-            async with asyncio.timeout(self.peer_timeout):
-                self.membership.members = await self.membership.registry.live_fes()
-        except REDIS_ERRORS as e:
-            log.warning("membership refresh failed: %s", e)
-            self.membership.mark_dirty()
-        return self.membership.members.get(sid)
+        return (await self.membership.refresh(self.peer_timeout)).get(sid)
 
     def _member(self, sid: int) -> FeRecord | None:
         if sid == self.me.server_id:
@@ -300,10 +149,9 @@ class Router:
         """True unless Redis says the server id's lease is gone (unknown counts as alive)."""
         if not self.membership.redis_ok:
             return True
-        registry = self.membership.registry
         try:
             async with asyncio.timeout(self.peer_timeout):
-                return bool(await registry.redis.exists(registry.keys.lease(sid)))
+                return await self.membership.registry.lease_alive(sid)
         except REDIS_ERRORS:
             return True
 
@@ -344,16 +192,7 @@ class Router:
         return rows, failures
 
     async def _live_members(self) -> dict[int, FeRecord]:
-        if self.membership.redis_ok:
-            try:
-                async with asyncio.timeout(self.peer_timeout):
-                    members = await self.membership.registry.live_fes()
-                self.membership.members = members
-            except REDIS_ERRORS as e:
-                log.warning("membership refresh failed, using the cached view: %s", e)
-                self.membership.mark_dirty()
-        members = dict(self.membership.members)
-        members[self.me.server_id] = self.me
+        members = await self.membership.refresh(self.peer_timeout)
         await self.channels.forget_except({m.address for m in members.values()})
         return members
 

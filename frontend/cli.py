@@ -4,20 +4,22 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import getpass
 import json
 import logging
 import os
 import secrets
+import shutil
 import signal
+import socket
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from frontend import procs
-from frontend.config import add_arguments, from_namespace
+from frontend.config import add_arguments, from_namespace, to_flags
 
 
 def _run_async(main: object) -> None:
@@ -46,11 +48,7 @@ async def _node_main(args: argparse.Namespace) -> int:
         # A half-started node (its port is taken, Redis never answered) must
         # exit, not hang: release what it holds within a bound and leave.
         logging.getLogger("fecluster.node").exception("FE failed to start")
-        membership = getattr(node, "membership", None)
-        if membership is not None:
-            with contextlib.suppress(Exception):
-                async with asyncio.timeout(5):
-                    await membership.stop()
+        await node.abort_startup()
         logging.shutdown()
         os._exit(1)
     try:
@@ -81,11 +79,39 @@ def cmd_node(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------- up
 
 
+def _busy_ports(host: str, ports: list[int]) -> list[int]:
+    busy = []
+    for port in ports:
+        with socket.socket() as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                sock.bind((host, port))
+            except OSError:
+                busy.append(port)
+    return busy
+
+
 def cmd_up(args: argparse.Namespace) -> int:
+    base = from_namespace(args)
+    ports = [
+        port + i
+        for i in range(args.nodes)
+        for port in (base.mysql_port, base.grpc_port, base.http_port)
+        if port  # http_port 0: off
+    ]
+    busy = _busy_ports(base.bind_host, ports)
+    if busy:
+        print(
+            f"fecluster up: port(s) {', '.join(map(str, busy))} on {base.bind_host} are in use "
+            "(another fecluster up?); pick others with --mysql-port/--grpc-port/--http-port",
+            file=sys.stderr,
+        )
+        return 2
     work = Path(tempfile.mkdtemp(prefix="fecluster-up-"))
     redis = None
     nodes = []
     stopping = False
+    failed = False
 
     def on_signal(signum: int, frame: object) -> None:
         nonlocal stopping
@@ -94,49 +120,54 @@ def cmd_up(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     try:
-        redis_url = args.redis_url
-        if not redis_url:
+        if not base.redis_url:
             try:
                 redis = procs.start_redis(directory=work)
             except FileNotFoundError as e:
                 print(f"fecluster up: {e}", file=sys.stderr)
                 return 2
-            redis_url = redis.url
-        secret = args.cluster_secret or secrets.token_hex(16)
+            base = replace(base, redis_url=redis.url)
+        base = replace(
+            base,
+            cluster_secret=base.cluster_secret or secrets.token_hex(16),
+            backend=base.backend or f"sqlite://{work / 'data'}",  # one directory: every FE sees the same data
+        )
         for i in range(args.nodes):
-            cmd = procs.node_command(
-                redis_url=redis_url,
-                redis_cluster=args.redis_cluster,
-                cluster=args.cluster,
-                mysql_port=args.mysql_port + i,
-                grpc_port=args.grpc_port + i,
-                advertise_host=args.advertise_host,
-                bind_host=args.advertise_host,
-                cluster_secret=secret,
-                lease_ttl=args.lease_ttl,
-                shutdown_grace=args.shutdown_grace,
-                data_dir=work / f"fe{i + 1}",
+            fe = replace(
+                base,
+                mysql_port=base.mysql_port + i,
+                grpc_port=base.grpc_port + i,
+                http_port=base.http_port + i if base.http_port else 0,
             )
+            flags = to_flags(fe)
             env = procs.node_env()
-            if args.root_password:
-                env["FECLUSTER_ROOT_PASSWORD"] = args.root_password
-            nodes.append(procs.spawn(cmd, env=env, log=work / f"fe{i + 1}.log"))
+            if "root_password" in flags:  # not on the command line, where ps shows it
+                env["FECLUSTER_ROOT_PASSWORD"] = str(flags.pop("root_password"))
+            nodes.append(procs.spawn(procs.node_command(**flags), env=env, log=work / f"fe{i + 1}.log"))
         for i, proc in enumerate(nodes):
-            procs.wait_port(args.advertise_host, args.mysql_port + i, 30, proc)
-        print(f"fecluster: {args.nodes} FE(s), cluster {args.cluster!r}, Redis {redis_url}, logs in {work}")
+            try:
+                procs.wait_port(base.advertise_host, base.mysql_port + i, 30, proc)
+            except (RuntimeError, TimeoutError):
+                failed = True
+                print(f"fecluster up: fe{i + 1} did not start:\n{_tail(work / f'fe{i + 1}.log')}", file=sys.stderr)
+                return 1
+        print(f"fecluster: {args.nodes} FE(s), cluster {base.cluster!r}, Redis {base.redis_url}, logs in {work}")
         print(f"{'FE':<4} {'MySQL':<22} {'gRPC (FE column)':<22} {'connect with'}")
         for i in range(args.nodes):
-            mysql = f"{args.advertise_host}:{args.mysql_port + i}"
-            grpc_addr = f"{args.advertise_host}:{args.grpc_port + i}"
+            mysql = f"{base.advertise_host}:{base.mysql_port + i}"
+            grpc_addr = f"{base.advertise_host}:{base.grpc_port + i}"
             print(
                 f"fe{i + 1:<2} {mysql:<22} {grpc_addr:<22} "
-                f"mysql -h {args.advertise_host} -P {args.mysql_port + i} -u root"
+                f"mysql -h {base.advertise_host} -P {base.mysql_port + i} -u root"
             )
         print("Ctrl+C stops everything.", flush=True)
         while not stopping:
             for i, proc in enumerate(nodes):
                 if proc.poll() is not None:
-                    print(f"fe{i + 1} exited with {proc.returncode}; see {work}/fe{i + 1}.log", file=sys.stderr)
+                    failed = True
+                    print(
+                        f"fe{i + 1} exited with {proc.returncode}:\n{_tail(work / f'fe{i + 1}.log')}", file=sys.stderr
+                    )
                     return 1
             time.sleep(0.2)
         return 0
@@ -147,7 +178,18 @@ def cmd_up(args: argparse.Namespace) -> int:
             procs.stop(proc)
         if redis is not None:
             redis.stop()
-        print("fecluster: stopped", flush=True)
+        if failed:
+            print(f"fecluster: stopped; logs kept in {work}", flush=True)
+        else:
+            shutil.rmtree(work, ignore_errors=True)
+            print("fecluster: stopped", flush=True)
+
+
+def _tail(log: Path, lines: int = 15) -> str:
+    try:
+        return "\n".join(log.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return f"(no log at {log})"
 
 
 # ---------------------------------------------------------------- admin
@@ -179,22 +221,33 @@ def _fail(e: Exception) -> int:
 COLUMNS = ("Id", "User", "Host", "LoginTime", "Db", "Command", "Time", "State", "QueryId", "Info", "FE")
 
 
-def cmd_processlist(args: argparse.Namespace) -> int:
-    from google.protobuf.json_format import MessageToDict
+def _row_json(row) -> dict[str, object]:  # type: ignore[no-untyped-def]
+    """A processlist row as SQL shows it: numbers as numbers, NULL as null."""
+    return {
+        "id": row.id,
+        "user": row.user,
+        "host": row.host,
+        "login_time": row.login_time,
+        "catalog": row.catalog,
+        "db": row.db or None,
+        "command": row.command,
+        "time": row.time,
+        "state": row.state,
+        "query_id": row.query_id,
+        "info": row.info or None,
+        "fe": row.fe,
+        "cloud_cluster": row.cloud_cluster or None,
+    }
 
+
+def cmd_processlist(args: argparse.Namespace) -> int:
     try:
         with _client(args) as client:
             rows, failures = client.processlist(full=args.full)
     except Exception as e:  # noqa: BLE001
         return _fail(e)
     if args.json:
-        out = {
-            "rows": [
-                MessageToDict(r, preserving_proto_field_name=True, always_print_fields_with_no_presence=True)
-                for r in rows
-            ],
-            "errors": [{"fe": f.fe, "message": f.message} for f in failures],
-        }
+        out = {"rows": [_row_json(r) for r in rows], "errors": [{"fe": f.fe, "message": f.message} for f in failures]}
         print(json.dumps(out, indent=2))
         return 0
     table = [COLUMNS] + [
@@ -210,13 +263,17 @@ def cmd_processlist(args: argparse.Namespace) -> int:
 
 
 def cmd_kill(args: argparse.Namespace) -> int:
-    target: int | str = args.id
-    if not args.id.isdigit():
-        if not args.query:
-            print(f"ERROR 1094 (HY000): Unknown thread id: {args.id}", file=sys.stderr)
-            return 1
-    else:
+    from coordinator.ids import is_query_id
+
+    target: int | str
+    if args.id.isdigit():
         target = int(args.id)
+    elif args.query and is_query_id(args.id):
+        target = args.id
+    else:
+        what = "a connection id (a number) or a query id (16hex-16hex)" if args.query else "a connection id (a number)"
+        print(f"fecluster kill: error: ID must be {what}, not {args.id!r}", file=sys.stderr)
+        return 2
     try:
         with _client(args) as client:
             owner = client.kill(target, query=args.query)
@@ -237,23 +294,23 @@ def parser() -> argparse.ArgumentParser:
     add_arguments(node)
     node.set_defaults(func=cmd_node)
 
-    up = sub.add_parser("up", help="run a local cluster (Redis + N FEs) in the foreground")
-    up.add_argument("--nodes", type=int, default=1)
-    up.add_argument("--mysql-port", type=int, default=9030)
-    up.add_argument("--grpc-port", type=int, default=9020)
-    up.add_argument("--redis-url", default=os.environ.get("FECLUSTER_REDIS_URL", ""))
-    up.add_argument(
-        "--redis-cluster",
-        action=argparse.BooleanOptionalAction,
-        default=os.environ.get("FECLUSTER_REDIS_CLUSTER", "").strip().lower() in ("1", "true", "yes", "on"),
-        help="--redis-url points at a Redis Cluster",
+    up = sub.add_parser(
+        "up",
+        help="run a local cluster (Redis + N FEs) in the foreground",
+        description="Start a redis-server (unless --redis-url is given) and N FEs; every node option below "
+        "is passed to each FE. FE i listens on the given ports + i - 1.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    up.add_argument("--cluster", default="default")
-    up.add_argument("--advertise-host", default="127.0.0.1")
-    up.add_argument("--cluster-secret", default=os.environ.get("FECLUSTER_CLUSTER_SECRET", ""))
-    up.add_argument("--root-password", default=os.environ.get("FECLUSTER_ROOT_PASSWORD", ""))
-    up.add_argument("--lease-ttl", type=float, default=10.0)
-    up.add_argument("--shutdown-grace", type=float, default=3.0, help="seconds running statements get on Ctrl+C")
+    up.add_argument("--nodes", type=int, default=1, help="how many FEs (default: 1)")
+    add_arguments(
+        up,
+        help_for={
+            "redis_url": "Redis URL (default: start a private redis-server)",
+            "cluster_secret": "shared secret every Peer call must carry (default: a random one)",
+            "backend": "storage behind the FEs (default: one sqlite directory shared by every FE)",
+        },
+        unset=frozenset({"redis_url"}),
+    )
     up.set_defaults(func=cmd_up)
 
     for name, func, help_text in (

@@ -1,12 +1,12 @@
 """One settings object for an FE node. Every field is a ``fecluster node``
-flag and an ``FECLUSTER_<NAME>`` environment variable."""
+flag (and a ``fecluster up`` flag: the same names, defaults and help) and an
+``FECLUSTER_<NAME>`` environment variable."""
 
 from __future__ import annotations
 
 import argparse
 import os
 from dataclasses import dataclass, field, fields
-from pathlib import Path
 
 
 @dataclass
@@ -32,7 +32,10 @@ class Config:
     lease_ttl: float = field(default=10.0, metadata={"help": "server-id lease TTL, seconds; renewed every TTL/3"})
     shutdown_grace: float = field(default=10.0, metadata={"help": "on SIGTERM, seconds running statements may finish"})
     redis_timeout: float = field(default=1.0, metadata={"help": "deadline of one Redis call, seconds"})
-    data_dir: str = field(default="", metadata={"help": "embedded SQLite backend directory (default: a temporary one)"})
+    backend: str = field(
+        default="",
+        metadata={"help": "storage behind the FE: sqlite:///DIR (FEs on a host may share it); empty: a temporary DIR"},
+    )
     tls_cert: str = field(
         default="", metadata={"help": "PEM certificate for the gRPC listener (enables TLS and mTLS between FEs)"}
     )
@@ -48,10 +51,6 @@ class Config:
     def mysql_address(self) -> str:
         return f"{self.advertise_host}:{self.mysql_port}"
 
-    @property
-    def data_path(self) -> Path | None:
-        return Path(self.data_dir) if self.data_dir else None
-
 
 def env_name(name: str) -> str:
     return "FECLUSTER_" + name.upper()
@@ -61,12 +60,25 @@ def _parse_bool(text: str) -> bool:
     return text.strip().lower() in ("1", "true", "yes", "on")
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Every Config field as ``--flag``, defaulting to its environment variable."""
+def flag_name(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def add_arguments(
+    parser: argparse.ArgumentParser, help_for: dict[str, str] | None = None, unset: frozenset[str] = frozenset()
+) -> None:
+    """Every Config field as ``--flag``, defaulting to its environment variable.
+    ``help_for`` rewords a field's help where a command uses it differently;
+    the fields in ``unset`` default to empty (the command fills them in)."""
     for f in fields(Config):
-        flag = "--" + f.name.replace("_", "-")
+        flag = flag_name(f.name)
         env = os.environ.get(env_name(f.name))
-        help_text = f"{f.metadata.get('help', '')} [env {env_name(f.name)}]"
+        text = (help_for or {}).get(f.name, f.metadata.get("help", ""))
+        shown = "" if f.name in unset else f"default: {f.default!r}; "
+        help_text = f"{text} ({shown}env {env_name(f.name)})"
+        if f.name in unset:
+            parser.add_argument(flag, default=env or "", help=help_text)
+            continue
         if f.type in ("bool", bool):
             default = _parse_bool(env) if env is not None else f.default
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=default, help=help_text)
@@ -77,3 +89,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def from_namespace(ns: argparse.Namespace) -> Config:
     return Config(**{f.name: getattr(ns, f.name) for f in fields(Config)})
+
+
+def to_flags(config: Config) -> dict[str, object]:
+    """The fields that differ from their defaults, for a child ``fecluster node``."""
+    return {f.name: getattr(config, f.name) for f in fields(Config) if getattr(config, f.name) != f.default}

@@ -23,16 +23,18 @@ from coordinator.errors import SqlError
 from coordinator.ids import IdsExhausted
 from coordinator.pb import fecluster_pb2 as pb
 from coordinator.pb import fecluster_pb2_grpc as pb_grpc
+from coordinator.peers import SECRET_HEADER
 from coordinator.processlist import INFO_LIMIT
-from coordinator.routing import SECRET_HEADER
+from coordinator.routing import Router
 from coordinator.users import UserRecord
 from frontend import tls
 from frontend.client import PASSWORD_HEADER, USER_HEADER
+from frontend.config import Config
 from frontend.result import Result
-from frontend.session import Session
+from frontend.sessions import SessionTable
 
 if TYPE_CHECKING:
-    from frontend.node import Node
+    from frontend.session import Session
 
 log = logging.getLogger("fecluster.grpc")
 
@@ -174,13 +176,13 @@ _refuse = grpc.unary_unary_rpc_method_handler(_refuse_call)
 
 
 class PeerService(pb_grpc.PeerServicer):
-    def __init__(self, node: Node) -> None:
-        self.node = node
+    def __init__(self, sessions: SessionTable) -> None:
+        self.sessions = sessions
 
     async def _kill(self, request: pb.PeerKillRequest) -> pb.KillResult:
-        me = self.node.config.address
+        me = self.sessions.fe.address
         try:
-            await self.node.kill_local(request.target, request.requester, request.requester_fe)
+            await self.sessions.kill_local(request.target, request.requester, request.requester_fe)
         except SqlError as e:
             return pb.KillResult(error=sql_error(e), owner_fe=me, request_id=request.request_id)
         return pb.KillResult(owner_fe=me, request_id=request.request_id)
@@ -222,16 +224,18 @@ class PeerService(pb_grpc.PeerServicer):
             reader.cancel()
 
     async def List(self, request: pb.PeerListRequest, context: grpc.aio.ServicerContext) -> pb.PeerListReply:
-        return pb.PeerListReply(rows=await self.node.list_local(request.requester), fe=self.node.config.address)
+        rows = await self.sessions.list_local(request.requester)
+        return pb.PeerListReply(rows=rows, fe=self.sessions.fe.address)
 
 
 class FrontendService(pb_grpc.FrontendServicer):
-    def __init__(self, node: Node) -> None:
-        self.node = node
+    def __init__(self, sessions: SessionTable, router: Router) -> None:
+        self.sessions = sessions
+        self.router = router
 
     async def _caller(self, context: grpc.aio.ServicerContext) -> UserRecord:
         md = dict(context.invocation_metadata() or ())
-        user = await self.node.authenticate(str(md.get(USER_HEADER, "")), str(md.get(PASSWORD_HEADER, "")))
+        user = await self.sessions.authenticate(str(md.get(USER_HEADER, "")), str(md.get(PASSWORD_HEADER, "")))
         if user is None:
             await context.abort(grpc.StatusCode.UNAUTHENTICATED, "Access denied: wrong user or password")
         assert user is not None
@@ -241,7 +245,7 @@ class FrontendService(pb_grpc.FrontendServicer):
         self, request: pb.ShowProcesslistRequest, context: grpc.aio.ServicerContext
     ) -> pb.ShowProcesslistReply:
         user = await self._caller(context)
-        rows, failures = await self.node.router.processlist(user.name, local_only=request.local_only)
+        rows, failures = await self.router.processlist(user.name, local_only=request.local_only)
         if not request.full:
             for row in rows:
                 row.info = row.info[:INFO_LIMIT]
@@ -252,7 +256,7 @@ class FrontendService(pb_grpc.FrontendServicer):
         if request.WhichOneof("target") is None:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "KillTarget needs a connection_id or a query_id")
         try:
-            owner = await self.node.router.kill(request, user.name)
+            owner = await self.router.kill(request, user.name)
         except SqlError as e:
             return pb.KillResult(error=sql_error(e))
         return pb.KillResult(owner_fe=owner)
@@ -263,22 +267,23 @@ class FrontendService(pb_grpc.FrontendServicer):
         try:
             return await self._run(session, request.sql)
         finally:
-            await self.node.close_session(session)
+            await self.sessions.close(session)
 
-    async def _open(self, user: UserRecord, context: grpc.aio.ServicerContext, killed: asyncio.Event) -> Session:
-        if not self.node.accepting:
+    async def _open(
+        self, user: UserRecord, context: grpc.aio.ServicerContext, killed: asyncio.Event, database: str = ""
+    ) -> Session:
+        if not self.sessions.accepting:
             await context.abort(grpc.StatusCode.UNAVAILABLE, "this FE is shutting down")
         try:
-            conn_id = self.node.reserve_id()
+            conn_id = self.sessions.reserve_id()
         except IdsExhausted:
             await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, "Too many connections")
-        session = Session(self.node, conn_id, user, _peer_host(context), "grpc", killed.set)
         try:
-            self.node.open_session(session)
+            return await self.sessions.open(conn_id, user, _peer_host(context), "grpc", killed.set, database=database)
         except SqlError as e:
-            self.node.release_id(conn_id)
-            await context.abort(grpc.StatusCode.UNAVAILABLE, e.message)
-        return session
+            status = grpc.StatusCode.NOT_FOUND if e.code == errors.BAD_DB else grpc.StatusCode.UNAVAILABLE
+            await context.abort(status, e.message)
+            raise  # abort raises; this keeps the type checker honest
 
     async def _run(self, session: Session, sql: str) -> pb.StatementResult:
         try:
@@ -301,19 +306,14 @@ class FrontendService(pb_grpc.FrontendServicer):
         if first.WhichOneof("msg") != "hello":
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "the first message must be a hello")
         hello = first.hello
-        user = await self.node.authenticate(hello.user, hello.password)
+        user = await self.sessions.authenticate(hello.user, hello.password)
         if user is None:
             await context.abort(grpc.StatusCode.UNAUTHENTICATED, f"Access denied for user '{hello.user}'")
         assert user is not None
         killed = asyncio.Event()
-        session = await self._open(user, context, killed)
+        session = await self._open(user, context, killed, hello.database)
         try:
-            if hello.database:
-                try:
-                    await session.use(hello.database)
-                except SqlError as e:
-                    await context.abort(grpc.StatusCode.NOT_FOUND, e.message)
-            me = self.node.config.address
+            me = self.sessions.fe.address
             yield pb.SessionResponse(welcome=pb.Welcome(connection_id=session.id, fe=me, server_version="fecluster"))
             kill_wait = asyncio.ensure_future(killed.wait())
             try:
@@ -338,14 +338,20 @@ class FrontendService(pb_grpc.FrontendServicer):
                 kill_wait.cancel()
             await context.abort(grpc.StatusCode.ABORTED, f"connection {session.id} was killed by {session.killed_by}")
         finally:
-            await self.node.close_session(session)
+            await self.sessions.close(session)
 
 
 class GrpcListener:
-    def __init__(self, node: Node) -> None:
-        self.node = node
-        cfg = node.config
-        self.server = grpc.aio.server(
+    def __init__(self, config: Config, sessions: SessionTable, router: Router) -> None:
+        self.config = config
+        self.sessions = sessions
+        self.router = router
+        self.server: grpc.aio.Server | None = None
+        self.health = health.aio.HealthServicer()
+
+    def _bind(self) -> grpc.aio.Server:
+        cfg = self.config
+        server = grpc.aio.server(
             interceptors=[SecretInterceptor(cfg.cluster_secret)],
             options=[
                 ("grpc.max_receive_message_length", MAX_MESSAGE),
@@ -358,24 +364,25 @@ class GrpcListener:
                 ("grpc.http2.max_ping_strikes", 0),
             ],
         )
-        pb_grpc.add_PeerServicer_to_server(PeerService(node), self.server)
-        pb_grpc.add_FrontendServicer_to_server(FrontendService(node), self.server)
-        self.health = health.aio.HealthServicer()
-        health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
+        pb_grpc.add_PeerServicer_to_server(PeerService(self.sessions), server)
+        pb_grpc.add_FrontendServicer_to_server(FrontendService(self.sessions, self.router), server)
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         names = (
             pb.DESCRIPTOR.services_by_name["Peer"].full_name,
             pb.DESCRIPTOR.services_by_name["Frontend"].full_name,
             health.SERVICE_NAME,
             reflection.SERVICE_NAME,
         )
-        reflection.enable_server_reflection(names, self.server)
+        reflection.enable_server_reflection(names, server)
         creds = tls.server_credentials(cfg)
         address = f"{cfg.bind_host}:{cfg.grpc_port}"
-        port = self.server.add_insecure_port(address) if creds is None else self.server.add_secure_port(address, creds)
+        port = server.add_insecure_port(address) if creds is None else server.add_secure_port(address, creds)
         if port == 0:
             raise OSError(f"cannot bind gRPC port {address}")
+        return server
 
     async def start(self) -> None:
+        self.server = self._bind()
         await self.server.start()
         await self.health.set("", health_pb2.HealthCheckResponse.SERVING)
 
@@ -383,4 +390,5 @@ class GrpcListener:
         await self.health.set("", health_pb2.HealthCheckResponse.NOT_SERVING)
 
     async def stop(self) -> None:
-        await self.server.stop(grace=1.0)
+        if self.server is not None:
+            await self.server.stop(grace=1.0)

@@ -9,14 +9,17 @@ from collections import Counter
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from frontend.node import Node
+    from coordinator.membership import Membership
+    from coordinator.routing import Router
+    from frontend.config import Config
+    from frontend.sessions import SessionTable
 
 log = logging.getLogger("fecluster.http")
 
 
-def render_metrics(node: Node) -> str:
-    by_protocol = Counter(s.protocol for s in node.sessions.values())
-    running = sum(1 for s in node.sessions.values() if s.command == "Query")
+def render_metrics(sessions: SessionTable, membership: Membership, router: Router) -> str:
+    by_protocol = Counter(s.protocol for s in sessions.sessions.values())
+    running = sum(1 for s in sessions.sessions.values() if s.running)
     lines = [
         "# HELP fecluster_sessions Live client sessions on this FE.",
         "# TYPE fecluster_sessions gauge",
@@ -26,27 +29,30 @@ def render_metrics(node: Node) -> str:
         f"fecluster_running_statements {running}",
         "# HELP fecluster_redis_up 1 while the registry answers.",
         "# TYPE fecluster_redis_up gauge",
-        f"fecluster_redis_up {int(node.membership.redis_ok)}",
+        f"fecluster_redis_up {int(membership.redis_ok)}",
         "# HELP fecluster_server_id This FE's leased server id.",
         "# TYPE fecluster_server_id gauge",
-        f"fecluster_server_id {node.membership.server_id}",
+        f"fecluster_server_id {membership.server_id}",
         "# HELP fecluster_members Live FEs this FE knows of.",
         "# TYPE fecluster_members gauge",
-        f"fecluster_members {len(node.membership.members)}",
+        f"fecluster_members {len(membership.members)}",
         "# HELP fecluster_kills_total KILL statements received here, by outcome.",
         "# TYPE fecluster_kills_total counter",
-        *(f'fecluster_kills_total{{outcome="{k}"}} {v}' for k, v in sorted(node.router.outcomes.items())),
+        *(f'fecluster_kills_total{{outcome="{k}"}} {v}' for k, v in sorted(router.outcomes.items())),
     ]
     return "\n".join(lines) + "\n"
 
 
 class HttpListener:
-    def __init__(self, node: Node) -> None:
-        self.node = node
+    def __init__(self, config: Config, sessions: SessionTable, membership: Membership, router: Router) -> None:
+        self.config = config
+        self.sessions = sessions
+        self.membership = membership
+        self.router = router
         self.server: asyncio.Server | None = None
 
     async def start(self) -> None:
-        cfg = self.node.config
+        cfg = self.config
         if cfg.http_port:
             self.server = await asyncio.start_server(self._handle, cfg.bind_host, cfg.http_port)
 
@@ -56,9 +62,11 @@ class HttpListener:
             parts = request.decode("latin-1").split()
             path = parts[1] if len(parts) > 1 else ""
             if path == "/healthz":
-                status, body = ("200 OK", "ok\n") if self.node.accepting else ("503 Service Unavailable", "stopping\n")
+                status, body = (
+                    ("200 OK", "ok\n") if self.sessions.accepting else ("503 Service Unavailable", "stopping\n")
+                )
             elif path == "/metrics":
-                status, body = "200 OK", render_metrics(self.node)
+                status, body = "200 OK", render_metrics(self.sessions, self.membership, self.router)
             else:
                 status, body = "404 Not Found", "not found\n"
             data = body.encode()

@@ -31,18 +31,18 @@ from mysql_mimic.server import MysqlServer
 from mysql_mimic.session import BaseSession
 from mysql_mimic.stream import ConnectionClosed, MysqlStream
 from mysql_mimic.types import ColumnType
-from mysql_mimic.variables import GlobalVariables, SessionVariables
 
 from coordinator import errors
 from coordinator.errors import SqlError
 from coordinator.ids import IdsExhausted
 from frontend import tls
-from frontend.executor import redact
+from frontend.config import Config
 from frontend.result import Result
-from frontend.session import Session
+from frontend.sessions import SessionTable
+from frontend.sqltext import redact
 
 if TYPE_CHECKING:
-    from frontend.node import Node
+    from frontend.session import Session
 
 log = logging.getLogger("fecluster.mysql")
 
@@ -74,15 +74,15 @@ class FastNativePassword(NativePasswordAuthPlugin):
 
 
 class FeIdentityProvider(IdentityProvider):
-    def __init__(self, node: Node) -> None:
-        self.node = node
+    def __init__(self, sessions: SessionTable) -> None:
+        self.sessions = sessions
         self._plugins = [FastNativePassword()]
 
     def get_plugins(self) -> list[NativePasswordAuthPlugin]:
         return self._plugins
 
     async def get_user(self, username: str) -> User | None:
-        user = await self.node.users.get(username)
+        user = await self.sessions.user(username)
         if user is None:
             # An unknown user gets the same 1045 as a wrong password: a hash
             # nobody's scramble can match, so names cannot be probed.
@@ -91,50 +91,44 @@ class FeIdentityProvider(IdentityProvider):
 
 
 class FeControl(Control):
-    def __init__(self, node: Node) -> None:
-        self.node = node
+    def __init__(self, sessions: SessionTable) -> None:
+        self.sessions = sessions
 
     async def add(self, connection: Connection) -> int:
         try:
-            return self.node.reserve_id()
+            return self.sessions.reserve_id()
         except IdsExhausted as e:
             raise TooManyConnections() from e
 
     async def remove(self, connection_id: int) -> None:
-        self.node.release_id(connection_id)
+        self.sessions.release_id(connection_id)
 
     async def kill(self, connection_id: int, kind: Any = None) -> None:  # routed by our executor instead
         raise NotImplementedError
 
 
 class MysqlSession(BaseSession):
-    def __init__(self, node: Node) -> None:
-        self.node = node
-        self.variables = SessionVariables(GlobalVariables(node.variable_schema))
+    def __init__(self, sessions: SessionTable) -> None:
+        self.sessions = sessions
+        self.variables = sessions.new_variables()  # type: ignore[assignment]
         self.username: str | None = None
         self.database: str | None = None
         self.core: Session | None = None
 
     async def init(self, connection: Connection) -> None:
         assert isinstance(connection, FeConnection) and self.username is not None
-        if not self.node.accepting:
-            raise SqlError(errors.SERVER_SHUTDOWN, "Server shutdown in progress")
-        user = await self.node.users.get(self.username)
+        user = await self.sessions.user(self.username)
         if user is None:
             raise SqlError(errors.ACCESS_DENIED, f"Access denied for user '{self.username}'")
-        core = Session(
-            self.node,
+        self.core = await self.sessions.open(
             connection.connection_id,
             user,
             connection.peer,
             "mysql",
             connection.close_by_kill,
-            self.variables,
+            database=self.database,
+            variables=self.variables,  # type: ignore[arg-type]
         )
-        if self.database:
-            await core.use(self.database)
-        self.core = core
-        self.node.open_session(core)
 
     async def handle_query(self, sql: str, attrs: dict[str, str]) -> AllowedResult:
         """Prepared statements and COM_FIELD_LIST come here; COM_QUERY is FeConnection's."""
@@ -154,7 +148,7 @@ class MysqlSession(BaseSession):
 
     async def close(self) -> None:
         if self.core is not None:
-            await self.node.close_session(self.core)
+            await self.sessions.close(self.core)
 
 
 class FeConnection(Connection):
@@ -276,20 +270,21 @@ def result_columns(result: Result) -> list[ResultColumn]:
 
 
 class FeMysqlServer(MysqlServer):
-    def __init__(self, node: Node, **kwargs: Any) -> None:
+    def __init__(self, sessions: SessionTable, **kwargs: Any) -> None:
         super().__init__(
-            session_factory=lambda: MysqlSession(node),
-            control=FeControl(node),
-            identity_provider=FeIdentityProvider(node),
+            session_factory=lambda: MysqlSession(sessions),
+            control=FeControl(sessions),
+            identity_provider=FeIdentityProvider(sessions),
             **kwargs,
         )
+        self.sessions = sessions
         self.connections: set[FeConnection] = set()
 
     async def _client_connected_cb(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         stream = MysqlStream(reader, writer)
         connection = FeConnection(
             stream=stream,
-            session=MysqlSession(self.control.node),  # type: ignore[attr-defined]
+            session=MysqlSession(self.sessions),
             control=self.control,
             server_capabilities=self.capabilities,
             identity_provider=self.identity_provider,
@@ -313,12 +308,12 @@ class FeMysqlServer(MysqlServer):
 
 
 class MysqlListener:
-    def __init__(self, node: Node) -> None:
-        self.node = node
-        self.server = FeMysqlServer(node, ssl=tls.mysql_ssl_context(node.config))
+    def __init__(self, config: Config, sessions: SessionTable) -> None:
+        self.config = config
+        self.server = FeMysqlServer(sessions, ssl=tls.mysql_ssl_context(config))
 
     async def start(self) -> None:
-        cfg = self.node.config
+        cfg = self.config
         await self.server.start_server(host=cfg.bind_host, port=cfg.mysql_port, reuse_address=True, backlog=4096)
 
     async def stop_accepting(self) -> None:

@@ -7,8 +7,10 @@ from typing import Any
 
 
 @dataclass
-class Warning:
-    level: str
+class SqlWarning:
+    """One row of SHOW WARNINGS."""
+
+    level: str  # Note, Warning or Error
     code: int
     message: str
 
@@ -18,7 +20,7 @@ class Result:
     columns: list[str] = field(default_factory=list)
     rows: list[tuple[Any, ...]] = field(default_factory=list)
     affected_rows: int = 0
-    warnings: list[Warning] = field(default_factory=list)
+    warnings: list[SqlWarning] = field(default_factory=list)
 
     @property
     def has_rows(self) -> bool:

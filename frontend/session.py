@@ -1,9 +1,13 @@
 """The session core: one per client connection, whichever protocol carries it.
 
 The MySQL and gRPC listeners are adapters over this class: they authenticate,
-hand statements to ``Session.execute`` and render its ``Result``. Killing
-works the same for both: ``kill_query`` cancels the running statement (the
-client sees 1317); ``kill_connection`` also asks the adapter to close.
+open it through the ``SessionTable``, hand statements to ``execute`` and render
+its ``Result``. Killing works the same for both:
+
+- ``kill_query`` cancels the running statement (the client sees 1317); an
+  idle session is untouched.
+- ``kill_connection`` also asks the adapter to close (``close_transport``);
+  once hit, every later statement of the session fails with 1317 too.
 """
 
 from __future__ import annotations
@@ -12,49 +16,63 @@ import asyncio
 import time
 from collections.abc import Callable
 from datetime import datetime
-from typing import TYPE_CHECKING
-
-from mysql_mimic.variables import GlobalVariables, SessionVariables
+from typing import TYPE_CHECKING, Protocol
 
 from coordinator import errors
 from coordinator.pb import fecluster_pb2 as pb
-from coordinator.registry import ConnectionRecord
+from coordinator.registry import ConnectionRecord, FeRecord
 from coordinator.users import UserRecord
-from frontend.backend import BackendSession
-from frontend.executor import redact
-from frontend.result import Result, Warning
+from frontend.result import Result, SqlWarning
+from frontend.sqltext import redact
+from frontend.variables import Variables
 
 if TYPE_CHECKING:
-    from frontend.node import Node
+    from frontend.backend import Backend, BackendSession
+    from frontend.executor import Executor
 
 CATALOG = "internal"
+
+
+class SessionHost(Protocol):
+    """What a session needs from the FE it lives on (``frontend.sessions.SessionTable``)."""
+
+    executor: Executor
+    backend: Backend
+    cloud_cluster: str
+
+    @property
+    def fe(self) -> FeRecord: ...
+
+    def next_query_id(self) -> str: ...
+
+    def record_changed(self, session: Session) -> None: ...
 
 
 class Session:
     def __init__(
         self,
-        node: Node,
+        host: SessionHost,
         conn_id: int,
         user: UserRecord,
-        host: str,
+        peer: str,
         protocol: str,
         close_transport: Callable[[], None],
-        variables: SessionVariables | None = None,
+        variables: Variables,
     ) -> None:
-        self.node = node
+        self._host = host
         self.id = conn_id
         self.user = user.name
-        self.host = host
+        self.host = peer  # the processlist's Host column: the client's address
         self.protocol = protocol
         self.login_time = datetime.now().strftime("%Y-%m-%d %H:%M:%S")
         self.db: str | None = None
-        self.variables = variables or SessionVariables(GlobalVariables(node.variable_schema))
+        self.variables = variables
         self.command = "Sleep"
         self.state = "OK"
         self.state_since = time.monotonic()
         self.query_id = ""
         self.info = ""
-        self.warnings: list[Warning] = []
+        self.warnings: list[SqlWarning] = []
         self.killed_by: str | None = None  # set once KILL CONNECTION has hit this session
         self._close_transport = close_transport
         self._running: asyncio.Task[Result] | None = None
@@ -64,15 +82,15 @@ class Session:
     @property
     def backend(self) -> BackendSession:
         if self._backend is None:
-            self._backend = self.node.backend.session()
+            self._backend = self._host.backend.session()
         return self._backend
 
     def record(self) -> ConnectionRecord:
-        me = self.node.membership.record
+        fe = self._host.fe
         return ConnectionRecord(
             id=self.id,
-            fe=me.address,
-            server_id=me.server_id,
+            fe=fe.address,
+            server_id=fe.server_id,
             user=self.user,
             host=self.host,
             login_time=self.login_time,
@@ -87,9 +105,10 @@ class Session:
         """Run one statement; a KILL turns it into SqlError 1317."""
         if self.killed_by is not None:
             raise errors.interrupted()
-        self.query_id = self.node.query_ids.next()
+        executor = self._host.executor
+        self.query_id = self._host.next_query_id()
         self.info = redact(sql)
-        immediate = self.node.executor.immediate(sql)
+        immediate = executor.immediate(sql)
         if immediate is not None:
             self.state = "OK"
             self.warnings = []
@@ -97,7 +116,7 @@ class Session:
             return immediate
         self.command = "Query"
         self.state_since = time.monotonic()
-        task = asyncio.ensure_future(self.node.executor.run(self, sql))
+        task = asyncio.ensure_future(executor.run(self, sql))
         self._running = task
         try:
             result = await task
@@ -121,10 +140,14 @@ class Session:
             self.state_since = time.monotonic()
 
     async def use(self, database: str) -> None:
-        if not self.node.backend.has_database(database):
+        if not self._host.backend.has_database(database):
             raise errors.SqlError(errors.BAD_DB, f"Unknown database '{database}'")
         self.db = database
-        self.node.registry_update(self)
+        self._host.record_changed(self)
+
+    @property
+    def running(self) -> bool:
+        return self.command == "Query"
 
     # ------------------------------------------------------------ kill
 
@@ -156,8 +179,8 @@ class Session:
             state=self.state,
             query_id=self.query_id,
             info=self.info,
-            fe=self.node.membership.record.address,
-            cloud_cluster=self.node.config.cloud_cluster or "",
+            fe=self._host.fe.address,
+            cloud_cluster=self._host.cloud_cluster,
         )
 
     async def close(self) -> None:

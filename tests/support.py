@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 import pymysql
 import redis
 
+from coordinator.registry import Keys
 from frontend import procs
 
 T = TypeVar("T")
@@ -100,7 +101,7 @@ class Cluster:
             "bind_host": "127.0.0.1",
             "advertise_host": "127.0.0.1",
             "cluster_secret": self.secret,
-            "data_dir": self.workdir / f"fe{i}",
+            "backend": f"sqlite://{self.workdir / f'fe{i}'}",
             "log_level": "DEBUG" if os.environ.get("FECLUSTER_TEST_DEBUG") else "INFO",
             **self.extra,
             **overrides,
@@ -141,7 +142,7 @@ class Cluster:
 
     def registry_ids(self) -> set[int]:
         with contextlib.closing(self.redis()) as r:
-            return {int(k) for k in r.hkeys(f"fecluster:{{{self.name}}}:conns")}
+            return {int(k) for k in r.hkeys(Keys(self.name).conns)}
 
     def stop(self) -> None:
         for fe in self.fes:

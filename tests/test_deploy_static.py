@@ -144,7 +144,7 @@ def test_every_fecluster_variable_is_a_node_flag() -> None:
     ).stdout
     for where, name, value in settings:
         assert name in FIELDS, f"{where}: {name} is not a Config field ({sorted(FIELDS)})"
-        assert f"[env {name}]" in re.sub(r"\s+", " ", help_text), f"{where}: `fecluster node --help` lacks {name}"
+        assert f"env {name})" in re.sub(r"\s+", " ", help_text), f"{where}: `fecluster node --help` lacks {name}"
         if not value:
             continue
         kind = FIELDS[name].type

@@ -16,7 +16,7 @@ import pytest
 import redis
 from redis.cluster import RedisCluster
 
-from coordinator.connections import connect, parse_sentinel_url
+from coordinator.redis_client import connect, parse_sentinel_url
 from frontend import procs
 from tests.support import Cluster, Fe, Running, error_code, wait_for, wait_running
 

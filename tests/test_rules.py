@@ -9,7 +9,7 @@ from coordinator.errors import SqlError
 from coordinator.pb import fecluster_pb2 as pb
 from coordinator.processlist import COLUMNS, INFO_LIMIT, format_row
 from coordinator.users import ADMIN_PRIV, UserRecord, may_kill, native_password_hash, root_user
-from frontend.executor import parse_kill_target
+from frontend.statements.cluster import parse_kill_target
 from tests.support import SEED_COLUMNS
 
 ALICE = UserRecord("alice", native_password_hash("a"))

@@ -1,4 +1,4 @@
-"""Redis clients from a URL (``--redis-url``, ``--redis-cluster``).
+"""The Redis client, made from a URL (``--redis-url``, ``--redis-cluster``).
 
 One server::
 
@@ -29,10 +29,16 @@ Redis Cluster (``cluster=True``)::
 
 from __future__ import annotations
 
+import asyncio
 from urllib.parse import parse_qsl, unquote, urlsplit, urlunsplit
 
 import redis.asyncio as aioredis
 from redis.asyncio.sentinel import Sentinel
+from redis.exceptions import RedisError
+
+# What a Redis call can raise when Redis is slow, gone or restarting: callers
+# degrade to their caches on any of these (see coordinator.membership).
+REDIS_ERRORS = (RedisError, OSError, asyncio.TimeoutError)
 
 PLAIN_SCHEMES = ("redis", "rediss", "unix")
 SENTINEL_SCHEMES = ("redis+sentinel", "rediss+sentinel")

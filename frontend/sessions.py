@@ -1,0 +1,226 @@
+"""The session table: this FE's live sessions, whatever protocol carries them.
+
+It owns everything about a session's life outside its statements:
+
+- **ids**: a connection id is reserved for each handshake and given back if
+  the handshake never becomes a session; ids come from this FE's server id,
+  and a new id space starts when the server id changes.
+- **registration**, one entry point for every protocol: ``open`` checks that
+  the FE accepts sessions and still holds the id's server id, applies the
+  initial database, then makes the session live here and queues its registry
+  row (routing never needs the row: the id names the owner). ``close`` is the
+  mirror image. Nothing else adds or removes sessions.
+- **the owner's side of KILL** (``kill_local``) and of the processlist
+  (``list_local``): the owner checks privileges itself, for local and
+  forwarded requests alike.
+- **authentication** against the cluster's user table.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import logging
+import time
+from collections.abc import Callable
+
+from coordinator import errors
+from coordinator.accounts import Accounts
+from coordinator.ids import ConnectionIds, QueryIds, server_id_of
+from coordinator.membership import Membership
+from coordinator.pb import fecluster_pb2 as pb
+from coordinator.registry import ConnectionWriter, FeRecord
+from coordinator.users import UserRecord, may_kill, native_password_hash
+from frontend.backend import Backend
+from frontend.executor import Executor
+from frontend.session import Session
+from frontend.variables import Schema, Variables
+
+log = logging.getLogger("fecluster.sessions")
+
+
+class SessionTable:
+    def __init__(
+        self,
+        membership: Membership,
+        accounts: Accounts,
+        writer: ConnectionWriter,
+        executor: Executor,
+        backend: Backend,
+        variable_schema: Schema,
+        cloud_cluster: str = "",
+    ) -> None:
+        self.membership = membership
+        self.accounts = accounts
+        self.executor = executor
+        self.backend = backend
+        self.variable_schema = variable_schema
+        self.cloud_cluster = cloud_cluster
+        self.accepting = True
+        self.sessions: dict[int, Session] = {}
+        self._writer = writer
+        self._reserved: set[int] = set()
+        self._conn_ids = ConnectionIds(membership.server_id or 1)
+        self._query_ids = QueryIds(membership.server_id or 1)
+
+    # ------------------------------------------------------------ SessionHost
+
+    @property
+    def fe(self) -> FeRecord:
+        return self.membership.record
+
+    def next_query_id(self) -> str:
+        return self._query_ids.next()
+
+    def record_changed(self, session: Session) -> None:
+        """Rewrite a live session's registry row (after USE), without delaying the statement."""
+        if session.id in self.sessions:
+            self._queue_row(session)
+
+    # ------------------------------------------------------------ ids
+
+    def new_id_space(self) -> None:
+        """After the server id is leased or changes: ids and query ids carry the new one."""
+        sid = self.membership.server_id
+        self._reserved.clear()
+        self._conn_ids = ConnectionIds(sid)
+        self._query_ids = QueryIds(sid)
+
+    def reserve_id(self) -> int:
+        """An id for a handshake in progress (raises ``IdsExhausted``)."""
+        conn_id = self._conn_ids.allocate(_InUse(self.sessions, self._reserved))
+        self._reserved.add(conn_id)
+        return conn_id
+
+    def release_id(self, conn_id: int) -> None:
+        """The handshake ended without a session: the id goes back to the pool."""
+        if conn_id in self._reserved:
+            self._reserved.discard(conn_id)
+            self._conn_ids.give_back(conn_id)
+
+    # ------------------------------------------------------------ authentication
+
+    async def user(self, name: str) -> UserRecord | None:
+        """For a login: the cached user table, then Redis for a user not seen yet."""
+        return await self.accounts.get(name)
+
+    async def authenticate(self, name: str, password: str) -> UserRecord | None:
+        """A clear-text password check (gRPC and HTTP callers; MySQL clients send a scramble)."""
+        user = await self.accounts.get(name)
+        if user is None or not hmac.compare_digest(user.auth_string, native_password_hash(password)):
+            return None
+        return user
+
+    # ------------------------------------------------------------ open / close
+
+    def new_variables(self) -> Variables:
+        return Variables(self.variable_schema)
+
+    async def open(
+        self,
+        conn_id: int,
+        user: UserRecord,
+        peer: str,
+        protocol: str,
+        close_transport: Callable[[], None],
+        *,
+        database: str | None = None,
+        variables: Variables | None = None,
+    ) -> Session:
+        """Make an authenticated session live, or raise SqlError (the id is then given back)."""
+        try:
+            if not self.accepting:
+                raise errors.SqlError(errors.SERVER_SHUTDOWN, "Server shutdown in progress")
+            if server_id_of(conn_id) != self.membership.server_id:
+                # Its handshake began under a server id this FE has lost since.
+                raise errors.SqlError(errors.UNKNOWN_ERROR, "this FE changed its server id during login: reconnect")
+            session = Session(self, conn_id, user, peer, protocol, close_transport, variables or self.new_variables())
+            if database:
+                await session.use(database)
+        except BaseException:
+            self.release_id(conn_id)
+            raise
+        self._reserved.discard(conn_id)
+        self.sessions[conn_id] = session
+        self._queue_row(session)
+        return session
+
+    async def close(self, session: Session) -> None:
+        try:
+            await session.close()
+        finally:
+            if self.sessions.pop(session.id, None) is not None and self.membership.redis_ok:
+                self._writer.remove(session.id)
+
+    def _queue_row(self, session: Session) -> None:
+        if self.membership.redis_ok:
+            self._writer.add(session.record())
+        # else: the re-sync after Redis returns writes every live session
+
+    # ------------------------------------------------------------ the owner's side of KILL
+
+    def _find(self, target: pb.KillTarget) -> Session:
+        if target.WhichOneof("target") == "query_id":
+            for session in self.sessions.values():
+                if session.query_id == target.query_id and session.running:
+                    return session
+            raise errors.unknown_query(target.query_id)
+        session = self.sessions.get(target.connection_id)
+        if session is None:
+            raise errors.unknown_thread(target.connection_id)
+        return session
+
+    async def kill_local(self, target: pb.KillTarget, requester: str, requester_fe: str) -> None:
+        session = self._find(target)
+        # The owner decides. Killing your own user's session needs no lookup;
+        # anyone else needs ADMIN_PRIV, read from the user table now (not from
+        # the cache), so a REVOKE on any FE takes effect at once.
+        if requester != session.user:
+            if not may_kill(await self.accounts.fresh(requester), session.user):
+                log.info("refused KILL of %d by %s (from %s): not owner", session.id, requester, requester_fe)
+                raise errors.not_owner(session.id)
+            if self._find(target) is not session:  # the query ended while we looked the user up
+                raise errors.unknown_query(target.query_id)
+        how = "QUERY" if target.kind == pb.KILL_QUERY else "CONNECTION"
+        log.info("KILL %s %d (user %s) by %s from %s", how, session.id, session.user, requester, requester_fe)
+        if target.kind == pb.KILL_QUERY:
+            session.kill_query()
+        else:
+            session.kill_connection(by=f"{requester} from FE {requester_fe}")
+
+    async def list_local(self, requester: str) -> list[pb.ProcessRow]:
+        user = await self.accounts.fresh(requester)
+        return [s.process_row() for s in self.sessions.values() if may_kill(user, s.user)]  # you see what you may kill
+
+    # ------------------------------------------------------------ whole-table events
+
+    def kill_all(self, by: str) -> None:
+        for session in list(self.sessions.values()):
+            session.kill_connection(by=by)
+
+    async def server_id_lost(self, old: int, new: int) -> None:
+        self.kill_all(by=f"server id {old} was taken over by another FE")
+        self.new_id_space()
+
+    async def drain(self, grace: float) -> None:
+        """Shutdown: no new sessions; running statements get ``grace`` seconds,
+        then every session is closed (bounded)."""
+        self.accepting = False
+        deadline = time.monotonic() + grace
+        while any(s.running for s in self.sessions.values()) and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        self.kill_all(by="shutdown")
+        deadline = time.monotonic() + 2
+        while self.sessions and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+
+
+class _InUse:
+    """Ids taken: live sessions and handshakes in progress."""
+
+    def __init__(self, sessions: dict[int, Session], reserved: set[int]) -> None:
+        self.sessions = sessions
+        self.reserved = reserved
+
+    def __contains__(self, conn_id: object) -> bool:
+        return conn_id in self.sessions or conn_id in self.reserved

@@ -1,0 +1,43 @@
+"""Statements the FE answers itself, one module per concern:
+
+- ``cluster``: KILL, SHOW PROCESSLIST, SHOW KILL AUDIT (routed through the cluster);
+- ``users``: CREATE/DROP USER, GRANT/REVOKE, SET PASSWORD, SHOW GRANTS;
+- ``databases``: USE, CREATE/DROP DATABASE, SHOW DATABASES/TABLES;
+- ``variables``: SET, SHOW VARIABLES, SHOW WARNINGS, SLEEP.
+
+Each module exports ``HANDLERS``, ``(pattern, handler)`` pairs matched against
+``sqltext.statement_text``; ``frontend.executor`` tries them in order and hands
+everything else to the backend. Handlers reach the rest of the FE only through
+``Services``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from coordinator.accounts import Accounts
+    from coordinator.pb import fecluster_pb2 as pb
+    from coordinator.routing import FeFailure
+    from frontend.backend import Backend
+    from frontend.result import Result
+    from frontend.session import Session
+
+
+@dataclass(frozen=True)
+class Services:
+    """What statements may use: the cluster's routing (as two functions), the
+    user table, the backend and the audit."""
+
+    kill: Callable[[pb.KillTarget, str], Awaitable[str]]  # (target, requester) -> owner FE
+    processlist: Callable[[str, bool], Awaitable[tuple[list[pb.ProcessRow], list[FeFailure]]]]  # (requester, local)
+    accounts: Accounts
+    backend: Backend
+    read_audit: Callable[[int], Awaitable[list[dict[str, str]]]]  # newest first; SqlError 1105 without Redis
+
+
+Handler = Callable[["Services", "Session", re.Match[str]], Awaitable["Result"]]
+Handlers = list[tuple[re.Pattern[str], Handler]]

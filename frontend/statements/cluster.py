@@ -1,0 +1,106 @@
+"""Statements that act on the whole cluster: KILL (routed to the owner FE),
+SHOW PROCESSLIST and ``information_schema.processlist`` (every FE asked in
+parallel), SHOW KILL AUDIT (the registry's audit stream)."""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING
+
+from sqlglot import exp
+
+from coordinator import errors
+from coordinator.errors import SqlError
+from coordinator.ids import MAX_CONNECTION_ID, is_query_id
+from coordinator.pb import fecluster_pb2 as pb
+from coordinator.processlist import COLUMNS, SCHEMA_COLUMNS, format_row
+from frontend.result import OK, Result, SqlWarning
+from frontend.sqltext import FLAGS
+from frontend.statements import Handlers, Services
+from frontend.statements.users import need_admin
+
+if TYPE_CHECKING:
+    from frontend.session import Session
+
+_KILL = re.compile(r"^kill(?:\s+(connection|query))?\s+(.+)$", FLAGS)
+_PROCESSLIST = re.compile(r"^show\s+(full\s+)?processlist$", FLAGS)
+_SHOW_AUDIT = re.compile(r"^show\s+kill\s+audit(?:\s+limit\s+(\d+))?$", FLAGS)
+_AUDIT_COLUMNS = ("time", "requester", "received_on", "kind", "target", "owner", "outcome")
+
+
+def parse_kill_target(kind: str | None, arg: str, own_id: int) -> pb.KillTarget:
+    """``KILL [CONNECTION|QUERY] <arg>`` -> what to kill, or the error MySQL would give."""
+    kill_kind = pb.KILL_QUERY if (kind or "").lower() == "query" else pb.KILL_CONNECTION
+    arg = arg.strip()
+    if re.fullmatch(r"connection_id\s*\(\s*\)", arg, re.I):
+        return pb.KillTarget(connection_id=own_id, kind=kill_kind)
+    quoted = len(arg) >= 2 and arg[0] == arg[-1] and arg[0] in "'\""
+    text = arg[1:-1] if quoted else arg
+    if quoted and kill_kind == pb.KILL_QUERY and not text.isdigit():
+        if not is_query_id(text):
+            raise errors.unknown_query(text)
+        return pb.KillTarget(query_id=text, kind=kill_kind)
+    if not re.fullmatch(r"[+-]?\d+", text):
+        raise SqlError(
+            errors.PARSE_ERROR,
+            f"You have an error in your SQL syntax; check the manual for the right syntax to use near '{arg[:60]}'",
+        )
+    value = int(text)
+    if not 0 < value <= MAX_CONNECTION_ID:
+        raise errors.unknown_thread(value)
+    return pb.KillTarget(connection_id=value, kind=kill_kind)
+
+
+async def kill(services: Services, session: Session, m: re.Match[str]) -> Result:
+    target = parse_kill_target(m.group(1), m.group(2), session.id)
+    await services.kill(target, session.user)
+    return OK
+
+
+async def cluster_rows(services: Services, session: Session) -> list[pb.ProcessRow]:
+    """Every session the caller may see; FEs that did not answer become warnings."""
+    local_only = not session.variables.get("show_all_fe_connection")
+    rows, failures = await services.processlist(session.user, local_only)
+    session.warnings = [SqlWarning("Warning", errors.UNKNOWN_ERROR, f.message) for f in failures]
+    return rows
+
+
+async def processlist(services: Services, session: Session, m: re.Match[str]) -> Result:
+    full = bool(m.group(1))
+    rows = await cluster_rows(services, session)
+    return Result(list(COLUMNS), [format_row(r, session.id, full) for r in rows], warnings=list(session.warnings))
+
+
+def references_processlist(tree: exp.Expression) -> bool:
+    return any(
+        t.name.lower() == "processlist" and t.db.lower() == "information_schema" for t in tree.find_all(exp.Table)
+    )
+
+
+async def processlist_table(services: Services, session: Session, tree: exp.Expression) -> Result:
+    """A query over ``information_schema.processlist``: the cluster's rows, then
+    the query evaluated over them by the backend (off the event loop)."""
+    rows = [format_row(r, session.id, True) for r in await cluster_rows(services, session)]
+    query = tree.copy()
+    for table in query.find_all(exp.Table):
+        if table.db.lower() == "information_schema" and table.name.lower() == "processlist":
+            table.set("db", None)
+            table.set("this", exp.to_identifier("processlist"))
+    result = await services.backend.query_rows(query, "processlist", SCHEMA_COLUMNS, rows)
+    result.warnings = list(session.warnings)
+    return result
+
+
+async def show_audit(services: Services, session: Session, m: re.Match[str]) -> Result:
+    await need_admin(services, session)
+    entries = await services.read_audit(int(m.group(1) or 100))
+    return Result(
+        [c.capitalize() for c in _AUDIT_COLUMNS], [tuple(e.get(c, "") for c in _AUDIT_COLUMNS) for e in entries]
+    )
+
+
+HANDLERS: Handlers = [
+    (_KILL, kill),
+    (_PROCESSLIST, processlist),
+    (_SHOW_AUDIT, show_audit),
+]

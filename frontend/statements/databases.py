@@ -1,0 +1,64 @@
+"""Database statements: USE, CREATE/DROP DATABASE, SHOW DATABASES/TABLES,
+answered from the backend's catalogue."""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING
+
+from coordinator import errors
+from coordinator.errors import SqlError
+from frontend.backend import check_db_name
+from frontend.result import OK, Result
+from frontend.sqltext import FLAGS, unquote
+from frontend.statements import Handlers, Services
+
+if TYPE_CHECKING:
+    from frontend.session import Session
+
+_USE = re.compile(r"^use\s+(`[^`]+`|\S+)$", FLAGS)
+_CREATE_DB = re.compile(r"^create\s+(?:database|schema)\s+(if\s+not\s+exists\s+)?(`[^`]+`|\S+)$", FLAGS)
+_DROP_DB = re.compile(r"^drop\s+(?:database|schema)\s+(if\s+exists\s+)?(`[^`]+`|\S+)$", FLAGS)
+_SHOW_DATABASES = re.compile(r"^show\s+(?:databases|schemas)$", FLAGS)
+_SHOW_TABLES = re.compile(r"^show\s+(?:full\s+)?tables(?:\s+(?:from|in)\s+(\S+))?$", FLAGS)
+
+
+async def use(services: Services, session: Session, m: re.Match[str]) -> Result:
+    await session.use(unquote(m.group(1)))
+    return OK
+
+
+async def show_databases(services: Services, session: Session, m: re.Match[str]) -> Result:
+    names = ["information_schema", *services.backend.databases()]
+    return Result(["Database"], [(n,) for n in names])
+
+
+async def show_tables(services: Services, session: Session, m: re.Match[str]) -> Result:
+    db = unquote(m.group(1)) if m.group(1) else session.db
+    if db is None:
+        raise SqlError(errors.NO_DB, "No database selected")
+    if not services.backend.has_database(db):
+        raise SqlError(errors.BAD_DB, f"Unknown database '{db}'")
+    return Result([f"Tables_in_{db}"], [(t,) for t in await services.backend.tables(db)])
+
+
+async def create_database(services: Services, session: Session, m: re.Match[str]) -> Result:
+    services.backend.create_database(check_db_name(unquote(m.group(2))), bool(m.group(1)))
+    return Result(affected_rows=1)
+
+
+async def drop_database(services: Services, session: Session, m: re.Match[str]) -> Result:
+    name = unquote(m.group(2))
+    services.backend.drop_database(check_db_name(name), bool(m.group(1)))
+    if session.db and session.db.lower() == name.lower():
+        session.db = None
+    return OK
+
+
+HANDLERS: Handlers = [
+    (_USE, use),
+    (_SHOW_DATABASES, show_databases),
+    (_SHOW_TABLES, show_tables),
+    (_CREATE_DB, create_database),
+    (_DROP_DB, drop_database),
+]

@@ -1,0 +1,122 @@
+"""User administration: the cluster's user table lives in Redis (see
+``coordinator.accounts``); every statement here needs ADMIN_PRIV except
+changing or showing your own password and grants."""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING
+
+from coordinator import errors
+from coordinator.errors import SqlError
+from coordinator.users import KNOWN_PRIVILEGES
+from frontend.result import OK, Result
+from frontend.sqltext import FLAGS, STRING, USER, unescape, unquote
+from frontend.statements import Handlers, Services
+
+if TYPE_CHECKING:
+    from frontend.session import Session
+
+_CREATE_USER = re.compile(
+    rf"^create\s+user\s+(if\s+not\s+exists\s+)?{USER}(?:\s+identified\s+by\s+(password\s+)?{STRING})?$", FLAGS
+)
+_DROP_USER = re.compile(rf"^drop\s+user\s+(if\s+exists\s+)?{USER}$", FLAGS)
+_GRANT = re.compile(rf"^grant\s+(.+?)\s+on\s+(\S+)\s+to\s+{USER}$", FLAGS)
+_REVOKE = re.compile(rf"^revoke\s+(.+?)\s+on\s+(\S+)\s+from\s+{USER}$", FLAGS)
+_SET_PASSWORD = re.compile(
+    rf"^set\s+password(?:\s+for\s+{USER})?\s*=\s*(?:password\s*\(\s*{STRING}\s*\)|{STRING})$", FLAGS
+)
+_SHOW_GRANTS = re.compile(rf"^show\s+grants(?:\s+for\s+(?:current_user(?:\s*\(\s*\))?|{USER}))?$", FLAGS)
+
+
+async def need_admin(services: Services, session: Session) -> None:
+    """ADMIN_PRIV as the user table says now (a REVOKE elsewhere counts at once)."""
+    user = await services.accounts.fresh(session.user)
+    if user is None or not user.is_admin:
+        raise SqlError(
+            errors.SPECIFIC_ACCESS_DENIED,
+            "Access denied; you need (at least one of) the ADMIN_PRIV privilege(s) for this operation",
+        )
+
+
+def _password_hash(text: str) -> str:
+    """``IDENTIFIED BY PASSWORD '*<40 hex>'``: the stored mysql_native_password hash itself."""
+    if re.fullmatch(r"\*[0-9A-Fa-f]{40}", text):
+        return text[1:].lower()
+    raise SqlError(errors.PARSE_ERROR, "IDENTIFIED BY PASSWORD takes a hash: '*' and 40 hex digits")
+
+
+def _privileges(text: str) -> frozenset[str]:
+    names = {p.strip().upper().replace(" ", "_") for p in text.split(",")}
+    if names & {"ALL", "ALL_PRIVILEGES"}:
+        return KNOWN_PRIVILEGES
+    unknown = names - KNOWN_PRIVILEGES
+    if unknown:
+        raise SqlError(errors.PARSE_ERROR, f"Unknown privilege: {', '.join(sorted(unknown))}")
+    return frozenset(names)
+
+
+def _global_scope(scope: str) -> None:
+    if scope not in ("*.*.*", "*.*"):
+        raise SqlError(errors.NOT_SUPPORTED, f"only global privileges (ON *.*.*) are supported, not ON {scope}")
+
+
+async def create_user(services: Services, session: Session, m: re.Match[str]) -> Result:
+    await need_admin(services, session)
+    name, password = unquote(m.group(2)), unescape(m.group(4) or "")
+    auth_string = _password_hash(password) if m.group(3) else None
+    await services.accounts.create(name, password, bool(m.group(1)), auth_string=auth_string)
+    return OK
+
+
+async def drop_user(services: Services, session: Session, m: re.Match[str]) -> Result:
+    await need_admin(services, session)
+    await services.accounts.drop(unquote(m.group(2)), bool(m.group(1)))
+    return OK
+
+
+async def grant(services: Services, session: Session, m: re.Match[str]) -> Result:
+    await need_admin(services, session)
+    privileges = _privileges(m.group(1))
+    _global_scope(m.group(2))
+    await services.accounts.grant(unquote(m.group(3)), privileges)
+    return OK
+
+
+async def revoke(services: Services, session: Session, m: re.Match[str]) -> Result:
+    await need_admin(services, session)
+    privileges = _privileges(m.group(1))
+    _global_scope(m.group(2))
+    await services.accounts.revoke(unquote(m.group(3)), privileges)
+    return OK
+
+
+async def set_password(services: Services, session: Session, m: re.Match[str]) -> Result:
+    name = unquote(m.group(1)) if m.group(1) else session.user
+    if name != session.user:
+        await need_admin(services, session)
+    password = m.group(2) if m.group(2) is not None else m.group(3)
+    await services.accounts.set_password(name, unescape(password or ""))
+    return OK
+
+
+async def show_grants(services: Services, session: Session, m: re.Match[str]) -> Result:
+    name = unquote(m.group(1)) if m.group(1) else session.user
+    if name != session.user:
+        await need_admin(services, session)
+    user = await services.accounts.fresh(name)
+    if user is None:
+        raise SqlError(errors.NO_SUCH_USER, f"There is no such grant defined for user '{name}' on host '%'")
+    privileges = ", ".join(sorted(user.privileges)) or "USAGE"
+    return Result([f"Grants for {name}@%"], [(f"GRANT {privileges} ON *.*.* TO '{name}'@'%'",)])
+
+
+# SET PASSWORD must come before the variables module's generic SET.
+HANDLERS: Handlers = [
+    (_SET_PASSWORD, set_password),
+    (_SHOW_GRANTS, show_grants),
+    (_CREATE_USER, create_user),
+    (_DROP_USER, drop_user),
+    (_GRANT, grant),
+    (_REVOKE, revoke),
+]

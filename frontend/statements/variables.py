@@ -1,0 +1,95 @@
+"""Session state statements: SET, SHOW VARIABLES, SHOW WARNINGS, and the
+transaction statements the embedded backend accepts as no-ops."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from typing import TYPE_CHECKING
+
+import sqlglot
+from sqlglot import exp
+from sqlglot.errors import ParseError
+
+from coordinator import errors
+from coordinator.errors import SqlError
+from frontend.result import OK, Result
+from frontend.sqltext import FLAGS, STRING, like, unescape
+from frontend.statements import Handlers, Services
+from frontend.variables import expression_value
+
+if TYPE_CHECKING:
+    from frontend.session import Session
+
+SHOW_WARNINGS = re.compile(r"^show\s+(warnings|errors)(?:\s+limit\s+\d+)?$", FLAGS)
+_SHOW_VARIABLES = re.compile(rf"^show\s+(?:global\s+|session\s+)?variables(?:\s+like\s+{STRING})?$", FLAGS)
+_SLEEP = re.compile(r"^select\s+sleep\s*\(\s*(\d+(?:\.\d*)?)\s*\)$", FLAGS)
+_SET = re.compile(r"^set\s", FLAGS)
+_NO_OP = re.compile(r"^(?:begin|start\s+transaction|commit|rollback)\b", FLAGS)
+_CHARSET_VARIABLES = ("character_set_client", "character_set_connection", "character_set_results")
+MAX_SET_STATEMENT = 64 * 1024  # a SET is parsed on the loop: bound what that may cost
+
+
+async def sleep(services: Services, session: Session, m: re.Match[str]) -> Result:
+    await asyncio.sleep(float(m.group(1)))
+    return Result([f"SLEEP({m.group(1)})"], [(0,)])
+
+
+async def no_op(services: Services, session: Session, m: re.Match[str]) -> Result:
+    return OK
+
+
+async def show_warnings(services: Services, session: Session, m: re.Match[str]) -> Result:
+    rows = [(w.level, w.code, w.message) for w in session.warnings]
+    if m.group(1).lower() == "errors":
+        rows = [r for r in rows if r[0] == "Error"]
+    return Result(["Level", "Code", "Message"], rows)
+
+
+async def show_variables(services: Services, session: Session, m: re.Match[str]) -> Result:
+    rows = [(k, None if v is None else str(v)) for k, v in session.variables.list()]
+    if m.group(1) is not None:
+        pattern = unescape(m.group(1))
+        rows = [r for r in rows if like(pattern, r[0])]
+    return Result(["Variable_name", "Value"], rows)
+
+
+def _syntax_error(sql: str) -> SqlError:
+    return SqlError(errors.PARSE_ERROR, f"You have an error in your SQL syntax near '{sql[:60]}'")
+
+
+async def set_statement(services: Services, session: Session, m: re.Match[str]) -> Result:
+    sql = m.string
+    if len(sql) > MAX_SET_STATEMENT:
+        raise SqlError(errors.NOT_SUPPORTED, f"SET statements longer than {MAX_SET_STATEMENT} bytes are not supported")
+    try:
+        tree = sqlglot.parse_one(sql, read="mysql")
+    except ParseError as e:
+        raise _syntax_error(sql) from e
+    if not isinstance(tree, exp.Set):
+        raise _syntax_error(sql)
+    for item in tree.expressions:
+        kind = (item.text("kind") or "").upper()
+        if kind in ("NAMES", "CHARACTER SET"):
+            charset = item.name if item.name.upper() != "DEFAULT" else "utf8mb4"
+            for name in _CHARSET_VARIABLES:
+                session.variables.set(name, charset)
+        elif kind == "TRANSACTION":
+            continue
+        elif kind in ("", "GLOBAL", "PERSIST", "PERSIST_ONLY", "SESSION", "LOCAL") and isinstance(item.this, exp.EQ):
+            left = item.this.left
+            if isinstance(left, exp.Parameter):
+                raise SqlError(errors.NOT_SUPPORTED, "User-defined variables are not supported")
+            session.variables.set(left.name, expression_value(item.this.right, session.variables))
+        else:
+            raise SqlError(errors.NOT_SUPPORTED, f"Unsupported SET statement: {kind or item.sql('mysql')[:60]}")
+    return OK
+
+
+HANDLERS: Handlers = [
+    (_SLEEP, sleep),
+    (SHOW_WARNINGS, show_warnings),
+    (_SHOW_VARIABLES, show_variables),
+    (_SET, set_statement),
+    (_NO_OP, no_op),
+]

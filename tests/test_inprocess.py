@@ -1,0 +1,314 @@
+"""The FE's parts inside the test's own event loop, against a real Redis:
+the kill stream, the registry writer, membership states, and whole nodes.
+Process-level tests (test_cross_fe, test_faults, ...) stay the end-to-end proof."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from collections.abc import AsyncIterator, Mapping
+
+import grpc
+import pymysql
+import pytest
+import redis.asyncio as aioredis
+
+from coordinator import errors
+from coordinator.errors import SqlError
+from coordinator.ids import server_id_of
+from coordinator.membership import Membership
+from coordinator.pb import fecluster_pb2 as pb
+from coordinator.pb import fecluster_pb2_grpc as pb_grpc
+from coordinator.peers import KillStream, PeerUnreachable
+from coordinator.registry import ConnectionRecord, ConnectionWriter, FeRecord, Registry
+from frontend import procs
+from frontend.config import Config
+from frontend.node import Node
+
+# ---------------------------------------------------------------- kill stream
+
+
+class _Peer(pb_grpc.PeerServicer):
+    """A peer that answers kills after ``delay``, or breaks its stream on ``break_on``."""
+
+    def __init__(self) -> None:
+        self.delay = 0.0
+        self.break_on: int | None = None
+        self.streams = 0
+
+    async def KillStream(
+        self, requests: AsyncIterator[pb.PeerKillRequest], context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[pb.KillResult]:
+        self.streams += 1
+        async for request in requests:
+            if request.target.connection_id == self.break_on:
+                await context.abort(grpc.StatusCode.INTERNAL, "peer broke")
+            await asyncio.sleep(self.delay)
+            yield pb.KillResult(owner_fe="peer", request_id=request.request_id)
+
+
+@pytest.fixture
+async def peer() -> AsyncIterator[tuple[_Peer, KillStream]]:
+    servicer = _Peer()
+    server = grpc.aio.server()
+    pb_grpc.add_PeerServicer_to_server(servicer, server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
+    stream = KillStream(pb_grpc.PeerStub(channel), ())
+    try:
+        yield servicer, stream
+    finally:
+        await stream.close()
+        await channel.close()
+        await server.stop(0)
+
+
+def _kill(conn_id: int) -> pb.PeerKillRequest:
+    return pb.PeerKillRequest(requester="root", target=pb.KillTarget(connection_id=conn_id))
+
+
+async def test_kill_stream_matches_replies_to_requests(peer: tuple[_Peer, KillStream]) -> None:
+    servicer, stream = peer
+    replies = await asyncio.gather(*(stream.kill(_kill(i), 5) for i in range(1, 51)))
+    assert all(r.owner_fe == "peer" for r in replies)
+    assert len({r.request_id for r in replies}) == 50
+    assert servicer.streams == 1  # one long-lived stream, not a call per kill
+
+
+async def test_a_broken_stream_fails_what_is_in_flight_and_the_next_kill_reopens_it(
+    peer: tuple[_Peer, KillStream],
+) -> None:
+    servicer, stream = peer
+    servicer.break_on = 13
+    with pytest.raises(PeerUnreachable) as failed:
+        await stream.kill(_kill(13), 5)
+    assert failed.value.code == grpc.StatusCode.INTERNAL
+    servicer.break_on = None
+    reply = await stream.kill(_kill(14), 5)
+    assert reply.owner_fe == "peer"
+    assert servicer.streams == 2
+
+
+async def test_a_cancelled_kill_does_not_take_the_stream_down(peer: tuple[_Peer, KillStream]) -> None:
+    """A KILL statement can itself be killed mid-call: only its own request goes."""
+    servicer, stream = peer
+    servicer.delay = 0.3
+    slow = asyncio.ensure_future(stream.kill(_kill(1), 5))
+    await asyncio.sleep(0.05)
+    slow.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await slow
+    servicer.delay = 0
+    assert (await stream.kill(_kill(2), 5)).owner_fe == "peer"
+    assert servicer.streams == 1
+
+
+async def test_a_peer_that_does_not_answer_gets_deadline_exceeded(peer: tuple[_Peer, KillStream]) -> None:
+    servicer, stream = peer
+    servicer.delay = 2
+    with pytest.raises(PeerUnreachable) as failed:
+        await stream.kill(_kill(1), 0.2)
+    assert failed.value.code == grpc.StatusCode.DEADLINE_EXCEEDED
+
+
+# ---------------------------------------------------------------- registry writer
+
+
+class _RecordingRegistry:
+    def __init__(self) -> None:
+        self.batches: list[dict[int, ConnectionRecord | None]] = []
+        self.fail = False
+
+    async def apply_connection_changes(self, changes: Mapping[int, ConnectionRecord | None]) -> None:
+        self.batches.append(dict(changes))
+        if self.fail:
+            raise ConnectionError("redis away")
+
+
+def _record(conn_id: int) -> ConnectionRecord:
+    return ConnectionRecord(conn_id, "fe:1", 1, "u", "h", "t", "internal", "")
+
+
+async def test_connection_writer_coalesces_a_burst_into_one_batch() -> None:
+    registry = _RecordingRegistry()
+    failures: list[BaseException] = []
+    writer = ConnectionWriter(registry, failures.append)  # type: ignore[arg-type]
+    writer.start()
+    for i in range(1, 1001):
+        writer.add(_record(i))
+    writer.remove(7)  # a disconnect before the batch went out: only the removal is written
+    await writer.flush(5)
+    await writer.close()
+    assert len(registry.batches) == 1
+    assert len(registry.batches[0]) == 1000 and registry.batches[0][7] is None
+    assert failures == []
+
+
+async def test_connection_writer_reports_a_failed_batch_and_does_not_retry_it() -> None:
+    registry = _RecordingRegistry()
+    registry.fail = True
+    failures: list[BaseException] = []
+    writer = ConnectionWriter(registry, failures.append)  # type: ignore[arg-type]
+    writer.start()
+    writer.add(_record(1))
+    await writer.flush(5)
+    registry.fail = False
+    writer.add(_record(2))
+    await writer.flush(5)
+    await writer.close()
+    assert [type(f) for f in failures] == [ConnectionError]
+    assert [sorted(b) for b in registry.batches] == [[1], [2]]  # the caller re-syncs; the writer moves on
+
+
+# ---------------------------------------------------------------- membership
+
+
+@pytest.fixture
+async def registry(redis_url: str) -> AsyncIterator[Registry]:
+    reg = Registry(aioredis.from_url(redis_url), f"t{uuid.uuid4().hex[:8]}")
+    try:
+        yield reg
+    finally:
+        await reg.close()
+
+
+def _membership(registry: Registry, events: list[str]) -> Membership:
+    async def lost(old: int, new: int) -> None:
+        events.append(f"lost {old}->{new}")
+
+    async def users() -> None:
+        events.append("users")
+
+    async def registry_lost() -> None:
+        events.append("registry lost")
+
+    return Membership(
+        registry,
+        FeRecord(0, "127.0.0.1:1", "127.0.0.1:2", 0.0, "test"),
+        lease_ttl=30,
+        live_connections=dict,
+        on_server_id_lost=lost,
+        on_users_changed=users,
+        on_registry_lost=registry_lost,
+    )
+
+
+async def test_membership_renews_retakes_a_vanished_lease_and_moves_off_a_stolen_one(registry: Registry) -> None:
+    events: list[str] = []
+    membership = _membership(registry, events)
+    await membership.start(timeout=5)
+    sid = membership.server_id
+    try:
+        assert sid > 0 and membership.redis_ok
+        await membership.tick()  # renewed: nothing happens
+        assert "registry lost" not in events and not any(e.startswith("lost") for e in events)
+
+        await registry.redis.delete(registry.keys.lease(sid))  # Redis lost it
+        await membership.tick()
+        assert "registry lost" in events and membership.server_id == sid  # re-taken, same id
+        assert (await registry.live_fes()).keys() >= {sid}
+
+        await registry.redis.set(registry.keys.lease(sid), "someone-else", px=60_000)  # another FE holds it now
+        await membership.tick()
+        assert f"lost {sid}->{membership.server_id}" in events and membership.server_id != sid
+    finally:
+        await membership.stop()
+    assert await registry.lease_alive(membership.server_id) is False  # released on stop
+
+
+async def test_membership_refresh_keeps_the_cached_view_when_redis_fails(registry: Registry) -> None:
+    events: list[str] = []
+    membership = _membership(registry, events)
+    await membership.start(timeout=5)
+    try:
+        view = await membership.refresh(1)
+        assert membership.server_id in view
+        membership.members = {4242: FeRecord(4242, "x:1", "x:2", 0.0, "v")}
+        broken = Registry(aioredis.from_url(f"redis://127.0.0.1:{procs.free_port()}/0"), "nobody")
+        membership.registry, real = broken, membership.registry
+        view = await membership.refresh(1)
+        assert 4242 in view and not membership.redis_ok  # degraded, cache kept
+        membership.registry = real
+        await broken.close()
+    finally:
+        await membership.stop()
+
+
+# ---------------------------------------------------------------- whole nodes
+
+
+def _config(redis_url: str, cluster: str) -> Config:
+    return Config(
+        redis_url=redis_url,
+        cluster=cluster,
+        cluster_secret="s",
+        bind_host="127.0.0.1",
+        mysql_port=procs.free_port(),
+        grpc_port=procs.free_port(),
+        shutdown_grace=0.5,
+    )
+
+
+@pytest.fixture
+async def two_nodes(redis_url: str) -> AsyncIterator[tuple[Node, Node]]:
+    cluster = f"t{uuid.uuid4().hex[:8]}"
+    nodes = [Node(_config(redis_url, cluster)), Node(_config(redis_url, cluster))]
+    for node in nodes:
+        await node.startup()
+    try:
+        yield nodes[0], nodes[1]
+    finally:
+        for node in nodes:
+            await node.shutdown()
+
+
+def _connect(node: Node) -> pymysql.Connection:
+    return pymysql.connect(
+        host="127.0.0.1", port=node.config.mysql_port, user="root", ssl_disabled=True, autocommit=True
+    )
+
+
+def _query(conn: pymysql.Connection, sql: str) -> tuple[tuple[object, ...], ...]:
+    with conn.cursor() as cur:
+        cur.execute(sql)
+        return cur.fetchall()
+
+
+async def test_two_nodes_in_one_loop_kill_across(two_nodes: tuple[Node, Node]) -> None:
+    a, b = two_nodes
+    victim = await asyncio.to_thread(_connect, a)
+    killer = await asyncio.to_thread(_connect, b)
+    try:
+        assert server_id_of(victim.thread_id()) == a.membership.server_id
+        sleeping = asyncio.ensure_future(asyncio.to_thread(_query, victim, "SELECT SLEEP(30)"))
+        async with asyncio.timeout(10):
+            while not any(s.running for s in a.sessions.sessions.values()):
+                await asyncio.sleep(0.01)
+        await asyncio.to_thread(_query, killer, f"KILL QUERY {victim.thread_id()}")
+        with pytest.raises(pymysql.err.OperationalError) as interrupted:
+            async with asyncio.timeout(10):
+                await sleeping
+        assert interrupted.value.args[0] == 1317
+        rows = await asyncio.to_thread(_query, killer, "SHOW PROCESSLIST")
+        assert {r[12] for r in rows} == {a.config.address, b.config.address}  # the FE column names both
+    finally:
+        victim.close()
+        killer.close()
+
+
+async def test_a_refused_open_gives_the_id_back_and_leaves_no_row(two_nodes: tuple[Node, Node]) -> None:
+    """One registration entry point: a session refused at open (unknown
+    database) is neither in the table nor in the registry, and its id is reused."""
+    a, _ = two_nodes
+    root = await a.sessions.user("root")
+    assert root is not None
+    conn_id = a.sessions.reserve_id()
+    with pytest.raises(SqlError) as refused:
+        await a.sessions.open(conn_id, root, "127.0.0.1:1", "mysql", lambda: None, database="nope")
+    assert refused.value.code == errors.BAD_DB
+    assert a.sessions.sessions == {}
+    await a.writer.flush(2)
+    assert await a.registry.redis.hlen(a.registry.keys.conns) == 0
+    assert a.sessions.reserve_id() == conn_id  # given back, not burnt
