@@ -74,6 +74,7 @@ class RedisServer:
     proc: subprocess.Popen[bytes]
     dir: Path
     extra: list[str] = field(default_factory=list)
+    owns_dir: bool = False  # made by start_redis: removed by stop()
 
     @property
     def url(self) -> str:
@@ -81,10 +82,12 @@ class RedisServer:
 
     def stop(self) -> None:
         stop(self.proc, 5)
+        if self.owns_dir:
+            shutil.rmtree(self.dir, ignore_errors=True)
 
     def restart(self) -> None:
         """Start again, empty, on the same port."""
-        self.stop()
+        stop(self.proc, 5)
         started = start_redis(self.port, self.dir, self.extra)
         self.proc = started.proc
 
@@ -94,6 +97,7 @@ def start_redis(port: int | None = None, directory: Path | None = None, extra: S
     if binary is None:
         raise FileNotFoundError(REDIS_HINT)
     port = port or free_port()
+    owns_dir = directory is None
     directory = directory or Path(tempfile.mkdtemp(prefix="fecluster-redis-"))
     args = [
         binary,
@@ -113,7 +117,7 @@ def start_redis(port: int | None = None, directory: Path | None = None, extra: S
     ]
     proc = spawn(args, log=directory / "redis.log")
     wait_port("127.0.0.1", port, 10, proc)
-    return RedisServer(port, proc, directory, list(extra))
+    return RedisServer(port, proc, directory, list(extra), owns_dir)
 
 
 def node_command(**flags: object) -> list[str]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import subprocess
 import tempfile
@@ -147,6 +148,7 @@ class Cluster:
     def stop(self) -> None:
         for fe in self.fes:
             procs.stop(fe.proc)
+        shutil.rmtree(self.workdir, ignore_errors=True)  # nothing left in $TMPDIR
 
 
 def new_cluster(redis_url: str, n: int, **extra: Any) -> Cluster:

@@ -241,6 +241,8 @@ def test_cli_processlist_and_kill_against_the_running_cluster(cluster3: Cluster)
         data = json.loads(out.stdout)
         row = next(r for r in data["rows"] if r["id"] == victim.thread_id())
         assert row["fe"] == fe_b.address and data["errors"] == []
+        # as SQL shows them: Time a number, an empty CloudCluster NULL
+        assert isinstance(row["time"], int) and row["cloud_cluster"] is None
         table = _cli("processlist", "--fe", fe_a.address)
         assert table.returncode == 0 and str(victim.thread_id()) in table.stdout and "FE" in table.stdout
         run = Running(victim, "SELECT SLEEP(30)")
@@ -250,6 +252,9 @@ def test_cli_processlist_and_kill_against_the_running_cluster(cluster3: Cluster)
         assert error_code(run.join()) == 1317
         out = _cli("kill", "12345", "--fe", fe_a.address)
         assert out.returncode == 1 and "ERROR 1094 (HY000): Unknown thread id: 12345" in out.stderr
+        for bad in ("abc", "--query abc"):  # not an id at all: a usage error, not a 1094
+            out = _cli("kill", *bad.split(), "--fe", fe_a.address)
+            assert out.returncode == 2 and "ID must be" in out.stderr and "1094" not in out.stderr
         out = _cli("kill", str(victim.thread_id()), "--fe", fe_a.address, "-u", "nobody", FECLUSTER_PASSWORD="x")
         assert out.returncode == 1 and "UNAUTHENTICATED" in out.stderr
         out = _cli("kill", str(victim.thread_id()), "--fe", fe_a.address)

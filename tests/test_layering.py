@@ -130,3 +130,18 @@ def test_only_the_registry_talks_to_redis() -> None:
 def test_only_the_cli_imports_the_composition_root() -> None:
     importers = {m for m, imports in GRAPH.items() if "frontend.node" in imports}
     assert importers <= NODE_IMPORTERS, f"frontend.node is imported by {sorted(importers - NODE_IMPORTERS)}"
+
+
+def test_no_document_links_outside_the_repository() -> None:
+    """A clone has nothing outside it: every relative link must resolve inside."""
+    import re
+
+    broken = []
+    for doc in [*REPO.glob("*.md"), *REPO.glob("docs/*.md"), *REPO.glob("bench/*.md")]:
+        for target in re.findall(r"\]\(([^)#]+)(?:#[^)]*)?\)", doc.read_text()):
+            if "://" in target:
+                continue
+            resolved = (doc.parent / target).resolve()
+            if not resolved.is_relative_to(REPO) or not resolved.exists():
+                broken.append(f"{doc.relative_to(REPO)} -> {target}")
+    assert not broken, broken

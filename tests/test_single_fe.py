@@ -130,6 +130,21 @@ def test_killing_your_own_connection(fe: Fe) -> None:
     assert code in (2013, 2006)
 
 
+def test_kill_connection_id_of_yourself_is_audited_as_done(fe: Fe) -> None:
+    """It was recorded as "failed CancelledError()": the KILL cancels its own
+    statement, and the kill itself was carried out all the same."""
+    conn = fe.connect()
+    own = conn.thread_id()
+    assert fails(conn, "KILL CONNECTION_ID()")[0] == 1317
+
+    def entry() -> tuple[str, ...] | None:
+        rows = fe.query("SHOW KILL AUDIT LIMIT 200")
+        return next((r for r in rows if r[4] == str(own)), None)
+
+    audited = wait_for(entry, 5, what="the self-kill's audit entry")
+    assert audited[6] == "ok", audited
+
+
 @pytest.mark.parametrize(
     "sql,code",
     [

@@ -47,9 +47,14 @@ def _up(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
-def test_up_runs_a_cluster_and_stops_clean(sig: int) -> None:
+def test_up_runs_a_cluster_and_stops_clean(sig: int, tmp_path) -> None:  # type: ignore[no-untyped-def]
     mysql, grpc_port = _free_block(3), _free_block(3)
-    proc = _up("--nodes", "3", "--mysql-port", str(mysql), "--grpc-port", str(grpc_port))
+    tmpdir = tmp_path / "tmp"
+    tmpdir.mkdir()
+    proc = _up(
+        "--nodes", "3", "--mysql-port", str(mysql), "--grpc-port", str(grpc_port), "--shutdown-grace", "3",
+        env={**os.environ, "TMPDIR": str(tmpdir)},
+    )  # fmt: skip
     lines: list[str] = []
     try:
         assert proc.stdout is not None
@@ -83,9 +88,24 @@ def test_up_runs_a_cluster_and_stops_clean(sig: int) -> None:
             10,
             what="every child to exit",
         )
+        assert list(tmpdir.iterdir()) == []  # no fecluster-* directory left behind
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+def test_a_second_up_on_busy_ports_says_so_before_starting_anything() -> None:
+    """It printed the endpoint table and "Ctrl+C stops everything", then
+    "fe1 exited with 1" with the cause only in a log."""
+    mysql, grpc_port = _free_block(1), _free_block(1)
+    with socket.socket() as taken:
+        taken.bind(("0.0.0.0", mysql))
+        taken.listen()
+        proc = _up("--mysql-port", str(mysql), "--grpc-port", str(grpc_port))
+        out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 2, out
+    assert f"port(s) {mysql}" in out and "in use" in out
+    assert "Ctrl+C" not in out
 
 
 def test_up_without_redis_server_says_how_to_get_one(tmp_path) -> None:  # type: ignore[no-untyped-def]
