@@ -24,6 +24,9 @@ EMPTY_QUERY = 1065
 SERVER_SHUTDOWN = 1053
 NO_SUCH_FUNCTION = 1305
 READ_ONLY_VARIABLE = 1238
+STATEMENT_TIMEOUT = 3024
+IDLE_TIMEOUT = 4031
+USER_LIMIT_REACHED = 1203
 WRONG_VALUE_FOR_VAR = 1231
 
 SQLSTATES = {
@@ -44,6 +47,9 @@ SQLSTATES = {
     EMPTY_QUERY: "42000",
     NO_SUCH_FUNCTION: "42000",
     WRONG_VALUE_FOR_VAR: "42000",
+    STATEMENT_TIMEOUT: "HY000",
+    IDLE_TIMEOUT: "HY000",
+    USER_LIMIT_REACHED: "42000",
 }
 
 
@@ -76,5 +82,21 @@ def unknown_query(query_id: str) -> SqlError:
     return SqlError(UNKNOWN_QUERY, f"Unknown query id: {query_id}")
 
 
-def interrupted() -> SqlError:
-    return SqlError(QUERY_INTERRUPTED, "Query execution was interrupted")
+def interrupted(reason: str = "") -> SqlError:
+    """1317, with who or what interrupted it when known ("by KILL QUERY from ...");
+    the code stays 1317 so drivers behave as with MySQL."""
+    return SqlError(QUERY_INTERRUPTED, f"Query execution was interrupted {reason}".rstrip())
+
+
+def statement_timeout(limit: str) -> SqlError:
+    return SqlError(
+        STATEMENT_TIMEOUT, f"Query execution was interrupted, maximum statement execution time exceeded ({limit})"
+    )
+
+
+def idle_timeout(limit: str) -> SqlError:
+    return SqlError(
+        IDLE_TIMEOUT,
+        "The client was disconnected by the server because of inactivity. See wait_timeout and "
+        f"interactive_timeout for configuring this behavior. ({limit})",
+    )

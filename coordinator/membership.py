@@ -27,7 +27,7 @@ class Membership:
         lease_ttl: float,
         live_connections: Callable[[], Mapping[int, LiveConnection]],
         on_server_id_lost: Callable[[int, int], Awaitable[None]],
-        on_users_changed: Callable[[], Awaitable[None]],
+        on_registry_event: Callable[[str], Awaitable[None]],
         on_registry_lost: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self.registry = registry
@@ -39,7 +39,7 @@ class Membership:
         self.redis_ok = False
         self._live_connections = live_connections
         self._on_server_id_lost = on_server_id_lost
-        self._on_users_changed = on_users_changed
+        self._on_registry_event = on_registry_event
         self._on_registry_lost = on_registry_lost
         self._needs_sync = False
         self._task: asyncio.Task[None] | None = None
@@ -126,7 +126,9 @@ class Membership:
             self.members = await self.registry.live_fes()
             if not self.redis_ok:
                 log.info("Redis is reachable again; registry re-synchronised")
-                await self._on_users_changed()
+                await self._on_registry_event("")
+            else:
+                await self._on_registry_event("globals")  # cheap, and catches a lost message
             self.redis_ok = True
         except REDIS_ERRORS as e:
             if self.redis_ok:
@@ -163,12 +165,13 @@ class Membership:
         return {**self.members, self.server_id: self.record}
 
     async def _listen(self) -> None:
-        """Reload users as soon as any FE changes them (pub/sub, reconnecting);
-        the first message after each subscribe covers what changed meanwhile."""
+        """Reload what another FE changed (users, cluster variables) as soon as
+        it says so (pub/sub, reconnecting); the first event after each
+        subscribe, "", covers what changed meanwhile."""
         while True:
             try:
-                async for _ in self.registry.events():
-                    await self._on_users_changed()
+                async for event in self.registry.events():
+                    await self._on_registry_event(event)
             except asyncio.CancelledError:
                 raise
             except Exception as e:  # noqa: BLE001

@@ -22,7 +22,8 @@ COLUMNS = (
     "FE",
     "CloudCluster",
 )
-# information_schema.processlist spells the same columns in upper snake case.
+# information_schema.processlist spells the same columns in upper snake case,
+# and adds TRACE_ID (as current Doris does) after them.
 SCHEMA_COLUMNS = (
     "CURRENT_CONNECTED",
     "ID",
@@ -38,6 +39,7 @@ SCHEMA_COLUMNS = (
     "INFO",
     "FE",
     "CLOUD_CLUSTER",
+    "TRACE_ID",
 )
 INFO_LIMIT = 100
 
@@ -60,3 +62,8 @@ def format_row(row: pb.ProcessRow, caller_id: int, full: bool) -> tuple[Any, ...
         row.fe,
         row.cloud_cluster or None,
     )
+
+
+def schema_row(row: pb.ProcessRow, caller_id: int) -> tuple[Any, ...]:
+    """An information_schema.processlist row: the full row, then TRACE_ID."""
+    return (*format_row(row, caller_id, True), row.trace_id or None)

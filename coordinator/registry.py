@@ -11,7 +11,9 @@ clusters side by side::
     fecluster:{c}:fe-conns:<sid>  set     connection ids owned by that server id
     fecluster:{c}:users           hash    user name -> user record (json)
     fecluster:{c}:audit           stream  one entry per KILL
-    fecluster:{c}:events          pub/sub invalidation messages ("users")
+    fecluster:{c}:globals         hash    variable name -> value (json): SET GLOBAL
+    fecluster:{c}:traces          hash    trace id -> connection id (SET session_context)
+    fecluster:{c}:events          pub/sub invalidation messages ("users", "globals")
 
 This module is the only one that knows these names and the only one (with
 ``coordinator.redis_client``, which makes the client) that talks to Redis.
@@ -44,6 +46,13 @@ if v == ARGV[1] then
 elseif not v then
   redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
   return 2
+end
+return 0
+"""
+
+_DROP_IF_EQUAL = """
+if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then
+  return redis.call('HDEL', KEYS[1], ARGV[1])
 end
 return 0
 """
@@ -83,6 +92,7 @@ class ConnectionRecord:
     catalog: str
     db: str
     protocol: str = "mysql"
+    trace_id: str = ""
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), separators=(",", ":"))
@@ -106,6 +116,8 @@ class Keys:
         self.users = f"{self.prefix}:users"
         self.audit = f"{self.prefix}:audit"
         self.events = f"{self.prefix}:events"
+        self.globals = f"{self.prefix}:globals"
+        self.traces = f"{self.prefix}:traces"
 
     def lease(self, server_id: int) -> str:
         return f"{self.prefix}:lease:{server_id}"
@@ -134,6 +146,7 @@ class Registry:
         self.keys = Keys(cluster)
         self._renew = redis.register_script(_RENEW)
         self._release = redis.register_script(_RELEASE)
+        self._drop_trace = redis.register_script(_DROP_IF_EQUAL)
 
     # ------------------------------------------------------------ leases
 
@@ -179,11 +192,15 @@ class Registry:
         return records
 
     async def purge_server(self, server_id: int) -> None:
-        """Remove a server id's FE record and every connection it registered."""
+        """Remove a server id's FE record and every connection (and trace id) it registered."""
         set_key = self.keys.fe_conns(server_id)
         members = await self.redis.smembers(set_key)
         pipe = self.redis.pipeline(transaction=False)
         if members:
+            records = await self.redis.hmget(self.keys.conns, list(members))
+            for raw in records:
+                if raw is not None and (record := ConnectionRecord.from_json(raw)).trace_id:
+                    self._drop_trace(keys=[self.keys.traces], args=[record.trace_id, record.id], client=pipe)
             pipe.hdel(self.keys.conns, *members)
         pipe.delete(set_key)
         pipe.hdel(self.keys.fes, str(server_id))
@@ -191,19 +208,27 @@ class Registry:
 
     # ------------------------------------------------------------ connections
 
-    async def apply_connection_changes(self, changes: Mapping[int, ConnectionRecord | None]) -> None:
-        """One pipeline for a batch of connects (record) and disconnects (None)."""
+    async def apply_connection_changes(
+        self, changes: Mapping[int, ConnectionRecord | None], dropped_traces: Mapping[str, int] | None = None
+    ) -> None:
+        """One pipeline for a batch of connects (record) and disconnects (None),
+        and trace ids their sessions gave up (dropped only if still theirs)."""
         pipe = self.redis.pipeline(transaction=False)
         added = {i: r for i, r in changes.items() if r is not None}
         if added:
             pipe.hset(self.keys.conns, mapping={str(i): r.to_json() for i, r in added.items()})
             for sid, ids in _by_server_id(added).items():
                 pipe.sadd(self.keys.fe_conns(sid), *ids)
+            traces = {r.trace_id: i for i, r in added.items() if r.trace_id}
+            if traces:
+                pipe.hset(self.keys.traces, mapping=traces)
         removed = [i for i, r in changes.items() if r is None]
         if removed:
             pipe.hdel(self.keys.conns, *map(str, removed))
             for sid, ids in _by_server_id(removed).items():
                 pipe.srem(self.keys.fe_conns(sid), *ids)
+        for trace_id, conn_id in (dropped_traces or {}).items():
+            self._drop_trace(keys=[self.keys.traces], args=[trace_id, conn_id], client=pipe)
         await pipe.execute()
 
     async def sync_connections(
@@ -254,6 +279,23 @@ class Registry:
         await self.redis.publish(self.keys.events, "users")
         return bool(deleted)
 
+    # ------------------------------------------------------------ cluster variables
+
+    async def cluster_variables(self) -> dict[str, Any]:
+        raw = await self.redis.hgetall(self.keys.globals)
+        return {_s(k): json.loads(v) for k, v in raw.items()}
+
+    async def set_cluster_variable(self, name: str, value: Any) -> None:
+        await self.redis.hset(self.keys.globals, name, json.dumps(value))
+        await self.redis.publish(self.keys.events, "globals")
+
+    # ------------------------------------------------------------ trace ids
+
+    async def trace_owner(self, trace_id: str) -> int | None:
+        """The connection that set this trace id last, if any (the owner re-checks)."""
+        raw = await self.redis.hget(self.keys.traces, trace_id)
+        return None if raw is None else int(raw)
+
     # ------------------------------------------------------------ audit
 
     async def audit_kill(self, entry: Mapping[str, Any]) -> None:
@@ -296,6 +338,7 @@ class ConnectionWriter:
         self.registry = registry
         self._on_error = on_error
         self._pending: dict[int, ConnectionRecord | None] = {}
+        self._dropped_traces: dict[str, int] = {}
         self._wake = asyncio.Event()
         self._idle = asyncio.Event()
         self._idle.set()
@@ -308,8 +351,14 @@ class ConnectionWriter:
         self._pending[record.id] = record
         self._kick()
 
-    def remove(self, conn_id: int) -> None:
+    def remove(self, conn_id: int, trace_id: str = "") -> None:
         self._pending[conn_id] = None
+        if trace_id:
+            self._dropped_traces[trace_id] = conn_id
+        self._kick()
+
+    def drop_trace(self, trace_id: str, conn_id: int) -> None:
+        self._dropped_traces[trace_id] = conn_id
         self._kick()
 
     def _kick(self) -> None:
@@ -321,14 +370,15 @@ class ConnectionWriter:
             await self._wake.wait()
             self._wake.clear()
             batch, self._pending = self._pending, {}
-            if batch:
+            traces, self._dropped_traces = self._dropped_traces, {}
+            if batch or traces:
                 try:
-                    await self.registry.apply_connection_changes(batch)
+                    await self.registry.apply_connection_changes(batch, traces)
                 except asyncio.CancelledError:
                     raise
                 except Exception as e:  # noqa: BLE001 - any failure means: re-sync later
                     self._on_error(e)
-            if not self._pending:
+            if not self._pending and not self._dropped_traces:
                 self._idle.set()
 
     async def flush(self, timeout: float) -> None:

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
 
@@ -28,7 +29,7 @@ log = logging.getLogger("fecluster.routing")
 class LocalSessions(Protocol):
     """What the router needs from the FE it runs in."""
 
-    async def kill_local(self, target: pb.KillTarget, requester: str, requester_fe: str) -> None: ...
+    async def kill_local(self, request: pb.PeerKillRequest) -> int: ...
 
     async def list_local(self, requester: str) -> list[pb.ProcessRow]: ...
 
@@ -39,8 +40,22 @@ class FeFailure:
     message: str
 
 
+@dataclass
+class KillOutcome:
+    owner: str  # the owner FE's address ("every FE" for KILL USER)
+    killed: int  # sessions (or running statements) hit
+    failures: list[FeFailure] = field(default_factory=list)  # KILL USER: FEs that did not answer
+
+
 def _unreachable(fe: str, e: grpc.aio.AioRpcError) -> str:
     return f"FE {fe} did not answer: {e.code().name} {e.details() or ''}".strip()
+
+
+def _describe(target: pb.KillTarget) -> str:
+    which = target.WhichOneof("target")
+    if which == "user":
+        return f"USER {target.user}"
+    return str(getattr(target, which)) if which else ""
 
 
 class Router:
@@ -67,22 +82,36 @@ class Router:
 
     # ------------------------------------------------------------ KILL
 
-    async def kill(self, target: pb.KillTarget, requester: str) -> str:
-        """Kill a connection or query anywhere in the cluster; returns the owner FE.
+    async def kill(self, target: pb.KillTarget, requester: str, requester_host: str = "") -> KillOutcome:
+        """Kill a connection, query, trace id's statement or a user's sessions
+        anywhere in the cluster: act locally, or forward to the owner with the
+        requester's identity (the owner checks privileges).
 
         Raises SqlError with the owner's code (1094/1095/1097) or 1105 when
         the owner does not answer within the peer deadline.
         """
+        request = pb.PeerKillRequest(
+            requester=requester,
+            requester_fe=self.me.address,
+            requester_host=requester_host,
+            target=target,
+            issued_at_us=time.time_ns() // 1000,  # statements that begin later are never hit
+        )
         owner: FeRecord | None = None
         outcome = "ok"
         local = False
         try:
-            owner = await self._owner(target)
-            local = owner.server_id == self.me.server_id
-            if local:
-                await self.local.kill_local(target, requester, self.me.address)
+            if target.WhichOneof("target") == "user":
+                result = await self._kill_everywhere(request)
+                local = True
             else:
-                await self._peer_kill(owner, target, requester)
+                owner = await self._owner(target)
+                local = owner.server_id == self.me.server_id
+                if local:
+                    killed = await self.local.kill_local(request)
+                else:
+                    killed = await self._peer_kill(owner, request)
+                result = KillOutcome(owner.address, killed)
         except SqlError as e:
             outcome = f"{e.code} {e.message}"
             raise
@@ -91,21 +120,56 @@ class Router:
             raise
         finally:
             self.outcomes[outcome.split(" ", 1)[0]] += 1
-            self._record(target, requester, owner, outcome)
+            self._record(request, owner, outcome)
         if local:
             # Let the victim's 1317 go out before our own OK. Outside the try:
             # a session that killed itself is cancelled here, and its KILL
             # was carried out all the same (the audit says "ok").
             await asyncio.sleep(0)
-        return owner.address
+        return result
+
+    async def _kill_everywhere(self, request: pb.PeerKillRequest) -> KillOutcome:
+        """KILL ... USER: every live FE at once; each owner checks privileges
+        per session. FEs that do not answer are reported, not hidden."""
+        members = await self._live_members()
+
+        async def one(fe: FeRecord) -> int | FeFailure | SqlError:
+            try:
+                if fe.server_id == self.me.server_id:
+                    return await self.local.kill_local(request)
+                own = pb.PeerKillRequest()
+                own.CopyFrom(request)  # each kill stream stamps its own request_id
+                return await self._peer_kill(fe, own)
+            except SqlError as e:
+                if e.code == errors.UNKNOWN_ERROR:
+                    return FeFailure(fe.address, e.message)
+                return e
+
+        results = await asyncio.gather(*(one(fe) for fe in members.values()))
+        refused = [r for r in results if isinstance(r, SqlError)]
+        failures = [r for r in results if isinstance(r, FeFailure)]
+        killed = sum(r for r in results if isinstance(r, int))
+        if refused and not killed and len(refused) + len(failures) == len(results):
+            raise refused[0]  # e.g. 1095: a non-admin named another user
+        return KillOutcome("every FE", killed, failures)
 
     async def _owner(self, target: pb.KillTarget) -> FeRecord:
-        if target.WhichOneof("target") == "query_id":
+        which = target.WhichOneof("target")
+        if which == "query_id":
             qid = target.query_id
             sid = server_id_of_query(qid)
             owner = (self._member(sid) or await self._refresh_member(sid)) if sid is not None else None
             if owner is None:
                 raise errors.unknown_query(qid)
+            return owner
+        if which == "trace_id":
+            # Trace ids are chosen by users: no server id in them. The registry
+            # says which connection set it last; its owner re-checks.
+            conn_id = await self._trace_owner(target.trace_id)
+            sid = server_id_of(conn_id) if conn_id is not None else None
+            owner = (self._member(sid) or await self._refresh_member(sid)) if sid is not None else None
+            if owner is None:
+                raise errors.unknown_query(target.trace_id)
             return owner
         conn_id = target.connection_id
         sid = server_id_of(conn_id)
@@ -119,6 +183,14 @@ class Router:
             raise errors.unknown_thread(conn_id)
         return owner
 
+    async def _trace_owner(self, trace_id: str) -> int | None:
+        try:
+            async with asyncio.timeout(self.peer_timeout):
+                return await self.membership.registry.trace_owner(trace_id)
+        except REDIS_ERRORS as e:
+            self.membership.mark_dirty()
+            raise SqlError(errors.UNKNOWN_ERROR, f"KILL by trace id needs the registry (Redis): {e!r}") from e
+
     async def _refresh_member(self, sid: int) -> FeRecord | None:
         if not self.membership.redis_ok:
             return None
@@ -129,21 +201,24 @@ class Router:
             return self.me
         return self.membership.members.get(sid)
 
-    async def _peer_kill(self, owner: FeRecord, target: pb.KillTarget, requester: str) -> None:
-        request = pb.PeerKillRequest(requester=requester, requester_fe=self.me.address, target=target)
+    async def _peer_kill(self, owner: FeRecord, request: pb.PeerKillRequest) -> int:
+        target = request.target
         try:
             reply = await self.channels.kill_stream(owner.address).kill(request, self.peer_timeout)
         except PeerUnreachable as e:
             if e.code == grpc.StatusCode.UNAVAILABLE and not await self._lease_alive(owner.server_id):
                 # The owner is gone and so are its connections.
+                if target.WhichOneof("target") == "user":
+                    return 0
                 raise (
-                    errors.unknown_query(target.query_id)
-                    if target.query_id
+                    errors.unknown_query(target.query_id or target.trace_id)
+                    if target.query_id or target.trace_id
                     else errors.unknown_thread(target.connection_id)
                 ) from e
             raise SqlError(errors.UNKNOWN_ERROR, f"KILL not delivered: FE {owner.address} did not answer: {e}") from e
         if reply.HasField("error"):
             raise SqlError(reply.error.code, reply.error.message)
+        return reply.killed
 
     async def _lease_alive(self, sid: int) -> bool:
         """True unless Redis says the server id's lease is gone (unknown counts as alive)."""
@@ -155,16 +230,18 @@ class Router:
         except REDIS_ERRORS:
             return True
 
-    def _record(self, target: pb.KillTarget, requester: str, owner: FeRecord | None, outcome: str) -> None:
+    def _record(self, request: pb.PeerKillRequest, owner: FeRecord | None, outcome: str) -> None:
         if self._audit is None or not self.membership.redis_ok:
             return
+        target = request.target
         entry: dict[str, object] = {
             "time": datetime.now().strftime("%Y-%m-%d %H:%M:%S.%f")[:-3],
-            "requester": requester,
+            "requester": request.requester,
+            "requester_host": request.requester_host,
             "received_on": self.me.address,
-            "target": target.query_id or target.connection_id,
+            "target": _describe(target),
             "kind": "QUERY" if target.kind == pb.KILL_QUERY else "CONNECTION",
-            "owner": owner.address if owner else "",
+            "owner": owner.address if owner else ("every FE" if target.user else ""),
             "outcome": outcome,
         }
         task = asyncio.create_task(self._audit(entry))

@@ -182,10 +182,10 @@ class PeerService(pb_grpc.PeerServicer):
     async def _kill(self, request: pb.PeerKillRequest) -> pb.KillResult:
         me = self.sessions.fe.address
         try:
-            await self.sessions.kill_local(request.target, request.requester, request.requester_fe)
+            killed = await self.sessions.kill_local(request)
         except SqlError as e:
             return pb.KillResult(error=sql_error(e), owner_fe=me, request_id=request.request_id)
-        return pb.KillResult(owner_fe=me, request_id=request.request_id)
+        return pb.KillResult(owner_fe=me, request_id=request.request_id, killed=killed)
 
     async def Kill(self, request: pb.PeerKillRequest, context: grpc.aio.ServicerContext) -> pb.KillResult:
         return await self._kill(request)
@@ -254,12 +254,14 @@ class FrontendService(pb_grpc.FrontendServicer):
     async def Kill(self, request: pb.KillTarget, context: grpc.aio.ServicerContext) -> pb.KillResult:
         user = await self._caller(context)
         if request.WhichOneof("target") is None:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "KillTarget needs a connection_id or a query_id")
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT, "KillTarget needs a connection_id, query_id, trace_id or user"
+            )
         try:
-            owner = await self.router.kill(request, user.name)
+            outcome = await self.router.kill(request, user.name, _peer_host(context))
         except SqlError as e:
             return pb.KillResult(error=sql_error(e))
-        return pb.KillResult(owner_fe=owner)
+        return pb.KillResult(owner_fe=outcome.owner, killed=outcome.killed)
 
     async def Execute(self, request: pb.ExecuteRequest, context: grpc.aio.ServicerContext) -> pb.StatementResult:
         user = await self._caller(context)
@@ -279,7 +281,9 @@ class FrontendService(pb_grpc.FrontendServicer):
         except IdsExhausted:
             await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, "Too many connections")
         try:
-            return await self.sessions.open(conn_id, user, _peer_host(context), "grpc", killed.set, database=database)
+            return await self.sessions.open(
+                conn_id, user, _peer_host(context), "grpc", lambda error: killed.set(), database=database
+            )
         except SqlError as e:
             status = grpc.StatusCode.NOT_FOUND if e.code == errors.BAD_DB else grpc.StatusCode.UNAVAILABLE
             await context.abort(status, e.message)
@@ -336,7 +340,7 @@ class FrontendService(pb_grpc.FrontendServicer):
                         break
             finally:
                 kill_wait.cancel()
-            await context.abort(grpc.StatusCode.ABORTED, f"connection {session.id} was killed by {session.killed_by}")
+            await context.abort(grpc.StatusCode.ABORTED, f"connection {session.id} was closed {session.killed_by}")
         finally:
             await self.sessions.close(session)
 

@@ -128,6 +128,7 @@ class MysqlSession(BaseSession):
             connection.close_by_kill,
             database=self.database,
             variables=self.variables,  # type: ignore[arg-type]
+            interactive=bool(connection.capabilities & _CLIENT_INTERACTIVE),
         )
 
     async def handle_query(self, sql: str, attrs: dict[str, str]) -> AllowedResult:
@@ -162,12 +163,16 @@ class FeConnection(Connection):
             return "?"
         return f"{peer[0]}:{peer[1]}"
 
-    def close_by_kill(self) -> None:
+    def close_by_kill(self, error: SqlError | None = None) -> None:
         # Stop reading and hand the command loop an EOF: it ends after the
         # running statement (if any) has written its 1317. A client that has
         # stopped reading can keep us in a write forever: cut it off after 1 s.
         transport = self.stream.writer.transport
         if not transport.is_closing():
+            if error is not None:
+                # An idle client is not waiting for an answer: the error goes
+                # out unsolicited, with sequence id 0 (as MySQL's 4031 does).
+                transport.write(_frame(self.error(msg=error.message, code=error.code), 0))
             transport.pause_reading()
             asyncio.get_running_loop().call_later(1.0, _abort_if_open, transport)
         self.stream.reader.feed_eof()
@@ -245,6 +250,13 @@ class FeConnection(Connection):
         if result.rows:
             self.stream.write_text_rows(result.rows, columns)
         await self.stream.write(self.ok_or_eof(affected_rows=len(result.rows), warnings=len(result.warnings)))
+
+
+_CLIENT_INTERACTIVE = 1 << 10
+
+
+def _frame(payload: bytes, seq: int) -> bytes:
+    return len(payload).to_bytes(3, "little") + bytes([seq]) + payload
 
 
 def _abort_if_open(transport: asyncio.BaseTransport) -> None:

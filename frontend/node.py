@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, TypeVar
 
 from coordinator import errors
 from coordinator.accounts import Accounts
+from coordinator.cluster_variables import ClusterVariables
 from coordinator.membership import Membership
 from coordinator.peers import PeerChannels
 from coordinator.redis_client import REDIS_ERRORS, connect
@@ -69,17 +70,19 @@ class Node:
             lease_ttl=cfg.lease_ttl,
             live_connections=lambda: self.sessions.sessions,
             on_server_id_lost=lambda old, new: self.sessions.server_id_lost(old, new),
-            on_users_changed=self.accounts.reload,
+            on_registry_event=self._registry_event,
             on_registry_lost=self.accounts.restore,
         )
+        self.cluster_variables = ClusterVariables(self.registry, cfg.redis_timeout)
         self.writer = ConnectionWriter(self.registry, self._registry_write_failed)
         self.backend = open_backend(cfg.backend, Path(self._tmp.name) if self._tmp else Path())
         services = Services(
-            kill=lambda target, requester: self.router.kill(target, requester),
+            kill=lambda target, requester, host: self.router.kill(target, requester, host),
             processlist=lambda requester, local: self.router.processlist(requester, local_only=local),
             accounts=self.accounts,
             backend=self.backend,
             read_audit=lambda limit: self._registry_read(self.registry.audit_entries(limit)),
+            set_global=self.cluster_variables.set,
         )
         self.sessions = SessionTable(
             self.membership,
@@ -89,6 +92,8 @@ class Node:
             self.backend,
             variables.schema(cfg.cloud_cluster),
             cfg.cloud_cluster,
+            self.cluster_variables.values,
+            cfg.redis_timeout,
         )
         self.router = Router(
             self.membership,
@@ -110,6 +115,8 @@ class Node:
         self.sessions.new_id_space()
         self.writer.start()
         await self.accounts.start()
+        await self.cluster_variables.reload()
+        self.sessions.start()
         await self.grpc.start()
         await self.mysql.start()
         await self.http.start()
@@ -143,6 +150,7 @@ class Node:
         await self.mysql.stop_accepting()
         await self.grpc.stop_accepting()
         await self.sessions.drain(grace)
+        await self.sessions.stop()
         await self.writer.close()  # before the purge, so no late row outlives it
         await self.membership.stop()
         await self.grpc.stop()
@@ -167,6 +175,13 @@ class Node:
             self._tmp.cleanup()
 
     # ------------------------------------------------------------ registry
+
+    async def _registry_event(self, event: str) -> None:
+        """What another FE changed (pub/sub), or "" for "anything may have changed"."""
+        if event in ("", "users"):
+            await self.accounts.reload()
+        if event in ("", "globals"):
+            await self.cluster_variables.reload()
 
     def _registry_write_failed(self, e: BaseException) -> None:
         log.warning("registry write failed, will re-sync: %r", e)

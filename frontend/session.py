@@ -4,17 +4,24 @@ The MySQL and gRPC listeners are adapters over this class: they authenticate,
 open it through the ``SessionTable``, hand statements to ``execute`` and render
 its ``Result``. Killing works the same for both:
 
-- ``kill_query`` cancels the running statement (the client sees 1317); an
-  idle session is untouched.
-- ``kill_connection`` also asks the adapter to close (``close_transport``);
-  once hit, every later statement of the session fails with 1317 too.
+- ``kill_query`` cancels the running statement (the client sees 1317 with
+  who asked); an idle session is untouched, and so is a statement that began
+  after the KILL was issued (``issued_at_us``: no late kills).
+- ``kill_connection`` also asks the adapter to close (``close_transport``,
+  with the error to send first when there is one, e.g. 4031 for an idle
+  session); once hit, every later statement of the session fails with 1317.
+- A statement that outlives its time limit (``max_execution_time``,
+  ``query_timeout`` or a ``/*+ MAX_EXECUTION_TIME(n) */`` hint) is
+  interrupted the same way, with 3024 naming the limit.
 """
 
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Protocol
 
@@ -31,6 +38,28 @@ if TYPE_CHECKING:
     from frontend.executor import Executor
 
 CATALOG = "internal"
+_HINT = re.compile(r"/\*\+[^*]*?\bMAX_EXECUTION_TIME\s*\(\s*(\d+)\s*\)", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class TimeLimit:
+    seconds: float
+    name: str  # what the client is told: "max_execution_time = 500 ms"
+
+
+def time_limit(sql: str, variables: Variables) -> TimeLimit | None:
+    """The tightest of the statement's limits (0 means none): the hint, else
+    ``max_execution_time`` (ms, MySQL), and ``query_timeout`` (s, Doris)."""
+    limits = []
+    hint = _HINT.search(sql) if "/*+" in sql else None
+    if hint is not None:
+        limits.append(TimeLimit(int(hint.group(1)) / 1000, f"MAX_EXECUTION_TIME hint = {hint.group(1)} ms"))
+    elif ms := int(variables.get("max_execution_time") or 0):
+        limits.append(TimeLimit(ms / 1000, f"max_execution_time = {ms} ms"))
+    if seconds := int(variables.get("query_timeout") or 0):
+        limits.append(TimeLimit(float(seconds), f"query_timeout = {seconds} s"))
+    limits = [limit for limit in limits if limit.seconds > 0]
+    return min(limits, key=lambda limit: limit.seconds) if limits else None
 
 
 class SessionHost(Protocol):
@@ -47,6 +76,8 @@ class SessionHost(Protocol):
 
     def record_changed(self, session: Session) -> None: ...
 
+    async def trace_changed(self, session: Session, old: str) -> None: ...
+
 
 class Session:
     def __init__(
@@ -56,8 +87,9 @@ class Session:
         user: UserRecord,
         peer: str,
         protocol: str,
-        close_transport: Callable[[], None],
+        close_transport: Callable[[errors.SqlError | None], None],
         variables: Variables,
+        interactive: bool = False,
     ) -> None:
         self._host = host
         self.id = conn_id
@@ -73,10 +105,13 @@ class Session:
         self.query_id = ""
         self.info = ""
         self.warnings: list[SqlWarning] = []
-        self.killed_by: str | None = None  # set once KILL CONNECTION has hit this session
+        self.killed_by: str | None = None  # why the connection was killed, once it has been
+        self.trace_id = ""  # SET session_context = 'trace_id:...'
+        self.interactive = interactive  # the client said CLIENT_INTERACTIVE: interactive_timeout applies
+        self.started_us = 0  # wall clock of the running statement's start, in microseconds
         self._close_transport = close_transport
         self._running: asyncio.Task[Result] | None = None
-        self._interrupted = False
+        self._interrupt: errors.SqlError | None = None  # what the cancelled statement answers
         self._backend: BackendSession | None = None
 
     @property
@@ -97,14 +132,15 @@ class Session:
             catalog=CATALOG,
             db=self.db or "",
             protocol=self.protocol,
+            trace_id=self.trace_id,
         )
 
     # ------------------------------------------------------------ statements
 
     async def execute(self, sql: str) -> Result:
-        """Run one statement; a KILL turns it into SqlError 1317."""
+        """Run one statement; a KILL turns it into SqlError 1317, a time limit into 3024."""
         if self.killed_by is not None:
-            raise errors.interrupted()
+            raise errors.interrupted(self.killed_by)
         executor = self._host.executor
         self.query_id = self._host.next_query_id()
         self.info = redact(sql)
@@ -116,26 +152,35 @@ class Session:
             return immediate
         self.command = "Query"
         self.state_since = time.monotonic()
+        self.started_us = time.time_ns() // 1000
         task = asyncio.ensure_future(executor.run(self, sql))
         self._running = task
+        limit = time_limit(sql, self.variables)
+        timer = None
+        if limit is not None:
+            timer = asyncio.get_running_loop().call_later(
+                limit.seconds, self._interrupt_with, errors.statement_timeout(limit.name)
+            )
         try:
             result = await task
             self.state = "OK"
             return result
         except asyncio.CancelledError:
-            # Our KILL cancelled the statement's task; a cancel of this task
-            # itself (client gone, shutdown) must propagate as a cancel.
+            # Our KILL (or time limit) cancelled the statement's task; a cancel
+            # of this task itself (client gone, shutdown) must propagate.
             current = asyncio.current_task()
-            if self._interrupted and task.cancelled() and (current is None or not current.cancelling()):
+            if self._interrupt is not None and task.cancelled() and (current is None or not current.cancelling()):
                 self.state = "ERR"
-                raise errors.interrupted() from None
+                raise self._interrupt from None
             raise
         except Exception:
             self.state = "ERR"
             raise
         finally:
+            if timer is not None:
+                timer.cancel()
             self._running = None
-            self._interrupted = False
+            self._interrupt = None
             self.command = "Sleep"
             self.state_since = time.monotonic()
 
@@ -145,24 +190,43 @@ class Session:
         self.db = database
         self._host.record_changed(self)
 
+    async def set_trace_id(self, trace_id: str) -> None:
+        old, self.trace_id = self.trace_id, trace_id
+        if old != trace_id:
+            await self._host.trace_changed(self, old)
+
     @property
     def running(self) -> bool:
         return self.command == "Query"
 
+    def idle_seconds(self) -> float:
+        return 0.0 if self.running else time.monotonic() - self.state_since
+
     # ------------------------------------------------------------ kill
 
-    def kill_query(self) -> None:
-        """Interrupt the running statement, if any; an idle session is untouched."""
-        if self._running is not None and not self._running.done() and not self._interrupted:
-            self._interrupted = True  # once: a second cancel would cut the backend's cleanup short
-            self._running.cancel()
+    def kill_query(self, reason: str = "", issued_at_us: int | None = None) -> bool:
+        """Interrupt the running statement, if any, unless it began after the
+        KILL was issued; True if a statement was interrupted."""
+        if issued_at_us is not None and self.started_us > issued_at_us:
+            return False  # the statement the KILL was aimed at has ended: never hit the next one
+        return self._interrupt_with(errors.interrupted(reason))
 
-    def kill_connection(self, by: str) -> None:
+    def _interrupt_with(self, error: errors.SqlError) -> bool:
+        if self._running is None or self._running.done() or self._interrupt is not None:
+            return False  # once: a second cancel would cut the backend's cleanup short
+        self._interrupt = error
+        self._running.cancel()
+        return True
+
+    def kill_connection(self, by: str, error: errors.SqlError | None = None) -> bool:
+        """Close the session (``by`` says why, e.g. "by KILL CONNECTION from
+        root@10.0.0.7 via FE 10.0.0.5:9020"); ``error`` is sent to the client first."""
         if self.killed_by is not None:
-            return
+            return False
         self.killed_by = by
-        self.kill_query()
-        self._close_transport()
+        self._interrupt_with(errors.interrupted(by))
+        self._close_transport(error)
+        return True
 
     # ------------------------------------------------------------ processlist
 
@@ -181,6 +245,7 @@ class Session:
             info=self.info,
             fe=self._host.fe.address,
             cloud_cluster=self._host.cloud_cluster,
+            trace_id=self.trace_id,
         )
 
     async def close(self) -> None:

@@ -10,19 +10,23 @@ It owns everything about a session's life outside its statements:
   initial database, then makes the session live here and queues its registry
   row (routing never needs the row: the id names the owner). ``close`` is the
   mirror image. Nothing else adds or removes sessions.
-- **the owner's side of KILL** (``kill_local``) and of the processlist
-  (``list_local``): the owner checks privileges itself, for local and
-  forwarded requests alike.
+- **the owner's side of KILL** (``kill_local``: by connection, query id,
+  trace id or user) and of the processlist (``list_local``): the owner checks
+  privileges itself, for local and forwarded requests alike.
+- **idle timeouts**: a sweep every second closes sessions idle past
+  ``wait_timeout`` (``interactive_timeout`` for interactive clients) with 4031.
 - **authentication** against the cluster's user table.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hmac
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from coordinator import errors
 from coordinator.accounts import Accounts
@@ -49,6 +53,8 @@ class SessionTable:
         backend: Backend,
         variable_schema: Schema,
         cloud_cluster: str = "",
+        cluster_variables: Mapping[str, Any] | None = None,
+        redis_timeout: float = 1.0,
     ) -> None:
         self.membership = membership
         self.accounts = accounts
@@ -56,6 +62,9 @@ class SessionTable:
         self.backend = backend
         self.variable_schema = variable_schema
         self.cloud_cluster = cloud_cluster
+        self.cluster_variables: Mapping[str, Any] = cluster_variables if cluster_variables is not None else {}
+        self.redis_timeout = redis_timeout
+        self._sweeper: asyncio.Task[None] | None = None
         self.accepting = True
         self.sessions: dict[int, Session] = {}
         self._writer = writer
@@ -76,6 +85,15 @@ class SessionTable:
         """Rewrite a live session's registry row (after USE), without delaying the statement."""
         if session.id in self.sessions:
             self._queue_row(session)
+
+    async def trace_changed(self, session: Session, old: str) -> None:
+        """A trace id must be findable from any FE once SET answers: write it now (bounded)."""
+        if session.id not in self.sessions or not self.membership.redis_ok:
+            return  # the re-sync after Redis returns writes it
+        if old:
+            self._writer.drop_trace(old, session.id)
+        self._queue_row(session)
+        await self._writer.flush(self.redis_timeout)
 
     # ------------------------------------------------------------ ids
 
@@ -114,7 +132,7 @@ class SessionTable:
     # ------------------------------------------------------------ open / close
 
     def new_variables(self) -> Variables:
-        return Variables(self.variable_schema)
+        return Variables(self.variable_schema, self.cluster_variables)
 
     async def open(
         self,
@@ -126,6 +144,7 @@ class SessionTable:
         *,
         database: str | None = None,
         variables: Variables | None = None,
+        interactive: bool = False,
     ) -> Session:
         """Make an authenticated session live, or raise SqlError (the id is then given back)."""
         try:
@@ -134,7 +153,9 @@ class SessionTable:
             if server_id_of(conn_id) != self.membership.server_id:
                 # Its handshake began under a server id this FE has lost since.
                 raise errors.SqlError(errors.UNKNOWN_ERROR, "this FE changed its server id during login: reconnect")
-            session = Session(self, conn_id, user, peer, protocol, close_transport, variables or self.new_variables())
+            session = Session(
+                self, conn_id, user, peer, protocol, close_transport, variables or self.new_variables(), interactive
+            )
             if database:
                 await session.use(database)
         except BaseException:
@@ -150,7 +171,7 @@ class SessionTable:
             await session.close()
         finally:
             if self.sessions.pop(session.id, None) is not None and self.membership.redis_ok:
-                self._writer.remove(session.id)
+                self._writer.remove(session.id, session.trace_id)
 
     def _queue_row(self, session: Session) -> None:
         if self.membership.redis_ok:
@@ -159,34 +180,60 @@ class SessionTable:
 
     # ------------------------------------------------------------ the owner's side of KILL
 
-    def _find(self, target: pb.KillTarget) -> Session:
-        if target.WhichOneof("target") == "query_id":
-            for session in self.sessions.values():
-                if session.query_id == target.query_id and session.running:
-                    return session
-            raise errors.unknown_query(target.query_id)
+    def _targets(self, target: pb.KillTarget) -> list[Session]:
+        which = target.WhichOneof("target")
+        if which == "user":
+            return [s for s in self.sessions.values() if s.user == target.user and s.id != target.spare_connection_id]
+        if which == "query_id":
+            found = [s for s in self.sessions.values() if s.query_id == target.query_id and s.running]
+            if not found:
+                raise errors.unknown_query(target.query_id)
+            return found
+        if which == "trace_id":
+            found = [s for s in self.sessions.values() if s.trace_id == target.trace_id]
+            if not found:
+                raise errors.unknown_query(target.trace_id)
+            return found
         session = self.sessions.get(target.connection_id)
         if session is None:
             raise errors.unknown_thread(target.connection_id)
-        return session
+        return [session]
 
-    async def kill_local(self, target: pb.KillTarget, requester: str, requester_fe: str) -> None:
-        session = self._find(target)
-        # The owner decides. Killing your own user's session needs no lookup;
+    async def kill_local(self, request: pb.PeerKillRequest) -> int:
+        """Carry out a KILL aimed at this FE; returns how many sessions (or, for
+        KILL QUERY, running statements) it hit. Raises 1094/1095/1097."""
+        target = request.target
+        victims = self._targets(target)
+        # The owner decides. Killing your own user's sessions needs no lookup;
         # anyone else needs ADMIN_PRIV, read from the user table now (not from
         # the cache), so a REVOKE on any FE takes effect at once.
-        if requester != session.user:
-            if not may_kill(await self.accounts.fresh(requester), session.user):
-                log.info("refused KILL of %d by %s (from %s): not owner", session.id, requester, requester_fe)
-                raise errors.not_owner(session.id)
-            if self._find(target) is not session:  # the query ended while we looked the user up
-                raise errors.unknown_query(target.query_id)
-        how = "QUERY" if target.kind == pb.KILL_QUERY else "CONNECTION"
-        log.info("KILL %s %d (user %s) by %s from %s", how, session.id, session.user, requester, requester_fe)
-        if target.kind == pb.KILL_QUERY:
-            session.kill_query()
-        else:
-            session.kill_connection(by=f"{requester} from FE {requester_fe}")
+        if any(v.user != request.requester for v in victims) or (
+            target.WhichOneof("target") == "user" and target.user != request.requester
+        ):
+            requester = await self.accounts.fresh(request.requester)
+            if requester is None or not requester.is_admin:
+                log.info(
+                    "refused KILL of %s by %s (from %s): not owner",
+                    _name(target),
+                    request.requester,
+                    request.requester_fe,
+                )
+                raise errors.not_owner(_name(target))
+            victims = [v for v in self._targets(target) if v in victims]  # what ended while we looked the user up
+            if not victims and target.WhichOneof("target") != "user":
+                raise errors.unknown_query(target.query_id or target.trace_id)
+        query = target.kind == pb.KILL_QUERY
+        how = "QUERY" if query else "CONNECTION"
+        who = f"{request.requester}@{request.requester_host or '?'}"
+        reason = f"by KILL {how} from {who} via FE {request.requester_fe}"
+        killed = 0
+        for victim in victims:
+            if query:
+                killed += victim.kill_query(reason, request.issued_at_us or None)
+            else:
+                killed += victim.kill_connection(reason)
+            log.info("KILL %s %d (user %s) %s", how, victim.id, victim.user, reason)
+        return killed
 
     async def list_local(self, requester: str) -> list[pb.ProcessRow]:
         user = await self.accounts.fresh(requester)
@@ -198,8 +245,41 @@ class SessionTable:
         for session in list(self.sessions.values()):
             session.kill_connection(by=by)
 
+    # ------------------------------------------------------------ idle timeouts
+
+    def start(self) -> None:
+        self._sweeper = asyncio.create_task(self._sweep_idle(), name="idle-sweeper")
+
+    async def stop(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sweeper
+
+    def close_idle(self) -> int:
+        """Close every session idle past its wait_timeout (interactive_timeout
+        for interactive clients), telling the client why (4031)."""
+        closed = 0
+        for session in list(self.sessions.values()):
+            name = "interactive_timeout" if session.interactive else "wait_timeout"
+            limit = int(session.variables.get(name) or 0)
+            if limit > 0 and session.idle_seconds() >= limit:
+                reason = f"by {name} = {limit} s"
+                if session.kill_connection(reason, errors.idle_timeout(f"{name} = {limit} s")):
+                    log.info("closed idle connection %d (user %s) %s", session.id, session.user, reason)
+                    closed += 1
+        return closed
+
+    async def _sweep_idle(self) -> None:
+        while True:
+            await asyncio.sleep(1.0)
+            try:
+                self.close_idle()
+            except Exception:  # never let one bad session stop the sweep
+                log.exception("idle sweep failed")
+
     async def server_id_lost(self, old: int, new: int) -> None:
-        self.kill_all(by=f"server id {old} was taken over by another FE")
+        self.kill_all(by=f"because server id {old} was taken over by another FE")
         self.new_id_space()
 
     async def drain(self, grace: float) -> None:
@@ -209,10 +289,15 @@ class SessionTable:
         deadline = time.monotonic() + grace
         while any(s.running for s in self.sessions.values()) and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
-        self.kill_all(by="shutdown")
+        self.kill_all(by="by server shutdown")
         deadline = time.monotonic() + 2
         while self.sessions and time.monotonic() < deadline:
             await asyncio.sleep(0.02)
+
+
+def _name(target: pb.KillTarget) -> str:
+    which = target.WhichOneof("target")
+    return str(getattr(target, which)) if which else "?"
 
 
 class _InUse:

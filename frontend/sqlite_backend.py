@@ -53,7 +53,9 @@ class SqliteBackend:
         except asyncio.CancelledError:
             conn.interrupt()
             while not future.done():
-                with contextlib.suppress(asyncio.CancelledError):
+                # Whatever the interrupted work raises ("interrupted", a
+                # user function's error), the statement's answer is the cancel.
+                with contextlib.suppress(asyncio.CancelledError, Exception):
                     await asyncio.shield(future)
             raise
         except sqlite3.OperationalError as e:
@@ -225,7 +227,9 @@ class SqliteSession:
             if self._conn is not None:
                 self._conn.interrupt()
             while not future.done():
-                with contextlib.suppress(asyncio.CancelledError):
+                # Whatever the interrupted work raises ("interrupted", a
+                # user function's error), the statement's answer is the cancel.
+                with contextlib.suppress(asyncio.CancelledError, Exception):
                     await asyncio.shield(future)
             raise
 

@@ -9,7 +9,7 @@ and ``CONCAT(...)`` of those (Connector/J sends
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from sqlglot import exp
@@ -52,7 +52,10 @@ def schema(cloud_cluster: str = "") -> Schema:
         "interactive_timeout": (int, 28800, True),
         "lower_case_table_names": (int, 0, True),
         "max_allowed_packet": (int, 67108864, True),
-        "max_execution_time": (int, 0, True),
+        "max_execution_time": (int, 0, True),  # ms, 0: no limit (MySQL)
+        "query_timeout": (int, 0, True),  # s, 0: no limit (Doris's, whose default is 900)
+        "max_user_connections": (int, 0, True),  # the cluster default per user, 0: no limit
+        "session_context": (str, "", True),  # Doris: 'trace_id:<id>' names the session's work
         "net_buffer_length": (int, 16384, True),
         "net_write_timeout": (int, 60, True),
         "performance_schema": (_bool, False, False),
@@ -80,10 +83,12 @@ def unknown(name: str) -> SqlError:
 
 
 class Variables:
-    """One session's values over a shared schema."""
+    """One session's values over a shared schema; a value the session did not
+    set comes from ``cluster`` (``SET GLOBAL``, cluster-wide), else the default."""
 
-    def __init__(self, variable_schema: Schema) -> None:
+    def __init__(self, variable_schema: Schema, cluster: Mapping[str, Any] | None = None) -> None:
         self.schema = variable_schema
+        self.cluster: Mapping[str, Any] = cluster if cluster is not None else {}
         self._values: dict[str, Any] = {}
 
     def _entry(self, name: str) -> tuple[Callable[[Any], Any], Any, bool]:
@@ -96,17 +101,21 @@ class Variables:
         name = name.lower()
         if name in self._values:
             return self._values[name]
-        return self._entry(name)[1]
+        default = self._entry(name)[1]
+        return self.cluster.get(name, default)
 
     def set(self, name: str, value: Any, force: bool = False) -> None:
+        self._values[name.lower()] = self.checked(name, value, force)
+
+    def checked(self, name: str, value: Any, force: bool = False) -> Any:
+        """``value`` as the variable's type, or the error MySQL gives."""
         kind, default, dynamic = self._entry(name)
         if not dynamic and not force:
             raise SqlError(errors.READ_ONLY_VARIABLE, f"Variable '{name}' is a read only variable")
         if value is None or value is DEFAULT:
-            self._values[name.lower()] = default
-            return
+            return default
         try:
-            self._values[name.lower()] = kind(value)
+            return kind(value)
         except (TypeError, ValueError) as e:
             raise SqlError(
                 errors.WRONG_VALUE_FOR_VAR, f"Variable '{name}' can't be set to the value of '{value}'"

@@ -73,7 +73,8 @@ def test_grpc_session_is_a_connection_like_any_other(cluster3: Cluster) -> None:
         assert isinstance(outcome, FeError) and outcome.code == 1317
         with pytest.raises(SessionClosed) as e:
             session.execute("SELECT 1")
-        assert e.value.status == grpc.StatusCode.ABORTED and "killed by root" in e.value.details
+        assert e.value.status == grpc.StatusCode.ABORTED
+        assert "by KILL CONNECTION from root@127.0.0.1 via FE" in e.value.details
         wait_for(lambda: session.connection_id not in cluster3.registry_ids(), 5, what="registry row removed")
 
 

@@ -121,7 +121,9 @@ class _RecordingRegistry:
         self.batches: list[dict[int, ConnectionRecord | None]] = []
         self.fail = False
 
-    async def apply_connection_changes(self, changes: Mapping[int, ConnectionRecord | None]) -> None:
+    async def apply_connection_changes(
+        self, changes: Mapping[int, ConnectionRecord | None], dropped_traces: Mapping[str, int] | None = None
+    ) -> None:
         self.batches.append(dict(changes))
         if self.fail:
             raise ConnectionError("redis away")
@@ -178,8 +180,8 @@ def _membership(registry: Registry, events: list[str]) -> Membership:
     async def lost(old: int, new: int) -> None:
         events.append(f"lost {old}->{new}")
 
-    async def users() -> None:
-        events.append("users")
+    async def registry_event(event: str) -> None:
+        events.append(f"event {event!r}")
 
     async def registry_lost() -> None:
         events.append("registry lost")
@@ -190,7 +192,7 @@ def _membership(registry: Registry, events: list[str]) -> Membership:
         lease_ttl=30,
         live_connections=dict,
         on_server_id_lost=lost,
-        on_users_changed=users,
+        on_registry_event=registry_event,
         on_registry_lost=registry_lost,
     )
 
@@ -312,3 +314,61 @@ async def test_a_refused_open_gives_the_id_back_and_leaves_no_row(two_nodes: tup
     await a.writer.flush(2)
     assert await a.registry.redis.hlen(a.registry.keys.conns) == 0
     assert a.sessions.reserve_id() == conn_id  # given back, not burnt
+
+
+async def test_a_late_kill_query_never_interrupts_the_next_statement(two_nodes: tuple[Node, Node]) -> None:
+    """MySQL bug #11790057, widened by routing: a KILL QUERY that reaches the
+    owner after its statement ended must not hit the statement that began
+    since. Delivery is delayed here (0-4 ms, as a slow network would) while
+    the victim runs short statements back to back and another FE kills it
+    over and over; every interruption must be of a statement that began
+    before its KILL was issued."""
+    a, b = two_nodes
+    deliver = a.sessions.kill_local
+    rng = __import__("random").Random(1190057)
+
+    async def slow_delivery(request: pb.PeerKillRequest) -> int:
+        await asyncio.sleep(rng.random() * 0.004)
+        return await deliver(request)
+
+    a.sessions.kill_local = slow_delivery  # type: ignore[method-assign]
+    hits: list[tuple[int, int]] = []  # (statement start, KILL issue), microseconds
+    declined = 0
+    victim = await asyncio.to_thread(_connect, a)
+    killer = await asyncio.to_thread(_connect, b)
+    session = a.sessions.sessions[victim.thread_id()]
+    original = session.kill_query
+
+    def recording_kill_query(reason: str = "", issued_at_us: int | None = None) -> bool:
+        nonlocal declined
+        started = session.started_us
+        hit = original(reason, issued_at_us)
+        if hit:
+            hits.append((started, issued_at_us or 0))
+        elif session.running and issued_at_us is not None and started > issued_at_us:
+            declined += 1
+        return hit
+
+    session.kill_query = recording_kill_query  # type: ignore[method-assign]
+    stop = False
+
+    def run_statements() -> int:
+        done = 0
+        while not stop:
+            with contextlib.suppress(pymysql.err.OperationalError):
+                _query(victim, "SELECT SLEEP(0.002)")
+            done += 1
+        return done
+
+    runner = asyncio.ensure_future(asyncio.to_thread(run_statements))
+    try:
+        for _ in range(1500):
+            await asyncio.to_thread(_query, killer, f"KILL QUERY {victim.thread_id()}")
+    finally:
+        stop = True
+        statements = await runner
+        victim.close()
+        killer.close()
+    late = [(s, k) for s, k in hits if s > k]
+    assert not late, f"{len(late)} statements that began after their KILL were interrupted"
+    assert hits and declined, (len(hits), declined, statements)  # the race really happened both ways

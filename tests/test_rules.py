@@ -75,7 +75,8 @@ def test_row_has_the_seed_columns_in_order() -> None:
         (None, "4294967296", errors.UNKNOWN_THREAD),
         (None, "abc", errors.PARSE_ERROR),
         ("connection", "1 2", errors.PARSE_ERROR),
-        ("query", "'not-a-query-id'", errors.UNKNOWN_QUERY),
+        ("query", "''", errors.UNKNOWN_QUERY),
+        ("query", "'" + "x" * 129 + "'", errors.UNKNOWN_QUERY),
         (None, "'abc'", errors.PARSE_ERROR),
     ],
 )
@@ -93,3 +94,14 @@ def test_kill_targets() -> None:
     target = parse_kill_target("query", f"'{qid}'", 9)
     assert target.query_id == qid and target.kind == pb.KILL_QUERY
     assert parse_kill_target("query", "'1048577'", 9).connection_id == 1048577
+
+
+def test_a_quoted_kill_query_argument_is_a_query_id_or_a_trace_id() -> None:
+    assert parse_kill_target("query", "'0123456789abcdef-0123456789abcdef'", 7).query_id
+    assert parse_kill_target("query", "'job-42'", 7).trace_id == "job-42"
+
+
+@pytest.mark.parametrize("user", ["'bob'", "bob", "`bob`", "'bob'@'%'", "bob@localhost"])
+def test_kill_user_names_the_user_and_spares_the_requester(user: str) -> None:
+    target = parse_kill_target("query", "", 7, user=user)
+    assert target.user == "bob" and target.spare_connection_id == 7 and target.kind == pb.KILL_QUERY

@@ -25,7 +25,7 @@ class SqlError(_message.Message):
     def __init__(self, code: _Optional[int] = ..., sqlstate: _Optional[str] = ..., message: _Optional[str] = ...) -> None: ...
 
 class ProcessRow(_message.Message):
-    __slots__ = ("id", "user", "host", "login_time", "catalog", "db", "command", "time", "state", "query_id", "info", "fe", "cloud_cluster")
+    __slots__ = ("id", "user", "host", "login_time", "catalog", "db", "command", "time", "state", "query_id", "info", "fe", "cloud_cluster", "trace_id")
     ID_FIELD_NUMBER: _ClassVar[int]
     USER_FIELD_NUMBER: _ClassVar[int]
     HOST_FIELD_NUMBER: _ClassVar[int]
@@ -39,6 +39,7 @@ class ProcessRow(_message.Message):
     INFO_FIELD_NUMBER: _ClassVar[int]
     FE_FIELD_NUMBER: _ClassVar[int]
     CLOUD_CLUSTER_FIELD_NUMBER: _ClassVar[int]
+    TRACE_ID_FIELD_NUMBER: _ClassVar[int]
     id: int
     user: str
     host: str
@@ -52,45 +53,60 @@ class ProcessRow(_message.Message):
     info: str
     fe: str
     cloud_cluster: str
-    def __init__(self, id: _Optional[int] = ..., user: _Optional[str] = ..., host: _Optional[str] = ..., login_time: _Optional[str] = ..., catalog: _Optional[str] = ..., db: _Optional[str] = ..., command: _Optional[str] = ..., time: _Optional[int] = ..., state: _Optional[str] = ..., query_id: _Optional[str] = ..., info: _Optional[str] = ..., fe: _Optional[str] = ..., cloud_cluster: _Optional[str] = ...) -> None: ...
+    trace_id: str
+    def __init__(self, id: _Optional[int] = ..., user: _Optional[str] = ..., host: _Optional[str] = ..., login_time: _Optional[str] = ..., catalog: _Optional[str] = ..., db: _Optional[str] = ..., command: _Optional[str] = ..., time: _Optional[int] = ..., state: _Optional[str] = ..., query_id: _Optional[str] = ..., info: _Optional[str] = ..., fe: _Optional[str] = ..., cloud_cluster: _Optional[str] = ..., trace_id: _Optional[str] = ...) -> None: ...
 
 class KillTarget(_message.Message):
-    __slots__ = ("connection_id", "query_id", "kind")
+    __slots__ = ("connection_id", "query_id", "trace_id", "user", "kind", "spare_connection_id")
     CONNECTION_ID_FIELD_NUMBER: _ClassVar[int]
     QUERY_ID_FIELD_NUMBER: _ClassVar[int]
+    TRACE_ID_FIELD_NUMBER: _ClassVar[int]
+    USER_FIELD_NUMBER: _ClassVar[int]
     KIND_FIELD_NUMBER: _ClassVar[int]
+    SPARE_CONNECTION_ID_FIELD_NUMBER: _ClassVar[int]
     connection_id: int
     query_id: str
+    trace_id: str
+    user: str
     kind: KillKind
-    def __init__(self, connection_id: _Optional[int] = ..., query_id: _Optional[str] = ..., kind: _Optional[_Union[KillKind, str]] = ...) -> None: ...
+    spare_connection_id: int
+    def __init__(self, connection_id: _Optional[int] = ..., query_id: _Optional[str] = ..., trace_id: _Optional[str] = ..., user: _Optional[str] = ..., kind: _Optional[_Union[KillKind, str]] = ..., spare_connection_id: _Optional[int] = ...) -> None: ...
 
 class KillResult(_message.Message):
-    __slots__ = ("error", "owner_fe", "request_id")
+    __slots__ = ("error", "owner_fe", "request_id", "killed")
     ERROR_FIELD_NUMBER: _ClassVar[int]
     OWNER_FE_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    KILLED_FIELD_NUMBER: _ClassVar[int]
     error: SqlError
     owner_fe: str
     request_id: int
-    def __init__(self, error: _Optional[_Union[SqlError, _Mapping]] = ..., owner_fe: _Optional[str] = ..., request_id: _Optional[int] = ...) -> None: ...
+    killed: int
+    def __init__(self, error: _Optional[_Union[SqlError, _Mapping]] = ..., owner_fe: _Optional[str] = ..., request_id: _Optional[int] = ..., killed: _Optional[int] = ...) -> None: ...
 
 class PeerKillRequest(_message.Message):
-    __slots__ = ("requester", "requester_fe", "target", "request_id")
+    __slots__ = ("requester", "requester_fe", "target", "request_id", "requester_host", "issued_at_us")
     REQUESTER_FIELD_NUMBER: _ClassVar[int]
     REQUESTER_FE_FIELD_NUMBER: _ClassVar[int]
     TARGET_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    REQUESTER_HOST_FIELD_NUMBER: _ClassVar[int]
+    ISSUED_AT_US_FIELD_NUMBER: _ClassVar[int]
     requester: str
     requester_fe: str
     target: KillTarget
     request_id: int
-    def __init__(self, requester: _Optional[str] = ..., requester_fe: _Optional[str] = ..., target: _Optional[_Union[KillTarget, _Mapping]] = ..., request_id: _Optional[int] = ...) -> None: ...
+    requester_host: str
+    issued_at_us: int
+    def __init__(self, requester: _Optional[str] = ..., requester_fe: _Optional[str] = ..., target: _Optional[_Union[KillTarget, _Mapping]] = ..., request_id: _Optional[int] = ..., requester_host: _Optional[str] = ..., issued_at_us: _Optional[int] = ...) -> None: ...
 
 class PeerListRequest(_message.Message):
-    __slots__ = ("requester",)
+    __slots__ = ("requester", "where")
     REQUESTER_FIELD_NUMBER: _ClassVar[int]
+    WHERE_FIELD_NUMBER: _ClassVar[int]
     requester: str
-    def __init__(self, requester: _Optional[str] = ...) -> None: ...
+    where: str
+    def __init__(self, requester: _Optional[str] = ..., where: _Optional[str] = ...) -> None: ...
 
 class PeerListReply(_message.Message):
     __slots__ = ("rows", "fe")

@@ -16,12 +16,12 @@ from __future__ import annotations
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from coordinator.accounts import Accounts
     from coordinator.pb import fecluster_pb2 as pb
-    from coordinator.routing import FeFailure
+    from coordinator.routing import FeFailure, KillOutcome
     from frontend.backend import Backend
     from frontend.result import Result
     from frontend.session import Session
@@ -32,11 +32,12 @@ class Services:
     """What statements may use: the cluster's routing (as two functions), the
     user table, the backend and the audit."""
 
-    kill: Callable[[pb.KillTarget, str], Awaitable[str]]  # (target, requester) -> owner FE
+    kill: Callable[[pb.KillTarget, str, str], Awaitable[KillOutcome]]  # (target, requester, requester's host)
     processlist: Callable[[str, bool], Awaitable[tuple[list[pb.ProcessRow], list[FeFailure]]]]  # (requester, local)
     accounts: Accounts
     backend: Backend
     read_audit: Callable[[int], Awaitable[list[dict[str, str]]]]  # newest first; SqlError 1105 without Redis
+    set_global: Callable[[str, Any], Awaitable[None]]  # SET GLOBAL name = value, cluster-wide
 
 
 Handler = Callable[["Services", "Session", re.Match[str]], Awaitable["Result"]]

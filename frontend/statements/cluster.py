@@ -13,33 +13,43 @@ from coordinator import errors
 from coordinator.errors import SqlError
 from coordinator.ids import MAX_CONNECTION_ID, is_query_id
 from coordinator.pb import fecluster_pb2 as pb
-from coordinator.processlist import COLUMNS, SCHEMA_COLUMNS, format_row
+from coordinator.processlist import COLUMNS, SCHEMA_COLUMNS, format_row, schema_row
 from frontend.result import OK, Result, SqlWarning
-from frontend.sqltext import FLAGS
+from frontend.sqltext import FLAGS, USER, unquote
 from frontend.statements import Handlers, Services
 from frontend.statements.users import need_admin
 
 if TYPE_CHECKING:
     from frontend.session import Session
 
-_KILL = re.compile(r"^kill(?:\s+(connection|query))?\s+(.+)$", FLAGS)
+# MariaDB's grammar: KILL [HARD | SOFT] [CONNECTION | QUERY] {id | USER user_name}
+_KILL = re.compile(r"^kill(?:\s+(?:hard|soft))?(?:\s+(connection|query))?\s+(?:user\s+(.+)|(.+))$", FLAGS)
 _PROCESSLIST = re.compile(r"^show\s+(full\s+)?processlist$", FLAGS)
 _SHOW_AUDIT = re.compile(r"^show\s+kill\s+audit(?:\s+limit\s+(\d+))?$", FLAGS)
 _AUDIT_COLUMNS = ("time", "requester", "received_on", "kind", "target", "owner", "outcome")
 
 
-def parse_kill_target(kind: str | None, arg: str, own_id: int) -> pb.KillTarget:
-    """``KILL [CONNECTION|QUERY] <arg>`` -> what to kill, or the error MySQL would give."""
+def parse_kill_target(kind: str | None, arg: str, own_id: int, user: str | None = None) -> pb.KillTarget:
+    """``KILL [CONNECTION|QUERY] <arg>`` (or ``... USER <user>``) -> what to
+    kill, or the error MySQL would give. A quoted KILL QUERY argument is a
+    query id if it has the query id's shape, else a trace id."""
     kill_kind = pb.KILL_QUERY if (kind or "").lower() == "query" else pb.KILL_CONNECTION
+    if user is not None:
+        named = re.fullmatch(USER, user.strip(), FLAGS)  # 'bob' or 'bob'@'%': the host part is ignored
+        if named is None or not unquote(named.group(1)):
+            raise SqlError(errors.PARSE_ERROR, f"You have an error in your SQL syntax near '{user[:60]}'")
+        return pb.KillTarget(user=unquote(named.group(1)), kind=kill_kind, spare_connection_id=own_id)
     arg = arg.strip()
     if re.fullmatch(r"connection_id\s*\(\s*\)", arg, re.I):
         return pb.KillTarget(connection_id=own_id, kind=kill_kind)
     quoted = len(arg) >= 2 and arg[0] == arg[-1] and arg[0] in "'\""
     text = arg[1:-1] if quoted else arg
     if quoted and kill_kind == pb.KILL_QUERY and not text.isdigit():
-        if not is_query_id(text):
+        if is_query_id(text):
+            return pb.KillTarget(query_id=text, kind=kill_kind)
+        if not text or len(text) > 128:
             raise errors.unknown_query(text)
-        return pb.KillTarget(query_id=text, kind=kill_kind)
+        return pb.KillTarget(trace_id=text, kind=kill_kind)
     if not re.fullmatch(r"[+-]?\d+", text):
         raise SqlError(
             errors.PARSE_ERROR,
@@ -52,9 +62,12 @@ def parse_kill_target(kind: str | None, arg: str, own_id: int) -> pb.KillTarget:
 
 
 async def kill(services: Services, session: Session, m: re.Match[str]) -> Result:
-    target = parse_kill_target(m.group(1), m.group(2), session.id)
-    await services.kill(target, session.user)
-    return OK
+    target = parse_kill_target(m.group(1), m.group(3) or "", session.id, user=m.group(2))
+    outcome = await services.kill(target, session.user, session.host.rsplit(":", 1)[0])
+    if not target.user:
+        return OK
+    session.warnings = [SqlWarning("Warning", errors.UNKNOWN_ERROR, f.message) for f in outcome.failures]
+    return Result(affected_rows=outcome.killed, warnings=list(session.warnings))  # MariaDB: rows = sessions hit
 
 
 async def cluster_rows(services: Services, session: Session) -> list[pb.ProcessRow]:
@@ -80,7 +93,7 @@ def references_processlist(tree: exp.Expression) -> bool:
 async def processlist_table(services: Services, session: Session, tree: exp.Expression) -> Result:
     """A query over ``information_schema.processlist``: the cluster's rows, then
     the query evaluated over them by the backend (off the event loop)."""
-    rows = [format_row(r, session.id, True) for r in await cluster_rows(services, session)]
+    rows = [schema_row(r, session.id) for r in await cluster_rows(services, session)]
     query = tree.copy()
     for table in query.find_all(exp.Table):
         if table.db.lower() == "information_schema" and table.name.lower() == "processlist":

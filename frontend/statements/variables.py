@@ -16,6 +16,7 @@ from coordinator.errors import SqlError
 from frontend.result import OK, Result
 from frontend.sqltext import FLAGS, STRING, like, unescape
 from frontend.statements import Handlers, Services
+from frontend.statements.users import need_admin
 from frontend.variables import expression_value
 
 if TYPE_CHECKING:
@@ -54,6 +55,27 @@ async def show_variables(services: Services, session: Session, m: re.Match[str])
     return Result(["Variable_name", "Value"], rows)
 
 
+async def set_global(services: Services, session: Session, name: str, value: object) -> None:
+    """``SET GLOBAL``: in force on every FE of the cluster (kept in Redis); ADMIN_PRIV."""
+    await need_admin(services, session)
+    await services.set_global(name.lower(), session.variables.checked(name, value))
+
+
+async def set_session_context(session: Session, text: str) -> None:
+    """Doris's ``SET session_context = 'trace_id:<id>'``: the id shows in
+    information_schema.processlist and ``KILL QUERY '<id>'`` finds the session
+    from any FE (through the registry, written before this statement answers)."""
+    trace = ""
+    for part in filter(None, (p.strip() for p in text.split(";"))):
+        key, _, value = part.partition(":")
+        if key.strip().lower() == "trace_id":
+            trace = value.strip()
+    if len(trace) > 128:
+        raise SqlError(errors.WRONG_VALUE_FOR_VAR, "a trace_id is at most 128 characters")
+    session.variables.set("session_context", text)
+    await session.set_trace_id(trace)
+
+
 def _syntax_error(sql: str) -> SqlError:
     return SqlError(errors.PARSE_ERROR, f"You have an error in your SQL syntax near '{sql[:60]}'")
 
@@ -80,7 +102,14 @@ async def set_statement(services: Services, session: Session, m: re.Match[str]) 
             left = item.this.left
             if isinstance(left, exp.Parameter):
                 raise SqlError(errors.NOT_SUPPORTED, "User-defined variables are not supported")
-            session.variables.set(left.name, expression_value(item.this.right, session.variables))
+            value = expression_value(item.this.right, session.variables)
+            scope = (left.text("kind") if isinstance(left, exp.SessionParameter) else "") or kind
+            if scope.upper() in ("GLOBAL", "PERSIST", "PERSIST_ONLY"):
+                await set_global(services, session, left.name, value)
+            elif left.name.lower() == "session_context":
+                await set_session_context(session, session.variables.checked(left.name, value))
+            else:
+                session.variables.set(left.name, value)
         else:
             raise SqlError(errors.NOT_SUPPORTED, f"Unsupported SET statement: {kind or item.sql('mysql')[:60]}")
     return OK
