@@ -107,14 +107,14 @@ class Node:
         )
         # Imported here: the listeners depend on the node, not the other way round.
         from frontend.grpc_api import GrpcListener
-        from frontend.http import HttpListener
+        from frontend.http import HttpListener, NodeWebOps
         from frontend.mysql import MysqlListener
 
         self.grpc = GrpcListener(self)
         await self.grpc.start()
         self.mysql = MysqlListener(self)
         await self.mysql.start()
-        self.http = HttpListener(self)
+        self.http = HttpListener(cfg, NodeWebOps(self))
         await self.http.start()
         # Startup's objects live as long as the process: keep them out of every
         # future collection (a full collection of them alone took ~25 ms).
