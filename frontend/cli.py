@@ -110,6 +110,7 @@ def cmd_up(args: argparse.Namespace) -> int:
                 cluster=args.cluster,
                 mysql_port=args.mysql_port + i,
                 grpc_port=args.grpc_port + i,
+                http_port=args.http_port + i if args.http_port else None,
                 advertise_host=args.advertise_host,
                 bind_host=args.advertise_host,
                 cluster_secret=secret,
@@ -123,13 +124,16 @@ def cmd_up(args: argparse.Namespace) -> int:
             nodes.append(procs.spawn(cmd, env=env, log=work / f"fe{i + 1}.log"))
         for i, proc in enumerate(nodes):
             procs.wait_port(args.advertise_host, args.mysql_port + i, 30, proc)
+            if args.http_port:
+                procs.wait_port(args.advertise_host, args.http_port + i, 30, proc)
         print(f"fecluster: {args.nodes} FE(s), cluster {args.cluster!r}, Redis {redis_url}, logs in {work}")
-        print(f"{'FE':<4} {'MySQL':<22} {'gRPC (FE column)':<22} {'connect with'}")
+        print(f"{'FE':<4} {'MySQL':<22} {'gRPC (FE column)':<22} {'sessions page':<30} {'connect with'}")
         for i in range(args.nodes):
             mysql = f"{args.advertise_host}:{args.mysql_port + i}"
             grpc_addr = f"{args.advertise_host}:{args.grpc_port + i}"
+            web = f"http://{args.advertise_host}:{args.http_port + i}/" if args.http_port else "(off)"
             print(
-                f"fe{i + 1:<2} {mysql:<22} {grpc_addr:<22} "
+                f"fe{i + 1:<2} {mysql:<22} {grpc_addr:<22} {web:<30} "
                 f"mysql -h {args.advertise_host} -P {args.mysql_port + i} -u root"
             )
         print("Ctrl+C stops everything.", flush=True)
@@ -241,6 +245,7 @@ def parser() -> argparse.ArgumentParser:
     up.add_argument("--nodes", type=int, default=1)
     up.add_argument("--mysql-port", type=int, default=9030)
     up.add_argument("--grpc-port", type=int, default=9020)
+    up.add_argument("--http-port", type=int, default=8030, help="first FE's HTTP port (sessions page, REST); 0: off")
     up.add_argument("--redis-url", default=os.environ.get("FECLUSTER_REDIS_URL", ""))
     up.add_argument(
         "--redis-cluster",

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 
+import httpx
 import psutil
 import pytest
 
@@ -48,8 +49,8 @@ def _up(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_up_runs_a_cluster_and_stops_clean(sig: int) -> None:
-    mysql, grpc_port = _free_block(3), _free_block(3)
-    proc = _up("--nodes", "3", "--mysql-port", str(mysql), "--grpc-port", str(grpc_port))
+    mysql, grpc_port, http_port = _free_block(3), _free_block(3), _free_block(3)
+    proc = _up("--nodes", "3", "--mysql-port", str(mysql), "--grpc-port", str(grpc_port), "--http-port", str(http_port))
     lines: list[str] = []
     try:
         assert proc.stdout is not None
@@ -65,6 +66,11 @@ def test_up_runs_a_cluster_and_stops_clean(sig: int) -> None:
         assert "Ctrl+C stops everything" in text, text
         for i in range(3):
             assert f"127.0.0.1:{mysql + i}" in text and f"127.0.0.1:{grpc_port + i}" in text
+            assert f"http://127.0.0.1:{http_port + i}/" in text  # the HTTP port is on in `up`
+        page = httpx.get(f"http://127.0.0.1:{http_port + 2}/", timeout=10)
+        assert page.status_code == 401 and page.headers["www-authenticate"].startswith("Basic")
+        everywhere = httpx.get(f"http://127.0.0.1:{http_port}/rest/v1/session/all", auth=("root", ""), timeout=10)
+        assert everywhere.status_code == 200 and len(everywhere.json()["data"]["column_names"]) == 14
         children = psutil.Process(proc.pid).children(recursive=True)
         assert len(children) == 4  # redis-server + 3 FEs
         out = subprocess.run(
@@ -94,7 +100,8 @@ def test_up_without_redis_server_says_how_to_get_one(tmp_path) -> None:  # type:
     (bindir / "python").symlink_to(sys.executable)
     env = {**os.environ, "PATH": str(bindir)}
     assert shutil.which("redis-server", path=env["PATH"]) is None
-    proc = _up("--mysql-port", str(_free_block(1)), "--grpc-port", str(_free_block(1)), env=env)
+    ports = ("--mysql-port", str(_free_block(1)), "--grpc-port", str(_free_block(1)), "--http-port", "0")
+    proc = _up(*ports, env=env)
     out, _ = proc.communicate(timeout=60)
     assert proc.returncode == 2
     assert "redis-server not found" in out and "--redis-url" in out
