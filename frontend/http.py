@@ -169,7 +169,7 @@ class NodeWebOps:
 MAX_HEAD = 16 * 1024  # request line + headers, bytes
 MAX_HEADERS = 64
 MAX_BODY = 64 * 1024
-MAX_TARGET = 4096
+MAX_TARGET = 8192
 READ_DEADLINE = 5.0  # seconds for one request's head and body (a slow client is cut off)
 IDLE_DEADLINE = 15.0  # seconds a kept-alive connection may sit between requests
 MAX_CONNECTIONS = 256
@@ -203,6 +203,8 @@ SECURITY_HEADERS = {
     "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'; form-action 'none'",
 }
 CSRF_HEADER = "x-requested-with"
+# What any request can get for breaking a limit or for bad framing (and 503 for an FE-side failure).
+LIMIT_CODES = (400, 405, 408, 413, 414, 431, 503)
 QUERY_ID_RE = re.compile(r"^[0-9a-fA-F]{16}-[0-9a-fA-F]{16}$")
 CURRENT_QUERY_COLUMNS = (
     "Frontend", "QueryId", "ConnectionId", "Catalog", "Database", "User", "ExecTime", "SqlHash", "Statement",
@@ -732,7 +734,16 @@ def openapi() -> dict[str, Any]:
             "headers": {"WWW-Authenticate": {"schema": {"type": "string"}}},
             "content": {"application/json": {"schema": error}},
         }
-        for code in (400, *codes):
+        for code in sorted({*LIMIT_CODES, *codes}):
+            out[str(code)] = {"description": REASONS[code], "content": {"application/json": {"schema": error}}}
+        return out
+
+    def plain(*codes: int) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            str(code): {"description": REASONS[code], "content": {"text/plain": {"schema": {"type": "string"}}}}
+            for code in codes
+        }
+        for code in LIMIT_CODES:
             out[str(code)] = {"description": REASONS[code], "content": {"application/json": {"schema": error}}}
         return out
 
@@ -783,23 +794,8 @@ def openapi() -> dict[str, Any]:
             },
         },
         "paths": {
-            "/healthz": {
-                "get": {
-                    "summary": "liveness: 200 while serving, 503 while draining",
-                    "responses": {
-                        "200": {"description": "serving", "content": {"text/plain": {"schema": {"type": "string"}}}},
-                        "503": {"description": "stopping", "content": {"text/plain": {"schema": {"type": "string"}}}},
-                    },
-                }
-            },
-            "/metrics": {
-                "get": {
-                    "summary": "Prometheus metrics",
-                    "responses": {
-                        "200": {"description": "metrics", "content": {"text/plain": {"schema": {"type": "string"}}}}
-                    },
-                }
-            },
+            "/healthz": {"get": {"summary": "200 while serving, 503 while draining", "responses": plain(200, 503)}},
+            "/metrics": {"get": {"summary": "Prometheus metrics", "responses": plain(200)}},
             "/rest/v1/session": {
                 "get": {
                     "summary": "sessions on this FE (Doris)",

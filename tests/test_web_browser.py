@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from tests.support import REPO, Cluster, Running, error_code, fails, wait_for, wait_running
+from tests.support import REPO, Cluster, Running, error_code, fails, stopped, wait_for, wait_running
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -142,6 +142,26 @@ def test_a_non_admin_sees_only_their_sessions_and_a_refused_kill_says_why(cluste
         response = stranger.new_page().goto(f"{fe1.http_url}/")
         assert response is not None and response.status == 401
         stranger.close()
+    context.close()
+
+
+def test_the_banner_names_an_fe_that_does_not_answer(cluster3: Cluster, operator: Any, browser: Any) -> None:
+    from playwright.sync_api import expect
+
+    fe1, _, fe3 = cluster3.fes
+    name, password = operator
+    context = browser.new_context(http_credentials={"username": name, "password": password})
+    with contextlib.closing(fe3.connect()) as on_fe3:
+        page = context.new_page()
+        page.goto(f"{fe1.http_url}/")
+        expect(page.locator(f'#sessions tr[data-id="{on_fe3.thread_id()}"]')).to_be_visible()
+        with stopped(fe3):
+            expect(page.locator("#banner")).to_contain_text(f"FE {fe3.address} did not answer", timeout=10_000)
+            expect(page.locator(f'#fes tr[data-fe="{fe3.address}"] .badge')).to_have_text("not answering")
+            expect(page.locator(f'#sessions tr[data-id="{on_fe3.thread_id()}"]')).to_have_count(0)
+        expect(page.locator("#banner")).to_be_hidden(timeout=10_000)
+        expect(page.locator(f'#fes tr[data-fe="{fe3.address}"] .badge')).to_have_text("up")
+        expect(page.locator(f'#sessions tr[data-id="{on_fe3.thread_id()}"]')).to_be_visible()
     context.close()
 
 
