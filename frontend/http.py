@@ -515,7 +515,7 @@ class HttpListener:
         if matched_path:
             allowed = ", ".join(sorted({m for m, p, _ in self._routes if p.match(path)}))
             raise HttpError(405, f"method {request.method} not allowed", {"Allow": allowed})
-        raise HttpError(404, f"no such resource: {path}")
+        raise HttpError(404, f"no such resource: {path[:200]}")
 
     @staticmethod
     def _allow(method: str, allowed: str) -> None:

@@ -303,7 +303,7 @@ def test_hostile_requests_get_4xx_and_the_fe_keeps_serving(cluster3: Cluster) ->
         b"GET /%ff%fe HTTP/1.1\r\n\r\n": 400,
         b"GET /x HTTP/1.1\r\n" + b"".join(b"X-H%d: v\r\n" % i for i in range(100)) + b"\r\n": 431,
         b"GET /x HTTP/1.1\r\nX-Big: " + b"a" * 40000 + b"\r\n\r\n": 431,
-        b"GET /" + b"a" * 5000 + b" HTTP/1.1\r\n\r\n": 414,
+        b"GET /" + b"a" * 9000 + b" HTTP/1.1\r\n\r\n": 414,
         b"POST /api/sessions/1/kill HTTP/1.1\r\nContent-Length: 999999999\r\n\r\n": 413,
         b"POST /api/sessions/1/kill HTTP/1.1\r\nContent-Length: -1\r\n\r\n": 400,
         b"POST /api/sessions/1/kill HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n": 400,
