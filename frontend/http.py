@@ -100,6 +100,13 @@ class WebOps(Protocol):
         ...
 
 
+class HttpSettings(Protocol):
+    """The settings the listener reads (``frontend.config.Config`` has them)."""
+
+    bind_host: str
+    http_port: int  # 0: off
+
+
 def render_metrics(node: Node) -> str:
     by_protocol = Counter(s.protocol for s in node.sessions.values())
     running = sum(1 for s in node.sessions.values() if s.command == "Query")
@@ -310,8 +317,7 @@ Handler = Callable[[Request, UserRecord, dict[str, str]], Awaitable[Response]]
 
 
 class HttpListener:
-    def __init__(self, config: Any, ops: WebOps) -> None:
-        """``config`` needs ``bind_host`` and ``http_port`` (0: off)."""
+    def __init__(self, config: HttpSettings, ops: WebOps) -> None:
         self.config = config
         self.ops = ops
         self.server: asyncio.Server | None = None
