@@ -96,6 +96,7 @@ class FeCluster:
                 cluster=self.name,
                 mysql_port=mysql_port,
                 grpc_port=grpc_port,
+                http_port=0,  # never Doris's 8030
                 bind_host="127.0.0.1",
                 advertise_host="127.0.0.1",
                 cluster_secret=secret,

@@ -147,17 +147,20 @@ def cmd_up(args: argparse.Namespace) -> int:
         for i, proc in enumerate(nodes):
             try:
                 procs.wait_port(base.advertise_host, base.mysql_port + i, 30, proc)
+                if base.http_port:
+                    procs.wait_port(base.advertise_host, base.http_port + i, 30, proc)
             except (RuntimeError, TimeoutError):
                 failed = True
                 print(f"fecluster up: fe{i + 1} did not start:\n{_tail(work / f'fe{i + 1}.log')}", file=sys.stderr)
                 return 1
         print(f"fecluster: {args.nodes} FE(s), cluster {base.cluster!r}, Redis {base.redis_url}, logs in {work}")
-        print(f"{'FE':<4} {'MySQL':<22} {'gRPC (FE column)':<22} {'connect with'}")
+        print(f"{'FE':<4} {'MySQL':<22} {'gRPC (FE column)':<22} {'sessions page':<30} {'connect with'}")
         for i in range(args.nodes):
             mysql = f"{base.advertise_host}:{base.mysql_port + i}"
             grpc_addr = f"{base.advertise_host}:{base.grpc_port + i}"
+            web = f"http://{base.advertise_host}:{base.http_port + i}/" if base.http_port else "(off)"
             print(
-                f"fe{i + 1:<2} {mysql:<22} {grpc_addr:<22} "
+                f"fe{i + 1:<2} {mysql:<22} {grpc_addr:<22} {web:<30} "
                 f"mysql -h {base.advertise_host} -P {base.mysql_port + i} -u root"
             )
         print("Ctrl+C stops everything.", flush=True)

@@ -24,7 +24,10 @@ class Config:
     )
     mysql_port: int = field(default=9030, metadata={"help": "MySQL protocol port"})
     grpc_port: int = field(default=9020, metadata={"help": "gRPC port (Frontend and Peer services)"})
-    http_port: int = field(default=0, metadata={"help": "HTTP port for /healthz and Prometheus /metrics (0: off)"})
+    http_port: int = field(
+        default=8030,
+        metadata={"help": "HTTP port (Doris's http_port): sessions page, REST API, /healthz, /metrics; 0: off"},
+    )
     cluster_secret: str = field(default="", metadata={"help": "shared secret every Peer call must carry"})
     root_password: str = field(default="", metadata={"help": "root's password when the cluster's user table is new"})
     cloud_cluster: str = field(default="", metadata={"help": "value of the CloudCluster column (empty: NULL)"})

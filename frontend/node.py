@@ -33,7 +33,7 @@ from frontend.backends import open_backend
 from frontend.config import Config
 from frontend.executor import Executor
 from frontend.grpc_api import GrpcListener
-from frontend.http import HttpListener
+from frontend.http import FeWebOps, HttpListener
 from frontend.mysql import MysqlListener
 from frontend.sessions import SessionTable
 from frontend.statements import Services
@@ -104,7 +104,8 @@ class Node:
         )
         self.mysql = MysqlListener(cfg, self.sessions)
         self.grpc = GrpcListener(cfg, self.sessions, self.router)
-        self.http = HttpListener(cfg, self.sessions, self.membership, self.router)
+        read_audit = services.read_audit
+        self.http = HttpListener(cfg, FeWebOps(self.sessions, self.membership, self.router, read_audit))
         self.started = False
 
     # ------------------------------------------------------------ lifecycle

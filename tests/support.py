@@ -51,6 +51,11 @@ class Fe:
     log: Path
     args: list[str]
     flags: dict[str, Any] = field(default_factory=dict)
+    http_port: int = 0  # 0: the HTTP port is off (start it with http_port=0 to turn it off)
+
+    @property
+    def http_url(self) -> str:
+        return f"http://127.0.0.1:{self.http_port}"
 
     @property
     def address(self) -> str:
@@ -115,10 +120,12 @@ class Cluster:
 
     def _spawn(self, name: str, flags: dict[str, Any]) -> Fe:
         mysql_port, grpc_port = procs.free_port(), procs.free_port()
-        args = procs.node_command(**{**flags, "mysql_port": mysql_port, "grpc_port": grpc_port})
+        http_port = flags["http_port"] if "http_port" in flags else procs.free_port()
+        ports = {"mysql_port": mysql_port, "grpc_port": grpc_port, "http_port": http_port}  # 0: off, never 8030
+        args = procs.node_command(**{**flags, **ports})
         log = self.workdir / f"{name}.log"
         proc = procs.spawn(args, env=procs.node_env(), log=log)
-        return Fe(name, mysql_port, grpc_port, proc, log, args, flags)
+        return Fe(name, mysql_port, grpc_port, proc, log, args, flags, http_port)
 
     def wait_ready(self, fe: Fe, attempts: int = 3) -> None:
         """Wait for the FE's "up" log line. A free port can be taken by someone
@@ -133,7 +140,7 @@ class Cluster:
             logs = fe.logs().lower()
             if attempt + 1 < attempts and ("address already in use" in logs or "cannot bind" in logs):
                 fresh = self._spawn(fe.name, fe.flags)
-                fe.mysql_port, fe.grpc_port = fresh.mysql_port, fresh.grpc_port
+                fe.mysql_port, fe.grpc_port, fe.http_port = fresh.mysql_port, fresh.grpc_port, fresh.http_port
                 fe.proc, fe.args = fresh.proc, fresh.args
                 continue
             raise AssertionError(f"{fe.name} exited with {fe.proc.returncode}:\n{fe.logs()}")

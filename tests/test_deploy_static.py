@@ -30,7 +30,7 @@ DEPLOY = REPO / "deploy"
 K8S = DEPLOY / "kubernetes"
 DEFAULTS = Config()
 FE_SERVICES = ("fe1", "fe2", "fe3")
-METRICS_PORT = 8030  # DESIGN.md: "metrics (8030)"; --http-port defaults to 0 (off)
+METRICS_PORT = 8030  # Doris's http_port, the default of `fecluster node --http-port` and `fecluster up`
 FIELDS = {env_name(f.name): f for f in fields(Config)}
 _INTERPOLATION = re.compile(r"\$\{(\w+)(?::?-([^}]*))?\}")
 
@@ -201,7 +201,7 @@ def test_ports_match_the_config_defaults() -> None:
     # Dockerfile
     exposed = {int(p) for word, rest in _dockerfile() if word == "EXPOSE" for p in rest.split()}
     env = _dockerfile_env()
-    http = int(env["FECLUSTER_HTTP_PORT"])  # off by default; the image turns /metrics on
+    http = int(env["FECLUSTER_HTTP_PORT"])  # off by default; the image turns the page, REST and /metrics on
     assert http == METRICS_PORT and exposed == {mysql, grpc, http}
     assert (int(env["FECLUSTER_MYSQL_PORT"]), int(env["FECLUSTER_GRPC_PORT"])) == (mysql, grpc)
     # compose
@@ -216,6 +216,12 @@ def test_ports_match_the_config_defaults() -> None:
         assert re.search(rf"^\s*server {name} {name}:{grpc}\b", haproxy, re.M), f"haproxy lacks {name}:{grpc}"
     assert re.search(r"^\s*balance roundrobin$", haproxy, re.M) and re.search(r"^\s*mode tcp$", haproxy, re.M)
     assert any(p.split(":")[-1] == str(mysql) for p in _compose()["services"]["haproxy"]["ports"])
+    # the sessions page and REST through HAProxy, in rotation while /healthz says 200
+    assert re.search(rf"^\s*bind :{METRICS_PORT}$", haproxy, re.M)
+    for name in FE_SERVICES:
+        assert re.search(rf"^\s*server {name} {name}:{METRICS_PORT}\b", haproxy, re.M), f"haproxy lacks {name} http"
+    assert re.search(r"^\s*option httpchk GET /healthz$", haproxy, re.M)
+    assert any(p.split(":")[-1] == str(METRICS_PORT) for p in _compose()["services"]["haproxy"]["ports"])
     # Kubernetes: named container ports, probes, Services
     container = _fe_container()
     ports = {p["name"]: p["containerPort"] for p in container["ports"]}
@@ -230,6 +236,7 @@ def test_ports_match_the_config_defaults() -> None:
     services = {s["metadata"]["name"]: s["spec"] for s in _objects("Service")}
     client = {p["name"]: p for p in services["fecluster"]["ports"]}
     assert client["mysql"]["port"] == mysql and client["mysql"]["targetPort"] in ("mysql", mysql)
+    assert client["http"]["port"] == METRICS_PORT and client["http"]["targetPort"] in ("http", METRICS_PORT)
     peers = services["fecluster-peers"]
     assert peers["clusterIP"] == "None"
     assert [(p["name"], p["port"]) for p in peers["ports"]] == [("grpc", grpc)]

@@ -249,6 +249,7 @@ def _config(redis_url: str, cluster: str) -> Config:
         bind_host="127.0.0.1",
         mysql_port=procs.free_port(),
         grpc_port=procs.free_port(),
+        http_port=0,  # never Doris's 8030
         shutdown_grace=0.5,
     )
 

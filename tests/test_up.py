@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 
+import httpx
 import psutil
 import pytest
 
@@ -48,12 +49,12 @@ def _up(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_up_runs_a_cluster_and_stops_clean(sig: int, tmp_path) -> None:  # type: ignore[no-untyped-def]
-    mysql, grpc_port = _free_block(3), _free_block(3)
+    mysql, grpc_port, http_port = _free_block(3), _free_block(3), _free_block(3)
     tmpdir = tmp_path / "tmp"
     tmpdir.mkdir()
     proc = _up(
-        "--nodes", "3", "--mysql-port", str(mysql), "--grpc-port", str(grpc_port), "--shutdown-grace", "3",
-        env={**os.environ, "TMPDIR": str(tmpdir)},
+        "--nodes", "3", "--mysql-port", str(mysql), "--grpc-port", str(grpc_port), "--http-port", str(http_port),
+        "--shutdown-grace", "3", env={**os.environ, "TMPDIR": str(tmpdir)},
     )  # fmt: skip
     lines: list[str] = []
     try:
@@ -70,6 +71,11 @@ def test_up_runs_a_cluster_and_stops_clean(sig: int, tmp_path) -> None:  # type:
         assert "Ctrl+C stops everything" in text, text
         for i in range(3):
             assert f"127.0.0.1:{mysql + i}" in text and f"127.0.0.1:{grpc_port + i}" in text
+            assert f"http://127.0.0.1:{http_port + i}/" in text  # the HTTP port is on in `up`
+        page = httpx.get(f"http://127.0.0.1:{http_port + 2}/", timeout=10)
+        assert page.status_code == 401 and page.headers["www-authenticate"].startswith("Basic")
+        everywhere = httpx.get(f"http://127.0.0.1:{http_port}/rest/v1/session/all", auth=("root", ""), timeout=10)
+        assert everywhere.status_code == 200 and len(everywhere.json()["data"]["column_names"]) == 14
         children = psutil.Process(proc.pid).children(recursive=True)
         assert len(children) == 4  # redis-server + 3 FEs
         out = subprocess.run(
@@ -101,7 +107,7 @@ def test_a_second_up_on_busy_ports_says_so_before_starting_anything() -> None:
     with socket.socket() as taken:
         taken.bind(("0.0.0.0", mysql))
         taken.listen()
-        proc = _up("--mysql-port", str(mysql), "--grpc-port", str(grpc_port))
+        proc = _up("--mysql-port", str(mysql), "--grpc-port", str(grpc_port), "--http-port", "0")
         out, _ = proc.communicate(timeout=60)
     assert proc.returncode == 2, out
     assert f"port(s) {mysql}" in out and "in use" in out
@@ -114,7 +120,8 @@ def test_up_without_redis_server_says_how_to_get_one(tmp_path) -> None:  # type:
     (bindir / "python").symlink_to(sys.executable)
     env = {**os.environ, "PATH": str(bindir)}
     assert shutil.which("redis-server", path=env["PATH"]) is None
-    proc = _up("--mysql-port", str(_free_block(1)), "--grpc-port", str(_free_block(1)), env=env)
+    ports = ("--mysql-port", str(_free_block(1)), "--grpc-port", str(_free_block(1)), "--http-port", "0")
+    proc = _up(*ports, env=env)
     out, _ = proc.communicate(timeout=60)
     assert proc.returncode == 2
     assert "redis-server not found" in out and "--redis-url" in out
