@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
+from dataclasses import replace
 
 from coordinator import errors
 from coordinator.errors import SqlError
@@ -97,9 +98,17 @@ class Accounts:
             self._users[user.name] = user
         return created
 
-    async def create(self, name: str, password: str, if_not_exists: bool, auth_string: str | None = None) -> None:
+    async def create(
+        self,
+        name: str,
+        password: str,
+        if_not_exists: bool,
+        auth_string: str | None = None,
+        max_user_connections: int = 0,
+    ) -> None:
         stored = native_password_hash(password) if auth_string is None else auth_string
-        created = await self._write(UserRecord(name, stored), only_new=True)
+        record = UserRecord(name, stored, max_user_connections=max_user_connections)
+        created = await self._write(record, only_new=True)
         if not created and not if_not_exists:
             raise SqlError(errors.CANNOT_USER, f"Operation CREATE USER failed for '{name}'@'%'")
 
@@ -123,14 +132,18 @@ class Accounts:
 
     async def grant(self, name: str, privileges: frozenset[str]) -> None:
         user = await self._existing(name)
-        await self._write(UserRecord(name, user.auth_string, user.privileges | privileges))
+        await self._write(replace(user, privileges=user.privileges | privileges))
 
     async def revoke(self, name: str, privileges: frozenset[str]) -> None:
         user = await self._existing(name)
         if name == ROOT:
             raise SqlError(errors.CANNOT_USER, "root's privileges cannot be revoked")
-        await self._write(UserRecord(name, user.auth_string, user.privileges - privileges))
+        await self._write(replace(user, privileges=user.privileges - privileges))
 
     async def set_password(self, name: str, password: str) -> None:
         user = await self._existing(name)
-        await self._write(UserRecord(name, native_password_hash(password), user.privileges))
+        await self._write(replace(user, auth_string=native_password_hash(password)))
+
+    async def set_max_user_connections(self, name: str, limit: int) -> None:
+        user = await self._existing(name)
+        await self._write(replace(user, max_user_connections=limit))

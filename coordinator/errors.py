@@ -100,3 +100,7 @@ def idle_timeout(limit: str) -> SqlError:
         "The client was disconnected by the server because of inactivity. See wait_timeout and "
         f"interactive_timeout for configuring this behavior. ({limit})",
     )
+
+
+def too_many_user_connections(user: str) -> SqlError:
+    return SqlError(USER_LIMIT_REACHED, f"User {user} already has more than 'max_user_connections' active connections")

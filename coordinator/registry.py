@@ -9,6 +9,7 @@ clusters side by side::
     fecluster:{c}:fes             hash    sid -> FE record (json)
     fecluster:{c}:conns           hash    connection id -> connection record (json)
     fecluster:{c}:fe-conns:<sid>  set     connection ids owned by that server id
+    fecluster:{c}:user-conns:<u>  set     connection ids of that user (per-user limits)
     fecluster:{c}:users           hash    user name -> user record (json)
     fecluster:{c}:audit           stream  one entry per KILL
     fecluster:{c}:globals         hash    variable name -> value (json): SET GLOBAL
@@ -55,6 +56,18 @@ if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then
   return redis.call('HDEL', KEYS[1], ARGV[1])
 end
 return 0
+"""
+
+# A login of a user with a connection limit: counted only if under it.
+_ADMIT = """
+if redis.call('SISMEMBER', KEYS[1], ARGV[2]) == 1 then
+  return 1
+end
+if redis.call('SCARD', KEYS[1]) >= tonumber(ARGV[1]) then
+  return 0
+end
+redis.call('SADD', KEYS[1], ARGV[2])
+return 1
 """
 
 _RELEASE = """
@@ -125,6 +138,16 @@ class Keys:
     def fe_conns(self, server_id: int) -> str:
         return f"{self.prefix}:fe-conns:{server_id}"
 
+    def user_conns(self, user: str) -> str:
+        return f"{self.prefix}:user-conns:{user}"
+
+
+def _group(records: Iterable[ConnectionRecord], key: Callable[[ConnectionRecord], str]) -> dict[str, list[int]]:
+    grouped: dict[str, list[int]] = {}
+    for record in records:
+        grouped.setdefault(key(record), []).append(record.id)
+    return grouped
+
 
 def _by_server_id(conn_ids: Iterable[int]) -> dict[int, list[int]]:
     grouped: dict[int, list[int]] = {}
@@ -147,6 +170,7 @@ class Registry:
         self._renew = redis.register_script(_RENEW)
         self._release = redis.register_script(_RELEASE)
         self._drop_trace = redis.register_script(_DROP_IF_EQUAL)
+        self._admit = redis.register_script(_ADMIT)
 
     # ------------------------------------------------------------ leases
 
@@ -194,42 +218,71 @@ class Registry:
     async def purge_server(self, server_id: int) -> None:
         """Remove a server id's FE record and every connection (and trace id) it registered."""
         set_key = self.keys.fe_conns(server_id)
-        members = await self.redis.smembers(set_key)
+        members = [int(_s(m)) for m in await self.redis.smembers(set_key)]
+        records = await self._records(members)
         pipe = self.redis.pipeline(transaction=False)
-        if members:
-            records = await self.redis.hmget(self.keys.conns, list(members))
-            for raw in records:
-                if raw is not None and (record := ConnectionRecord.from_json(raw)).trace_id:
-                    self._drop_trace(keys=[self.keys.traces], args=[record.trace_id, record.id], client=pipe)
-            pipe.hdel(self.keys.conns, *members)
+        self._forget(pipe, members, records)
         pipe.delete(set_key)
         pipe.hdel(self.keys.fes, str(server_id))
         await pipe.execute()
 
     # ------------------------------------------------------------ connections
 
+    def _remember(self, pipe: Any, records: Iterable[ConnectionRecord]) -> None:
+        records = list(records)
+        if not records:
+            return
+        pipe.hset(self.keys.conns, mapping={str(r.id): r.to_json() for r in records})
+        for sid, ids in _by_server_id(r.id for r in records).items():
+            pipe.sadd(self.keys.fe_conns(sid), *ids)
+        for user, ids in _group(records, lambda r: r.user).items():
+            pipe.sadd(self.keys.user_conns(user), *ids)
+        traces = {r.trace_id: r.id for r in records if r.trace_id}
+        if traces:
+            pipe.hset(self.keys.traces, mapping=traces)
+
+    def _forget(self, pipe: Any, conn_ids: Iterable[int], records: Iterable[ConnectionRecord]) -> None:
+        """Drop connections: their rows and set memberships; what a record
+        names (user, trace id) is dropped only if it is known."""
+        conn_ids = list(conn_ids)
+        if not conn_ids:
+            return
+        pipe.hdel(self.keys.conns, *map(str, conn_ids))
+        for sid, ids in _by_server_id(conn_ids).items():
+            pipe.srem(self.keys.fe_conns(sid), *ids)
+        records = list(records)
+        for user, ids in _group(records, lambda r: r.user).items():
+            pipe.srem(self.keys.user_conns(user), *ids)
+        for record in records:
+            if record.trace_id:
+                self._drop_trace(keys=[self.keys.traces], args=[record.trace_id, record.id], client=pipe)
+
+    async def _records(self, conn_ids: Iterable[int]) -> list[ConnectionRecord]:
+        conn_ids = list(conn_ids)
+        if not conn_ids:
+            return []
+        raw = await self.redis.hmget(self.keys.conns, [str(i) for i in conn_ids])
+        return [ConnectionRecord.from_json(r) for r in raw if r is not None]
+
     async def apply_connection_changes(
-        self, changes: Mapping[int, ConnectionRecord | None], dropped_traces: Mapping[str, int] | None = None
+        self, changes: Mapping[int, tuple[ConnectionRecord, bool]], dropped_traces: Mapping[str, int] | None = None
     ) -> None:
-        """One pipeline for a batch of connects (record) and disconnects (None),
-        and trace ids their sessions gave up (dropped only if still theirs)."""
+        """One pipeline for a batch of connects ``(record, True)`` and
+        disconnects ``(record, False)``, and trace ids that live sessions gave
+        up (each dropped only if it still names that session)."""
         pipe = self.redis.pipeline(transaction=False)
-        added = {i: r for i, r in changes.items() if r is not None}
-        if added:
-            pipe.hset(self.keys.conns, mapping={str(i): r.to_json() for i, r in added.items()})
-            for sid, ids in _by_server_id(added).items():
-                pipe.sadd(self.keys.fe_conns(sid), *ids)
-            traces = {r.trace_id: i for i, r in added.items() if r.trace_id}
-            if traces:
-                pipe.hset(self.keys.traces, mapping=traces)
-        removed = [i for i, r in changes.items() if r is None]
-        if removed:
-            pipe.hdel(self.keys.conns, *map(str, removed))
-            for sid, ids in _by_server_id(removed).items():
-                pipe.srem(self.keys.fe_conns(sid), *ids)
+        self._remember(pipe, (r for r, live in changes.values() if live))
+        gone = [r for r, live in changes.values() if not live]
+        self._forget(pipe, (r.id for r in gone), gone)
         for trace_id, conn_id in (dropped_traces or {}).items():
             self._drop_trace(keys=[self.keys.traces], args=[trace_id, conn_id], client=pipe)
         await pipe.execute()
+
+    async def admit_connection(self, user: str, conn_id: int, limit: int) -> bool:
+        """Count ``conn_id`` among ``user``'s sessions if they are fewer than
+        ``limit``, atomically (one script: exact under concurrent logins on
+        every FE)."""
+        return bool(await self._admit(keys=[self.keys.user_conns(user)], args=[limit, conn_id]))
 
     async def sync_connections(
         self, server_id: int, live: Callable[[], Mapping[int, LiveConnection]], *, rewrite_all: bool = False
@@ -246,13 +299,12 @@ class Registry:
         missing = sessions.keys() if rewrite_all else sessions.keys() - registered
         if not stale and not missing:
             return 0
+        stale_records = await self._records(stale)
+        sessions = live()  # read again: the HMGET above was a wait
+        stale -= sessions.keys()
         pipe = self.redis.pipeline(transaction=False)
-        if stale:
-            pipe.hdel(self.keys.conns, *map(str, stale))
-            pipe.srem(set_key, *stale)
-        if missing:
-            pipe.hset(self.keys.conns, mapping={str(i): sessions[i].record().to_json() for i in missing})
-            pipe.sadd(set_key, *missing)
+        self._forget(pipe, stale, [r for r in stale_records if r.id in stale])
+        self._remember(pipe, (sessions[i].record() for i in missing if i in sessions))
         await pipe.execute()
         return len(stale) + (0 if rewrite_all else len(missing))
 
@@ -337,7 +389,7 @@ class ConnectionWriter:
     def __init__(self, registry: Registry, on_error: Callable[[BaseException], None]) -> None:
         self.registry = registry
         self._on_error = on_error
-        self._pending: dict[int, ConnectionRecord | None] = {}
+        self._pending: dict[int, tuple[ConnectionRecord, bool]] = {}
         self._dropped_traces: dict[str, int] = {}
         self._wake = asyncio.Event()
         self._idle = asyncio.Event()
@@ -348,13 +400,11 @@ class ConnectionWriter:
         self._task = asyncio.create_task(self._run(), name="registry-writer")
 
     def add(self, record: ConnectionRecord) -> None:
-        self._pending[record.id] = record
+        self._pending[record.id] = (record, True)
         self._kick()
 
-    def remove(self, conn_id: int, trace_id: str = "") -> None:
-        self._pending[conn_id] = None
-        if trace_id:
-            self._dropped_traces[trace_id] = conn_id
+    def remove(self, record: ConnectionRecord) -> None:
+        self._pending[record.id] = (record, False)
         self._kick()
 
     def drop_trace(self, trace_id: str, conn_id: int) -> None:

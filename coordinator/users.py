@@ -35,18 +35,27 @@ class UserRecord:
     name: str
     auth_string: str = ""
     privileges: frozenset[str] = field(default_factory=frozenset)
+    max_user_connections: int = 0  # sessions across the cluster; 0: the cluster default
 
     @property
     def is_admin(self) -> bool:
         return ADMIN_PRIV in self.privileges
 
     def to_json(self) -> str:
-        return json.dumps({"auth_string": self.auth_string, "privileges": sorted(self.privileges)})
+        data: dict[str, object] = {"auth_string": self.auth_string, "privileges": sorted(self.privileges)}
+        if self.max_user_connections:
+            data["max_user_connections"] = self.max_user_connections
+        return json.dumps(data)
 
     @classmethod
     def from_json(cls, name: str, raw: str | bytes) -> UserRecord:
         data = json.loads(raw)
-        return cls(name, data.get("auth_string", ""), frozenset(data.get("privileges", ())))
+        return cls(
+            name,
+            data.get("auth_string", ""),
+            frozenset(data.get("privileges", ())),
+            int(data.get("max_user_connections", 0)),
+        )
 
 
 def root_user(password: str) -> UserRecord:
@@ -58,3 +67,10 @@ def may_kill(requester: UserRecord | None, owner_user: str) -> bool:
     if requester is None:
         return False
     return requester.name == owner_user or requester.is_admin
+
+
+def connection_limit(user: UserRecord, cluster_default: int) -> int:
+    """How many sessions ``user`` may hold across the cluster; 0: no limit.
+    Admins keep one slot beyond it, so they can always get in to fix things."""
+    limit = user.max_user_connections or cluster_default
+    return limit + 1 if limit and user.is_admin else limit

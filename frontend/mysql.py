@@ -188,7 +188,13 @@ class FeConnection(Connection):
         try:
             await self.session.init(self)
         except SqlError as e:
-            await self._write_error(e)
+            # mysql-mimic has sent the login's OK already: the client's next
+            # packet is a command, and the refusal (1203, 1049, 1053) is its answer.
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(5):
+                    await self.stream.read()
+            with contextlib.suppress(Exception):
+                await self._write_error(e)
             return
         try:
             await self.command_phase()

@@ -33,8 +33,9 @@ from coordinator.accounts import Accounts
 from coordinator.ids import ConnectionIds, QueryIds, server_id_of
 from coordinator.membership import Membership
 from coordinator.pb import fecluster_pb2 as pb
+from coordinator.redis_client import REDIS_ERRORS
 from coordinator.registry import ConnectionWriter, FeRecord
-from coordinator.users import UserRecord, may_kill, native_password_hash
+from coordinator.users import UserRecord, connection_limit, may_kill, native_password_hash
 from frontend.backend import Backend
 from frontend.executor import Executor
 from frontend.session import Session
@@ -158,6 +159,7 @@ class SessionTable:
             )
             if database:
                 await session.use(database)
+            await self._admit(session, user)
         except BaseException:
             self.release_id(conn_id)
             raise
@@ -166,12 +168,34 @@ class SessionTable:
         self._queue_row(session)
         return session
 
+    async def _admit(self, session: Session, user: UserRecord) -> None:
+        """Per-user connection limits, counted across the cluster in Redis
+        (atomically: exact under concurrent logins on every FE). While Redis is
+        away an FE admits a limited user only while its own sessions of that
+        user are fewer than its share, ceil(limit / live FEs): nobody is locked
+        out, and the cluster stays below 2 x limit + the number of FEs."""
+        limit = connection_limit(user, int(self.cluster_variables.get("max_user_connections") or 0))
+        if not limit:
+            return
+        if self.membership.redis_ok:
+            try:
+                async with asyncio.timeout(self.redis_timeout):
+                    if await self.membership.registry.admit_connection(user.name, session.id, limit):
+                        return
+                raise errors.too_many_user_connections(user.name)
+            except REDIS_ERRORS as e:
+                log.warning("connection limit of %s checked locally, Redis is away: %r", user.name, e)
+                self.membership.mark_dirty()
+        share = -(-limit // max(1, len({*self.membership.members, self.membership.server_id})))
+        if sum(1 for s in self.sessions.values() if s.user == user.name) >= share:
+            raise errors.too_many_user_connections(user.name)
+
     async def close(self, session: Session) -> None:
         try:
             await session.close()
         finally:
             if self.sessions.pop(session.id, None) is not None and self.membership.redis_ok:
-                self._writer.remove(session.id, session.trace_id)
+                self._writer.remove(session.record())
 
     def _queue_row(self, session: Session) -> None:
         if self.membership.redis_ok:

@@ -221,3 +221,96 @@ def test_killing_sleep_with_an_alias_answers_1317(cluster3: Cluster) -> None:
         wait_running(fe2, victim.thread_id())
         fe2.query(f"KILL QUERY {victim.thread_id()}")
         assert _error(run.join())[0] == 1317
+
+
+# ---------------------------------------------------------------- per-user connection limits
+
+
+def _try_login(fe: Fe, user: str) -> pymysql.Connection | int:
+    try:
+        conn = fe.connect(user, "pw")
+        with conn.cursor() as cur:
+            cur.execute("SELECT 1")
+        return conn
+    except pymysql.err.MySQLError as e:
+        return error_code(e) or -1
+
+
+def test_ten_concurrent_logins_on_three_fes_give_exactly_the_limit(cluster3: Cluster) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    fe1 = cluster3.fes[0]
+    name = f"lim{uuid.uuid4().hex[:6]}"
+    fe1.query(f"CREATE USER '{name}' IDENTIFIED BY 'pw' WITH MAX_USER_CONNECTIONS 3")
+    with ThreadPoolExecutor(10) as pool:
+        outcomes = list(pool.map(lambda i: _try_login(cluster3.fes[i % 3], name), range(10)))
+    try:
+        admitted = [o for o in outcomes if not isinstance(o, int)]
+        assert len(admitted) == 3 and sorted(o for o in outcomes if isinstance(o, int)) == [1203] * 7, outcomes
+        code, message = fails_login(cluster3.fes[1], name)
+        assert (code, message) == (1203, f"User {name} already has more than 'max_user_connections' active connections")
+        admitted[0].close()  # a slot comes back when a session ends
+        wait_for(lambda: not isinstance(_keep(_try_login(fe1, name), admitted), int), 5, what="the freed slot")
+    finally:
+        for conn in admitted:
+            with contextlib.suppress(Exception):
+                conn.close()
+
+
+def _keep(outcome: pymysql.Connection | int, into: list[pymysql.Connection]) -> pymysql.Connection | int:
+    if not isinstance(outcome, int):
+        into.append(outcome)
+    return outcome
+
+
+def fails_login(fe: Fe, user: str) -> tuple[int | None, str]:
+    try:
+        conn = fe.connect(user, "pw")
+        with conn.cursor() as cur:
+            cur.execute("SELECT 1")
+    except pymysql.err.MySQLError as e:
+        return error_code(e), str(e.args[1])
+    conn.close()
+    raise AssertionError(f"{user} logged in")
+
+
+def test_set_property_alter_user_and_the_cluster_default(cluster3: Cluster) -> None:
+    fe1, fe2, _ = cluster3.fes
+    bob = _user(fe1)
+    fe1.query(f"SET PROPERTY FOR '{bob}' 'max_user_connections' = '1'")
+    with contextlib.closing(fe1.connect(bob, "pw")):
+        assert fails_login(fe2, bob)[0] == 1203
+        fe2.query(f"ALTER USER '{bob}' WITH MAX_USER_CONNECTIONS 2")
+        with contextlib.closing(fe2.connect(bob, "pw")):
+            assert fails_login(fe1, bob)[0] == 1203
+    assert fails(fe1.connect(bob, "pw"), f"SET PROPERTY FOR '{bob}' 'max_user_connections' = '5'")[0] == 1227
+
+
+def test_admins_keep_one_reserved_slot(make_cluster) -> None:  # type: ignore[no-untyped-def]
+    cluster = make_cluster(1)
+    fe = cluster.fes[0]
+    fe.query("CREATE USER ops IDENTIFIED BY 'pw' WITH MAX_USER_CONNECTIONS 1")
+    fe.query("GRANT ADMIN_PRIV ON *.*.* TO ops")
+    fe.query("SET GLOBAL max_user_connections = 1")  # the cluster default, for users without their own
+    bob = _user(fe)
+    with contextlib.closing(fe.connect("ops", "pw")), contextlib.closing(fe.connect("ops", "pw")):
+        assert fails_login(fe, "ops")[0] == 1203  # the limit, plus one for an admin
+    with contextlib.closing(fe.connect(bob, "pw")):
+        assert fails_login(fe, bob)[0] == 1203
+
+
+@pytest.mark.slow
+def test_a_dead_fes_slots_come_back_when_its_lease_expires(make_cluster) -> None:  # type: ignore[no-untyped-def]
+    import signal
+
+    cluster = make_cluster(2, lease_ttl=3)
+    fe1, fe2 = cluster.fes
+    fe1.query("CREATE USER carol IDENTIFIED BY 'pw' WITH MAX_USER_CONNECTIONS 1")
+    held = fe1.connect("carol", "pw")
+    assert fails_login(fe2, "carol")[0] == 1203
+    fe1.signal(signal.SIGKILL)
+    start = time.monotonic()
+    conn = wait_for(lambda: not isinstance(c := _try_login(fe2, "carol"), int) and c, 15, what="carol's slot")
+    assert time.monotonic() - start < 10  # the lease (3 s) and one membership tick
+    conn.close()
+    del held

@@ -118,11 +118,11 @@ async def test_a_peer_that_does_not_answer_gets_deadline_exceeded(peer: tuple[_P
 
 class _RecordingRegistry:
     def __init__(self) -> None:
-        self.batches: list[dict[int, ConnectionRecord | None]] = []
+        self.batches: list[dict[int, tuple[ConnectionRecord, bool]]] = []
         self.fail = False
 
     async def apply_connection_changes(
-        self, changes: Mapping[int, ConnectionRecord | None], dropped_traces: Mapping[str, int] | None = None
+        self, changes: Mapping[int, tuple[ConnectionRecord, bool]], dropped_traces: Mapping[str, int] | None = None
     ) -> None:
         self.batches.append(dict(changes))
         if self.fail:
@@ -140,11 +140,11 @@ async def test_connection_writer_coalesces_a_burst_into_one_batch() -> None:
     writer.start()
     for i in range(1, 1001):
         writer.add(_record(i))
-    writer.remove(7)  # a disconnect before the batch went out: only the removal is written
+    writer.remove(_record(7))  # a disconnect before the batch went out: only the removal is written
     await writer.flush(5)
     await writer.close()
     assert len(registry.batches) == 1
-    assert len(registry.batches[0]) == 1000 and registry.batches[0][7] is None
+    assert len(registry.batches[0]) == 1000 and registry.batches[0][7] == (_record(7), False)
     assert failures == []
 
 
@@ -373,3 +373,26 @@ async def test_a_late_kill_query_never_interrupts_the_next_statement(two_nodes: 
     late = [(s, k) for s, k in hits if s > k]
     assert not late, f"{len(late)} statements that began after their KILL were interrupted"
     assert hits and declined, (len(hits), declined, statements)  # the race really happened both ways
+
+
+async def test_connection_limits_while_redis_is_away_give_each_fe_its_share(two_nodes: tuple[Node, Node]) -> None:
+    """The documented rule: without Redis an FE admits a limited user while its
+    own sessions of that user are fewer than ceil(limit / live FEs)."""
+    a, _ = two_nodes
+    await a.accounts.create("limited", "", False, max_user_connections=3)
+    user = await a.sessions.user("limited")
+    assert user is not None
+
+    async def away(*args: object) -> bool:
+        raise ConnectionError("Redis is away")
+
+    a.registry.admit_connection = away  # type: ignore[method-assign]
+    opened = []
+    assert len(await a.membership.refresh(1)) == 2  # the share comes from the last view of the FEs
+    for _ in range(2):  # ceil(3 / 2 FEs) = 2
+        opened.append(await a.sessions.open(a.sessions.reserve_id(), user, "127.0.0.1:1", "mysql", lambda e: None))
+    with pytest.raises(SqlError) as refused:
+        await a.sessions.open(a.sessions.reserve_id(), user, "127.0.0.1:1", "mysql", lambda e: None)
+    assert refused.value.code == errors.USER_LIMIT_REACHED
+    for session in opened:
+        await a.sessions.close(session)

@@ -17,9 +17,14 @@ from frontend.statements import Handlers, Services
 if TYPE_CHECKING:
     from frontend.session import Session
 
+_WITH_LIMIT = r"(?:\s+with\s+max_user_connections\s+(\d{1,9}))?"
 _CREATE_USER = re.compile(
-    rf"^create\s+user\s+(if\s+not\s+exists\s+)?{USER}(?:\s+identified\s+by\s+(password\s+)?{STRING})?$", FLAGS
+    rf"^create\s+user\s+(if\s+not\s+exists\s+)?{USER}(?:\s+identified\s+by\s+(password\s+)?{STRING})?{_WITH_LIMIT}$",
+    FLAGS,
 )
+_ALTER_USER_LIMIT = re.compile(rf"^alter\s+user\s+(?:if\s+exists\s+)?{USER}{_WITH_LIMIT}$", FLAGS)
+# Doris: SET PROPERTY [FOR 'user'] 'max_user_connections' = 'n'
+_SET_PROPERTY = re.compile(rf"^set\s+property(?:\s+for\s+{USER})?\s+{STRING}\s*=\s*(?:{STRING}|(\d+))$", FLAGS)
 _DROP_USER = re.compile(rf"^drop\s+user\s+(if\s+exists\s+)?{USER}$", FLAGS)
 _GRANT = re.compile(rf"^grant\s+(.+?)\s+on\s+(\S+)\s+to\s+{USER}$", FLAGS)
 _REVOKE = re.compile(rf"^revoke\s+(.+?)\s+on\s+(\S+)\s+from\s+{USER}$", FLAGS)
@@ -65,7 +70,30 @@ async def create_user(services: Services, session: Session, m: re.Match[str]) ->
     await need_admin(services, session)
     name, password = unquote(m.group(2)), unescape(m.group(4) or "")
     auth_string = _password_hash(password) if m.group(3) else None
-    await services.accounts.create(name, password, bool(m.group(1)), auth_string=auth_string)
+    limit = int(m.group(5) or 0)
+    await services.accounts.create(
+        name, password, bool(m.group(1)), auth_string=auth_string, max_user_connections=limit
+    )
+    return OK
+
+
+async def alter_user_limit(services: Services, session: Session, m: re.Match[str]) -> Result:
+    await need_admin(services, session)
+    if m.group(2) is None:
+        raise SqlError(errors.NOT_SUPPORTED, "ALTER USER supports WITH MAX_USER_CONNECTIONS n only")
+    await services.accounts.set_max_user_connections(unquote(m.group(1)), int(m.group(2)))
+    return OK
+
+
+async def set_property(services: Services, session: Session, m: re.Match[str]) -> Result:
+    name = unquote(m.group(1)) if m.group(1) else session.user
+    await need_admin(services, session)
+    key, value = unescape(m.group(2)).lower(), m.group(3) if m.group(3) is not None else m.group(4)
+    if key != "max_user_connections":
+        raise SqlError(errors.NOT_SUPPORTED, f"Unknown property: {key} (supported: max_user_connections)")
+    if not (value or "").isdigit() or len(value) > 9:
+        raise SqlError(errors.WRONG_VALUE_FOR_VAR, f"max_user_connections must be a number, not '{value}'")
+    await services.accounts.set_max_user_connections(name, int(value))
     return OK
 
 
@@ -115,7 +143,9 @@ async def show_grants(services: Services, session: Session, m: re.Match[str]) ->
 HANDLERS: Handlers = [
     (_SET_PASSWORD, set_password),
     (_SHOW_GRANTS, show_grants),
+    (_SET_PROPERTY, set_property),
     (_CREATE_USER, create_user),
+    (_ALTER_USER_LIMIT, alter_user_limit),
     (_DROP_USER, drop_user),
     (_GRANT, grant),
     (_REVOKE, revoke),
