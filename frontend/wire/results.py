@@ -242,6 +242,44 @@ def infer_columns(names: Sequence[str], rows: Sequence[Sequence[Any]]) -> list[C
     return columns
 
 
+def stable_columns(names: Sequence[str], rows: Sequence[Sequence[Any]]) -> list[Column]:
+    """Columns whose binary encoding fits **every** value (``infer_columns`` looks at one).
+
+    The binary protocol writes each value in its column's type, so a column
+    whose values differ in kind must be widened: signed and unsigned 64-bit
+    integers to DECIMAL, DATE with DATETIME to DATETIME, the larger scale wins;
+    anything else mixed becomes a string column (every value has a text form).
+    """
+    columns = []
+    for i, name in enumerate(names):
+        chosen: Column | None = None
+        for row in rows:
+            value = row[i]
+            if value is None:
+                continue
+            column = column_for_value(name, value)
+            if chosen is None:
+                chosen = column
+            elif column is not chosen:
+                chosen = _widen(name, chosen, column)
+        columns.append(chosen if chosen is not None else _simple(name, "null"))
+    return columns
+
+
+def _widen(name: str, a: Column, b: Column) -> Column:
+    types = {a.type, b.type}
+    if len(types) == 1 and a.flags == b.flags:
+        return a if (a.decimals, a.length) >= (b.decimals, b.length) else b
+    if types <= {LONGLONG, NEWDECIMAL, TINY}:
+        if types == {LONGLONG, TINY} and a.flags == b.flags:
+            return a if a.type == LONGLONG else b
+        decimals = max(a.decimals if a.type == NEWDECIMAL else 0, b.decimals if b.type == NEWDECIMAL else 0)
+        return Column(name, NEWDECIMAL, 67, BINARY_FLAG, BINARY_CHARSET, decimals)
+    if types == {DATE, DATETIME}:
+        return a if a.type == DATETIME else b
+    return _simple(name, "str")
+
+
 # ---------------------------------------------------------------- simple packets
 
 
