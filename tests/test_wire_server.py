@@ -461,3 +461,48 @@ async def test_kill_closes_the_connection(listener: Listener) -> None:
 
     assert await asyncio.to_thread(query) in (2013, 2006)
     assert conn.thread_id() in listener.node.closed
+
+
+@pytest.mark.parametrize("tls", [False, True])
+def test_under_uvloop(pki: Path, tls: bool) -> None:
+    """Production runs uvloop, whose transports differ from asyncio's (e.g. not asyncio.Transport)."""
+    import threading
+
+    import uvloop
+
+    port = free_port()
+    ready = threading.Event()
+    stop: list[Callable[[], None]] = []
+
+    async def serve() -> None:
+        context = None
+        if tls:
+            context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            context.load_cert_chain(str(pki / "c.pem"), str(pki / "k.pem"))
+        server = MysqlServer(FakeNode(), ssl_context=context)
+        await server.start("127.0.0.1", port)
+        done = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        stop.append(lambda: loop.call_soon_threadsafe(done.set))
+        ready.set()
+        await done.wait()
+        server.close()
+        server.abort_all()
+        await server.wait_closed()
+
+    thread = threading.Thread(target=uvloop.run, args=(serve(),), daemon=True)
+    thread.start()
+    assert ready.wait(10)
+    try:
+        ssl_arg = {"ssl": {"ca": str(pki / "c.pem")}} if tls else {"ssl_disabled": True}
+        with (
+            pymysql.connect(host="127.0.0.1", port=port, user="root", password="pw", **ssl_arg) as conn,
+            conn.cursor() as cur,
+        ):
+            cur.execute("TYPES")
+            assert cur.fetchall()[0][:4] == (7, -1.5, Decimal("12.340"), "héllo")
+            cur.execute("MANY")
+            assert len(cur.fetchall()) == 20000
+    finally:
+        stop[0]()
+        thread.join(10)

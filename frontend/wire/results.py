@@ -308,6 +308,7 @@ def err_packet(code: int, message: str, state: str | None = None) -> bytes:
     return _ERR_HEAD.pack(0xFF, code) + b"#" + state_bytes + message.encode("utf-8", "replace")
 
 
+@lru_cache(maxsize=256)
 def result_end(deprecate_eof: bool, status: int = SERVER_STATUS_AUTOCOMMIT, warnings: int = 0) -> bytes:
     """The packet after the last row: 0xFE-OK with 0 affected rows, or EOF."""
     if deprecate_eof:
@@ -342,13 +343,19 @@ def column_definition(column: Column) -> bytes:
 
 def result_header(
     columns: Sequence[Column], deprecate_eof: bool, status: int = SERVER_STATUS_AUTOCOMMIT
-) -> list[bytes]:
+) -> tuple[bytes, ...]:
     """Column count, the definitions, and the EOF that older clients expect after them."""
+    return _result_header(tuple(columns), deprecate_eof, status)
+
+
+@lru_cache(maxsize=4096)
+def _result_header(columns: tuple[Column, ...], deprecate_eof: bool, status: int) -> tuple[bytes, ...]:
+    # Cached whole: the same few column lists answer most statements.
     out = [lenenc_int(len(columns))]
     out.extend(column_definition(c) for c in columns)
     if not deprecate_eof:
         out.append(eof_packet(0, status))
-    return out
+    return tuple(out)
 
 
 # ---------------------------------------------------------------- text values

@@ -1,6 +1,6 @@
 """The MySQL listener on the ``frontend.wire`` codec (draft; not wired into node.py yet).
 
-One ``MysqlConnection`` per client, over asyncio streams:
+One ``MysqlConnection`` per client, over ``transport.WireProtocol``:
 
 1. Connection phase, under one ``connect_timeout`` deadline: reserve an id
    (1040 when none is left), send HandshakeV10, read the answer (upgrading to
@@ -39,12 +39,12 @@ from frontend.wire.packets import (
     DEFAULT_MAX_ALLOWED_PACKET,
     PRE_AUTH_LIMIT,
     MalformedPacket,
-    PacketReader,
     PacketTooLarge,
     PacketWriter,
     frame,
 )
 from frontend.wire.sqltext import split_statements
+from frontend.wire.transport import WireProtocol
 
 log = logging.getLogger("fecluster.wire")
 
@@ -139,15 +139,16 @@ class MysqlServer:
         Reading the first packet with exact ``sock_recv`` calls leaves them in
         the kernel for the TLS handshake.
         """
+        loop = asyncio.get_running_loop()
         if self.ssl_context is None:
-            self._server = await asyncio.start_server(
-                self._accept_streams, host, port, backlog=backlog, reuse_address=True
+            self._server = await loop.create_server(
+                lambda: WireProtocol(self._accepted), host, port, backlog=backlog, reuse_address=True
             )
             return
         listener = socket.create_server((host, port), backlog=backlog, reuse_port=False)
         listener.setblocking(False)
         self._listener = listener
-        self._accept_task = asyncio.get_running_loop().create_task(self._accept_loop(listener))
+        self._accept_task = loop.create_task(self._accept_loop(listener))
 
     @property
     def port(self) -> int:
@@ -176,10 +177,15 @@ class MysqlServer:
         for connection in list(self.connections):
             connection.abort()
 
-    async def _accept_streams(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        connection = MysqlConnection(self, writer.get_extra_info("peername"))
-        connection.attach(reader, writer)
-        await self._serve(connection, connection.serve_streams())
+    def _accepted(self, io: WireProtocol) -> None:
+        connection = MysqlConnection(self, io.transport.get_extra_info("peername"))
+        connection.attach(io)
+        self._spawn(self._serve(connection, connection.serve_plain()))
+
+    def _spawn(self, body: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(body)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def _accept_loop(self, listener: socket.socket) -> None:
         loop = asyncio.get_running_loop()
@@ -194,9 +200,7 @@ class MysqlServer:
             with contextlib.suppress(OSError):
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             connection = MysqlConnection(self, peer)
-            task = loop.create_task(self._serve(connection, connection.serve_socket(sock)))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            self._spawn(self._serve(connection, connection.serve_socket(sock)))
 
     async def _serve(self, connection: MysqlConnection, body: Coroutine[Any, Any, None]) -> None:
         self.connections.add(connection)
@@ -210,9 +214,7 @@ class MysqlServer:
 
 
 class MysqlConnection:
-    reader: asyncio.StreamReader
-    writer: asyncio.StreamWriter
-    packets: PacketReader
+    io: WireProtocol
 
     def __init__(self, server: MysqlServer, peer: Any) -> None:
         self.server = server
@@ -231,17 +233,16 @@ class MysqlConnection:
         else:
             self.ip = self.peer = "localhost"
 
-    def attach(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.reader = reader
-        self.writer = writer
-        self.packets = PacketReader(reader, PRE_AUTH_LIMIT)
+    def attach(self, io: WireProtocol) -> None:
+        self.io = io
+        self.packets = io  # reads payloads, carries the sequence id and the size cap
         self._attached = True
 
     # ------------------------------------------------------------ output
 
     def send(self, *payloads: bytes) -> None:
         """Frame ``payloads`` after the client's packet and write them at once."""
-        out = PacketWriter(self.writer.write, self.packets.seq)
+        out = PacketWriter(self.io.write, self.packets.seq)
         out.extend(payloads)
         out.flush()
         self.packets.seq = out.seq
@@ -252,7 +253,7 @@ class MysqlConnection:
     def abort(self) -> None:
         if not self._attached:
             return
-        transport = self.writer.transport
+        transport = self.io.transport
         with contextlib.suppress(Exception):
             if not transport.is_closing():
                 transport.abort()  # type: ignore[attr-defined]
@@ -261,7 +262,7 @@ class MysqlConnection:
         """End the connection after what is already written (the last ERR) has gone out."""
         if not self._attached:
             return
-        transport = self.writer.transport
+        transport = self.io.transport
         if not transport.is_closing():
             transport.close()
             asyncio.get_running_loop().call_later(1.0, self.abort)  # a client that does not read
@@ -271,22 +272,18 @@ class MysqlConnection:
 
         A client that stopped reading could hold us in a write forever: cut it off after 1 s.
         """
-        transport = self.writer.transport
+        transport = self.io.transport
         if not transport.is_closing():
             with contextlib.suppress(Exception):
-                transport.pause_reading()  # type: ignore[attr-defined]
+                transport.pause_reading()
             asyncio.get_running_loop().call_later(1.0, self.abort)
-        self.reader.feed_eof()
+        self.io.feed_eof()
 
     # ------------------------------------------------------------ lifecycle
 
-    async def serve_streams(self) -> None:
-        """A connection accepted by the streams server (no TLS offered)."""
-
-        def send_early(data: bytes) -> None:
-            self.writer.write(data)
-
-        await self._lifecycle(send_early, self._greet_streams)
+    async def serve_plain(self) -> None:
+        """A connection accepted by the protocol server (no TLS offered)."""
+        await self._lifecycle(self.io.write, self._greet_plain)
 
     async def serve_socket(self, sock: socket.socket) -> None:
         """A raw accepted socket (TLS offered): streams are built after the first packet."""
@@ -301,8 +298,8 @@ class MysqlConnection:
             if not self._attached:
                 sock.close()
 
-    async def _greet_streams(self, greeting: bytes) -> bytes | None:
-        self.writer.write(greeting)
+    async def _greet_plain(self, greeting: bytes) -> bytes | None:
+        self.io.write(greeting)
         payload = await self.packets.read()
         return None if hs.is_ssl_request(payload) else payload  # CLIENT_SSL was never offered
 
@@ -315,12 +312,9 @@ class MysqlConnection:
             return None
         payload = await _recv_exactly(loop, sock, length)
         tls = hs.is_ssl_request(payload)
-        reader = asyncio.StreamReader(limit=PRE_AUTH_LIMIT)
-        protocol = asyncio.StreamReaderProtocol(reader)
-        transport, _ = await loop.connect_accepted_socket(
-            lambda: protocol, sock, ssl=self.server.ssl_context if tls else None
-        )
-        self.attach(reader, asyncio.StreamWriter(transport, protocol, reader, loop))
+        io = WireProtocol()
+        await loop.connect_accepted_socket(lambda: io, sock, ssl=self.server.ssl_context if tls else None)
+        self.attach(io)
         self.packets.seq = (header[3] + 1) & 0xFF
         return await self.packets.read() if tls else payload
 
@@ -494,7 +488,7 @@ class MysqlConnection:
             return
         rows = result.rows
         columns = rs.stable_columns(result.columns, rows) if binary else rs.infer_columns(result.columns, rows)
-        out = PacketWriter(self.writer.write, self.packets.seq)
+        out = PacketWriter(self.io.write, self.packets.seq)
         out.extend(rs.result_header(columns, self.deprecate_eof, status))
         if binary:
             for row in rows:
@@ -511,7 +505,7 @@ class MysqlConnection:
 
     async def _flush_and_drain(self, out: PacketWriter) -> None:
         out.flush()
-        await self.writer.drain()
+        await self.io.drain()
 
     async def _init_db(self, payload: bytes) -> None:
         assert self.session is not None
