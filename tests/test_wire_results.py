@@ -123,7 +123,7 @@ def test_decimal_scale_and_infer_columns() -> None:
         (0.1, b"0.1"),
         (-2.5, b"-2.5"),
         (1e20, b"1e20"),
-        (1.5e-7, b"1.5e-7"),
+        (1.5e-7, b"0.00000015"),
         (Decimal("1E+2"), b"100"),
         (Decimal("-0.010"), b"-0.010"),
         (dt.datetime(2024, 1, 2, 3, 4, 5), b"2024-01-02 03:04:05"),
@@ -140,6 +140,31 @@ def test_decimal_scale_and_infer_columns() -> None:
 )
 def test_text_value(value: object, text: bytes) -> None:
     assert r.text_value(value) == text
+
+
+# Each pair as MariaDB 10.11 printed the same DOUBLE (SELECT <literal>e0).
+MARIADB_DOUBLES = [
+    (1e14, "100000000000000"),
+    (1e15, "1e15"),
+    (1.5e15, "1.5e15"),
+    (1234567890123456.7, "1234567890123456.8"),
+    (12345678901234567.0, "1.2345678901234568e16"),
+    (999999999999999.0, "999999999999999"),
+    (1e300, "1e300"),
+    (1e-5, "0.00001"),
+    (1.25e-15, "0.00000000000000125"),
+    (1e-16, "1e-16"),
+    (1e-20, "1e-20"),
+    (1.2345678901234567e-5, "0.000012345678901234568"),
+    (1 / 3, "0.3333333333333333"),
+]
+
+
+@pytest.mark.parametrize(("value", "text"), MARIADB_DOUBLES)
+def test_doubles_print_like_the_server(value: float, text: str) -> None:
+    assert r.format_float(value) == text
+    assert r.format_float(-value) == "-" + text
+    assert float(text) == value
 
 
 def test_text_row_null_and_long_values() -> None:

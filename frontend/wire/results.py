@@ -362,18 +362,29 @@ def _result_header(columns: tuple[Column, ...], deprecate_eof: bool, status: int
 
 
 def format_float(value: float) -> str:
-    """A double as MySQL prints it: shortest round-trip digits, no '.0', exponent as 'e'."""
-    if value != value or value in (float("inf"), float("-inf")):
-        return "NULL" if value != value else ("inf" if value > 0 else "-inf")
-    if value == int(value) and abs(value) < 1e15:
-        return str(int(value)) if value or str(value)[0] != "-" else "-0"
-    text = repr(value)
-    if "e" in text:
-        mantissa, exponent = text.split("e")
-        if mantissa.endswith(".0"):
-            mantissa = mantissa[:-2]
-        return f"{mantissa}e{int(exponent)}"
-    return text
+    """A double as the server prints it: the shortest digits that read back the same value.
+
+    Fixed notation while the decimal point sits within 15 digits left of / 14
+    zeros right of the digits (or inside them), else ``<d>[.<ddd>]e<exp>``:
+    ``1e14`` -> ``100000000000000``, ``1e15`` -> ``1e15``, ``1.5e-7`` -> ``0.00000015``,
+    ``1e-16`` -> ``1e-16`` (compared with MariaDB 10.11's output).
+    """
+    magnitude = abs(value)
+    if 1e-4 <= magnitude < 1e15:
+        text = repr(value)  # Python prints this range in fixed notation already
+        return text[:-2] if text.endswith(".0") else text
+    if value != value or magnitude == float("inf"):
+        return "nan" if value != value else ("inf" if value > 0 else "-inf")  # MySQL has none; strtod reads these
+    if value == 0:
+        return "-0" if str(value)[0] == "-" else "0"
+    exact = Decimal(repr(magnitude)).normalize()
+    digits = "".join(map(str, exact.as_tuple().digits))
+    decpt = len(digits) + int(exact.as_tuple().exponent)
+    sign = "-" if value < 0 else ""
+    if -14 <= decpt <= 15 or 0 < decpt < len(digits):
+        return sign + format(exact, "f")
+    mantissa = digits[0] + ("." + digits[1:] if len(digits) > 1 else "")
+    return f"{sign}{mantissa}e{decpt - 1}"
 
 
 def format_datetime(value: dt.datetime) -> str:

@@ -265,7 +265,8 @@ class MysqlConnection:
         transport = self.io.transport
         if not transport.is_closing():
             transport.close()
-            asyncio.get_running_loop().call_later(1.0, self.abort)  # a client that does not read
+            if transport.get_write_buffer_size():
+                asyncio.get_running_loop().call_later(1.0, self.abort)  # a client that does not read
 
     def close_by_kill(self) -> None:
         """KILL CONNECTION: stop reading; the command loop sees EOF after the running statement.
