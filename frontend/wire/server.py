@@ -287,7 +287,7 @@ class MysqlConnection:
         await self._lifecycle(self.io.write, self._greet_plain)
 
     async def serve_socket(self, sock: socket.socket) -> None:
-        """A raw accepted socket (TLS offered): streams are built after the first packet."""
+        """A raw accepted socket (TLS offered): the protocol is attached once the first packet is read."""
 
         def send_early(data: bytes) -> None:
             with contextlib.suppress(OSError):
