@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import shutil
 import ssl
 import struct
 import subprocess
@@ -65,6 +66,9 @@ class FakeSession:
             raise SqlError(1064, "You have an error in your SQL syntax")
         if sql == "BUG":
             raise RuntimeError("boom")
+        if sql.upper().startswith("SHOW VARIABLES"):  # what JDBC drivers ask right after connecting
+            variables = [("max_allowed_packet", "1048576"), ("system_time_zone", "UTC"), ("time_zone", "SYSTEM")]
+            return Result(["Variable_name", "Value"], [*variables, ("auto_increment_increment", "1")])
         if sql.upper().startswith("SET "):
             return Result()
         if sql.startswith("UPDATE"):
@@ -506,3 +510,66 @@ def test_under_uvloop(pki: Path, tls: bool) -> None:
     finally:
         stop[0]()
         thread.join(10)
+
+
+JDBC_JAR = Path("/usr/share/java/mariadb-java-client.jar")
+JDBC_PROGRAM = """\
+import java.sql.*;
+public class T {
+  public static void main(String[] a) throws Exception {
+    String url = "jdbc:mariadb://127.0.0.1:" + a[0] + "/?user=root&password=pw&useServerPrepStmts=" + a[1];
+    try (Connection c = DriverManager.getConnection(url)) {
+      try (Statement s = c.createStatement(); ResultSet r = s.executeQuery("TYPES")) {
+        ResultSetMetaData m = r.getMetaData();
+        while (r.next())
+          for (int i = 1; i <= m.getColumnCount(); i++)
+            System.out.println(m.getColumnName(i) + "=" + r.getString(i));
+      }
+      try (Statement s = c.createStatement()) {
+        System.out.println("update count " + s.executeUpdate("UPDATE t SET a=1"));
+      }
+      try (PreparedStatement p = c.prepareStatement("SELECT ?, ?, ?")) {
+        for (int k = 0; k < 2; k++) {
+          p.setInt(1, 5 + k); p.setString(2, "it's"); p.setBytes(3, new byte[]{0, 1, (byte) 255});
+          try (ResultSet r = p.executeQuery()) { r.next(); System.out.println("prepared: " + r.getString(1)); }
+        }
+        p.setNull(1, Types.INTEGER);
+        p.setTimestamp(2, Timestamp.valueOf("2024-01-02 03:04:05.5"));
+        p.setBigDecimal(3, new java.math.BigDecimal("1.50"));
+        try (ResultSet r = p.executeQuery()) { r.next(); System.out.println("prepared: " + r.getString(1)); }
+      }
+      try (PreparedStatement p = c.prepareStatement("TYPES"); ResultSet r = p.executeQuery()) {
+        r.next();
+        System.out.println("binary: " + r.getLong(1) + " " + r.getDouble(2) + " " + r.getBigDecimal(3) + " "
+          + r.getString(4) + " " + r.getDate(6) + " " + r.getTimestamp(7) + " " + r.getString(9));
+      }
+    }
+  }
+}
+"""
+
+
+@pytest.mark.skipif(
+    not JDBC_JAR.exists() or shutil.which("javac") is None, reason="needs javac and MariaDB Connector/J"
+)
+@pytest.mark.parametrize("server_prepared", ["true", "false"])
+async def test_mariadb_connector_j(listener: Listener, tmp_path: Path, server_prepared: str) -> None:
+    (tmp_path / "T.java").write_text(JDBC_PROGRAM)
+    classpath = f"{JDBC_JAR}:{tmp_path}"
+
+    def run() -> str:
+        subprocess.run(["javac", "-cp", classpath, "T.java"], cwd=tmp_path, check=True, capture_output=True)
+        done = subprocess.run(
+            ["java", "-cp", classpath, "T", str(listener.port), server_prepared],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert done.returncode == 0, done.stderr[-2000:]
+        return done.stdout
+
+    out = await asyncio.to_thread(run)
+    assert "d=12.340" in out and "t=-25:00:01" in out and "n=null" in out
+    assert "update count 3" in out
+    assert "prepared: SELECT 6, 'it\\'s'" in out
+    assert "binary: 7 -1.5 12.340 héllo 2024-02-29 2024-01-02 03:04:05.000006 null" in out
