@@ -245,3 +245,13 @@ def test_binary_result_set() -> None:
     assert payloads[3] == b"\x00\x00" + struct.pack("<q", 1) + b"\x01a"
     assert payloads[4] == b"\x00\x0c"
     assert payloads[-1][0] == 0xFE
+
+
+def test_stable_columns_widen_mixed_values() -> None:
+    rows = [(1, 1, dt.date(2024, 1, 1), 1, True, Decimal("1.5")), (2**63, "x", dt.datetime(2024, 1, 1, 2), None, 3, 2)]
+    cols = r.stable_columns(["u", "mixed", "d", "n", "b", "dec"], rows)
+    assert [c.type for c in cols] == [r.NEWDECIMAL, r.VAR_STRING, r.DATETIME, r.LONGLONG, r.LONGLONG, r.NEWDECIMAL]
+    assert cols[5].decimals == 1
+    for row in rows:
+        r.binary_row(cols, row)  # every value fits its widened column
+    assert r.stable_columns(["z"], [(None,)])[0].type == r.NULL
