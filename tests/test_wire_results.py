@@ -36,6 +36,7 @@ def test_err_packet_sqlstate_from_coordinator() -> None:
     assert r.err_packet(1045, "Access denied")[3:9] == b"#28000"
     assert r.err_packet(1317, "Query execution was interrupted")[3:9] == b"#70100"
     assert r.err_packet(1153, "x", state="08S01")[3:9] == b"#08S01"
+    assert r.err_packet(1040, "Too many connections", protocol41=False) == b"\xff\x10\x04Too many connections"
 
 
 def test_result_end_with_deprecate_eof_reports_zero_rows() -> None:

@@ -302,10 +302,18 @@ def eof_packet(warnings: int = 0, status: int = SERVER_STATUS_AUTOCOMMIT) -> byt
     return b"\xfe" + _HH.pack(min(warnings, 0xFFFF), status)
 
 
-def err_packet(code: int, message: str, state: str | None = None) -> bytes:
-    """ERR with ``state`` or the SQLSTATE ``coordinator.errors`` gives ``code``."""
+def err_packet(code: int, message: str, state: str | None = None, *, protocol41: bool = True) -> bytes:
+    """ERR with ``state`` or the SQLSTATE ``coordinator.errors`` gives ``code``.
+
+    ``protocol41=False`` leaves out the '#' and SQLSTATE, for errors sent before
+    the greeting (1040, 1053): the client has not negotiated CLIENT_PROTOCOL_41
+    yet and libmysqlclient would read the marker as part of the message.
+    """
+    text = message.encode("utf-8", "replace")
+    if not protocol41:
+        return _ERR_HEAD.pack(0xFF, code) + text
     state_bytes = (state or sqlstate(code)).encode("ascii", "replace")[:5].ljust(5, b"0")
-    return _ERR_HEAD.pack(0xFF, code) + b"#" + state_bytes + message.encode("utf-8", "replace")
+    return _ERR_HEAD.pack(0xFF, code) + b"#" + state_bytes + text
 
 
 @lru_cache(maxsize=256)

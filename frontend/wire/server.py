@@ -324,12 +324,16 @@ class MysqlConnection:
     ) -> None:
         factory = self.server.factory
         if not factory.accepting:
-            send_early(frame([_err(errors.SERVER_SHUTDOWN, "Server shutdown in progress")], 0)[0])
+            send_early(
+                frame([rs.err_packet(errors.SERVER_SHUTDOWN, "Server shutdown in progress", protocol41=False)], 0)[0]
+            )
             return
         try:
             self.conn_id = factory.reserve_id()
         except IdsExhausted:
-            send_early(frame([_err(errors.TOO_MANY_CONNECTIONS, "Too many connections")], 0)[0])
+            send_early(
+                frame([rs.err_packet(errors.TOO_MANY_CONNECTIONS, "Too many connections", protocol41=False)], 0)[0]
+            )
             return
         try:
             try:
