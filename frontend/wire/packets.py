@@ -92,26 +92,27 @@ def frame(payloads: Iterable[bytes], seq: int) -> tuple[bytes, int]:
 
     Returns the bytes for one ``transport.write`` and the next sequence id.
     """
-    out = bytearray()
+    parts: list[bytes | memoryview] = []
+    append = parts.append
+    pack = _U32.pack
     for payload in payloads:
         n = len(payload)
         if n < MAX_PACKET:
-            # header = length (3 bytes LE) | seq << 24, packed as one uint32
-            out += _U32.pack(n | (seq << 24))
-            out += payload
+            append(pack(n | (seq << 24)))  # length (3 bytes LE) | seq << 24, packed as one uint32
+            append(payload)
             seq = (seq + 1) & 0xFF
             continue
         view = memoryview(payload)
         start = 0
         while True:
             chunk = view[start : start + MAX_PACKET]
-            out += _U32.pack(len(chunk) | (seq << 24))
-            out += chunk
+            append(pack(len(chunk) | (seq << 24)))
+            append(chunk)
             seq = (seq + 1) & 0xFF
             start += MAX_PACKET
             if len(chunk) < MAX_PACKET:
                 break
-    return bytes(out), seq
+    return b"".join(parts), seq
 
 
 class PacketWriter:

@@ -23,7 +23,7 @@ import logging
 import socket
 import ssl
 import time
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Iterator, Sequence
 from typing import Any, Protocol
 
 from coordinator import errors
@@ -54,6 +54,8 @@ ER_MALFORMED_PACKET = 1835
 _STATES = {ER_HANDSHAKE_ERROR: "08S01", ER_UNKNOWN_COM_ERROR: "08S01", PacketTooLarge.code: "08S01"}
 
 _CLIENT_GONE = (asyncio.IncompleteReadError, ConnectionError, EOFError)
+_ONE_WRITE_ROWS = 256
+"""Results with at most this many rows are encoded and written in one go, without awaiting."""
 
 
 class WireSession(Protocol):
@@ -487,30 +489,33 @@ class MysqlConnection:
             await self._send_result(result, status, binary=False)
 
     async def _send_result(self, result: Result, status: int, binary: bool) -> None:
-        warnings = len(result.warnings)
+        """OK, or a result set: small ones in one synchronous write, large ones streamed."""
         if not result.columns:
-            self.send(rs.ok_packet(result.affected_rows, 0, status, warnings))
+            self.send(rs.ok_packet(result.affected_rows, 0, status, len(result.warnings)))
             return
         rows = result.rows
         columns = rs.stable_columns(result.columns, rows) if binary else rs.infer_columns(result.columns, rows)
+        encode_rows = rs.binary_rows(columns, rows) if binary else map(rs.text_row, rows)
+        header = rs.result_header(columns, self.deprecate_eof, status)
+        end = rs.result_end(self.deprecate_eof, status, len(result.warnings))
+        if len(rows) <= _ONE_WRITE_ROWS:
+            data, self.packets.seq = frame([*header, *encode_rows, end], self.packets.seq)
+            self.io.write(data)
+            return
+        await self._stream(header, encode_rows, end)
+
+    async def _stream(self, header: Sequence[bytes], rows: Iterator[bytes], end: bytes) -> None:
+        """A large result in ~256 KiB writes, waiting for the client whenever the transport is full."""
         out = PacketWriter(self.io.write, self.packets.seq)
-        out.extend(rs.result_header(columns, self.deprecate_eof, status))
-        if binary:
-            for row in rows:
-                if out.add(rs.binary_row(columns, row)):
-                    await self._flush_and_drain(out)
-        else:
-            text_row = rs.text_row
-            for row in rows:
-                if out.add(text_row(row)):
-                    await self._flush_and_drain(out)
-        out.add(rs.result_end(self.deprecate_eof, status, warnings))
+        out.extend(header)
+        add = out.add
+        for row in rows:
+            if add(row):
+                out.flush()
+                await self.io.drain()
+        add(end)
         out.flush()
         self.packets.seq = out.seq
-
-    async def _flush_and_drain(self, out: PacketWriter) -> None:
-        out.flush()
-        await self.io.drain()
 
     async def _init_db(self, payload: bytes) -> None:
         assert self.session is not None
