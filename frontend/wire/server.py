@@ -244,10 +244,8 @@ class MysqlConnection:
 
     def send(self, *payloads: bytes) -> None:
         """Frame ``payloads`` after the client's packet and write them at once."""
-        out = PacketWriter(self.io.write, self.packets.seq)
-        out.extend(payloads)
-        out.flush()
-        self.packets.seq = out.seq
+        data, self.packets.seq = frame(payloads, self.packets.seq)
+        self.io.write(data)
 
     def send_error(self, code: int, message: str) -> None:
         self.send(_err(code, message))
