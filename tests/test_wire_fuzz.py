@@ -122,3 +122,34 @@ def test_string_literal_stays_one_token(value: str) -> None:
     # A quoted parameter must hide its content from the placeholder scan: no '?' leaks out.
     sql = "SELECT " + sqltext.literal(value + "?") + ", ?"
     assert len(sqltext.placeholders(sql)) == 1
+
+
+@FAST
+@given(st.lists(st.binary(max_size=100), min_size=1, max_size=8), st.lists(st.integers(1, 50), max_size=40))
+def test_transport_reassembles_any_chunking(payloads: list[bytes], cuts: list[int]) -> None:
+    import asyncio
+
+    from frontend.wire.transport import WireProtocol
+
+    class Sink:
+        def is_closing(self) -> bool:
+            return False
+
+        def pause_reading(self) -> None:
+            pass
+
+        def resume_reading(self) -> None:
+            pass
+
+    async def run() -> list[bytes]:
+        proto = WireProtocol(limit=1 << 20)
+        proto.connection_made(Sink())  # type: ignore[arg-type]
+        data, _ = frame(payloads, 0)
+        pos = 0
+        for cut in cuts:
+            proto.data_received(data[pos : pos + cut])
+            pos += cut
+        proto.data_received(data[pos:])
+        return [await proto.read() for _ in payloads]
+
+    assert asyncio.run(run()) == payloads
