@@ -23,6 +23,10 @@ def test_ok_packet_fields() -> None:
     assert packet == b"\x00\xfc\x2c\x01\x05\x03\x00\x02\x00Rows matched: 1"
 
 
+def test_ok_packet_unknown_count() -> None:
+    assert r.ok_packet(affected_rows=-1) == r.ok_packet()
+
+
 def test_eof_packet_doc_example() -> None:
     assert frame([r.eof_packet(0, 2)], 5)[0] == bytes.fromhex("05000005 fe 0000 0200")
 

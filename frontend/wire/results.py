@@ -291,6 +291,8 @@ def ok_packet(
     info: bytes = b"",
     header: int = 0x00,
 ) -> bytes:
+    # DB-API backends report an unknown count as -1: the protocol has no such value.
+    affected_rows, last_insert_id = max(affected_rows, 0), max(last_insert_id, 0)
     if affected_rows < 0xFB and last_insert_id < 0xFB:
         head = bytes((header, affected_rows, last_insert_id))
     else:
