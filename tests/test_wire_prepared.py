@@ -257,6 +257,10 @@ def test_long_data_reset_and_limit() -> None:
     # the failure is reported once; the statement works again afterwards
     assert reg.parse_execute(execute_packet(stmt.id, b"\x01a", b"\x00", [r.BLOB])).params == [b"a"]
     reg.send_long_data(struct.pack("<BIH", 0x18, 999, 0) + b"x")  # unknown statement: ignored, no reply
+    reg.send_long_data(struct.pack("<BIH", 0x18, stmt.id, 5) + b"x")  # no parameter 5: reported by the execute
+    with pytest.raises(SqlError) as err:
+        reg.parse_execute(execute_packet(stmt.id, b"\x01a", b"\x00", [r.BLOB]))
+    assert err.value.code == ps.ER_WRONG_ARGUMENTS
 
 
 def test_close_and_statement_limit() -> None:

@@ -106,7 +106,8 @@ class PreparedStatement:
     """Type words of the last execute that bound them: type | 0x8000 when unsigned."""
     long_data: dict[int, bytearray] = field(default_factory=dict)
     long_data_size: int = 0
-    long_data_overflow: bool = False
+    long_data_error: SqlError | None = None
+    """What went wrong in COM_STMT_SEND_LONG_DATA (which has no reply): the next execute reports it."""
 
     @property
     def param_count(self) -> int:
@@ -115,7 +116,7 @@ class PreparedStatement:
     def reset(self) -> None:
         self.long_data.clear()
         self.long_data_size = 0
-        self.long_data_overflow = False
+        self.long_data_error = None
 
 
 @dataclass
@@ -203,16 +204,20 @@ class StatementRegistry:
         stmt_id = cur.u32()
         param = cur.u16()
         stmt = self._statements.get(stmt_id)
-        if stmt is None or stmt.long_data_overflow:
+        if stmt is None or stmt.long_data_error is not None:
             return
         if param >= stmt.param_count:
-            stmt.long_data_overflow = True  # MySQL reports a bad parameter number at execute time too
+            stmt.long_data_error = SqlError(ER_WRONG_ARGUMENTS, "Incorrect arguments to mysqld_stmt_send_long_data")
             return
         size = cur.remaining
         if stmt.long_data_size + size > self.max_long_data:
-            stmt.long_data_overflow = True
             stmt.long_data.clear()  # free it now: the execute fails anyway
             stmt.long_data_size = 0
+            stmt.long_data_error = SqlError(
+                ER_NET_PACKET_TOO_LARGE,
+                "Parameter of prepared statement which is set through mysql_send_long_data() is longer than "
+                "'max_allowed_packet' bytes",
+            )
             return
         stmt.long_data.setdefault(param, bytearray()).extend(memoryview(payload)[cur.pos :])
         stmt.long_data_size += size
@@ -232,13 +237,10 @@ class StatementRegistry:
         count = stmt.param_count
         if count == 0:
             return Execution(stmt, flags, iterations, [])
-        if stmt.long_data_overflow:
-            stmt.reset()
-            raise SqlError(
-                ER_NET_PACKET_TOO_LARGE,
-                "Parameter of prepared statement which is set through mysql_send_long_data() is longer than "
-                "'max_allowed_packet' bytes",
-            )
+        error = stmt.long_data_error
+        if error is not None:
+            stmt.reset()  # reported once; the statement works again afterwards
+            raise error
         bitmap = cur.take((count + 7) // 8)
         if cur.u8():
             raw = cur.take(2 * count)
