@@ -1,0 +1,621 @@
+"""The MySQL listener on the ``frontend.wire`` codec (draft; not wired into node.py yet).
+
+One ``MysqlConnection`` per client, over ``transport.WireProtocol``:
+
+1. Connection phase, under one ``connect_timeout`` deadline: reserve an id
+   (1040 when none is left), send HandshakeV10, read the answer (upgrading to
+   TLS on an SSLRequest when a context is configured), switch the client to
+   mysql_native_password when it opened with another plugin, verify the
+   scramble (1045 on failure, the same for unknown users), open the session
+   (``SessionFactory.open``), send OK.
+2. Command phase: one payload in, one answer out with a single transport write
+   (large result sets are flushed in bounded chunks with back-pressure).
+
+The node is reached only through ``SessionFactory`` and ``WireSession``, the
+interface the main branch is being refactored towards.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+import ssl
+import time
+from collections.abc import Awaitable, Callable, Coroutine, Iterator, Sequence
+from typing import Any, Protocol
+
+from coordinator import errors
+from coordinator.errors import SqlError
+from coordinator.ids import IdsExhausted
+from coordinator.users import UserRecord
+from frontend.result import Result
+from frontend.wire import auth, commands
+from frontend.wire import handshake as hs
+from frontend.wire import prepared as ps
+from frontend.wire import results as rs
+from frontend.wire.packets import (
+    DEFAULT_MAX_ALLOWED_PACKET,
+    PRE_AUTH_LIMIT,
+    MalformedPacket,
+    PacketTooLarge,
+    PacketWriter,
+    frame,
+)
+from frontend.wire.sqltext import split_statements
+from frontend.wire.transport import WireProtocol
+
+log = logging.getLogger("fecluster.wire")
+
+ER_HANDSHAKE_ERROR = 1043
+ER_UNKNOWN_COM_ERROR = 1047
+ER_MALFORMED_PACKET = 1835
+_STATES = {ER_HANDSHAKE_ERROR: "08S01", ER_UNKNOWN_COM_ERROR: "08S01", PacketTooLarge.code: "08S01"}
+
+_CLIENT_GONE = (asyncio.IncompleteReadError, ConnectionError, EOFError)
+_ONE_WRITE_ROWS = 256
+"""Results with at most this many rows are encoded and written in one go, without awaiting."""
+
+
+class WireSession(Protocol):
+    """What the listener needs of a session (``frontend.session.Session`` has it)."""
+
+    id: int
+    killed_by: str | None
+
+    async def execute(self, sql: str) -> Result: ...
+
+    async def use(self, database: str) -> None: ...
+
+    def kill_query(self) -> None: ...
+
+
+class SessionFactory(Protocol):
+    """The node, as the listener sees it."""
+
+    accepting: bool
+
+    def reserve_id(self) -> int:
+        """A connection id; raises ``coordinator.ids.IdsExhausted`` (-> 1040)."""
+        ...
+
+    def release_id(self, conn_id: int) -> None: ...
+
+    async def user(self, name: str) -> UserRecord | None: ...
+
+    async def open(
+        self,
+        conn_id: int,
+        user: UserRecord,
+        host: str,
+        protocol: str,
+        close_transport: Callable[[], None],
+        database: str | None,
+    ) -> WireSession:
+        """A registered session; raises SqlError (e.g. 1049 unknown database) to refuse it."""
+        ...
+
+    async def close(self, session: WireSession) -> None: ...
+
+
+def _err(code: int, message: str) -> bytes:
+    return rs.err_packet(code, message, _STATES.get(code))
+
+
+class MysqlServer:
+    """Accepts MySQL clients; ``start`` binds, ``close`` stops accepting, ``abort_all`` cuts everyone."""
+
+    def __init__(
+        self,
+        factory: SessionFactory,
+        *,
+        ssl_context: ssl.SSLContext | None = None,
+        connect_timeout: float = 10.0,
+        max_allowed_packet: int = DEFAULT_MAX_ALLOWED_PACKET,
+        server_version: str = hs.SERVER_VERSION,
+        max_prepared_statements: int = 1024,
+    ) -> None:
+        self.factory = factory
+        self.ssl_context = ssl_context
+        self.connect_timeout = connect_timeout
+        self.max_allowed_packet = max_allowed_packet
+        self.server_version = server_version
+        self.max_prepared_statements = max_prepared_statements
+        self.capabilities = hs.server_capabilities(tls=ssl_context is not None)
+        self.connections: set[MysqlConnection] = set()
+        self.started = time.monotonic()
+        self.questions = 0
+        self._server: asyncio.Server | None = None
+        self._listener: socket.socket | None = None
+        self._accept_task: asyncio.Task[None] | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def start(self, host: str, port: int, backlog: int = 4096) -> None:
+        """Listen on ``host:port``.
+
+        Without TLS, asyncio's streams server accepts. With TLS, our own accept
+        loop hands raw sockets to the connection: the client sends its TLS
+        ClientHello right behind the SSLRequest, and a stream transport would
+        already have swallowed those bytes before the TLS layer is in place.
+        Reading the first packet with exact ``sock_recv`` calls leaves them in
+        the kernel for the TLS handshake.
+        """
+        loop = asyncio.get_running_loop()
+        if self.ssl_context is None:
+            self._server = await loop.create_server(
+                lambda: WireProtocol(self._accepted), host, port, backlog=backlog, reuse_address=True
+            )
+            return
+        listener = socket.create_server((host, port), backlog=backlog, reuse_port=False)
+        listener.setblocking(False)
+        self._listener = listener
+        self._accept_task = loop.create_task(self._accept_loop(listener))
+
+    @property
+    def port(self) -> int:
+        if self._server is not None:
+            return int(self._server.sockets[0].getsockname()[1])
+        assert self._listener is not None
+        return int(self._listener.getsockname()[1])
+
+    def close(self) -> None:
+        """Stop accepting; open connections go on."""
+        if self._server is not None:
+            self._server.close()
+        if self._accept_task is not None:
+            self._accept_task.cancel()
+        if self._listener is not None:
+            self._listener.close()
+
+    async def wait_closed(self) -> None:
+        if self._server is not None:
+            await self._server.wait_closed()
+        if self._accept_task is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._accept_task
+
+    def abort_all(self) -> None:
+        for connection in list(self.connections):
+            connection.abort()
+
+    def _accepted(self, io: WireProtocol) -> None:
+        connection = MysqlConnection(self, io.transport.get_extra_info("peername"))
+        connection.attach(io)
+        self._spawn(self._serve(connection, connection.serve_plain()))
+
+    def _spawn(self, body: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(body)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _accept_loop(self, listener: socket.socket) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            try:
+                sock, peer = await loop.sock_accept(listener)
+            except OSError as e:  # EMFILE and friends: back off instead of spinning
+                log.warning("accept failed: %r", e)
+                await asyncio.sleep(0.1)
+                continue
+            sock.setblocking(False)
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            connection = MysqlConnection(self, peer)
+            self._spawn(self._serve(connection, connection.serve_socket(sock)))
+
+    async def _serve(self, connection: MysqlConnection, body: Coroutine[Any, Any, None]) -> None:
+        self.connections.add(connection)
+        try:
+            await body
+        except Exception:
+            log.exception("connection %s failed", connection.conn_id)
+        finally:
+            self.connections.discard(connection)
+            connection.finish()
+
+
+class MysqlConnection:
+    io: WireProtocol
+
+    def __init__(self, server: MysqlServer, peer: Any) -> None:
+        self.server = server
+        self.conn_id = 0
+        self.capabilities = 0
+        self.charset = hs.UTF8MB4_GENERAL_CI
+        self.deprecate_eof = False
+        self.multi_statements = False
+        self.session: WireSession | None = None
+        self.user: UserRecord | None = None
+        self.nonce = b""
+        self.statements = ps.StatementRegistry(server.max_prepared_statements, server.max_allowed_packet)
+        self._attached = False
+        if isinstance(peer, tuple) and len(peer) >= 2:
+            self.ip, self.peer = str(peer[0]), f"{peer[0]}:{peer[1]}"
+        else:
+            self.ip = self.peer = "localhost"
+
+    def attach(self, io: WireProtocol) -> None:
+        self.io = io
+        self.packets = io  # reads payloads, carries the sequence id and the size cap
+        self._attached = True
+
+    # ------------------------------------------------------------ output
+
+    def send(self, *payloads: bytes) -> None:
+        """Frame ``payloads`` after the client's packet and write them at once."""
+        data, self.packets.seq = frame(payloads, self.packets.seq)
+        self.io.write(data)
+
+    def send_error(self, code: int, message: str) -> None:
+        self.send(_err(code, message))
+
+    def abort(self) -> None:
+        if not self._attached:
+            return
+        transport = self.io.transport
+        with contextlib.suppress(Exception):
+            if not transport.is_closing():
+                transport.abort()  # type: ignore[attr-defined]
+
+    def finish(self) -> None:
+        """End the connection after what is already written (the last ERR) has gone out."""
+        if not self._attached:
+            return
+        transport = self.io.transport
+        if not transport.is_closing():
+            transport.close()
+            if transport.get_write_buffer_size():
+                asyncio.get_running_loop().call_later(1.0, self.abort)  # a client that does not read
+
+    def close_by_kill(self) -> None:
+        """KILL CONNECTION: stop reading; the command loop sees EOF after the running statement.
+
+        A client that stopped reading could hold us in a write forever: cut it off after 1 s.
+        """
+        transport = self.io.transport
+        if not transport.is_closing():
+            with contextlib.suppress(Exception):
+                transport.pause_reading()
+            asyncio.get_running_loop().call_later(1.0, self.abort)
+        self.io.feed_eof()
+
+    # ------------------------------------------------------------ lifecycle
+
+    async def serve_plain(self) -> None:
+        """A connection accepted by the protocol server (no TLS offered)."""
+        await self._lifecycle(self.io.write, self._greet_plain)
+
+    async def serve_socket(self, sock: socket.socket) -> None:
+        """A raw accepted socket (TLS offered): the protocol is attached once the first packet is read."""
+
+        def send_early(data: bytes) -> None:
+            with contextlib.suppress(OSError):
+                sock.send(data)  # a small packet into an empty socket buffer: never blocks
+
+        try:
+            await self._lifecycle(send_early, lambda greeting: self._greet_socket(sock, greeting))
+        finally:
+            if not self._attached:
+                sock.close()
+
+    async def _greet_plain(self, greeting: bytes) -> bytes | None:
+        self.io.write(greeting)
+        payload = await self.packets.read()
+        return None if hs.is_ssl_request(payload) else payload  # CLIENT_SSL was never offered
+
+    async def _greet_socket(self, sock: socket.socket, greeting: bytes) -> bytes | None:
+        loop = asyncio.get_running_loop()
+        await loop.sock_sendall(sock, greeting)
+        header = await _recv_exactly(loop, sock, 4)
+        length = int.from_bytes(header[:3], "little")
+        if length > PRE_AUTH_LIMIT:
+            return None
+        payload = await _recv_exactly(loop, sock, length)
+        tls = hs.is_ssl_request(payload)
+        io = WireProtocol()
+        await loop.connect_accepted_socket(lambda: io, sock, ssl=self.server.ssl_context if tls else None)
+        self.attach(io)
+        self.packets.seq = (header[3] + 1) & 0xFF
+        return await self.packets.read() if tls else payload
+
+    async def _lifecycle(
+        self, send_early: Callable[[bytes], None], greet: Callable[[bytes], Awaitable[bytes | None]]
+    ) -> None:
+        factory = self.server.factory
+        if not factory.accepting:
+            send_early(
+                frame([rs.err_packet(errors.SERVER_SHUTDOWN, "Server shutdown in progress", protocol41=False)], 0)[0]
+            )
+            return
+        try:
+            self.conn_id = factory.reserve_id()
+        except IdsExhausted:
+            send_early(
+                frame([rs.err_packet(errors.TOO_MANY_CONNECTIONS, "Too many connections", protocol41=False)], 0)[0]
+            )
+            return
+        try:
+            try:
+                async with asyncio.timeout(self.server.connect_timeout):
+                    self.nonce = hs.make_nonce()
+                    server = self.server
+                    greeting = hs.build_handshake(self.conn_id, self.nonce, server.capabilities, server.server_version)
+                    first = await greet(frame([greeting], 0)[0])
+                    opened = first is not None and await self._login(first)
+            except (TimeoutError, *_CLIENT_GONE, ssl.SSLError, PacketTooLarge) as e:
+                log.debug("handshake from %s ended: %r", self.peer, e)
+                return
+            if not opened:
+                return
+            try:
+                await self._command_phase()
+            except _CLIENT_GONE:
+                pass
+            finally:
+                if self.session is not None:
+                    await factory.close(self.session)
+        finally:
+            factory.release_id(self.conn_id)
+
+    # ------------------------------------------------------------ connection phase
+
+    async def _login(self, payload: bytes) -> bool:
+        """The handshake response: authenticate, open the session, answer OK."""
+        server = self.server
+        try:
+            response = hs.parse_handshake_response(payload, server.capabilities)
+        except MalformedPacket:
+            self.send_error(ER_HANDSHAKE_ERROR, "Bad handshake")
+            return False
+        self.capabilities = response.capabilities
+        self.deprecate_eof = bool(self.capabilities & hs.CLIENT_DEPRECATE_EOF)
+        self.multi_statements = bool(self.capabilities & hs.CLIENT_MULTI_STATEMENTS)
+        self.charset = response.charset
+        user = await self._authenticate(response.user, response.plugin, response.auth_response)
+        if user is None:
+            return False
+        if not server.factory.accepting:
+            self.send_error(errors.SERVER_SHUTDOWN, "Server shutdown in progress")
+            return False
+        try:
+            self.session = await server.factory.open(
+                self.conn_id, user, self.peer, "mysql", self.close_by_kill, response.database
+            )
+        except SqlError as e:
+            self.send_error(e.code, e.message)
+            return False
+        self.user = user
+        self.packets.limit = server.max_allowed_packet
+        self.send(rs.ok_packet())
+        return True
+
+    async def _authenticate(self, name: str, plugin: str | None, response: bytes) -> UserRecord | None:
+        """Verify (after an auth switch if needed); on failure send 1045 and return None."""
+        user = await self.server.factory.user(name)
+        if auth.needs_switch(plugin, response):
+            self.send(auth.auth_switch_request(self.nonce))
+            response = auth.parse_auth_switch_response(await self.packets.read())
+        if user is not None and auth.verify_native(user.auth_string, self.nonce, response):
+            return user
+        if user is None:
+            auth.verify_native(None, self.nonce, response)  # the same work as a wrong password
+        self.send_error(errors.ACCESS_DENIED, auth.access_denied_message(name, self.ip, bool(response)))
+        return None
+
+    # ------------------------------------------------------------ command phase
+
+    async def _command_phase(self) -> None:
+        read = self.packets.read
+        handlers = self._handlers()
+        while True:
+            try:
+                payload = await read()
+            except PacketTooLarge as e:
+                self.send_error(e.code, e.message)
+                return
+            if not payload:
+                self.send_error(ER_MALFORMED_PACKET, "Malformed communication packet.")
+                continue
+            command = payload[0]
+            if command == commands.COM_QUIT:
+                return
+            handler = handlers.get(command)
+            if handler is None:
+                self.send_error(ER_UNKNOWN_COM_ERROR, "Unknown command")
+                continue
+            try:
+                keep = await handler(payload)
+            except MalformedPacket:
+                self.send_error(ER_MALFORMED_PACKET, "Malformed communication packet.")
+                continue
+            except SqlError as e:
+                self.send_error(e.code, e.message)
+                continue
+            if keep is False:
+                return
+
+    def _handlers(self) -> dict[int, Callable[[bytes], Any]]:
+        return {
+            commands.COM_QUERY: self._query,
+            commands.COM_PING: self._ok,
+            commands.COM_INIT_DB: self._init_db,
+            commands.COM_STMT_PREPARE: self._stmt_prepare,
+            commands.COM_STMT_EXECUTE: self._stmt_execute,
+            commands.COM_STMT_SEND_LONG_DATA: self._stmt_long_data,
+            commands.COM_STMT_CLOSE: self._stmt_close,
+            commands.COM_STMT_RESET: self._stmt_reset,
+            commands.COM_SET_OPTION: self._set_option,
+            commands.COM_RESET_CONNECTION: self._reset_connection,
+            commands.COM_FIELD_LIST: self._field_list,
+            commands.COM_STATISTICS: self._statistics,
+            commands.COM_CHANGE_USER: self._change_user,
+        }
+
+    async def _ok(self, payload: bytes) -> None:
+        self.send(rs.ok_packet())
+
+    async def _run(self, sql: str) -> Result | None:
+        """Execute one statement; on error the ERR is sent and None returned."""
+        assert self.session is not None
+        self.server.questions += 1
+        try:
+            return await self.session.execute(sql)
+        except SqlError as e:
+            self.send_error(e.code, e.message)
+        except Exception as e:  # a bug of ours: log it, answer 1105, keep the connection
+            log.exception("statement failed on connection %d", self.conn_id)
+            self.send_error(errors.UNKNOWN_ERROR, f"internal error: {e!r}")
+        return None
+
+    async def _query(self, payload: bytes) -> None:
+        sql = commands.decode_text(commands.parse_query(payload), self.charset)
+        statements = [sql]
+        if self.multi_statements and ";" in sql:
+            statements = split_statements(sql)  # a scan only when a ';' may separate statements
+        elif not sql.strip():
+            statements = []
+        if not statements:
+            self.send_error(errors.EMPTY_QUERY, "Query was empty")
+            return
+        last = len(statements) - 1
+        for i, statement in enumerate(statements):
+            result = await self._run(statement)
+            if result is None:
+                return  # MySQL stops a multi-statement query at the first error
+            status = rs.SERVER_STATUS_AUTOCOMMIT | (rs.SERVER_MORE_RESULTS_EXISTS if i < last else 0)
+            await self._send_result(result, status, binary=False)
+
+    async def _send_result(self, result: Result, status: int, binary: bool) -> None:
+        """OK, or a result set: small ones in one synchronous write, large ones streamed."""
+        if not result.columns:
+            self.send(rs.ok_packet(result.affected_rows, 0, status, len(result.warnings)))
+            return
+        rows = result.rows
+        columns = rs.stable_columns(result.columns, rows) if binary else rs.infer_columns(result.columns, rows)
+        encode_rows = rs.binary_rows(columns, rows) if binary else map(rs.text_row, rows)
+        header = rs.result_header(columns, self.deprecate_eof, status)
+        end = rs.result_end(self.deprecate_eof, status, len(result.warnings))
+        if len(rows) <= _ONE_WRITE_ROWS:
+            data, self.packets.seq = frame([*header, *encode_rows, end], self.packets.seq)
+            self.io.write(data)
+            return
+        await self._stream(header, encode_rows, end)
+
+    async def _stream(self, header: Sequence[bytes], rows: Iterator[bytes], end: bytes) -> None:
+        """A large result in ~256 KiB writes, waiting for the client whenever the transport is full."""
+        out = PacketWriter(self.io.write, self.packets.seq)
+        out.extend(header)
+        add = out.add
+        for row in rows:
+            if add(row):
+                out.flush()
+                await self.io.drain()
+        add(end)
+        out.flush()
+        self.packets.seq = out.seq
+
+    async def _init_db(self, payload: bytes) -> None:
+        assert self.session is not None
+        await self.session.use(commands.parse_init_db(payload, self.charset))
+        self.send(rs.ok_packet())
+
+    async def _set_option(self, payload: bytes) -> None:
+        option = commands.parse_set_option(payload)
+        if option == commands.MYSQL_OPTION_MULTI_STATEMENTS_ON:
+            self.multi_statements = True
+        elif option == commands.MYSQL_OPTION_MULTI_STATEMENTS_OFF:
+            self.multi_statements = False
+        else:
+            self.send_error(ER_UNKNOWN_COM_ERROR, "Unknown command")
+            return
+        self.send(rs.result_end(self.deprecate_eof))  # MySQL answers with an EOF (an OK under DEPRECATE_EOF)
+
+    async def _reset_connection(self, payload: bytes) -> None:
+        # Prepared statements go; session variables are the session's business.
+        self.statements.clear()
+        self.send(rs.ok_packet())
+
+    async def _field_list(self, payload: bytes) -> None:
+        commands.parse_field_list(payload, self.charset)
+        self.send(rs.result_end(self.deprecate_eof))  # no column metadata to offer: an empty list
+
+    async def _statistics(self, payload: bytes) -> None:
+        server = self.server
+        uptime = int(time.monotonic() - server.started)
+        text = (
+            f"Uptime: {uptime}  Threads: {len(server.connections)}  Questions: {server.questions}  "
+            f"Slow queries: 0  Opens: 0  Flush tables: 0  Open tables: 0  Queries per second avg: "
+            f"{server.questions / max(uptime, 1):.3f}"
+        )
+        self.send(text.encode())
+
+    async def _change_user(self, payload: bytes) -> bool:
+        """Re-authenticate against the greeting's nonce; a new session replaces the old one.
+
+        A failed change ends the connection, as in MySQL.
+        """
+        request = commands.parse_change_user(payload, self.capabilities)
+        self.packets.limit = PRE_AUTH_LIMIT
+        user = await self._authenticate(request.user, request.plugin, request.auth_response)
+        if user is None:
+            return False
+        factory = self.server.factory
+        if self.session is not None:
+            await factory.close(self.session)
+            self.session = None
+        self.statements.clear()
+        if request.charset is not None:
+            self.charset = request.charset
+        try:
+            self.session = await factory.open(
+                self.conn_id, user, self.peer, "mysql", self.close_by_kill, request.database
+            )
+        except SqlError as e:
+            self.send_error(e.code, e.message)
+            return False
+        self.user = user
+        self.packets.limit = self.server.max_allowed_packet
+        self.send(rs.ok_packet())
+        return True
+
+    # ------------------------------------------------------------ prepared statements
+
+    async def _stmt_prepare(self, payload: bytes) -> None:
+        sql = commands.decode_text(ps.parse_prepare(payload), self.charset)
+        stmt = self.statements.prepare(sql)
+        self.send(*ps.prepare_ok(stmt, self.deprecate_eof))
+
+    async def _stmt_execute(self, payload: bytes) -> None:
+        execution = self.statements.parse_execute(payload, self.charset)
+        try:
+            sql = execution.sql()
+        except ValueError as e:
+            self.send_error(ps.ER_WRONG_ARGUMENTS, f"Incorrect arguments to mysqld_stmt_execute: {e}")
+            return
+        result = await self._run(sql)
+        if result is not None:
+            await self._send_result(result, rs.SERVER_STATUS_AUTOCOMMIT, binary=True)
+
+    async def _stmt_long_data(self, payload: bytes) -> None:
+        with contextlib.suppress(MalformedPacket):  # no reply, ever: the client is not reading one
+            self.statements.send_long_data(payload)
+
+    async def _stmt_close(self, payload: bytes) -> None:
+        with contextlib.suppress(MalformedPacket):  # no reply, ever
+            self.statements.close(payload)
+
+    async def _stmt_reset(self, payload: bytes) -> None:
+        self.statements.reset(payload)
+        self.send(rs.ok_packet())
+
+
+async def _recv_exactly(loop: asyncio.AbstractEventLoop, sock: socket.socket, n: int) -> bytes:
+    """Exactly ``n`` bytes from ``sock``, never more (the rest stays in the kernel)."""
+    buf = bytearray()
+    while len(buf) < n:
+        chunk = await loop.sock_recv(sock, n - len(buf))
+        if not chunk:
+            raise asyncio.IncompleteReadError(bytes(buf), n)
+        buf += chunk
+    return bytes(buf)

@@ -1,0 +1,156 @@
+"""The connection's I/O: an ``asyncio.Protocol`` that hands out whole MySQL payloads.
+
+Cheaper than ``StreamReader``/``StreamWriter`` per packet and per connection:
+bytes are appended to one buffer, a payload is cut out once it is complete,
+and the command loop awaits a future only when the buffer holds no whole
+packet. Framing and limits are those of ``frontend.wire.packets``: ``limit``
+caps the joined payload (``PacketTooLarge`` before the body is buffered), and
+``seq`` is the sequence id the next answer must carry.
+
+Memory stays bounded: reading from the socket pauses while more than
+``limit`` + 64 KiB wait in the buffer, and ``drain`` waits while the
+transport's write buffer is above its high-water mark.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import struct
+from collections.abc import Callable
+from typing import cast
+
+from frontend.wire.packets import MAX_PACKET, PRE_AUTH_LIMIT, PacketTooLarge
+
+_U32 = struct.Struct("<I")
+_SLACK = 64 * 1024
+
+
+class WireProtocol(asyncio.Protocol):
+    transport: asyncio.Transport
+
+    def __init__(self, on_made: Callable[[WireProtocol], None] | None = None, limit: int = PRE_AUTH_LIMIT) -> None:
+        self._on_made = on_made
+        self.limit = limit
+        self.seq = 0
+        self._buf = bytearray()
+        self._eof = False
+        self._paused = False
+        self._waiter: asyncio.Future[None] | None = None
+        self._write_paused = False
+        self._drain_waiter: asyncio.Future[None] | None = None
+
+    # ------------------------------------------------------------ asyncio.Protocol
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports do not subclass asyncio.Transport: no isinstance check.
+        self.transport = cast(asyncio.Transport, transport)
+        if self._on_made is not None:
+            self._on_made(self)
+
+    def data_received(self, data: bytes) -> None:
+        self._buf += data
+        if len(self._buf) > self.limit + _SLACK and not self._paused:
+            self._paused = True
+            self.transport.pause_reading()
+        self._wake()
+
+    def eof_received(self) -> bool:
+        self._eof = True
+        self._wake()
+        return False  # let the transport close itself
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._eof = True
+        self._wake()
+        self._write_paused = False
+        waiter = self._drain_waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def pause_writing(self) -> None:
+        self._write_paused = True
+
+    def resume_writing(self) -> None:
+        self._write_paused = False
+        waiter = self._drain_waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    # ------------------------------------------------------------ reading
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def feed_eof(self) -> None:
+        """Make the reader see the end (KILL CONNECTION): buffered commands are dropped."""
+        self._eof = True
+        self._buf.clear()
+        self._wake()
+
+    async def _fill(self, n: int) -> None:
+        """Wait until ``n`` bytes are buffered; IncompleteReadError at EOF."""
+        while len(self._buf) < n:
+            if self._eof:
+                raise asyncio.IncompleteReadError(bytes(self._buf), n)
+            if self._paused:
+                self._paused = False
+                self.transport.resume_reading()
+            self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+
+    async def read(self) -> bytes:
+        """One logical payload (continuation packets joined), at most ``limit`` bytes."""
+        buf = self._buf
+        if len(buf) < 4:
+            await self._fill(4)
+        (word,) = _U32.unpack_from(buf)
+        length = word & MAX_PACKET
+        self.seq = ((word >> 24) + 1) & 0xFF
+        if length > self.limit:
+            raise PacketTooLarge(length, self.limit)
+        if len(buf) < 4 + length:
+            await self._fill(4 + length)
+        payload = bytes(buf[4 : 4 + length])
+        del buf[: 4 + length]
+        if length < MAX_PACKET:
+            self._resume_if_drained()
+            return payload
+        parts = [payload]
+        total = length
+        while length == MAX_PACKET:
+            await self._fill(4)
+            (word,) = _U32.unpack_from(buf)
+            length = word & MAX_PACKET
+            self.seq = ((word >> 24) + 1) & 0xFF
+            total += length
+            if total > self.limit:
+                raise PacketTooLarge(total, self.limit)
+            await self._fill(4 + length)
+            parts.append(bytes(buf[4 : 4 + length]))
+            del buf[: 4 + length]
+        self._resume_if_drained()
+        return b"".join(parts)
+
+    def _resume_if_drained(self) -> None:
+        if self._paused and len(self._buf) <= self.limit:
+            self._paused = False
+            self.transport.resume_reading()
+
+    # ------------------------------------------------------------ writing
+
+    def write(self, data: bytes) -> None:
+        self.transport.write(data)
+
+    async def drain(self) -> None:
+        """Wait while the transport's write buffer is over its high-water mark."""
+        while self._write_paused and not self.transport.is_closing():
+            self._drain_waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self._drain_waiter
+            finally:
+                self._drain_waiter = None
