@@ -24,6 +24,7 @@ EMPTY_QUERY = 1065
 SERVER_SHUTDOWN = 1053
 NO_SUCH_FUNCTION = 1305
 READ_ONLY_VARIABLE = 1238
+CONNECTION_KILLED = 1927
 STATEMENT_TIMEOUT = 3024
 IDLE_TIMEOUT = 4031
 USER_LIMIT_REACHED = 1203
@@ -48,6 +49,7 @@ SQLSTATES = {
     NO_SUCH_FUNCTION: "42000",
     WRONG_VALUE_FOR_VAR: "42000",
     STATEMENT_TIMEOUT: "HY000",
+    CONNECTION_KILLED: "70100",
     IDLE_TIMEOUT: "HY000",
     USER_LIMIT_REACHED: "42000",
 }
@@ -104,3 +106,8 @@ def idle_timeout(limit: str) -> SqlError:
 
 def too_many_user_connections(user: str) -> SqlError:
     return SqlError(USER_LIMIT_REACHED, f"User {user} already has more than 'max_user_connections' active connections")
+
+
+def connection_killed() -> SqlError:
+    """What MariaDB answers a KILL of one's own connection, before it closes."""
+    return SqlError(CONNECTION_KILLED, "Connection was killed")

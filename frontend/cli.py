@@ -69,9 +69,6 @@ def cmd_node(args: argparse.Namespace) -> int:
     logging.basicConfig(
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
     )
-    # mysql-mimic logs every client mistake (unknown command, reset socket) at
-    # ERROR with a traceback; the adapter logs what matters in one line instead.
-    logging.getLogger("mysql_mimic").setLevel(logging.CRITICAL)
     _run_async(_node_main(args))
     return 0
 

@@ -39,6 +39,17 @@ class Config:
         default="",
         metadata={"help": "storage behind the FE: sqlite:///DIR (FEs on a host may share it); empty: a temporary DIR"},
     )
+    max_connections: int = field(
+        default=1024, metadata={"help": "MySQL and gRPC sessions this FE holds at once (Doris's qe_max_connection)"}
+    )
+    connect_timeout: float = field(default=10.0, metadata={"help": "seconds a MySQL client has to log in"})
+    mysql_tls_cert: str = field(
+        default="", metadata={"help": "PEM certificate for TLS on the MySQL port (default: --tls-cert)"}
+    )
+    mysql_tls_key: str = field(default="", metadata={"help": "PEM private key for --mysql-tls-cert"})
+    require_secure_transport: bool = field(
+        default=False, metadata={"help": "refuse MySQL logins that did not switch to TLS (3159)"}
+    )
     tls_cert: str = field(
         default="", metadata={"help": "PEM certificate for the gRPC listener (enables TLS and mTLS between FEs)"}
     )

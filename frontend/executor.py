@@ -60,8 +60,10 @@ def session_value(session: Session, node: exp.Expression) -> Any:
         return session.db
     if name == "CONNECTION_ID":
         return session.id
-    if name in ("USER", "CURRENT_USER", "CURRENTUSER", "SESSION_USER", "SYSTEM_USER"):
-        return f"{session.user}@{session.host.rsplit(':', 1)[0]}"
+    if name in ("CURRENT_USER", "CURRENTUSER"):
+        return f"{session.user}@%"  # the account the session runs as (every account is user@'%')
+    if name in ("USER", "SESSION_USER", "SYSTEM_USER"):
+        return f"{session.user}@{session.host.rsplit(':', 1)[0]}"  # who logged in, and from where
     if name == "VERSION":
         return VERSION
     raise KeyError(name)

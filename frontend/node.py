@@ -94,6 +94,7 @@ class Node:
             cfg.cloud_cluster,
             self.cluster_variables.values,
             cfg.redis_timeout,
+            cfg.max_connections,
         )
         self.router = Router(
             self.membership,

@@ -112,6 +112,7 @@ class Session:
         self._close_transport = close_transport
         self._running: asyncio.Task[Result] | None = None
         self._interrupt: errors.SqlError | None = None  # what the cancelled statement answers
+        self._close_after_statement = False  # a KILL of its own connection: answer 1927, then close
         self._backend: BackendSession | None = None
 
     @property
@@ -177,6 +178,10 @@ class Session:
             self.state = "ERR"
             raise
         finally:
+            if self._close_after_statement:
+                # After the adapter has written this statement's answer (same loop step).
+                asyncio.get_running_loop().call_soon(self._close_transport, None)
+                self._close_after_statement = False
             if timer is not None:
                 timer.cancel()
             self._running = None
@@ -220,10 +225,20 @@ class Session:
 
     def kill_connection(self, by: str, error: errors.SqlError | None = None) -> bool:
         """Close the session (``by`` says why, e.g. "by KILL CONNECTION from
-        root@10.0.0.7 via FE 10.0.0.5:9020"); ``error`` is sent to the client first."""
+        root@10.0.0.7 via FE 10.0.0.5:9020"). Without ``error`` (KILL
+        CONNECTION) the socket closes at once, as MariaDB's: a running
+        statement's client sees 2013. With ``error`` the client is told first:
+        as the running statement's answer, or unsolicited when idle."""
         if self.killed_by is not None:
             return False
         self.killed_by = by
+        own = self._running is not None and self._running is asyncio.current_task()
+        if self.running and (own or error is not None):
+            # The running statement answers first, then the connection closes:
+            # a KILL of one's own connection (1927, as MariaDB) or a shutdown (1053).
+            self._interrupt_with(error or errors.connection_killed())
+            self._close_after_statement = True
+            return True
         self._interrupt_with(errors.interrupted(by))
         self._close_transport(error)
         return True

@@ -30,7 +30,7 @@ from typing import Any
 
 from coordinator import errors
 from coordinator.accounts import Accounts
-from coordinator.ids import ConnectionIds, QueryIds, server_id_of
+from coordinator.ids import ConnectionIds, IdsExhausted, QueryIds, server_id_of
 from coordinator.membership import Membership
 from coordinator.pb import fecluster_pb2 as pb
 from coordinator.redis_client import REDIS_ERRORS
@@ -56,6 +56,7 @@ class SessionTable:
         cloud_cluster: str = "",
         cluster_variables: Mapping[str, Any] | None = None,
         redis_timeout: float = 1.0,
+        max_connections: int = 1024,
     ) -> None:
         self.membership = membership
         self.accounts = accounts
@@ -65,6 +66,7 @@ class SessionTable:
         self.cloud_cluster = cloud_cluster
         self.cluster_variables: Mapping[str, Any] = cluster_variables if cluster_variables is not None else {}
         self.redis_timeout = redis_timeout
+        self.max_connections = max_connections
         self._sweeper: asyncio.Task[None] | None = None
         self.accepting = True
         self.sessions: dict[int, Session] = {}
@@ -106,7 +108,10 @@ class SessionTable:
         self._query_ids = QueryIds(sid)
 
     def reserve_id(self) -> int:
-        """An id for a handshake in progress (raises ``IdsExhausted``)."""
+        """An id for a handshake in progress; ``IdsExhausted`` (1040) at
+        ``--max-connections`` sessions and handshakes, or when ids run out."""
+        if len(self.sessions) + len(self._reserved) >= self.max_connections:
+            raise IdsExhausted(f"{self.max_connections} connections (--max-connections)")
         conn_id = self._conn_ids.allocate(_InUse(self.sessions, self._reserved))
         self._reserved.add(conn_id)
         return conn_id
@@ -265,9 +270,9 @@ class SessionTable:
 
     # ------------------------------------------------------------ whole-table events
 
-    def kill_all(self, by: str) -> None:
+    def kill_all(self, by: str, error: errors.SqlError | None = None) -> None:
         for session in list(self.sessions.values()):
-            session.kill_connection(by=by)
+            session.kill_connection(by, error)
 
     # ------------------------------------------------------------ idle timeouts
 
@@ -313,7 +318,7 @@ class SessionTable:
         deadline = time.monotonic() + grace
         while any(s.running for s in self.sessions.values()) and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
-        self.kill_all(by="by server shutdown")
+        self.kill_all("by server shutdown", errors.SqlError(errors.SERVER_SHUTDOWN, "Server shutdown in progress"))
         deadline = time.monotonic() + 2
         while self.sessions and time.monotonic() < deadline:
             await asyncio.sleep(0.02)

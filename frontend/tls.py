@@ -1,4 +1,4 @@
-"""TLS material for the gRPC listener and the peer channels (mTLS when a CA is set)."""
+"""TLS material for the gRPC listener and the peer channels (mTLS when a CA is set), and the MySQL port."""
 
 from __future__ import annotations
 
@@ -36,9 +36,13 @@ def channel_credentials(config: Config) -> grpc.ChannelCredentials | None:
 
 
 def mysql_ssl_context(config: Config) -> ssl.SSLContext | None:
-    """TLS for MySQL clients that ask for it (clients are not asked for certificates)."""
-    if not config.tls_cert:
+    """TLS for MySQL clients that ask for it (clients are not asked for
+    certificates): ``--mysql-tls-cert``/``--mysql-tls-key``, else the gRPC pair."""
+    cert, key = (
+        (config.mysql_tls_cert, config.mysql_tls_key) if config.mysql_tls_cert else (config.tls_cert, config.tls_key)
+    )
+    if not cert:
         return None
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    context.load_cert_chain(config.tls_cert, config.tls_key or None)
+    context.load_cert_chain(cert, key or None)
     return context

@@ -203,11 +203,14 @@ def test_garbage_grpc_session_streams(target: Cluster, bystander, messages: list
     _healthy(target, bystander)
 
 
-def test_change_user_is_refused_not_half_done(target: Cluster, bystander) -> None:  # type: ignore[no-untyped-def]
+def test_change_user_to_an_unknown_user_fails_and_ends_the_connection(target: Cluster, bystander) -> None:  # type: ignore[no-untyped-def]
+    """COM_CHANGE_USER re-authenticates for real (it was refused, 1235); a
+    failed change ends the connection, as in MySQL: no half-changed session."""
     with contextlib.closing(_logged_in_socket(target.fes[0])) as s:
         s.sendall(_packet(0, b"\x11" + b"bob\x00" + b"\x00" + b"\x00"))
         reply = s.recv(65536)
-        assert reply[4] == 0xFF and struct.unpack("<H", reply[5:7])[0] == 1235, reply
-        s.sendall(_packet(0, b"\x03SELECT CURRENT_USER()"))
-        assert b"root" in s.recv(65536)  # still root, with root's rights
+        assert reply[4] == 0xFF and struct.unpack("<H", reply[5:7])[0] == 1045, reply
+        assert b"Access denied for user 'bob'@'127.0.0.1' (using password: NO)" in reply
+        s.settimeout(5)
+        assert s.recv(65536) == b""  # closed
     _healthy(target, bystander)

@@ -30,7 +30,7 @@ from coordinator.errors import SqlError
 from coordinator.ids import IdsExhausted
 from coordinator.users import UserRecord, native_password_hash
 from frontend.procs import free_port
-from frontend.result import Result, Warning
+from frontend.result import Result, SqlWarning
 from frontend.wire import auth
 from frontend.wire import handshake as hs
 from frontend.wire.packets import frame, split_packets
@@ -75,7 +75,7 @@ class FakeSession:
         if sql.upper().startswith("SET "):
             return Result()
         if sql.startswith("UPDATE"):
-            return Result(affected_rows=3, warnings=[Warning("Note", 1, "n")])
+            return Result(affected_rows=3, warnings=[SqlWarning("Note", 1, "n")])
         if sql == "WHOAMI":
             return Result(["user", "db"], [(self.user.name, self.db)])
         return Result(["sql"], [(sql,)])
@@ -85,8 +85,8 @@ class FakeSession:
             raise SqlError(1049, f"Unknown database '{database}'")
         self.db = database
 
-    def kill_query(self) -> None:
-        pass
+    def kill_query(self, reason: str = "", issued_at_us: int | None = None) -> bool:
+        return False
 
 
 class FakeNode:
@@ -121,8 +121,10 @@ class FakeNode:
         user: UserRecord,
         host: str,
         protocol: str,
-        close_transport: Callable[[], None],
-        database: str | None,
+        close_transport: Callable[[SqlError | None], None],
+        *,
+        database: str | None = None,
+        interactive: bool = False,
     ) -> FakeSession:
         assert protocol == "mysql" and host.startswith("127.0.0.1:")
         if database not in (None, "db1"):

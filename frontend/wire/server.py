@@ -1,4 +1,4 @@
-"""The MySQL listener on the ``frontend.wire`` codec (draft; not wired into node.py yet).
+"""The MySQL listener on the ``frontend.wire`` codec.
 
 One ``MysqlConnection`` per client, over ``transport.WireProtocol``:
 
@@ -11,8 +11,12 @@ One ``MysqlConnection`` per client, over ``transport.WireProtocol``:
 2. Command phase: one payload in, one answer out with a single transport write
    (large result sets are flushed in bounded chunks with back-pressure).
 
-The node is reached only through ``SessionFactory`` and ``WireSession``, the
-interface the main branch is being refactored towards.
+The node is reached only through ``SessionFactory`` and ``WireSession``
+(``frontend.sessions.SessionTable`` and ``frontend.session.Session``).
+
+KILL CONNECTION closes the socket at once (the client sees 2013, as with
+MariaDB); a client that goes away mid-statement has its statement cancelled
+at once; an idle session closed by the server is told why first (4031).
 """
 
 from __future__ import annotations
@@ -51,6 +55,7 @@ log = logging.getLogger("fecluster.wire")
 ER_HANDSHAKE_ERROR = 1043
 ER_UNKNOWN_COM_ERROR = 1047
 ER_MALFORMED_PACKET = 1835
+ER_SECURE_TRANSPORT_REQUIRED = 3159
 _STATES = {ER_HANDSHAKE_ERROR: "08S01", ER_UNKNOWN_COM_ERROR: "08S01", PacketTooLarge.code: "08S01"}
 
 _CLIENT_GONE = (asyncio.IncompleteReadError, ConnectionError, EOFError)
@@ -68,7 +73,7 @@ class WireSession(Protocol):
 
     async def use(self, database: str) -> None: ...
 
-    def kill_query(self) -> None: ...
+    def kill_query(self, reason: str = "", issued_at_us: int | None = None) -> bool: ...
 
 
 class SessionFactory(Protocol):
@@ -90,8 +95,10 @@ class SessionFactory(Protocol):
         user: UserRecord,
         host: str,
         protocol: str,
-        close_transport: Callable[[], None],
-        database: str | None,
+        close_transport: Callable[[SqlError | None], None],
+        *,
+        database: str | None = None,
+        interactive: bool = False,
     ) -> WireSession:
         """A registered session; raises SqlError (e.g. 1049 unknown database) to refuse it."""
         ...
@@ -115,8 +122,10 @@ class MysqlServer:
         max_allowed_packet: int = DEFAULT_MAX_ALLOWED_PACKET,
         server_version: str = hs.SERVER_VERSION,
         max_prepared_statements: int = 1024,
+        require_secure_transport: bool = False,
     ) -> None:
         self.factory = factory
+        self.require_secure_transport = require_secure_transport
         self.ssl_context = ssl_context
         self.connect_timeout = connect_timeout
         self.max_allowed_packet = max_allowed_packet
@@ -229,6 +238,7 @@ class MysqlConnection:
         self.user: UserRecord | None = None
         self.nonce = b""
         self.statements = ps.StatementRegistry(server.max_prepared_statements, server.max_allowed_packet)
+        self.secure = False  # the client switched to TLS
         self._attached = False
         if isinstance(peer, tuple) and len(peer) >= 2:
             self.ip, self.peer = str(peer[0]), f"{peer[0]}:{peer[1]}"
@@ -238,7 +248,13 @@ class MysqlConnection:
     def attach(self, io: WireProtocol) -> None:
         self.io = io
         self.packets = io  # reads payloads, carries the sequence id and the size cap
+        io.on_lost = self._client_gone
         self._attached = True
+
+    def _client_gone(self) -> None:
+        """The client closed or vanished: its running statement has nobody to answer."""
+        if self.session is not None:
+            self.session.kill_query("by the client going away")
 
     # ------------------------------------------------------------ output
 
@@ -268,15 +284,17 @@ class MysqlConnection:
             if transport.get_write_buffer_size():
                 asyncio.get_running_loop().call_later(1.0, self.abort)  # a client that does not read
 
-    def close_by_kill(self) -> None:
-        """KILL CONNECTION: stop reading; the command loop sees EOF after the running statement.
-
-        A client that stopped reading could hold us in a write forever: cut it off after 1 s.
-        """
+    def close_by_kill(self, error: SqlError | None = None) -> None:
+        """KILL CONNECTION (or an idle timeout, with ``error``): close the socket
+        now, as MariaDB does (the client sees 2013, or ``error`` first: an idle
+        client is not waiting for an answer, so it goes out with sequence id 0).
+        The command loop sees EOF. What is already queued is sent; a client that
+        stopped reading could hold us in that write: cut off after 1 s."""
         transport = self.io.transport
         if not transport.is_closing():
-            with contextlib.suppress(Exception):
-                transport.pause_reading()
+            if error is not None:
+                self.io.write(frame([_err(error.code, error.message)], 0)[0])
+            transport.close()
             asyncio.get_running_loop().call_later(1.0, self.abort)
         self.io.feed_eof()
 
@@ -313,6 +331,7 @@ class MysqlConnection:
             return None
         payload = await _recv_exactly(loop, sock, length)
         tls = hs.is_ssl_request(payload)
+        self.secure = tls
         io = WireProtocol()
         await loop.connect_accepted_socket(lambda: io, sock, ssl=self.server.ssl_context if tls else None)
         self.attach(io)
@@ -378,9 +397,21 @@ class MysqlConnection:
         if not server.factory.accepting:
             self.send_error(errors.SERVER_SHUTDOWN, "Server shutdown in progress")
             return False
+        if server.require_secure_transport and not self.secure:
+            self.send_error(
+                ER_SECURE_TRANSPORT_REQUIRED,
+                "Connections using insecure transport are prohibited while --require_secure_transport=ON.",
+            )
+            return False
         try:
             self.session = await server.factory.open(
-                self.conn_id, user, self.peer, "mysql", self.close_by_kill, response.database
+                self.conn_id,
+                user,
+                self.peer,
+                "mysql",
+                self.close_by_kill,
+                database=response.database,
+                interactive=bool(self.capabilities & hs.CLIENT_INTERACTIVE),
             )
         except SqlError as e:
             self.send_error(e.code, e.message)
@@ -569,7 +600,7 @@ class MysqlConnection:
             self.charset = request.charset
         try:
             self.session = await factory.open(
-                self.conn_id, user, self.peer, "mysql", self.close_by_kill, request.database
+                self.conn_id, user, self.peer, "mysql", self.close_by_kill, database=request.database
             )
         except SqlError as e:
             self.send_error(e.code, e.message)

@@ -38,6 +38,7 @@ class WireProtocol(asyncio.Protocol):
         self._waiter: asyncio.Future[None] | None = None
         self._write_paused = False
         self._drain_waiter: asyncio.Future[None] | None = None
+        self.on_lost: Callable[[], None] | None = None  # the client closed or vanished
 
     # ------------------------------------------------------------ asyncio.Protocol
 
@@ -57,11 +58,13 @@ class WireProtocol(asyncio.Protocol):
     def eof_received(self) -> bool:
         self._eof = True
         self._wake()
+        self._lost()
         return False  # let the transport close itself
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._eof = True
         self._wake()
+        self._lost()
         self._write_paused = False
         waiter = self._drain_waiter
         if waiter is not None and not waiter.done():
@@ -75,6 +78,11 @@ class WireProtocol(asyncio.Protocol):
         waiter = self._drain_waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
+
+    def _lost(self) -> None:
+        callback, self.on_lost = self.on_lost, None
+        if callback is not None:
+            callback()
 
     # ------------------------------------------------------------ reading
 
