@@ -7,9 +7,11 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
+from dataclasses import replace
 
 from coordinator import errors
 from coordinator.errors import SqlError
+from coordinator.privileges import Scope, granted, revoked
 from coordinator.redis_client import REDIS_ERRORS
 from coordinator.registry import Registry
 from coordinator.users import ROOT, UserRecord, native_password_hash, root_user
@@ -70,6 +72,13 @@ class Accounts:
             user = await self.fresh(name)
         return user
 
+    def cached(self, name: str) -> UserRecord | None:
+        """For the data-privilege check on every statement: no Redis read. The
+        cache is reloaded whenever any FE changes a user (pub/sub), so a REVOKE
+        counts here within one message's delay (measured in
+        tests/test_privileges.py)."""
+        return self._users.get(name)
+
     async def fresh(self, name: str) -> UserRecord | None:
         """For privilege checks on the owner: Redis first, the cache if it is away."""
         if not self._redis_ok():
@@ -121,16 +130,16 @@ class Accounts:
             raise SqlError(errors.NO_SUCH_USER, f"Can't find any matching row in the user table for '{name}'")
         return user
 
-    async def grant(self, name: str, privileges: frozenset[str]) -> None:
+    async def grant(self, name: str, privileges: frozenset[str], scope: Scope = Scope()) -> None:
         user = await self._existing(name)
-        await self._write(UserRecord(name, user.auth_string, user.privileges | privileges))
+        await self._write(granted(user, scope, privileges))
 
-    async def revoke(self, name: str, privileges: frozenset[str]) -> None:
+    async def revoke(self, name: str, privileges: frozenset[str], scope: Scope = Scope()) -> None:
         user = await self._existing(name)
         if name == ROOT:
             raise SqlError(errors.CANNOT_USER, "root's privileges cannot be revoked")
-        await self._write(UserRecord(name, user.auth_string, user.privileges - privileges))
+        await self._write(revoked(user, scope, privileges))
 
     async def set_password(self, name: str, password: str) -> None:
         user = await self._existing(name)
-        await self._write(UserRecord(name, native_password_hash(password), user.privileges))
+        await self._write(replace(user, auth_string=native_password_hash(password)))

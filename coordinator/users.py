@@ -32,21 +32,34 @@ def native_password_hash(password: str) -> str:
 
 @dataclass(frozen=True)
 class UserRecord:
+    """``privileges`` are global (``ON *.*.*``); ``grants`` are scoped: pairs of
+    (scope, privilege), the scope ``db`` or ``db.table`` in lower case (see
+    ``coordinator.privileges``). Records written before scoped grants existed
+    have no ``grants`` key and load with none."""
+
     name: str
     auth_string: str = ""
     privileges: frozenset[str] = field(default_factory=frozenset)
+    grants: frozenset[tuple[str, str]] = field(default_factory=frozenset)
 
     @property
     def is_admin(self) -> bool:
         return ADMIN_PRIV in self.privileges
 
     def to_json(self) -> str:
-        return json.dumps({"auth_string": self.auth_string, "privileges": sorted(self.privileges)})
+        data: dict[str, object] = {"auth_string": self.auth_string, "privileges": sorted(self.privileges)}
+        if self.grants:
+            scoped: dict[str, list[str]] = {}
+            for scope, privilege in sorted(self.grants):
+                scoped.setdefault(scope, []).append(privilege)
+            data["grants"] = scoped
+        return json.dumps(data)
 
     @classmethod
     def from_json(cls, name: str, raw: str | bytes) -> UserRecord:
         data = json.loads(raw)
-        return cls(name, data.get("auth_string", ""), frozenset(data.get("privileges", ())))
+        grants = frozenset((str(scope), str(p)) for scope, names in (data.get("grants") or {}).items() for p in names)
+        return cls(name, data.get("auth_string", ""), frozenset(data.get("privileges", ())), grants)
 
 
 def root_user(password: str) -> UserRecord:

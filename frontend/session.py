@@ -149,6 +149,16 @@ class Session:
     def running(self) -> bool:
         return self.command == "Query"
 
+    @property
+    def in_transaction(self) -> bool:
+        """A transaction is open (SERVER_STATUS_IN_TRANS for the wire layer)."""
+        return self._backend is not None and self._backend.in_transaction
+
+    @property
+    def autocommit(self) -> bool:
+        """SERVER_STATUS_AUTOCOMMIT for the wire layer."""
+        return bool(self.variables.get("autocommit"))
+
     # ------------------------------------------------------------ kill
 
     def kill_query(self) -> None:
@@ -178,7 +188,7 @@ class Session:
             time=int(time.monotonic() - self.state_since),
             state=self.state,
             query_id=self.query_id,
-            info=self.info,
+            info=self.info if self.running else "",  # idle: NULL in the processlist
             fe=self._host.fe.address,
             cloud_cluster=self._host.cloud_cluster,
         )

@@ -1,5 +1,5 @@
-"""Session state statements: SET, SHOW VARIABLES, SHOW WARNINGS, and the
-transaction statements the embedded backend accepts as no-ops."""
+"""Session state statements: SET (``SET autocommit`` reaches the session's
+backend connection), SHOW VARIABLES, SHOW WARNINGS, SLEEP."""
 
 from __future__ import annotations
 
@@ -25,7 +25,6 @@ SHOW_WARNINGS = re.compile(r"^show\s+(warnings|errors)(?:\s+limit\s+\d+)?$", FLA
 _SHOW_VARIABLES = re.compile(rf"^show\s+(?:global\s+|session\s+)?variables(?:\s+like\s+{STRING})?$", FLAGS)
 _SLEEP = re.compile(r"^select\s+sleep\s*\(\s*(\d+(?:\.\d*)?)\s*\)$", FLAGS)
 _SET = re.compile(r"^set\s", FLAGS)
-_NO_OP = re.compile(r"^(?:begin|start\s+transaction|commit|rollback)\b", FLAGS)
 _CHARSET_VARIABLES = ("character_set_client", "character_set_connection", "character_set_results")
 MAX_SET_STATEMENT = 64 * 1024  # a SET is parsed on the loop: bound what that may cost
 
@@ -33,10 +32,6 @@ MAX_SET_STATEMENT = 64 * 1024  # a SET is parsed on the loop: bound what that ma
 async def sleep(services: Services, session: Session, m: re.Match[str]) -> Result:
     await asyncio.sleep(float(m.group(1)))
     return Result([f"SLEEP({m.group(1)})"], [(0,)])
-
-
-async def no_op(services: Services, session: Session, m: re.Match[str]) -> Result:
-    return OK
 
 
 async def show_warnings(services: Services, session: Session, m: re.Match[str]) -> Result:
@@ -81,6 +76,8 @@ async def set_statement(services: Services, session: Session, m: re.Match[str]) 
             if isinstance(left, exp.Parameter):
                 raise SqlError(errors.NOT_SUPPORTED, "User-defined variables are not supported")
             session.variables.set(left.name, expression_value(item.this.right, session.variables))
+            if left.name.lower() == "autocommit":
+                await session.backend.set_autocommit(bool(session.variables.get("autocommit")))
         else:
             raise SqlError(errors.NOT_SUPPORTED, f"Unsupported SET statement: {kind or item.sql('mysql')[:60]}")
     return OK
@@ -91,5 +88,4 @@ HANDLERS: Handlers = [
     (SHOW_WARNINGS, show_warnings),
     (_SHOW_VARIABLES, show_variables),
     (_SET, set_statement),
-    (_NO_OP, no_op),
 ]
