@@ -57,7 +57,7 @@ def session_value(session: Session, node: exp.Expression) -> Any:
         return session.id
     if name in ("USER", "CURRENT_USER", "CURRENTUSER", "SESSION_USER", "SYSTEM_USER"):
         return f"{session.user}@{session.host.rsplit(':', 1)[0]}"
-    if name == "VERSION":
+    if name in ("VERSION", "CURRENT_VERSION"):  # sqlglot's CurrentVersion would become SQLite's version
         return VERSION
     raise KeyError(name)
 

@@ -30,7 +30,7 @@ from mysql_mimic.results import AllowedResult, ResultColumn, infer_type
 from mysql_mimic.server import MysqlServer
 from mysql_mimic.session import BaseSession
 from mysql_mimic.stream import ConnectionClosed, MysqlStream
-from mysql_mimic.types import ColumnType
+from mysql_mimic.types import ColumnType, ServerStatus
 
 from coordinator import errors
 from coordinator.errors import SqlError
@@ -172,7 +172,18 @@ class FeConnection(Connection):
             asyncio.get_running_loop().call_later(1.0, _abort_if_open, transport)
         self.stream.reader.feed_eof()
 
+    def _sync_status(self) -> None:
+        # Drivers read autocommit and "in transaction" from these flags
+        # (PyMySQL's autocommit(False) sends SET autocommit=0 only if the
+        # server says it is on; SQLAlchemy relies on that).
+        core = self.session.core
+        flags = ServerStatus.SERVER_STATUS_AUTOCOMMIT if core is None or core.autocommit else ServerStatus(0)
+        if core is not None and core.in_transaction:
+            flags |= ServerStatus.SERVER_STATUS_IN_TRANS
+        self.status_flags = flags
+
     async def _start(self) -> None:
+        self._sync_status()
         try:
             await self.connection_phase()
         except Exception as e:  # noqa: BLE001 - bad handshakes must never take the node down
@@ -216,12 +227,14 @@ class FeConnection(Connection):
         try:
             result = await self.session.core.execute(com_query.sql)
         except SqlError as e:
+            self._sync_status()
             await self._write_error(e)
             return
         except Exception as e:  # a bug of ours: say so in the log, answer 1105, keep the session
             log.exception("statement failed on connection %d: %r", self.connection_id, redact(com_query.sql)[:200])
             await self._write_error(SqlError(errors.UNKNOWN_ERROR, f"internal error: {e!r}"))
             return
+        self._sync_status()
         if not result.has_rows:
             await self.stream.write(self.ok(affected_rows=result.affected_rows, warnings=len(result.warnings)))
             return
