@@ -31,6 +31,15 @@ if TYPE_CHECKING:
     from frontend.executor import Executor
 
 CATALOG = "internal"
+INFO_MAX = 16 * 1024  # what the processlist keeps of a statement: bounded memory, and redaction work on the loop
+
+
+def statement_info(sql: str) -> str:
+    """The processlist's Info: redacted, and cut at INFO_MAX (a cut inside a
+    quoted password is closed first, so the cut cannot show half a secret)."""
+    if len(sql) <= INFO_MAX:
+        return redact(sql)
+    return redact(sql[:INFO_MAX] + "'")[:-1]
 
 
 class SessionHost(Protocol):
@@ -107,7 +116,7 @@ class Session:
             raise errors.interrupted()
         executor = self._host.executor
         self.query_id = self._host.next_query_id()
-        self.info = redact(sql)
+        self.info = statement_info(sql)
         immediate = executor.immediate(sql)
         if immediate is not None:
             self.state = "OK"

@@ -127,6 +127,16 @@ def sql_error(e: sqlite3.Error, data_dir: Path | None = None) -> SqlError:
     return SqlError(errors.UNKNOWN_ERROR, text)
 
 
+async def _settle(future: asyncio.Future[Any]) -> None:
+    """Wait for an interrupted worker to let go, whatever it raises (its
+    "interrupted" must not replace the cancel) and even if cancelled again."""
+    while not future.done():
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.wait([future])
+    if not future.cancelled():
+        future.exception()  # retrieved: no "exception was never retrieved" noise
+
+
 class SqliteBackend:
     def __init__(self, data_dir: Path, max_threads: int = 32) -> None:
         self.data_dir = data_dir
@@ -144,9 +154,7 @@ class SqliteBackend:
             return await asyncio.shield(future)
         except asyncio.CancelledError:
             conn.interrupt()
-            while not future.done():
-                with contextlib.suppress(asyncio.CancelledError):
-                    await asyncio.shield(future)
+            await _settle(future)
             raise
         except sqlite3.Error as e:
             raise sql_error(e, self.data_dir) from e
@@ -366,9 +374,7 @@ class SqliteSession:
             self._cancelled.set()
             if self._conn is not None:
                 self._conn.interrupt()
-            while not future.done():
-                with contextlib.suppress(asyncio.CancelledError):
-                    await asyncio.shield(future)
+            await _settle(future)
             raise
 
     async def execute(self, sql: str, database: str | None, tree: exp.Expression | None = None) -> Result:
