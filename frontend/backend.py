@@ -10,7 +10,8 @@ modules and the session core never touch SQLite (or any other engine).
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from sqlglot import exp
@@ -20,6 +21,17 @@ from coordinator.errors import SqlError
 from frontend.result import Result
 
 _DB_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]{0,63}$")
+
+
+@dataclass(frozen=True)
+class Column:
+    """One column of a table as the backend declares it (DESCRIBE, information_schema)."""
+
+    name: str
+    declared_type: str  # the backend's declared type, e.g. INTEGER, TEXT(20), DECIMAL(10,2)
+    nullable: bool
+    default: str | None  # the default's SQL text
+    primary_key: bool
 
 
 class BackendSession(Protocol):
@@ -63,6 +75,10 @@ class Backend(Protocol):
 
     async def tables(self, database: str) -> list[str]: ...
 
+    async def columns(self, database: str, table: str) -> list[Column]:
+        """SqlError 1049 / 1146 when the database / table does not exist."""
+        ...
+
     async def constant_select(self, query: exp.Select) -> Result:
         """A FROM-less SELECT whose session functions the caller has substituted."""
         ...
@@ -71,6 +87,12 @@ class Backend(Protocol):
         self, query: exp.Expression, table: str, columns: Sequence[str], rows: Sequence[tuple[Any, ...]]
     ) -> Result:
         """``query`` over one table of rows the FE holds (information_schema.processlist)."""
+        ...
+
+    async def query_tables(
+        self, query: exp.Expression, tables: Mapping[str, tuple[Sequence[str], Sequence[tuple[Any, ...]]]]
+    ) -> Result:
+        """``query`` over tables of rows the FE holds: name -> (columns, rows)."""
         ...
 
     def shutdown(self) -> None: ...

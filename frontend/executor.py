@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from sqlglot import exp
@@ -17,7 +18,7 @@ from coordinator.errors import SqlError
 from frontend.result import Result
 from frontend.sqlparse import ByteBoundedCache, parse
 from frontend.sqltext import FLAGS, statement_text
-from frontend.statements import Handlers, Services, cluster, databases, transactions, users, variables
+from frontend.statements import Handlers, Services, cluster, databases, metadata, transactions, users, variables
 from frontend.variables import VERSION
 
 if TYPE_CHECKING:
@@ -40,8 +41,12 @@ def _is_constant_select(tree: exp.Expression) -> bool:
         and not tree.args.get("from")
         and not tree.args.get("with")
         and tree.find(exp.Table) is None
-        and not any(f.name.upper() == "SLEEP" for f in tree.find_all(exp.Anonymous))
+        and not any(f.name.upper() in _SESSION_STATE_FUNCTIONS for f in tree.find_all(exp.Anonymous))
     )
+
+
+# Functions of the session's backend connection: a SELECT naming them goes there.
+_SESSION_STATE_FUNCTIONS = {"SLEEP", "LAST_INSERT_ID", "ROW_COUNT"}
 
 
 def session_value(session: Session, node: exp.Expression) -> Any:
@@ -57,6 +62,12 @@ def session_value(session: Session, node: exp.Expression) -> Any:
         return session.id
     if name in ("USER", "CURRENT_USER", "CURRENTUSER", "SESSION_USER", "SYSTEM_USER"):
         return f"{session.user}@{session.host.rsplit(':', 1)[0]}"
+    if name in ("NOW", "SYSDATE", "CURRENT_TIMESTAMP", "LOCALTIME", "LOCALTIMESTAMP", "CURRENT_DATETIME"):
+        return datetime.now().strftime("%Y-%m-%d %H:%M:%S")
+    if name in ("CURDATE", "CURRENT_DATE"):
+        return datetime.now().strftime("%Y-%m-%d")
+    if name in ("CURTIME", "CURRENT_TIME"):
+        return datetime.now().strftime("%H:%M:%S")
     if name in ("VERSION", "CURRENT_VERSION"):  # sqlglot's CurrentVersion would become SQLite's version
         return VERSION
     raise KeyError(name)
@@ -78,6 +89,7 @@ class Executor:
             *cluster.HANDLERS,
             *users.HANDLERS,
             *databases.HANDLERS,
+            *metadata.HANDLERS,
             *transactions.HANDLERS,
             *variables.HANDLERS,
         ]
@@ -110,6 +122,9 @@ class Executor:
         tree = _parse(text)
         if cluster.references_processlist(tree):
             return await cluster.processlist_table(self.services, session, tree)
+        schema_tables = metadata.information_schema_tables(tree, session.db)
+        if schema_tables is not None:  # built from what the user may see: no privilege check needed
+            return await metadata.information_schema_query(self.services, session, tree, schema_tables)
         if _is_constant_select(tree):
             return await self._constant_select(session, tree)
         self.authorize(session, tree)

@@ -17,12 +17,14 @@ import logging
 import os
 import secrets
 import string
+from decimal import Decimal
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 from mysql_mimic import IdentityProvider, User, packets
 from mysql_mimic import errors as mimic_errors
 from mysql_mimic.auth import AuthInfo, AuthState, Forbidden, NativePasswordAuthPlugin, Success
+from mysql_mimic.charset import CharacterSet
 from mysql_mimic.connection import Connection
 from mysql_mimic.control import Control, TooManyConnections
 from mysql_mimic.errors import MysqlError
@@ -268,6 +270,8 @@ def _abort_if_open(transport: asyncio.BaseTransport) -> None:
 
 @lru_cache(maxsize=4096)
 def _column(name: str, column_type: ColumnType) -> ResultColumn:
+    if column_type == ColumnType.BLOB:  # bytes: the binary charset tells drivers not to decode them
+        return ResultColumn(name=name, type=column_type, character_set=CharacterSet.binary)
     return ResultColumn(name=name, type=column_type)
 
 
@@ -278,7 +282,13 @@ def result_columns(result: Result) -> list[ResultColumn]:
     columns = []
     for i, name in enumerate(result.columns):
         value = next((row[i] for row in result.rows if row[i] is not None), None)
-        columns.append(_column(name, ColumnType.NULL if value is None else infer_type(value)))
+        if value is None:
+            kind = ColumnType.NULL
+        elif isinstance(value, Decimal):  # mysql-mimic would send DECIMAL values as strings
+            kind = ColumnType.NEWDECIMAL
+        else:
+            kind = infer_type(value)
+        columns.append(_column(name, kind))
     return columns
 
 

@@ -21,11 +21,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime
+import decimal
 import re
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
@@ -34,7 +36,7 @@ from sqlglot import exp
 
 from coordinator import errors
 from coordinator.errors import SqlError
-from frontend.backend import check_db_name, valid_db_name
+from frontend.backend import Column, check_db_name, valid_db_name
 from frontend.result import Result
 from frontend.sqlparse import ByteBoundedCache, parse
 
@@ -72,8 +74,76 @@ class _Seal:
         return sqlite3.SQLITE_OK
 
 
-def _sealed(path: str = ":memory:") -> tuple[sqlite3.Connection, _Seal]:
-    conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=BUSY_TIMEOUT)
+def _text(raw: bytes) -> str:
+    return raw.decode("utf-8", "replace")
+
+
+def _or_text(parse: Callable[[str], Any]) -> Callable[[bytes], Any]:
+    """A converter that gives the stored text back when it is not a valid value
+    (SQLite stores whatever it was given; MySQL would have refused it)."""
+
+    def convert(raw: bytes) -> Any:
+        try:
+            return parse(_text(raw))
+        except (ValueError, ArithmeticError):
+            return _text(raw)
+
+    return convert
+
+
+def _time(text: str) -> datetime.timedelta:
+    sign = -1 if text.startswith("-") else 1
+    hours, minutes, seconds = text.lstrip("-").split(":")
+    return sign * datetime.timedelta(hours=int(hours), minutes=int(minutes), seconds=float(seconds))
+
+
+# Values of columns declared with these types come back as MySQL's drivers
+# expect them (sqlite3.PARSE_DECLTYPES: the first word of the declared type).
+# DECIMAL is stored with NUMERIC affinity: exact up to 15 significant digits.
+_CONVERTERS: dict[str, Callable[[bytes], Any]] = {
+    "DECIMAL": _or_text(decimal.Decimal),
+    "DATE": _or_text(datetime.date.fromisoformat),
+    "DATETIME": _or_text(datetime.datetime.fromisoformat),
+    "TIMESTAMP": _or_text(datetime.datetime.fromisoformat),
+    "TIME": _or_text(_time),
+    "BLOB": bytes,
+}
+for _name, _convert in _CONVERTERS.items():
+    sqlite3.register_converter(_name, _convert)
+_BLOB_TYPES = {"BLOB", "TINYBLOB", "MEDIUMBLOB", "LONGBLOB", "BINARY", "VARBINARY"}
+_DATETIME_TYPES = {"DATETIME", "DATETIME64", "TIMESTAMP", "TIMESTAMPTZ", "TIMESTAMPLTZ", "TIMESTAMPNTZ"}
+
+
+def _declared_type(column: exp.ColumnDef) -> None:
+    """A MySQL column type as the SQLite declared type our converters and
+    DESCRIBE read (sqlglot would write DECIMAL as REAL, TIMESTAMP as TIMESTAMPTZ)."""
+    kind = column.args.get("kind")
+    if not isinstance(kind, exp.DataType):
+        return
+    name = kind.this.name if hasattr(kind.this, "name") else str(kind.this)
+    constraints = column.args.get("constraints") or ()
+    if any(isinstance(c.args.get("kind"), exp.AutoIncrementColumnConstraint) for c in constraints):
+        if kind.is_type(*exp.DataType.INTEGER_TYPES):
+            column.set("kind", exp.DataType.build("INTEGER"))  # SQLite's AUTOINCREMENT needs INTEGER PRIMARY KEY
+        return
+    params = [e.sql("mysql") for e in kind.expressions]
+    if name in ("DECIMAL", "BIGDECIMAL", "DECIMAL32", "DECIMAL64", "DECIMAL128", "DECIMAL256"):
+        text = "DECIMAL" + (f"({','.join(params)})" if params else "")
+    elif name in _DATETIME_TYPES:
+        text = ("TIMESTAMP" if name.startswith("TIMESTAMP") else "DATETIME") + (f"({params[0]})" if params else "")
+    elif name in ("DATE", "TIME"):
+        text = name
+    elif name in _BLOB_TYPES:
+        text = "BLOB"
+    else:
+        return
+    column.set("kind", exp.DataType(this=exp.DataType.Type.USERDEFINED, kind=text))
+
+
+def _sealed(path: str = ":memory:", detect_types: int = 0) -> tuple[sqlite3.Connection, _Seal]:
+    conn = sqlite3.connect(
+        path, check_same_thread=False, isolation_level=None, timeout=BUSY_TIMEOUT, detect_types=detect_types
+    )
     seal = _Seal()
     conn.set_authorizer(seal)
     return conn, seal
@@ -163,10 +233,27 @@ class SqliteBackend:
 
     async def tables(self, database: str) -> list[str]:
         def names(conn: sqlite3.Connection) -> list[str]:
-            rows = conn.execute("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name").fetchall()
+            rows = conn.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\'"
+                " ORDER BY name"  # SQLite's own (sqlite_sequence, sqlite_stat1) are not the user's
+            ).fetchall()
             return [r[0] for r in rows]
 
         return await self._in_thread(names, str(self.path(database)))
+
+    async def columns(self, database: str, table: str) -> list[Column]:
+        """The table's columns (SqlError 1146 when there is no such table)."""
+
+        def read(conn: sqlite3.Connection) -> list[Column]:
+            rows = conn.execute('SELECT name, type, "notnull", dflt_value, pk FROM pragma_table_info(?)', (table,))
+            found = [Column(r[0], r[1] or "", not r[2], r[3], bool(r[4])) for r in rows]
+            if not found:
+                raise SqlError(errors.NO_SUCH_TABLE, f"Table '{database}.{table}' doesn't exist")
+            return found
+
+        if not self.has_database(database):
+            raise SqlError(errors.BAD_DB, f"Unknown database '{database}'")
+        return await self._in_thread(read, str(self.path(database)))
 
     async def constant_select(self, query: exp.Select) -> Result:
         sql = query.sql(dialect="sqlite")
@@ -180,11 +267,17 @@ class SqliteBackend:
     async def query_rows(
         self, query: exp.Expression, table: str, columns: Sequence[str], rows: Sequence[tuple[Any, ...]]
     ) -> Result:
+        return await self.query_tables(query, {table: (columns, rows)})
+
+    async def query_tables(
+        self, query: exp.Expression, tables: Mapping[str, tuple[Sequence[str], Sequence[tuple[Any, ...]]]]
+    ) -> Result:
         sql = query.sql(dialect="sqlite")
 
         def run(conn: sqlite3.Connection) -> Result:
-            conn.execute(f"CREATE TABLE {table} ({', '.join(columns)})")
-            conn.executemany(f"INSERT INTO {table} VALUES ({', '.join('?' * len(columns))})", rows)
+            for table, (columns, rows) in tables.items():
+                conn.execute(f"CREATE TABLE {table} ({', '.join(columns)})")
+                conn.executemany(f"INSERT INTO {table} VALUES ({', '.join('?' * len(columns))})", rows)
             cursor = conn.execute(sql)
             return Result([d[0] for d in cursor.description or ()], _fetch(cursor))
 
@@ -255,8 +348,43 @@ def translate_tree(tree: exp.Expression, database: str | None) -> Translation:
             db.set("this", db.name.lower())
         table.set("catalog", None)  # internal.db.t: the catalog is the FE's only one
         dbs.add(table.db.lower())
+    for column in tree.find_all(exp.ColumnDef):
+        _declared_type(column)
+    if not isinstance(tree, exp.Create | exp.Alter):  # a column DEFAULT keeps CURRENT_TIMESTAMP (constant for SQLite)
+        tree = tree.transform(_mysql_function)
     returns_rows = isinstance(tree, exp.Query | exp.Show | exp.Describe)
     return tree.sql(dialect="sqlite"), frozenset(dbs), returns_rows
+
+
+# MySQL functions SQLite lacks, as SQLite's own or the session connection's (``_FUNCTIONS``).
+_RENAMED = {"LAST_INSERT_ID": "last_insert_rowid", "ROW_COUNT": "changes", "SYSDATE": "now"}
+
+
+def _mysql_function(node: exp.Expression) -> exp.Expression:
+    if isinstance(node, exp.CurrentTimestamp | exp.CurrentDatetime):
+        return exp.Anonymous(this="now")  # local time, as MySQL's NOW(); SQLite's CURRENT_TIMESTAMP is UTC
+    if isinstance(node, exp.CurrentDate):
+        return exp.Anonymous(this="curdate")
+    if isinstance(node, exp.CurrentTime):
+        return exp.Anonymous(this="curtime")
+    if isinstance(node, exp.Anonymous) and node.name.upper() in _RENAMED and not node.expressions:
+        return exp.Anonymous(this=_RENAMED[node.name.upper()])
+    return node
+
+
+def _now() -> str:
+    return datetime.datetime.now().strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _curdate() -> str:
+    return datetime.date.today().isoformat()
+
+
+def _curtime() -> str:
+    return datetime.datetime.now().strftime("%H:%M:%S")
+
+
+_FUNCTIONS: dict[str, Callable[[], str]] = {"now": _now, "curdate": _curdate, "curtime": _curtime}
 
 
 class SqliteSession:
@@ -289,8 +417,10 @@ class SqliteSession:
 
     def _connection(self) -> sqlite3.Connection:
         if self._conn is None:
-            conn, self._seal = _sealed()
+            conn, self._seal = _sealed(detect_types=sqlite3.PARSE_DECLTYPES)
             conn.create_function("sleep", 1, self._sleep)
+            for name, function in _FUNCTIONS.items():
+                conn.create_function(name, 0, function)
             self._conn = conn
         return self._conn
 

@@ -222,6 +222,11 @@ def test_vacuum_into_attach_and_pragma_are_refused_and_reveal_no_path(
 
 def test_sqlite_errors_carry_no_data_path(cluster3: Cluster) -> None:
     with contextlib.closing(cluster3.fes[0].connect()) as root:
-        for sql in ("SELECT * FROM nosuchdb.t", "SELECT * FROM information_schema.tables", "SELEC 1"):
+        for sql in (
+            "SELECT * FROM nosuchdb.t",
+            "SELECT * FROM information_schema.nosuch",
+            "SELEC 1",
+            "SELECT * FROM t",
+        ):
             _, message = fails(root, sql)
             assert not any(str(p) in message for p in _data_dirs(cluster3)) and ".sqlite" not in message, message

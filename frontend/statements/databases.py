@@ -21,7 +21,7 @@ _USE = re.compile(r"^use\s+(`[^`]+`|\S+)$", FLAGS)
 _CREATE_DB = re.compile(r"^create\s+(?:database|schema)\s+(if\s+not\s+exists\s+)?(`[^`]+`|\S+)$", FLAGS)
 _DROP_DB = re.compile(r"^drop\s+(?:database|schema)\s+(if\s+exists\s+)?(`[^`]+`|\S+)$", FLAGS)
 _SHOW_DATABASES = re.compile(r"^show\s+(?:databases|schemas)$", FLAGS)
-_SHOW_TABLES = re.compile(r"^show\s+(?:full\s+)?tables(?:\s+(?:from|in)\s+(\S+))?$", FLAGS)
+_SHOW_TABLES = re.compile(r"^show\s+(full\s+)?tables(?:\s+(?:from|in)\s+(\S+))?$", FLAGS)
 
 
 def _denied_database(session: Session, db: str) -> SqlError:
@@ -43,7 +43,7 @@ async def show_databases(services: Services, session: Session, m: re.Match[str])
 
 
 async def show_tables(services: Services, session: Session, m: re.Match[str]) -> Result:
-    db = unquote(m.group(1)) if m.group(1) else session.db
+    db = unquote(m.group(2)) if m.group(2) else session.db
     if db is None:
         raise SqlError(errors.NO_DB, "No database selected")
     user = services.accounts.cached(session.user)
@@ -52,6 +52,8 @@ async def show_tables(services: Services, session: Session, m: re.Match[str]) ->
     if not services.backend.has_database(db):
         raise SqlError(errors.BAD_DB, f"Unknown database '{db}'")
     names = [t for t in await services.backend.tables(db) if may_see_table(user, db, t)]
+    if m.group(1):  # FULL: tools (SQLAlchemy's get_table_names) read the type column
+        return Result([f"Tables_in_{db}", "Table_type"], [(t, "BASE TABLE") for t in names])
     return Result([f"Tables_in_{db}"], [(t,) for t in names])
 
 
