@@ -47,11 +47,14 @@ BUSY_TIMEOUT = 5.0  # seconds a writer waits for another FE's lock on a shared d
 FETCH_BATCH = 1000
 MAX_RESULT_ROWS = 1_000_000
 MAX_RESULT_BYTES = 64 * 1024 * 1024  # estimated: text and blob lengths, 8 per number, 16 per value
-# PRAGMAs that only read a table's definition (tools' reflection); every other one is refused.
+# PRAGMAs that only read a table's definition: allowed on the backend's own catalogue
+# connections (DESCRIBE, information_schema); a session's connection allows none.
 READ_ONLY_PRAGMAS = frozenset(
     {"table_info", "table_xinfo", "index_list", "index_info", "index_xinfo", "foreign_key_list"}
 )
 _REFUSED_FUNCTIONS = frozenset({"load_extension", "readfile", "writefile", "edit", "fts3_tokenizer"})
+# Virtual tables that would show raw pages or other statements, if this SQLite has them.
+_REFUSED_TABLES = frozenset({"sqlite_dbpage", "dbstat", "sqlite_stmt", "sqlite_dbdata", "sqlite_dbptr"})
 _SAVEPOINT_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]{0,63}$")
 
 
@@ -59,17 +62,20 @@ class _Seal:
     """The authorizer of every connection the backend opens. ``own`` is set
     while the backend runs its own ATTACH/DETACH (the only ones allowed)."""
 
-    def __init__(self) -> None:
+    def __init__(self, pragmas: frozenset[str] = frozenset()) -> None:
         self.own = False
+        self.pragmas = pragmas
 
     def __call__(self, action: int, arg1: str | None, arg2: str | None, db: str | None, trigger: str | None) -> int:
         if action in (sqlite3.SQLITE_ATTACH, sqlite3.SQLITE_DETACH):
             return sqlite3.SQLITE_OK if self.own else sqlite3.SQLITE_DENY
         if action == sqlite3.SQLITE_PRAGMA:
-            return sqlite3.SQLITE_OK if (arg1 or "").lower() in READ_ONLY_PRAGMAS else sqlite3.SQLITE_DENY
+            return sqlite3.SQLITE_OK if (arg1 or "").lower() in self.pragmas else sqlite3.SQLITE_DENY
         if action == sqlite3.SQLITE_FUNCTION:
             return sqlite3.SQLITE_DENY if (arg2 or "").lower() in _REFUSED_FUNCTIONS else sqlite3.SQLITE_OK
         if action in (sqlite3.SQLITE_CREATE_VTABLE, sqlite3.SQLITE_DROP_VTABLE):
+            return sqlite3.SQLITE_DENY
+        if action == sqlite3.SQLITE_READ and (arg1 or "").lower() in _REFUSED_TABLES:
             return sqlite3.SQLITE_DENY
         return sqlite3.SQLITE_OK
 
@@ -140,11 +146,13 @@ def _declared_type(column: exp.ColumnDef) -> None:
     column.set("kind", exp.DataType(this=exp.DataType.Type.USERDEFINED, kind=text))
 
 
-def _sealed(path: str = ":memory:", detect_types: int = 0) -> tuple[sqlite3.Connection, _Seal]:
+def _sealed(
+    path: str = ":memory:", detect_types: int = 0, pragmas: frozenset[str] = frozenset()
+) -> tuple[sqlite3.Connection, _Seal]:
     conn = sqlite3.connect(
         path, check_same_thread=False, isolation_level=None, timeout=BUSY_TIMEOUT, detect_types=detect_types
     )
-    seal = _Seal()
+    seal = _Seal(pragmas)
     conn.set_authorizer(seal)
     return conn, seal
 
@@ -179,7 +187,7 @@ def sql_error(e: sqlite3.Error, data_dir: Path | None = None) -> SqlError:
         text = text.replace(str(data_dir), "<data>")
     if isinstance(e, sqlite3.OperationalError) and text == "interrupted":
         return errors.interrupted()
-    if text.startswith(("not authorized", "authorization denied")):
+    if text.startswith(("not authorized", "authorization denied")) or re.match(r"access to \S+ is prohibited", text):
         return SqlError(errors.SPECIFIC_ACCESS_DENIED, "Access denied; the embedded backend does not allow this")
     m = re.match(r"no such table: (\S+)", text)
     if m:
@@ -218,7 +226,7 @@ class SqliteBackend:
 
     async def _in_thread(self, work: Callable[[sqlite3.Connection], T], path: str = ":memory:") -> T:
         """``work`` on a private, sealed connection in a worker thread; a cancel interrupts it."""
-        conn, _ = _sealed(path)
+        conn, _ = _sealed(path, pragmas=READ_ONLY_PRAGMAS)
         future = asyncio.get_running_loop().run_in_executor(self.pool, work, conn)
         try:
             return await asyncio.shield(future)

@@ -70,6 +70,8 @@ S, L = (SELECT_PRIV, "SELECT"), (LOAD_PRIV, "INSERT")
         ("VACUUM rootdb INTO '/tmp/x'", {(ADMIN_PRIV, "COMMAND", None, None)}),
         ("PRAGMA database_list", {(ADMIN_PRIV, "PRAGMA", None, None)}),
         ("DETACH x", {(ADMIN_PRIV, "ALIAS", None, None)}),
+        ("SELECT * FROM rootdb.pragma_table_info('secrets')", {(ADMIN_PRIV, "SELECT", None, None)}),
+        ("SELECT 1; DROP TABLE rootdb.secrets", {(ADMIN_PRIV, "BLOCK", None, None)}),
         ("CREATE FUNCTION f() RETURNS INT RETURN 1", {(ADMIN_PRIV, "CREATE", None, None)}),
     ],
 )

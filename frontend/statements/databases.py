@@ -57,8 +57,13 @@ async def show_tables(services: Services, session: Session, m: re.Match[str]) ->
     return Result([f"Tables_in_{db}"], [(t,) for t in names])
 
 
+_RESERVED = {"information_schema", "mysql", "performance_schema", "sys"}
+
+
 async def create_database(services: Services, session: Session, m: re.Match[str]) -> Result:
     name = check_db_name(unquote(m.group(2)))
+    if name.lower() in _RESERVED:  # would shadow (or pose as) the FE's own schemas
+        raise _denied_database(session, name)
     check(services.accounts.cached(session.user), session.user, [Need(CREATE_PRIV, "CREATE", name.lower())])
     services.backend.create_database(name, bool(m.group(1)))
     return Result(affected_rows=1)
