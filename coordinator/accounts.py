@@ -38,12 +38,19 @@ class Accounts:
         self._on_redis_error = on_redis_error
         self._root = root_user(root_password)
         self._users: dict[str, UserRecord] = {ROOT: self._root}
+        # Reads of Redis finish out of order; a read that began before the
+        # latest applied reload must not put an older record back (a revoked
+        # privilege would come back until the next change).
+        self._reloads_started = 0
+        self._reloads_applied = 0
 
     async def start(self) -> None:
         await self.registry.put_user(self._root, only_new=True)
         await self.reload()
 
     async def reload(self) -> None:
+        self._reloads_started += 1
+        ticket = self._reloads_started
         try:
             async with asyncio.timeout(self.timeout):
                 users = await self.registry.users()
@@ -57,7 +64,9 @@ class Accounts:
             log.warning("could not reload users, keeping the cached table: %s", e)
             return
         users.setdefault(ROOT, self._root)
-        self._users = users
+        if ticket > self._reloads_applied:
+            self._reloads_applied = ticket
+            self._users = users
 
     async def restore(self) -> None:
         """Redis came back empty: write back every user this FE knows, so a
@@ -83,6 +92,7 @@ class Accounts:
         """For privilege checks on the owner: Redis first, the cache if it is away."""
         if not self._redis_ok():
             return self._users.get(name)
+        started = self._reloads_started
         try:
             async with asyncio.timeout(self.timeout):
                 user = await self.registry.user(name)
@@ -91,7 +101,8 @@ class Accounts:
             return self._users.get(name)
         if user is None:
             return self._root if name == ROOT else None
-        self._users[name] = user
+        if self._reloads_started == started:  # no change announced meanwhile: this read is the newest
+            self._users[name] = user
         return user
 
     # ------------------------------------------------------------ administration
