@@ -42,7 +42,7 @@ from frontend.sqlparse import ByteBoundedCache, parse
 
 T = TypeVar("T")
 MAX_ATTACHED = 10  # SQLite's default SQLITE_MAX_ATTACHED
-CACHED_STATEMENT = 4096  # longer statements are translated off the loop and not cached
+CACHED_STATEMENT = 4096  # longer statements are not cached
 BUSY_TIMEOUT = 5.0  # seconds a writer waits for another FE's lock on a shared data directory
 FETCH_BATCH = 1000
 MAX_RESULT_ROWS = 1_000_000
@@ -478,14 +478,16 @@ class SqliteSession:
         conn.execute("BEGIN")
         self._begin_pending = False
 
-    def _run(
-        self, translation: Translation | None, sql: str, database: str | None, tree: exp.Expression | None
-    ) -> Result:
+    def _run(self, sql: str, database: str | None, tree: exp.Expression | None) -> Result:
         try:
-            if translation is None:
-                # A bulk statement: translated here, in the worker thread (seconds
-                # of parsing must not stall the event loop), and never cached.
-                translation = translate_tree(tree if tree is not None else parse(sql), database)
+            # Translated here, in the worker thread: parsing must not stall the
+            # event loop (seconds for a bulk INSERT); short statements are cached.
+            if tree is not None:
+                translation = translate_tree(tree, database)
+            elif len(sql) <= CACHED_STATEMENT:
+                translation = translate(sql, database)
+            else:
+                translation = translate_tree(parse(sql), database)
             sqlite_sql, dbs, _ = translation
             conn = self._connection()
             self._attach(conn, dbs)
@@ -517,8 +519,7 @@ class SqliteSession:
 
     async def execute(self, sql: str, database: str | None, tree: exp.Expression | None = None) -> Result:
         self.database = database
-        translation = None if len(sql) > CACHED_STATEMENT or tree is not None else translate(sql, database)
-        return await self._call(self._run, translation, sql, database, tree)
+        return await self._call(self._run, sql, database, tree)
 
     # ------------------------------------------------------------ transactions
 
