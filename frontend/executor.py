@@ -53,6 +53,8 @@ def session_value(session: Session, node: exp.Expression) -> Any:
     """The value of a session function or ``@@variable``; KeyError for anything else."""
     if isinstance(node, exp.SessionParameter):
         return session.variables.get(node.name)
+    if isinstance(node, exp.Parameter):  # @v: NULL until set, as in MySQL
+        return session.user_variables.get(node.name.lower())
     name = node.sql_name().upper() if isinstance(node, exp.Func) else ""
     if isinstance(node, exp.Anonymous):
         name = node.name.upper()
@@ -78,7 +80,14 @@ def _literal(value: Any) -> exp.Expression:
         return exp.null()
     if isinstance(value, bool):
         value = int(value)
-    return exp.Literal.number(value) if isinstance(value, int) else exp.Literal.string(str(value))
+    return exp.Literal.number(value) if isinstance(value, int | float) else exp.Literal.string(str(value))
+
+
+def _user_variables(session: Session, tree: exp.Expression) -> exp.Expression:
+    """``tree`` (changed) with each ``@v`` replaced by its value."""
+    if tree.find(exp.Parameter) is None:
+        return tree
+    return tree.transform(lambda n: _literal(session_value(session, n)) if isinstance(n, exp.Parameter) else n)
 
 
 class Executor:
@@ -118,7 +127,7 @@ class Executor:
             # checked, and handed to the backend as a tree so it parses once.
             tree = await asyncio.to_thread(parse, text)
             self.authorize(session, tree)
-            return await session.backend.execute(text, session.db, tree)
+            return await session.backend.execute(text, session.db, _user_variables(session, tree))
         tree = _parse(text)
         if cluster.references_processlist(tree):
             return await cluster.processlist_table(self.services, session, tree)
@@ -128,6 +137,8 @@ class Executor:
         if _is_constant_select(tree):
             return await self._constant_select(session, tree)
         self.authorize(session, tree)
+        if tree.find(exp.Parameter) is not None:  # a copy: the cached tree stays as parsed
+            return await session.backend.execute(text, session.db, _user_variables(session, tree.copy()))
         return await session.backend.execute(text, session.db)
 
     def authorize(self, session: Session, tree: exp.Expression) -> None:

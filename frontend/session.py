@@ -16,7 +16,7 @@ import asyncio
 import time
 from collections.abc import Callable
 from datetime import datetime
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from coordinator import errors
 from coordinator.pb import fecluster_pb2 as pb
@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from frontend.executor import Executor
 
 CATALOG = "internal"
+MAX_USER_VARIABLES = 256  # each value is at most a SET statement's size (64 KB)
 INFO_MAX = 16 * 1024  # what the processlist keeps of a statement: bounded memory, and redaction work on the loop
 
 
@@ -82,6 +83,7 @@ class Session:
         self.query_id = ""
         self.info = ""
         self.warnings: list[SqlWarning] = []
+        self.user_variables: dict[str, Any] = {}  # SET @v = ...; bounded by MAX_USER_VARIABLES
         self.killed_by: str | None = None  # set once KILL CONNECTION has hit this session
         self._close_transport = close_transport
         self._running: asyncio.Task[Result] | None = None
@@ -147,6 +149,12 @@ class Session:
             self._interrupted = False
             self.command = "Sleep"
             self.state_since = time.monotonic()
+
+    def set_user_variable(self, name: str, value: Any) -> None:
+        name = name.lower()
+        if name not in self.user_variables and len(self.user_variables) >= MAX_USER_VARIABLES:
+            raise errors.SqlError(errors.NOT_SUPPORTED, f"more than {MAX_USER_VARIABLES} user variables")
+        self.user_variables[name] = value
 
     async def use(self, database: str) -> None:
         if not self._host.backend.has_database(database):

@@ -264,7 +264,7 @@ class SqliteBackend:
         return await self._in_thread(read, str(self.path(database)))
 
     async def constant_select(self, query: exp.Select) -> Result:
-        sql = query.sql(dialect="sqlite")
+        sql = query.transform(_mysql_function).sql(dialect="sqlite")
         columns = [p.alias_or_name if p.alias else p.sql(dialect="mysql") for p in query.expressions]
 
         def run(conn: sqlite3.Connection) -> Result:
@@ -342,11 +342,9 @@ def translate_tree(tree: exp.Expression, database: str | None) -> Translation:
     for table in list(tree.find_all(exp.Table)):
         if not table.name or table.name.lower() in ctes:
             continue
-        if not table.db and table.name.lower() == "dual":  # SELECT ... FROM DUAL: no table at all
-            select = table.find_ancestor(exp.Select)
-            if select is not None and select.args.get("from") is not None and select.args["from"].this is table:
-                select.set("from", None)
-                continue
+        if not table.db and table.name.lower() == "dual" and isinstance(table.parent, exp.From):
+            table.parent.pop()  # SELECT ... FROM DUAL: no table at all
+            continue
         db = table.args.get("db")
         if db is None:
             if database is None:
@@ -368,7 +366,46 @@ def translate_tree(tree: exp.Expression, database: str | None) -> Translation:
 _RENAMED = {"LAST_INSERT_ID": "last_insert_rowid", "ROW_COUNT": "changes", "SYSDATE": "now"}
 
 
+_UNITS = {"WEEK": ("DAY", 7), "QUARTER": ("MONTH", 3)}
+
+
+def _date_arithmetic(node: exp.DateAdd | exp.DateSub) -> exp.Expression:
+    """DATE_ADD/DATE_SUB as MySQL computes them: a date stays a date, a
+    datetime keeps its time (sqlglot's SQLite DATE(x, '1 DAY') drops it)."""
+    unit = (node.text("unit") or "DAY").upper()
+    unit, factor = _UNITS.get(unit, (unit, 1))
+    amount: exp.Expression = node.expression
+    if factor != 1:
+        amount = exp.Mul(this=exp.Paren(this=amount), expression=exp.Literal.number(factor))
+    if isinstance(node, exp.DateSub):
+        amount = exp.Neg(this=exp.Paren(this=amount))
+    modifier = exp.DPipe(
+        this=exp.Cast(this=amount, to=exp.DataType.build("TEXT")), expression=exp.Literal.string(f" {unit}")
+    )
+    value = node.this
+    short = exp.LTE(this=exp.Length(this=value.copy()), expression=exp.Literal.number(10))
+    as_date = exp.Anonymous(this="date", expressions=[value.copy(), modifier.copy()])
+    as_datetime = exp.Anonymous(this="datetime", expressions=[value.copy(), modifier])
+    return exp.Case(ifs=[exp.If(this=short, true=as_date)], default=as_datetime)
+
+
 def _mysql_function(node: exp.Expression) -> exp.Expression:
+    if isinstance(node, exp.DateAdd | exp.DateSub):
+        return _date_arithmetic(node)
+    if isinstance(node, exp.Length) and node.args.get("binary"):  # MySQL's LENGTH counts bytes
+        return exp.Length(this=exp.Cast(this=node.this, to=exp.DataType.build("BLOB")))
+    if isinstance(node, exp.OnConflict) and node.args.get("duplicate"):
+        # ON DUPLICATE KEY UPDATE -> SQLite's UPSERT; VALUES(col) -> excluded.col
+        def values(n: exp.Expression) -> exp.Expression:
+            if isinstance(n, exp.Anonymous) and n.name.upper() == "VALUES" and len(n.expressions) == 1:
+                return exp.column(n.expressions[0].name, table="excluded")
+            return n
+
+        return exp.OnConflict(
+            duplicate=False,
+            expressions=[e.transform(values) for e in node.expressions],
+            action=exp.var("DO UPDATE"),
+        )
     if isinstance(node, exp.CurrentTimestamp | exp.CurrentDatetime):
         return exp.Anonymous(this="now")  # local time, as MySQL's NOW(); SQLite's CURRENT_TIMESTAMP is UTC
     if isinstance(node, exp.CurrentDate):

@@ -110,3 +110,24 @@ def test_information_schema_shows_only_what_the_user_may_see(fe: Fe, db: str) ->
         assert len(_run(root, cols)) == 3
         assert fails(user, f"DESCRIBE {db}.theirs")[0] == 1142
         assert fails(user, "SELECT * FROM information_schema.nosuch")[0] == 1109
+
+
+def test_functions_and_statements_tools_send(fe: Fe, db: str) -> None:
+    """Issue 13: LENGTH counted characters, DATE_ADD dropped the time part, FROM DUAL,
+    ON DUPLICATE KEY UPDATE and SET @var were refused."""
+    with contextlib.closing(fe.connect(database=db)) as conn:
+        assert _run(conn, "SELECT LENGTH('é'), CHAR_LENGTH('é') FROM DUAL") == ((2, 1),)
+        assert _run(
+            conn, "SELECT DATE_ADD('2024-01-01 10:00:00', INTERVAL 1 DAY), DATE_SUB('2024-01-15', INTERVAL 1 WEEK)"
+        ) == (("2024-01-02 10:00:00", "2024-01-08"),)
+        _run(conn, "CREATE TABLE t (id INT PRIMARY KEY, n INT, hits INT DEFAULT 0)")
+        for n in (5, 7):
+            _run(conn, f"INSERT INTO t (id, n) VALUES (1, {n}) ON DUPLICATE KEY UPDATE n = VALUES(n), hits = hits + 1")
+        assert _run(conn, "SELECT id, n, hits FROM t") == ((1, 7, 1),)
+        _run(conn, "REPLACE INTO t (id, n) VALUES (1, 9)")
+        _run(conn, "INSERT IGNORE INTO t (id, n) VALUES (1, 10)")
+        assert _run(conn, "SELECT id, n, hits FROM t") == ((1, 9, 0),)
+        _run(conn, "SET @who = 'x', @n = 41")
+        assert _run(conn, "SELECT @who, @n + 1, @unset") == (("x", 42, None),)
+        _run(conn, "INSERT INTO t (id, n) VALUES (2, @n)")
+        assert _run(conn, "SELECT n FROM t WHERE id = @n - 39") == ((41,),)

@@ -73,8 +73,9 @@ async def set_statement(services: Services, session: Session, m: re.Match[str]) 
             continue
         elif kind in ("", "GLOBAL", "PERSIST", "PERSIST_ONLY", "SESSION", "LOCAL") and isinstance(item.this, exp.EQ):
             left = item.this.left
-            if isinstance(left, exp.Parameter):
-                raise SqlError(errors.NOT_SUPPORTED, "User-defined variables are not supported")
+            if isinstance(left, exp.Parameter):  # SET @v = value: the session's user variable
+                session.set_user_variable(left.name, expression_value(item.this.right, session.variables))
+                continue
             session.variables.set(left.name, expression_value(item.this.right, session.variables))
             if left.name.lower() == "autocommit":
                 await session.backend.set_autocommit(bool(session.variables.get("autocommit")))
