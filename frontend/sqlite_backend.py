@@ -356,10 +356,47 @@ def translate_tree(tree: exp.Expression, database: str | None) -> Translation:
         dbs.add(table.db.lower())
     for column in tree.find_all(exp.ColumnDef):
         _declared_type(column)
+    index = _index_statement(tree)
+    if index is not None:
+        return index, frozenset(dbs), False
     if not isinstance(tree, exp.Create | exp.Alter):  # a column DEFAULT keeps CURRENT_TIMESTAMP (constant for SQLite)
         tree = tree.transform(_mysql_function)
     returns_rows = isinstance(tree, exp.Query | exp.Show | exp.Describe)
     return tree.sql(dialect="sqlite"), frozenset(dbs), returns_rows
+
+
+def _quoted(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _index_statement(tree: exp.Expression) -> str | None:
+    """CREATE/DROP INDEX as SQLite spells them: the schema goes on the index
+    name (``CREATE INDEX d.i ON t (x)``, ``DROP INDEX d.i``), not the table."""
+    kind = (tree.args.get("kind") or "").upper()
+    if kind != "INDEX":
+        return None
+    if isinstance(tree, exp.Create) and isinstance(tree.this, exp.Index):
+        index = tree.this
+        table = index.args.get("table")
+        params = index.args.get("params")
+        if not isinstance(table, exp.Table) or params is None:
+            return None
+        columns = ", ".join(c.sql(dialect="sqlite") for c in params.args.get("columns") or ())
+        unique = "UNIQUE " if tree.args.get("unique") else ""
+        exists = "IF NOT EXISTS " if tree.args.get("exists") else ""
+        return (
+            f"CREATE {unique}INDEX {exists}{_quoted(table.db)}.{_quoted(index.name)}"
+            f" ON {_quoted(table.name)} ({columns})"
+        )
+    if isinstance(tree, exp.Drop):
+        on = tree.args.get("cluster")
+        table = on.this if on is not None else None
+        names = [t.name for t in tree.args.get("tables") or ()]
+        if not isinstance(table, exp.Table) or len(names) != 1:
+            return None
+        exists = "IF EXISTS " if tree.args.get("exists") else ""
+        return f"DROP INDEX {exists}{_quoted(table.db)}.{_quoted(names[0])}"
+    return None
 
 
 # MySQL functions SQLite lacks, as SQLite's own or the session connection's (``_FUNCTIONS``).

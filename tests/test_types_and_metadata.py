@@ -114,7 +114,7 @@ def test_information_schema_shows_only_what_the_user_may_see(fe: Fe, db: str) ->
 
 def test_functions_and_statements_tools_send(fe: Fe, db: str) -> None:
     """Issue 13: LENGTH counted characters, DATE_ADD dropped the time part, FROM DUAL,
-    ON DUPLICATE KEY UPDATE and SET @var were refused."""
+    ON DUPLICATE KEY UPDATE, SET @var and CREATE INDEX were refused."""
     with contextlib.closing(fe.connect(database=db)) as conn:
         assert _run(conn, "SELECT LENGTH('é'), CHAR_LENGTH('é') FROM DUAL") == ((2, 1),)
         assert _run(
@@ -127,6 +127,10 @@ def test_functions_and_statements_tools_send(fe: Fe, db: str) -> None:
         _run(conn, "REPLACE INTO t (id, n) VALUES (1, 9)")
         _run(conn, "INSERT IGNORE INTO t (id, n) VALUES (1, 10)")
         assert _run(conn, "SELECT id, n, hits FROM t") == ((1, 9, 0),)
+        _run(conn, "CREATE INDEX by_n ON t (n)")
+        _run(conn, "CREATE UNIQUE INDEX IF NOT EXISTS by_hits ON t (hits, n DESC)")
+        _run(conn, "DROP INDEX by_n ON t")
+        assert fails(conn, "DROP INDEX by_n ON t")[0] == 1105  # gone
         _run(conn, "SET @who = 'x', @n = 41")
         assert _run(conn, "SELECT @who, @n + 1, @unset") == (("x", 42, None),)
         _run(conn, "INSERT INTO t (id, n) VALUES (2, @n)")
