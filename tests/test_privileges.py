@@ -16,6 +16,7 @@ from pathlib import Path
 import pymysql
 import pytest
 
+from frontend.client import Client, FeError
 from tests.support import Cluster, Fe, fails, wait_for
 
 
@@ -234,3 +235,14 @@ def test_sqlite_errors_carry_no_data_path(cluster3: Cluster) -> None:
         ):
             _, message = fails(root, sql)
             assert not any(str(p) in message for p in _data_dirs(cluster3)) and ".sqlite" not in message, message
+
+
+def test_the_grpc_listener_checks_the_same_privileges(cluster3: Cluster, rootdb: str) -> None:
+    fe = cluster3.fes[0]
+    name, password = _user(fe)
+    with Client(fe.address, name, password) as alice:
+        with pytest.raises(FeError) as e:
+            alice.execute(f"SELECT * FROM {rootdb}.secrets")
+        assert e.value.code == 1142
+        fe.query(f"GRANT SELECT_PRIV ON {rootdb}.secrets TO '{name}'")
+        assert alice.execute(f"SELECT secret FROM {rootdb}.secrets").rows == [("hunter2",)]
