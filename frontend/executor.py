@@ -122,13 +122,10 @@ class Executor:
         return await self._general(session, text)
 
     async def _general(self, session: Session, text: str) -> Result:
-        if len(text) > PARSE_CACHE_ENTRY:
-            # Bulk statements: parsed off the loop (seconds for a big INSERT),
-            # checked, and handed to the backend as a tree so it parses once.
-            tree = await asyncio.to_thread(parse, text)
-            self.authorize(session, tree)
-            return await session.backend.execute(text, session.db, _user_variables(session, tree))
-        tree = _parse(text)
+        cached = len(text) <= PARSE_CACHE_ENTRY
+        # Longer statements are parsed off the loop (seconds for a bulk INSERT)
+        # and handed to the backend as a tree, so it does not parse them again.
+        tree = _parse(text) if cached else await asyncio.to_thread(parse, text)
         if cluster.references_processlist(tree):
             return await cluster.processlist_table(self.services, session, tree)
         schema_tables = metadata.information_schema_tables(tree, session.db)
@@ -137,6 +134,8 @@ class Executor:
         if _is_constant_select(tree):
             return await self._constant_select(session, tree)
         self.authorize(session, tree)
+        if not cached:
+            return await session.backend.execute(text, session.db, _user_variables(session, tree))
         if tree.find(exp.Parameter) is not None:  # a copy: the cached tree stays as parsed
             return await session.backend.execute(text, session.db, _user_variables(session, tree.copy()))
         return await session.backend.execute(text, session.db)
