@@ -34,6 +34,15 @@ class Column:
     primary_key: bool
 
 
+@dataclass(frozen=True)
+class Index:
+    """A secondary index (SHOW INDEX); the primary key is ``Column.primary_key``."""
+
+    name: str
+    unique: bool
+    columns: list[str]
+
+
 class BackendSession(Protocol):
     async def execute(self, sql: str, database: str | None, tree: exp.Expression | None = None) -> Result:
         """Run ``sql``; ``tree``, when given, is its parse (the caller's to give up)."""
@@ -78,6 +87,8 @@ class Backend(Protocol):
     async def columns(self, database: str, table: str) -> list[Column]:
         """SqlError 1049 / 1146 when the database / table does not exist."""
         ...
+
+    async def indexes(self, database: str, table: str) -> list[Index]: ...
 
     async def constant_select(self, query: exp.Select) -> Result:
         """A FROM-less SELECT whose session functions the caller has substituted."""

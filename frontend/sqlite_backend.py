@@ -36,7 +36,7 @@ from sqlglot import exp
 
 from coordinator import errors
 from coordinator.errors import SqlError
-from frontend.backend import Column, check_db_name, valid_db_name
+from frontend.backend import Column, Index, check_db_name, valid_db_name
 from frontend.result import Result
 from frontend.sqlparse import ByteBoundedCache, parse
 
@@ -261,6 +261,20 @@ class SqliteBackend:
 
         if not self.has_database(database):
             raise SqlError(errors.BAD_DB, f"Unknown database '{database}'")
+        return await self._in_thread(read, str(self.path(database)))
+
+    async def indexes(self, database: str, table: str) -> list[Index]:
+        """The table's secondary indexes (the primary key is in ``columns``)."""
+
+        def read(conn: sqlite3.Connection) -> list[Index]:
+            found = []
+            for row in conn.execute('SELECT name, "unique", origin FROM pragma_index_list(?)', (table,)).fetchall():
+                if row[2] == "pk":
+                    continue  # a PRIMARY KEY's own index: reported as PRIMARY from the columns
+                names = [r[0] for r in conn.execute("SELECT name FROM pragma_index_info(?) ORDER BY seqno", (row[0],))]
+                found.append(Index(row[0], bool(row[1]), names))
+            return found
+
         return await self._in_thread(read, str(self.path(database)))
 
     async def constant_select(self, query: exp.Select) -> Result:

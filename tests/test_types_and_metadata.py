@@ -67,7 +67,8 @@ def test_now_and_curdate(fe: Fe, db: str) -> None:
 
 
 def test_describe_show_columns_and_show_create_table(fe: Fe, db: str) -> None:
-    """Issue 13: DESCRIBE was a syntax error, SHOW CREATE TABLE / SHOW FULL COLUMNS returned no result set."""
+    """Issue 13: DESCRIBE was a syntax error; SHOW CREATE TABLE, SHOW FULL COLUMNS, SHOW INDEX,
+    SHOW TABLE STATUS and SHOW STATUS returned no result set."""
     with contextlib.closing(fe.connect(database=db)) as conn:
         _run(
             conn,
@@ -88,6 +89,12 @@ def test_describe_show_columns_and_show_create_table(fe: Fe, db: str) -> None:
         assert "PRIMARY KEY (`id`)" in text
         assert fails(conn, "DESCRIBE nosuch")[0] == 1146
         assert _run(conn, "SHOW FULL TABLES") == (("t", "BASE TABLE"),)
+        _run(conn, "CREATE UNIQUE INDEX by_name ON t (name, price)")
+        index = [(r[2], r[1], r[3], r[4]) for r in _run(conn, "SHOW INDEX FROM t")]
+        assert index == [("PRIMARY", 0, 1, "id"), ("by_name", 0, 1, "name"), ("by_name", 0, 2, "price")]
+        status = _run(conn, f"SHOW TABLE STATUS FROM {db} LIKE 't%'")
+        assert [(r[0], r[1]) for r in status] == [("t", "InnoDB")] and len(status[0]) == 18
+        assert _run(conn, "SHOW GLOBAL STATUS LIKE 'Uptime'") == ()
 
 
 def test_information_schema_shows_only_what_the_user_may_see(fe: Fe, db: str) -> None:

@@ -30,6 +30,11 @@ _SHOW_COLUMNS = re.compile(
     FLAGS,
 )
 _SHOW_CREATE_TABLE = re.compile(rf"^show\s+create\s+table\s+{_TABLE}$", FLAGS)
+_SHOW_INDEX = re.compile(
+    rf"^show\s+(?:index|indexes|keys)\s+(?:from|in)\s+{_TABLE}(?:\s+(?:from|in)\s+{_NAME})?$", FLAGS
+)
+_SHOW_TABLE_STATUS = re.compile(rf"^show\s+table\s+status(?:\s+(?:from|in)\s+{_NAME})?(?:\s+like\s+{STRING})?$", FLAGS)
+_SHOW_STATUS = re.compile(rf"^show\s+(?:global\s+|session\s+)?status(?:\s+like\s+{STRING})?$", FLAGS)
 INFORMATION_SCHEMA = "information_schema"
 
 
@@ -142,6 +147,60 @@ async def show_create_table(services: Services, session: Session, m: re.Match[st
     return Result(["Table", "Create Table"], [(table, create_table_text(table, columns))])
 
 
+_INDEX_COLUMNS = (
+    "Table", "Non_unique", "Key_name", "Seq_in_index", "Column_name", "Collation", "Cardinality", "Sub_part",
+    "Packed", "Null", "Index_type", "Comment", "Index_comment", "Visible", "Expression",
+)  # fmt: skip
+
+
+async def show_index(services: Services, session: Session, m: re.Match[str]) -> Result:
+    db, table = _table_ref(session, m.group(1), m.group(2), m.group(3))
+    columns = await _columns(services, session, db, table)
+    nullable = {c.name: c.nullable for c in columns}
+
+    def row(key: str, unique: bool, seq: int, column: str) -> tuple[Any, ...]:
+        null = "YES" if nullable.get(column, True) else ""
+        return (table, 0 if unique else 1, key, seq, column, "A", None, None, None, null, "BTREE", "", "", "YES", None)
+
+    rows = [row("PRIMARY", True, i, c.name) for i, c in enumerate((c for c in columns if c.primary_key), 1)]
+    for index in await services.backend.indexes(db, table):
+        rows += [row(index.name, index.unique, i, name) for i, name in enumerate(index.columns, 1)]
+    return Result(list(_INDEX_COLUMNS), rows)
+
+
+_TABLE_STATUS_COLUMNS = (
+    "Name", "Engine", "Version", "Row_format", "Rows", "Avg_row_length", "Data_length", "Max_data_length",
+    "Index_length", "Data_free", "Auto_increment", "Create_time", "Update_time", "Check_time", "Collation",
+    "Checksum", "Create_options", "Comment",
+)  # fmt: skip
+
+
+async def show_table_status(services: Services, session: Session, m: re.Match[str]) -> Result:
+    db = unquote(m.group(1)) if m.group(1) else session.db
+    if not db:
+        raise SqlError(errors.NO_DB, "No database selected")
+    user = services.accounts.cached(session.user)
+    if not may_see_database(user, db):
+        raise SqlError(errors.DB_ACCESS_DENIED, f"Access denied for user '{session.user}'@'%' to database '{db}'")
+    if not services.backend.has_database(db):
+        raise SqlError(errors.BAD_DB, f"Unknown database '{db}'")
+    names = [t for t in await services.backend.tables(db) if may_see_table(user, db, t)]
+    if m.group(2) is not None:
+        pattern = unescape(m.group(2))
+        names = [t for t in names if like(pattern, t)]
+    rows = [
+        (t, "InnoDB", 10, "Dynamic", None, None, None, None, None, None, None, None, None, None,
+         "utf8mb4_general_ci", None, "", "")
+        for t in names
+    ]  # fmt: skip
+    return Result(list(_TABLE_STATUS_COLUMNS), rows)
+
+
+async def show_status(services: Services, session: Session, m: re.Match[str]) -> Result:
+    """The shape tools expect; the FE keeps no MySQL status counters."""
+    return Result(["Variable_name", "Value"], [])
+
+
 # ------------------------------------------------------------------ information_schema
 
 _SCHEMATA = ("CATALOG_NAME", "SCHEMA_NAME", "DEFAULT_CHARACTER_SET_NAME", "DEFAULT_COLLATION_NAME", "SQL_PATH")
@@ -240,4 +299,7 @@ HANDLERS: Handlers = [
     (_DESCRIBE, describe),
     (_SHOW_COLUMNS, show_columns),
     (_SHOW_CREATE_TABLE, show_create_table),
+    (_SHOW_INDEX, show_index),
+    (_SHOW_TABLE_STATUS, show_table_status),
+    (_SHOW_STATUS, show_status),
 ]
