@@ -168,6 +168,7 @@ def _fetch(cursor: sqlite3.Cursor) -> list[tuple[Any, ...]]:
     rows: list[tuple[Any, ...]] = []
     size = 0
     while batch := cursor.fetchmany(FETCH_BATCH):
+        time.sleep(0)  # hand the GIL to the event loop now, not after the 5 ms switch interval
         rows.extend(batch)
         size += sum(_value_size(v) for row in batch for v in row) + 56 * len(batch)
         if len(rows) > MAX_RESULT_ROWS or size > MAX_RESULT_BYTES:

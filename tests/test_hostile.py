@@ -8,7 +8,9 @@ import contextlib
 import statistics
 import time
 
-from tests.support import Fe, Running, error_code, fails, wait_for
+import psutil
+
+from tests.support import Cluster, Fe, Running, error_code, kill_during, wait_for
 
 _HEAVY_CTE = (
     "WITH RECURSIVE c(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM c WHERE n < 1000000000) SELECT COUNT(*) FROM c"
@@ -26,11 +28,29 @@ _BACKTRACKING_LIKE = "SHOW VARIABLES LIKE '" + "%" * 40 + "!'"
 
 def test_a_huge_select_is_refused_not_held(fe: Fe) -> None:
     """Issue 13: a 3M-row SELECT added 660 MB RSS; now it stops at the cap."""
+    process = psutil.Process(fe.proc.pid)
+    before = process.memory_info().rss
     with contextlib.closing(fe.connect()) as conn:
-        code, message = fails(conn, _HUGE_SELECT)
-        assert code == 1105 and message.startswith("Result too large"), message
+        run = Running(conn, _HUGE_SELECT)
+        peak = before
+        while run.thread.is_alive():
+            peak = max(peak, process.memory_info().rss)
+            time.sleep(0.01)
+        code = error_code(run.join())
+        assert code == 1105 and str(run.outcome.args[1]).startswith("Result too large"), run.outcome
         with conn.cursor() as cur:  # and the session goes on
             cur.execute("SELECT 1")
+    print(f"huge SELECT: FE RSS grew by at most {(peak - before) >> 20} MB")
+    assert peak - before < 300 << 20
+
+
+def test_kill_from_another_fe_stops_a_recursive_cte_over_the_processlist(cluster3: Cluster) -> None:
+    """Issue 13: such a query ran on the event loop (13 s freeze) and a KILL
+    from another FE got 1105; now it runs in a worker thread and dies at once."""
+    fe1, fe2 = cluster3.fes[:2]
+    with contextlib.closing(fe1.connect()) as victim, contextlib.closing(fe2.connect()) as killer:
+        outcome, took = kill_during(fe1, victim, killer, f"KILL QUERY {victim.thread_id()}", _CTE_WITH_PROCESSLIST)
+    assert error_code(outcome) == 1317 and took < 1.0, (outcome, took)
 
 
 def test_a_bystander_keeps_answering_while_hostile_statements_run(fe: Fe) -> None:
