@@ -11,6 +11,7 @@ from dataclasses import replace
 
 from coordinator import errors
 from coordinator.errors import SqlError
+from coordinator.privileges import Scope, granted, revoked
 from coordinator.redis_client import REDIS_ERRORS
 from coordinator.registry import Registry
 from coordinator.users import ROOT, UserRecord, native_password_hash, root_user
@@ -37,12 +38,19 @@ class Accounts:
         self._on_redis_error = on_redis_error
         self._root = root_user(root_password)
         self._users: dict[str, UserRecord] = {ROOT: self._root}
+        # Reads of Redis finish out of order; a read that began before the
+        # latest applied reload must not put an older record back (a revoked
+        # privilege would come back until the next change).
+        self._reloads_started = 0
+        self._reloads_applied = 0
 
     async def start(self) -> None:
         await self.registry.put_user(self._root, only_new=True)
         await self.reload()
 
     async def reload(self) -> None:
+        self._reloads_started += 1
+        ticket = self._reloads_started
         try:
             async with asyncio.timeout(self.timeout):
                 users = await self.registry.users()
@@ -56,7 +64,9 @@ class Accounts:
             log.warning("could not reload users, keeping the cached table: %s", e)
             return
         users.setdefault(ROOT, self._root)
-        self._users = users
+        if ticket > self._reloads_applied:
+            self._reloads_applied = ticket
+            self._users = users
 
     async def restore(self) -> None:
         """Redis came back empty: write back every user this FE knows, so a
@@ -71,10 +81,18 @@ class Accounts:
             user = await self.fresh(name)
         return user
 
+    def cached(self, name: str) -> UserRecord | None:
+        """For the data-privilege check on every statement: no Redis read. The
+        cache is reloaded whenever any FE changes a user (pub/sub), so a REVOKE
+        counts here within one message's delay (measured in
+        tests/test_privileges.py)."""
+        return self._users.get(name)
+
     async def fresh(self, name: str) -> UserRecord | None:
         """For privilege checks on the owner: Redis first, the cache if it is away."""
         if not self._redis_ok():
             return self._users.get(name)
+        started = self._reloads_started
         try:
             async with asyncio.timeout(self.timeout):
                 user = await self.registry.user(name)
@@ -83,7 +101,8 @@ class Accounts:
             return self._users.get(name)
         if user is None:
             return self._root if name == ROOT else None
-        self._users[name] = user
+        if self._reloads_started == started:  # no change announced meanwhile: this read is the newest
+            self._users[name] = user
         return user
 
     # ------------------------------------------------------------ administration
@@ -130,15 +149,15 @@ class Accounts:
             raise SqlError(errors.NO_SUCH_USER, f"Can't find any matching row in the user table for '{name}'")
         return user
 
-    async def grant(self, name: str, privileges: frozenset[str]) -> None:
+    async def grant(self, name: str, privileges: frozenset[str], scope: Scope = Scope()) -> None:
         user = await self._existing(name)
-        await self._write(replace(user, privileges=user.privileges | privileges))
+        await self._write(granted(user, scope, privileges))
 
-    async def revoke(self, name: str, privileges: frozenset[str]) -> None:
+    async def revoke(self, name: str, privileges: frozenset[str], scope: Scope = Scope()) -> None:
         user = await self._existing(name)
         if name == ROOT:
             raise SqlError(errors.CANNOT_USER, "root's privileges cannot be revoked")
-        await self._write(replace(user, privileges=user.privileges - privileges))
+        await self._write(revoked(user, scope, privileges))
 
     async def set_password(self, name: str, password: str) -> None:
         user = await self._existing(name)

@@ -45,7 +45,9 @@ INFO_LIMIT = 100
 
 
 def format_row(row: pb.ProcessRow, caller_id: int, full: bool) -> tuple[Any, ...]:
-    info = row.info if full else row.info[:INFO_LIMIT]
+    # NULL while the session sleeps (as MariaDB shows it): a finished
+    # statement's text is nobody's business.
+    info = (row.info if full else row.info[:INFO_LIMIT]) or None
     return (
         "Yes" if row.id == caller_id else "No",
         row.id,

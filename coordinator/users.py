@@ -32,9 +32,15 @@ def native_password_hash(password: str) -> str:
 
 @dataclass(frozen=True)
 class UserRecord:
+    """``privileges`` are global (``ON *.*.*``); ``grants`` are scoped: pairs of
+    (scope, privilege), the scope ``db`` or ``db.table`` in lower case (see
+    ``coordinator.privileges``). Records written before scoped grants existed
+    have no ``grants`` key and load with none."""
+
     name: str
     auth_string: str = ""
     privileges: frozenset[str] = field(default_factory=frozenset)
+    grants: frozenset[tuple[str, str]] = field(default_factory=frozenset)
     max_user_connections: int = 0  # sessions across the cluster; 0: the cluster default
 
     @property
@@ -45,15 +51,22 @@ class UserRecord:
         data: dict[str, object] = {"auth_string": self.auth_string, "privileges": sorted(self.privileges)}
         if self.max_user_connections:
             data["max_user_connections"] = self.max_user_connections
+        if self.grants:
+            scoped: dict[str, list[str]] = {}
+            for scope, privilege in sorted(self.grants):
+                scoped.setdefault(scope, []).append(privilege)
+            data["grants"] = scoped
         return json.dumps(data)
 
     @classmethod
     def from_json(cls, name: str, raw: str | bytes) -> UserRecord:
         data = json.loads(raw)
+        grants = frozenset((str(scope), str(p)) for scope, names in (data.get("grants") or {}).items() for p in names)
         return cls(
             name,
             data.get("auth_string", ""),
             frozenset(data.get("privileges", ())),
+            grants,
             int(data.get("max_user_connections", 0)),
         )
 

@@ -10,7 +10,8 @@ modules and the session core never touch SQLite (or any other engine).
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from sqlglot import exp
@@ -22,8 +23,50 @@ from frontend.result import Result
 _DB_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]{0,63}$")
 
 
+@dataclass(frozen=True)
+class Column:
+    """One column of a table as the backend declares it (DESCRIBE, information_schema)."""
+
+    name: str
+    declared_type: str  # the backend's declared type, e.g. INTEGER, TEXT(20), DECIMAL(10,2)
+    nullable: bool
+    default: str | None  # the default's SQL text
+    primary_key: bool
+
+
+@dataclass(frozen=True)
+class Index:
+    """A secondary index (SHOW INDEX); the primary key is ``Column.primary_key``."""
+
+    name: str
+    unique: bool
+    columns: list[str]
+
+
 class BackendSession(Protocol):
-    async def execute(self, sql: str, database: str | None) -> Result: ...
+    async def execute(self, sql: str, database: str | None, tree: exp.Expression | None = None) -> Result:
+        """Run ``sql``; ``tree``, when given, is its parse (the caller's to give up)."""
+        ...
+
+    @property
+    def in_transaction(self) -> bool:
+        """A transaction is open (or BEGIN was said): the wire's SERVER_STATUS_IN_TRANS."""
+        ...
+
+    @property
+    def autocommit(self) -> bool: ...
+
+    async def begin(self) -> None: ...
+
+    async def commit(self) -> None: ...
+
+    async def rollback(self) -> None: ...
+
+    async def set_autocommit(self, on: bool) -> None: ...
+
+    async def savepoint(self, verb: str, name: str) -> None:
+        """``verb`` is SAVEPOINT, ROLLBACK TO SAVEPOINT or RELEASE SAVEPOINT."""
+        ...
 
     def close(self) -> None: ...
 
@@ -41,6 +84,12 @@ class Backend(Protocol):
 
     async def tables(self, database: str) -> list[str]: ...
 
+    async def columns(self, database: str, table: str) -> list[Column]:
+        """SqlError 1049 / 1146 when the database / table does not exist."""
+        ...
+
+    async def indexes(self, database: str, table: str) -> list[Index]: ...
+
     async def constant_select(self, query: exp.Select) -> Result:
         """A FROM-less SELECT whose session functions the caller has substituted."""
         ...
@@ -49,6 +98,12 @@ class Backend(Protocol):
         self, query: exp.Expression, table: str, columns: Sequence[str], rows: Sequence[tuple[Any, ...]]
     ) -> Result:
         """``query`` over one table of rows the FE holds (information_schema.processlist)."""
+        ...
+
+    async def query_tables(
+        self, query: exp.Expression, tables: Mapping[str, tuple[Sequence[str], Sequence[tuple[Any, ...]]]]
+    ) -> Result:
+        """``query`` over tables of rows the FE holds: name -> (columns, rows)."""
         ...
 
     def shutdown(self) -> None: ...

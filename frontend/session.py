@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from coordinator import errors
 from coordinator.pb import fecluster_pb2 as pb
@@ -60,6 +60,18 @@ def time_limit(sql: str, variables: Variables) -> TimeLimit | None:
         limits.append(TimeLimit(float(seconds), f"query_timeout = {seconds} s"))
     limits = [limit for limit in limits if limit.seconds > 0]
     return min(limits, key=lambda limit: limit.seconds) if limits else None
+
+
+MAX_USER_VARIABLES = 256  # each value is at most a SET statement's size (64 KB)
+INFO_MAX = 16 * 1024  # what the processlist keeps of a statement: bounded memory, and redaction work on the loop
+
+
+def statement_info(sql: str) -> str:
+    """The processlist's Info: redacted, and cut at INFO_MAX (a cut inside a
+    quoted password is closed first, so the cut cannot show half a secret)."""
+    if len(sql) <= INFO_MAX:
+        return redact(sql)
+    return redact(sql[:INFO_MAX] + "'")[:-1]
 
 
 class SessionHost(Protocol):
@@ -105,6 +117,7 @@ class Session:
         self.query_id = ""
         self.info = ""
         self.warnings: list[SqlWarning] = []
+        self.user_variables: dict[str, Any] = {}  # SET @v = ...; bounded by MAX_USER_VARIABLES
         self.killed_by: str | None = None  # why the connection was killed, once it has been
         self.trace_id = ""  # SET session_context = 'trace_id:...'
         self.interactive = interactive  # the client said CLIENT_INTERACTIVE: interactive_timeout applies
@@ -144,7 +157,7 @@ class Session:
             raise errors.interrupted(self.killed_by)
         executor = self._host.executor
         self.query_id = self._host.next_query_id()
-        self.info = redact(sql)
+        self.info = statement_info(sql)
         immediate = executor.immediate(sql)
         if immediate is not None:
             self.state = "OK"
@@ -189,6 +202,12 @@ class Session:
             self.command = "Sleep"
             self.state_since = time.monotonic()
 
+    def set_user_variable(self, name: str, value: Any) -> None:
+        name = name.lower()
+        if name not in self.user_variables and len(self.user_variables) >= MAX_USER_VARIABLES:
+            raise errors.SqlError(errors.NOT_SUPPORTED, f"more than {MAX_USER_VARIABLES} user variables")
+        self.user_variables[name] = value
+
     async def use(self, database: str) -> None:
         if not self._host.backend.has_database(database):
             raise errors.SqlError(errors.BAD_DB, f"Unknown database '{database}'")
@@ -206,6 +225,16 @@ class Session:
 
     def idle_seconds(self) -> float:
         return 0.0 if self.running else time.monotonic() - self.state_since
+
+    @property
+    def in_transaction(self) -> bool:
+        """A transaction is open (SERVER_STATUS_IN_TRANS for the wire layer)."""
+        return self._backend is not None and self._backend.in_transaction
+
+    @property
+    def autocommit(self) -> bool:
+        """SERVER_STATUS_AUTOCOMMIT for the wire layer."""
+        return bool(self.variables.get("autocommit"))
 
     # ------------------------------------------------------------ kill
 
@@ -257,7 +286,7 @@ class Session:
             time=int(time.monotonic() - self.state_since),
             state=self.state,
             query_id=self.query_id,
-            info=self.info,
+            info=self.info if self.running else "",  # idle: NULL in the processlist
             fe=self._host.fe.address,
             cloud_cluster=self._host.cloud_cluster,
             trace_id=self.trace_id,

@@ -5,34 +5,215 @@ host may share it: WAL mode and a busy timeout), attached to a session's
 SQLite connection on first use. Every SQLite call runs in a worker thread so
 the event loop stays free; a KILL interrupts it with ``sqlite3.interrupt()``
 (and ``SLEEP()`` inside SQL sleeps in short slices that notice it).
+
+Sealed: every connection it opens has an authorizer (``_Seal``) that refuses
+ATTACH/DETACH (except the backend's own, run with a flag set), and so
+``VACUUM INTO``, every PRAGMA but a few read-only ones (and the pragma
+table-valued functions), ``load_extension`` and virtual tables. Error
+messages never carry the data directory's paths.
+
+Results are fetched in batches and capped (``MAX_RESULT_ROWS``,
+``MAX_RESULT_BYTES``): a SELECT of millions of rows fails with a clear error
+instead of filling the FE's memory (the wire layer still gets one list).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime
+import decimal
+import re
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from functools import lru_cache
 from pathlib import Path
 from typing import Any, TypeVar
 
-import sqlglot
 from sqlglot import exp
-from sqlglot.errors import ParseError
 
 from coordinator import errors
 from coordinator.errors import SqlError
-from frontend.backend import check_db_name, valid_db_name
+from frontend.backend import Column, Index, check_db_name, valid_db_name
 from frontend.result import Result
+from frontend.sqlparse import ByteBoundedCache, parse
 
 T = TypeVar("T")
 MAX_ATTACHED = 10  # SQLite's default SQLITE_MAX_ATTACHED
-CACHED_STATEMENT = 4096  # longer statements are translated off the loop and not cached
+CACHED_STATEMENT = 4096  # longer statements are not cached
 BUSY_TIMEOUT = 5.0  # seconds a writer waits for another FE's lock on a shared data directory
+FETCH_BATCH = 1000
+MAX_RESULT_ROWS = 1_000_000
+MAX_RESULT_BYTES = 64 * 1024 * 1024  # estimated: text and blob lengths, 8 per number, 16 per value
+# PRAGMAs that only read a table's definition: allowed on the backend's own catalogue
+# connections (DESCRIBE, information_schema); a session's connection allows none.
+READ_ONLY_PRAGMAS = frozenset(
+    {"table_info", "table_xinfo", "index_list", "index_info", "index_xinfo", "foreign_key_list"}
+)
+_REFUSED_FUNCTIONS = frozenset({"load_extension", "readfile", "writefile", "edit", "fts3_tokenizer"})
+# Virtual tables that would show raw pages or other statements, if this SQLite has them.
+_REFUSED_TABLES = frozenset({"sqlite_dbpage", "dbstat", "sqlite_stmt", "sqlite_dbdata", "sqlite_dbptr"})
+_SAVEPOINT_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]{0,63}$")
+
+
+class _Seal:
+    """The authorizer of every connection the backend opens. ``own`` is set
+    while the backend runs its own ATTACH/DETACH (the only ones allowed)."""
+
+    def __init__(self, pragmas: frozenset[str] = frozenset()) -> None:
+        self.own = False
+        self.pragmas = pragmas
+
+    def __call__(self, action: int, arg1: str | None, arg2: str | None, db: str | None, trigger: str | None) -> int:
+        if action in (sqlite3.SQLITE_ATTACH, sqlite3.SQLITE_DETACH):
+            return sqlite3.SQLITE_OK if self.own else sqlite3.SQLITE_DENY
+        if action == sqlite3.SQLITE_PRAGMA:
+            return sqlite3.SQLITE_OK if (arg1 or "").lower() in self.pragmas else sqlite3.SQLITE_DENY
+        if action == sqlite3.SQLITE_FUNCTION:
+            return sqlite3.SQLITE_DENY if (arg2 or "").lower() in _REFUSED_FUNCTIONS else sqlite3.SQLITE_OK
+        if action in (sqlite3.SQLITE_CREATE_VTABLE, sqlite3.SQLITE_DROP_VTABLE):
+            return sqlite3.SQLITE_DENY
+        if action == sqlite3.SQLITE_READ and (arg1 or "").lower() in _REFUSED_TABLES:
+            return sqlite3.SQLITE_DENY
+        return sqlite3.SQLITE_OK
+
+
+def _text(raw: bytes) -> str:
+    return raw.decode("utf-8", "replace")
+
+
+def _or_text(parse: Callable[[str], Any]) -> Callable[[bytes], Any]:
+    """A converter that gives the stored text back when it is not a valid value
+    (SQLite stores whatever it was given; MySQL would have refused it)."""
+
+    def convert(raw: bytes) -> Any:
+        try:
+            return parse(_text(raw))
+        except (ValueError, ArithmeticError):
+            return _text(raw)
+
+    return convert
+
+
+def _time(text: str) -> datetime.timedelta:
+    sign = -1 if text.startswith("-") else 1
+    hours, minutes, seconds = text.lstrip("-").split(":")
+    return sign * datetime.timedelta(hours=int(hours), minutes=int(minutes), seconds=float(seconds))
+
+
+# Values of columns declared with these types come back as MySQL's drivers
+# expect them (sqlite3.PARSE_DECLTYPES: the first word of the declared type).
+# DECIMAL is stored with NUMERIC affinity: exact up to 15 significant digits.
+_CONVERTERS: dict[str, Callable[[bytes], Any]] = {
+    "DECIMAL": _or_text(decimal.Decimal),
+    "DATE": _or_text(datetime.date.fromisoformat),
+    "DATETIME": _or_text(datetime.datetime.fromisoformat),
+    "TIMESTAMP": _or_text(datetime.datetime.fromisoformat),
+    "TIME": _or_text(_time),
+    "BLOB": bytes,
+}
+for _name, _convert in _CONVERTERS.items():
+    sqlite3.register_converter(_name, _convert)
+_BLOB_TYPES = {"BLOB", "TINYBLOB", "MEDIUMBLOB", "LONGBLOB", "BINARY", "VARBINARY"}
+_DATETIME_TYPES = {"DATETIME", "DATETIME64", "TIMESTAMP", "TIMESTAMPTZ", "TIMESTAMPLTZ", "TIMESTAMPNTZ"}
+
+
+def _declared_type(column: exp.ColumnDef) -> None:
+    """A MySQL column type as the SQLite declared type our converters and
+    DESCRIBE read (sqlglot would write DECIMAL as REAL, TIMESTAMP as TIMESTAMPTZ)."""
+    kind = column.args.get("kind")
+    if not isinstance(kind, exp.DataType):
+        return
+    name = kind.this.name if hasattr(kind.this, "name") else str(kind.this)
+    constraints = column.args.get("constraints") or ()
+    if any(isinstance(c.args.get("kind"), exp.AutoIncrementColumnConstraint) for c in constraints):
+        if kind.is_type(*exp.DataType.INTEGER_TYPES):
+            column.set("kind", exp.DataType.build("INTEGER"))  # SQLite's AUTOINCREMENT needs INTEGER PRIMARY KEY
+        return
+    params = [e.sql("mysql") for e in kind.expressions]
+    if name in ("DECIMAL", "BIGDECIMAL", "DECIMAL32", "DECIMAL64", "DECIMAL128", "DECIMAL256"):
+        text = "DECIMAL" + (f"({','.join(params)})" if params else "")
+    elif name in _DATETIME_TYPES:
+        text = ("TIMESTAMP" if name.startswith("TIMESTAMP") else "DATETIME") + (f"({params[0]})" if params else "")
+    elif name in ("DATE", "TIME"):
+        text = name
+    elif name in _BLOB_TYPES:
+        text = "BLOB"
+    else:
+        return
+    column.set("kind", exp.DataType(this=exp.DataType.Type.USERDEFINED, kind=text))
+
+
+def _sealed(
+    path: str = ":memory:", detect_types: int = 0, pragmas: frozenset[str] = frozenset()
+) -> tuple[sqlite3.Connection, _Seal]:
+    conn = sqlite3.connect(
+        path, check_same_thread=False, isolation_level=None, timeout=BUSY_TIMEOUT, detect_types=detect_types
+    )
+    seal = _Seal(pragmas)
+    conn.set_authorizer(seal)
+    return conn, seal
+
+
+def _value_size(value: Any) -> int:
+    if isinstance(value, str | bytes):
+        return 16 + len(value)
+    return 16
+
+
+def _fetch(cursor: sqlite3.Cursor) -> list[tuple[Any, ...]]:
+    """All rows, in batches, within the caps (SqlError 1105 past them)."""
+    rows: list[tuple[Any, ...]] = []
+    size = 0
+    while batch := cursor.fetchmany(FETCH_BATCH):
+        time.sleep(0)  # hand the GIL to the event loop now, not after the 5 ms switch interval
+        rows.extend(batch)
+        size += sum(_value_size(v) for row in batch for v in row) + 56 * len(batch)
+        if len(rows) > MAX_RESULT_ROWS or size > MAX_RESULT_BYTES:
+            cursor.close()
+            raise SqlError(
+                errors.UNKNOWN_ERROR,
+                f"Result too large: more than {MAX_RESULT_ROWS} rows or {MAX_RESULT_BYTES >> 20} MB;"
+                " add a LIMIT or a WHERE",
+            )
+    return rows
+
+
+def sql_error(e: sqlite3.Error, data_dir: Path | None = None) -> SqlError:
+    """A SQLite error as MySQL words, never with a path of the data directory."""
+    text = str(e)
+    if data_dir is not None:
+        text = text.replace(str(data_dir), "<data>")
+    if isinstance(e, sqlite3.OperationalError) and text == "interrupted":
+        return errors.interrupted()
+    if text.startswith(("not authorized", "authorization denied")) or re.match(r"access to \S+ is prohibited", text):
+        return SqlError(errors.SPECIFIC_ACCESS_DENIED, "Access denied; the embedded backend does not allow this")
+    m = re.match(r"no such table: (\S+)", text)
+    if m:
+        return SqlError(errors.NO_SUCH_TABLE, f"Table '{m.group(1)}' doesn't exist")
+    if text.endswith("syntax error") or text.startswith("incomplete input"):
+        return SqlError(errors.PARSE_ERROR, f"You have an error in your SQL syntax: {text}")
+    m = re.match(r"unknown database (\S+)", text)
+    if m:
+        return SqlError(errors.BAD_DB, f"Unknown database '{m.group(1)}'")
+    m = re.match(r"no such savepoint: (\S+)", text)
+    if m:
+        return SqlError(errors.NO_SUCH_FUNCTION, f"SAVEPOINT {m.group(1)} does not exist")
+    # A path we did not expect (two or more slashes): say nothing of it.
+    text = re.sub(r"[^\s'\"]*/[^\s'\"]*/[^\s'\"]*", "<path>", text)
+    return SqlError(errors.UNKNOWN_ERROR, text)
+
+
+async def _settle(future: asyncio.Future[Any]) -> None:
+    """Wait for an interrupted worker to let go, whatever it raises (its
+    "interrupted" must not replace the cancel) and even if cancelled again."""
+    while not future.done():
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.wait([future])
+    if not future.cancelled():
+        future.exception()  # retrieved: no "exception was never retrieved" noise
 
 
 class SqliteBackend:
@@ -45,54 +226,83 @@ class SqliteBackend:
         return self.data_dir / f"{check_db_name(name).lower()}.sqlite"
 
     async def _in_thread(self, work: Callable[[sqlite3.Connection], T], path: str = ":memory:") -> T:
-        """``work`` on a private connection in a worker thread; a cancel interrupts it."""
-        conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=BUSY_TIMEOUT)
+        """``work`` on a private, sealed connection in a worker thread; a cancel interrupts it."""
+        conn, _ = _sealed(path, pragmas=READ_ONLY_PRAGMAS)
         future = asyncio.get_running_loop().run_in_executor(self.pool, work, conn)
         try:
             return await asyncio.shield(future)
         except asyncio.CancelledError:
             conn.interrupt()
-            while not future.done():
-                # Whatever the interrupted work raises ("interrupted", a
-                # user function's error), the statement's answer is the cancel.
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await asyncio.shield(future)
+            await _settle(future)
             raise
-        except sqlite3.OperationalError as e:
-            if str(e) == "interrupted":
-                raise errors.interrupted() from e
-            raise SqlError(errors.UNKNOWN_ERROR, str(e)) from e
         except sqlite3.Error as e:
-            raise SqlError(errors.UNKNOWN_ERROR, str(e)) from e
+            raise sql_error(e, self.data_dir) from e
         finally:
             self.pool.submit(conn.close)
 
     async def tables(self, database: str) -> list[str]:
         def names(conn: sqlite3.Connection) -> list[str]:
-            rows = conn.execute("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name").fetchall()
+            rows = conn.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\'"
+                " ORDER BY name"  # SQLite's own (sqlite_sequence, sqlite_stat1) are not the user's
+            ).fetchall()
             return [r[0] for r in rows]
 
         return await self._in_thread(names, str(self.path(database)))
 
+    async def columns(self, database: str, table: str) -> list[Column]:
+        """The table's columns (SqlError 1146 when there is no such table)."""
+
+        def read(conn: sqlite3.Connection) -> list[Column]:
+            rows = conn.execute('SELECT name, type, "notnull", dflt_value, pk FROM pragma_table_info(?)', (table,))
+            found = [Column(r[0], r[1] or "", not r[2], r[3], bool(r[4])) for r in rows]
+            if not found:
+                raise SqlError(errors.NO_SUCH_TABLE, f"Table '{database}.{table}' doesn't exist")
+            return found
+
+        if not self.has_database(database):
+            raise SqlError(errors.BAD_DB, f"Unknown database '{database}'")
+        return await self._in_thread(read, str(self.path(database)))
+
+    async def indexes(self, database: str, table: str) -> list[Index]:
+        """The table's secondary indexes (the primary key is in ``columns``)."""
+
+        def read(conn: sqlite3.Connection) -> list[Index]:
+            found = []
+            for row in conn.execute('SELECT name, "unique", origin FROM pragma_index_list(?)', (table,)).fetchall():
+                if row[2] == "pk":
+                    continue  # a PRIMARY KEY's own index: reported as PRIMARY from the columns
+                names = [r[0] for r in conn.execute("SELECT name FROM pragma_index_info(?) ORDER BY seqno", (row[0],))]
+                found.append(Index(row[0], bool(row[1]), names))
+            return found
+
+        return await self._in_thread(read, str(self.path(database)))
+
     async def constant_select(self, query: exp.Select) -> Result:
-        sql = query.sql(dialect="sqlite")
+        sql = query.transform(_mysql_function).sql(dialect="sqlite")
         columns = [p.alias_or_name if p.alias else p.sql(dialect="mysql") for p in query.expressions]
 
         def run(conn: sqlite3.Connection) -> Result:
-            return Result(columns, conn.execute(sql).fetchall())
+            return Result(columns, _fetch(conn.execute(sql)))
 
         return await self._in_thread(run)
 
     async def query_rows(
         self, query: exp.Expression, table: str, columns: Sequence[str], rows: Sequence[tuple[Any, ...]]
     ) -> Result:
+        return await self.query_tables(query, {table: (columns, rows)})
+
+    async def query_tables(
+        self, query: exp.Expression, tables: Mapping[str, tuple[Sequence[str], Sequence[tuple[Any, ...]]]]
+    ) -> Result:
         sql = query.sql(dialect="sqlite")
 
         def run(conn: sqlite3.Connection) -> Result:
-            conn.execute(f"CREATE TABLE {table} ({', '.join(columns)})")
-            conn.executemany(f"INSERT INTO {table} VALUES ({', '.join('?' * len(columns))})", rows)
+            for table, (columns, rows) in tables.items():
+                conn.execute(f"CREATE TABLE {table} ({', '.join(columns)})")
+                conn.executemany(f"INSERT INTO {table} VALUES ({', '.join('?' * len(columns))})", rows)
             cursor = conn.execute(sql)
-            return Result([d[0] for d in cursor.description or ()], cursor.fetchall())
+            return Result([d[0] for d in cursor.description or ()], _fetch(cursor))
 
         return await self._in_thread(run)
 
@@ -128,17 +338,27 @@ class SqliteBackend:
         self.pool.shutdown(wait=False, cancel_futures=True)
 
 
-@lru_cache(maxsize=2048)
-def translate(sql: str, database: str | None) -> tuple[str, frozenset[str], bool]:
-    """MySQL text -> (SQLite text, databases it names, whether it returns rows)."""
-    try:
-        tree = sqlglot.parse_one(sql, read="mysql")
-    except ParseError as e:
-        raise SqlError(errors.PARSE_ERROR, f"You have an error in your SQL syntax: {e}") from e
+Translation = tuple[str, frozenset[str], bool]
+# Bounded by the statements' text (each entry is at most CACHED_STATEMENT bytes in and about as much out).
+_TRANSLATED: ByteBoundedCache[tuple[str, str | None], Translation] = ByteBoundedCache(
+    1024 * 1024, CACHED_STATEMENT, lambda key: 2 * len(key[0])
+)
+
+
+def translate(sql: str, database: str | None) -> Translation:
+    """MySQL text -> (SQLite text, databases it names, whether it returns rows); cached."""
+    return _TRANSLATED.get((sql, database), lambda: translate_tree(parse(sql), database))
+
+
+def translate_tree(tree: exp.Expression, database: str | None) -> Translation:
+    """As ``translate``, from a tree the caller gives up (it is changed)."""
     dbs: set[str] = set()
     ctes = {c.alias_or_name.lower() for c in tree.find_all(exp.CTE)}
-    for table in tree.find_all(exp.Table):
+    for table in list(tree.find_all(exp.Table)):
         if not table.name or table.name.lower() in ctes:
+            continue
+        if not table.db and table.name.lower() == "dual" and isinstance(table.parent, exp.From):
+            table.parent.pop()  # SELECT ... FROM DUAL: no table at all
             continue
         db = table.args.get("db")
         if db is None:
@@ -147,24 +367,157 @@ def translate(sql: str, database: str | None) -> tuple[str, frozenset[str], bool
             table.set("db", exp.to_identifier(database.lower()))
         else:
             db.set("this", db.name.lower())
+        table.set("catalog", None)  # internal.db.t: the catalog is the FE's only one
         dbs.add(table.db.lower())
+    for column in tree.find_all(exp.ColumnDef):
+        _declared_type(column)
+    index = _index_statement(tree)
+    if index is not None:
+        return index, frozenset(dbs), False
+    if not isinstance(tree, exp.Create | exp.Alter):  # a column DEFAULT keeps CURRENT_TIMESTAMP (constant for SQLite)
+        tree = tree.transform(_mysql_function)
     returns_rows = isinstance(tree, exp.Query | exp.Show | exp.Describe)
     return tree.sql(dialect="sqlite"), frozenset(dbs), returns_rows
 
 
+def _quoted(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _index_statement(tree: exp.Expression) -> str | None:
+    """CREATE/DROP INDEX as SQLite spells them: the schema goes on the index
+    name (``CREATE INDEX d.i ON t (x)``, ``DROP INDEX d.i``), not the table."""
+    kind = (tree.args.get("kind") or "").upper()
+    if kind != "INDEX":
+        return None
+    if isinstance(tree, exp.Create) and isinstance(tree.this, exp.Index):
+        index = tree.this
+        table = index.args.get("table")
+        params = index.args.get("params")
+        if not isinstance(table, exp.Table) or params is None:
+            return None
+        columns = ", ".join(c.sql(dialect="sqlite") for c in params.args.get("columns") or ())
+        unique = "UNIQUE " if tree.args.get("unique") else ""
+        exists = "IF NOT EXISTS " if tree.args.get("exists") else ""
+        return (
+            f"CREATE {unique}INDEX {exists}{_quoted(table.db)}.{_quoted(index.name)}"
+            f" ON {_quoted(table.name)} ({columns})"
+        )
+    if isinstance(tree, exp.Drop):
+        on = tree.args.get("cluster")
+        table = on.this if on is not None else None
+        names = [t.name for t in tree.args.get("tables") or ()]
+        if not isinstance(table, exp.Table) or len(names) != 1:
+            return None
+        exists = "IF EXISTS " if tree.args.get("exists") else ""
+        return f"DROP INDEX {exists}{_quoted(table.db)}.{_quoted(names[0])}"
+    return None
+
+
+# MySQL functions SQLite lacks, as SQLite's own or the session connection's (``_FUNCTIONS``).
+_RENAMED = {"LAST_INSERT_ID": "last_insert_rowid", "ROW_COUNT": "changes", "SYSDATE": "now"}
+
+
+_UNITS = {"WEEK": ("DAY", 7), "QUARTER": ("MONTH", 3)}
+
+
+def _date_arithmetic(node: exp.DateAdd | exp.DateSub) -> exp.Expression:
+    """DATE_ADD/DATE_SUB as MySQL computes them: a date stays a date, a
+    datetime keeps its time (sqlglot's SQLite DATE(x, '1 DAY') drops it)."""
+    unit = (node.text("unit") or "DAY").upper()
+    unit, factor = _UNITS.get(unit, (unit, 1))
+    amount: exp.Expression = node.expression
+    if factor != 1:
+        amount = exp.Mul(this=exp.Paren(this=amount), expression=exp.Literal.number(factor))
+    if isinstance(node, exp.DateSub):
+        amount = exp.Neg(this=exp.Paren(this=amount))
+    modifier = exp.DPipe(
+        this=exp.Cast(this=amount, to=exp.DataType.build("TEXT")), expression=exp.Literal.string(f" {unit}")
+    )
+    value = node.this
+    short = exp.LTE(this=exp.Length(this=value.copy()), expression=exp.Literal.number(10))
+    as_date = exp.Anonymous(this="date", expressions=[value.copy(), modifier.copy()])
+    as_datetime = exp.Anonymous(this="datetime", expressions=[value.copy(), modifier])
+    return exp.Case(ifs=[exp.If(this=short, true=as_date)], default=as_datetime)
+
+
+def _mysql_function(node: exp.Expression) -> exp.Expression:
+    if isinstance(node, exp.DateAdd | exp.DateSub):
+        return _date_arithmetic(node)
+    if isinstance(node, exp.Length) and node.args.get("binary"):  # MySQL's LENGTH counts bytes
+        return exp.Length(this=exp.Cast(this=node.this, to=exp.DataType.build("BLOB")))
+    if isinstance(node, exp.OnConflict) and node.args.get("duplicate"):
+        # ON DUPLICATE KEY UPDATE -> SQLite's UPSERT; VALUES(col) -> excluded.col
+        def values(n: exp.Expression) -> exp.Expression:
+            if isinstance(n, exp.Anonymous) and n.name.upper() == "VALUES" and len(n.expressions) == 1:
+                return exp.column(n.expressions[0].name, table="excluded")
+            return n
+
+        return exp.OnConflict(
+            duplicate=False,
+            expressions=[e.transform(values) for e in node.expressions],
+            action=exp.var("DO UPDATE"),
+        )
+    if isinstance(node, exp.CurrentTimestamp | exp.CurrentDatetime):
+        return exp.Anonymous(this="now")  # local time, as MySQL's NOW(); SQLite's CURRENT_TIMESTAMP is UTC
+    if isinstance(node, exp.CurrentDate):
+        return exp.Anonymous(this="curdate")
+    if isinstance(node, exp.CurrentTime):
+        return exp.Anonymous(this="curtime")
+    if isinstance(node, exp.Anonymous) and node.name.upper() in _RENAMED and not node.expressions:
+        return exp.Anonymous(this=_RENAMED[node.name.upper()])
+    return node
+
+
+def _now() -> str:
+    return datetime.datetime.now().strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _curdate() -> str:
+    return datetime.date.today().isoformat()
+
+
+def _curtime() -> str:
+    return datetime.datetime.now().strftime("%H:%M:%S")
+
+
+_FUNCTIONS: dict[str, Callable[[], str]] = {"now": _now, "curdate": _curdate, "curtime": _curtime}
+
+
 class SqliteSession:
-    """One client session's SQLite connection, opened on first use."""
+    """One client session's SQLite connection, opened on first use.
+
+    Transactions are SQLite's own on this connection. ``BEGIN`` (and the first
+    statement with autocommit off) is issued lazily, right before the next
+    statement, after that statement's databases and the current one are
+    attached: SQLite cannot ATTACH inside a transaction, so a transaction
+    uses the databases attached when it began (a statement naming another
+    one gets a clear error)."""
 
     def __init__(self, backend: SqliteBackend) -> None:
         self.backend = backend
         self._conn: sqlite3.Connection | None = None
+        self._seal = _Seal()
         self._attached: set[str] = set()
         self._cancelled = threading.Event()
+        self._autocommit = True
+        self._begin_pending = False  # BEGIN said, not yet issued (see the class doc)
+        self.database: str | None = None
+
+    @property
+    def in_transaction(self) -> bool:
+        return self._begin_pending or (self._conn is not None and self._conn.in_transaction)
+
+    @property
+    def autocommit(self) -> bool:
+        return self._autocommit
 
     def _connection(self) -> sqlite3.Connection:
         if self._conn is None:
-            conn = sqlite3.connect(":memory:", check_same_thread=False, isolation_level=None, timeout=BUSY_TIMEOUT)
+            conn, self._seal = _sealed(detect_types=sqlite3.PARSE_DECLTYPES)
             conn.create_function("sleep", 1, self._sleep)
+            for name, function in _FUNCTIONS.items():
+                conn.create_function(name, 0, function)
             self._conn = conn
         return self._conn
 
@@ -175,48 +528,72 @@ class SqliteSession:
                 raise sqlite3.OperationalError("interrupted")
         return 0
 
-    def _attach(self, conn: sqlite3.Connection, dbs: frozenset[str]) -> None:
-        for db in dbs - self._attached:
+    def _own(self, conn: sqlite3.Connection, sql: str, params: tuple[Any, ...] = ()) -> None:
+        """The backend's own ATTACH/DETACH: the seal lets these through."""
+        self._seal.own = True
+        try:
+            conn.execute(sql, params)
+        finally:
+            self._seal.own = False
+
+    def _attach(self, conn: sqlite3.Connection, dbs: frozenset[str] | set[str]) -> None:
+        missing = dbs - self._attached
+        if not missing:
+            return
+        if conn.in_transaction:
+            raise SqlError(
+                errors.UNKNOWN_ERROR,
+                f"database '{sorted(missing)[0]}' was not used when this transaction began:"
+                " COMMIT or ROLLBACK first (the embedded backend cannot add one inside a transaction)",
+            )
+        for db in missing:
             path = self.backend.path(db)
             if not path.exists():
                 raise SqlError(errors.BAD_DB, f"Unknown database '{db}'")
             if len(self._attached) >= MAX_ATTACHED:
                 for old in list(self._attached - dbs):
-                    conn.execute(f'DETACH DATABASE "{old}"')
+                    self._own(conn, f'DETACH DATABASE "{old}"')
                     self._attached.discard(old)
-            conn.execute("ATTACH DATABASE ? AS " + f'"{db}"', (str(path),))
+            self._own(conn, "ATTACH DATABASE ? AS " + f'"{db}"', (str(path),))
             self._attached.add(db)
 
-    def _run_untranslated(self, sql: str, database: str | None) -> Result:
-        sqlite_sql, dbs, returns_rows = translate.__wrapped__(sql, database)
-        return self._run(sqlite_sql, dbs, returns_rows)
+    def _begin_if_due(self, conn: sqlite3.Connection, dbs: frozenset[str]) -> None:
+        if conn.in_transaction or (self._autocommit and not self._begin_pending):
+            return
+        wanted = set(dbs)
+        if self.database and self.backend.has_database(self.database):
+            wanted.add(self.database.lower())
+        self._attach(conn, frozenset(wanted))
+        conn.execute("BEGIN")
+        self._begin_pending = False
 
-    def _run(self, sql: str, dbs: frozenset[str], returns_rows: bool) -> Result:
-        conn = self._connection()
-        self._attach(conn, dbs)
+    def _run(self, sql: str, database: str | None, tree: exp.Expression | None) -> Result:
         try:
-            cursor = conn.execute(sql)
+            # Translated here, in the worker thread: parsing must not stall the
+            # event loop (seconds for a bulk INSERT); short statements are cached.
+            if tree is not None:
+                translation = translate_tree(tree, database)
+            elif len(sql) <= CACHED_STATEMENT:
+                translation = translate(sql, database)
+            else:
+                translation = translate_tree(parse(sql), database)
+            sqlite_sql, dbs, _ = translation
+            conn = self._connection()
+            self._attach(conn, dbs)
+            self._begin_if_due(conn, dbs)
+            cursor = conn.execute(sqlite_sql)
             if cursor.description is None:
                 return Result(affected_rows=max(cursor.rowcount, 0))
             columns = [d[0] for d in cursor.description]
-            return Result(columns=columns, rows=cursor.fetchall())
-        except sqlite3.OperationalError as e:
-            if str(e) == "interrupted":
-                raise errors.interrupted() from e
-            raise SqlError(errors.UNKNOWN_ERROR, str(e)) from e
+            return Result(columns=columns, rows=_fetch(cursor))
         except sqlite3.Error as e:
-            raise SqlError(errors.UNKNOWN_ERROR, str(e)) from e
+            raise sql_error(e, self.backend.data_dir) from e
 
-    async def execute(self, sql: str, database: str | None) -> Result:
+    async def _call(self, work: Callable[..., T], *args: Any) -> T:
+        """``work`` in a worker thread; a cancel (KILL) interrupts SQLite and
+        waits for the thread to let go of the connection."""
         self._cancelled.clear()
-        loop = asyncio.get_running_loop()
-        if len(sql) > CACHED_STATEMENT:
-            # A bulk statement: translate it in the worker thread (seconds of
-            # parsing must not stall the event loop) and keep it out of the cache.
-            future = loop.run_in_executor(self.backend.pool, self._run_untranslated, sql, database)
-        else:
-            sqlite_sql, dbs, returns_rows = translate(sql, database)
-            future = loop.run_in_executor(self.backend.pool, self._run, sqlite_sql, dbs, returns_rows)
+        future = asyncio.get_running_loop().run_in_executor(self.backend.pool, work, *args)
         try:
             return await asyncio.shield(future)
         except asyncio.CancelledError:
@@ -226,16 +603,63 @@ class SqliteSession:
             self._cancelled.set()
             if self._conn is not None:
                 self._conn.interrupt()
-            while not future.done():
-                # Whatever the interrupted work raises ("interrupted", a
-                # user function's error), the statement's answer is the cancel.
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await asyncio.shield(future)
+            await _settle(future)
             raise
+
+    async def execute(self, sql: str, database: str | None, tree: exp.Expression | None = None) -> Result:
+        self.database = database
+        return await self._call(self._run, sql, database, tree)
+
+    # ------------------------------------------------------------ transactions
+
+    def _end(self, verb: str) -> None:
+        self._begin_pending = False
+        conn = self._conn
+        if conn is not None and conn.in_transaction:
+            try:
+                conn.execute(verb)
+            except sqlite3.Error as e:
+                raise sql_error(e, self.backend.data_dir) from e
+
+    async def begin(self) -> None:
+        """BEGIN / START TRANSACTION: as in MySQL, an open transaction is committed first."""
+        await self._call(self._end, "COMMIT")
+        self._begin_pending = True
+
+    async def commit(self) -> None:
+        await self._call(self._end, "COMMIT")
+
+    async def rollback(self) -> None:
+        await self._call(self._end, "ROLLBACK")
+
+    async def set_autocommit(self, on: bool) -> None:
+        if on and not self._autocommit:
+            await self._call(self._end, "COMMIT")  # MySQL: turning autocommit on commits
+        self._autocommit = on
+
+    async def savepoint(self, verb: str, name: str) -> None:
+        """``SAVEPOINT``, ``ROLLBACK TO SAVEPOINT`` or ``RELEASE SAVEPOINT`` ``name``."""
+        if not _SAVEPOINT_NAME.match(name):
+            raise SqlError(errors.PARSE_ERROR, f"You have an error in your SQL syntax near '{name[:60]}'")
+
+        def run() -> None:
+            conn = self._connection()
+            if verb == "SAVEPOINT":
+                if not conn.in_transaction and self._autocommit and not self._begin_pending:
+                    return  # MySQL: a savepoint outside a transaction is gone at once
+                self._begin_if_due(conn, frozenset())
+            elif not conn.in_transaction:
+                raise SqlError(errors.NO_SUCH_FUNCTION, f"SAVEPOINT {name} does not exist")
+            try:
+                conn.execute(f'{verb} "{name}"')
+            except sqlite3.Error as e:
+                raise sql_error(e, self.backend.data_dir) from e
+
+        await self._call(run)
 
     def close(self) -> None:
         if self._conn is not None:
             self._cancelled.set()
             self._conn.interrupt()
             conn, self._conn = self._conn, None
-            self.backend.pool.submit(conn.close)
+            self.backend.pool.submit(conn.close)  # an open transaction is rolled back

@@ -88,6 +88,9 @@ class FakeSession:
     def kill_query(self, reason: str = "", issued_at_us: int | None = None) -> bool:
         return False
 
+    autocommit = True
+    in_transaction = False
+
 
 class FakeNode:
     def __init__(self) -> None:

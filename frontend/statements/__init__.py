@@ -2,8 +2,10 @@
 
 - ``cluster``: KILL, SHOW PROCESSLIST, SHOW KILL AUDIT (routed through the cluster);
 - ``users``: CREATE/DROP USER, GRANT/REVOKE, SET PASSWORD, SHOW GRANTS;
-- ``databases``: USE, CREATE/DROP DATABASE, SHOW DATABASES/TABLES;
-- ``variables``: SET, SHOW VARIABLES, SHOW WARNINGS, SLEEP.
+- ``databases``: USE, CREATE/DROP DATABASE, SHOW DATABASES/TABLES (only what the user may see);
+- ``metadata``: DESCRIBE, SHOW [FULL] COLUMNS, SHOW CREATE TABLE, information_schema SCHEMATA/TABLES/COLUMNS;
+- ``transactions``: BEGIN/START TRANSACTION, COMMIT, ROLLBACK, SAVEPOINT, ROLLBACK TO, RELEASE;
+- ``variables``: SET (``SET autocommit``, ``SET @v``), SHOW VARIABLES, SHOW WARNINGS, SLEEP.
 
 Each module exports ``HANDLERS``, ``(pattern, handler)`` pairs matched against
 ``sqltext.statement_text``; ``frontend.executor`` tries them in order and hands

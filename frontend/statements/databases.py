@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 from coordinator import errors
 from coordinator.errors import SqlError
+from coordinator.privileges import CREATE_PRIV, DROP_PRIV, Need, check, may_see_database, may_see_table
 from frontend.backend import check_db_name
 from frontend.result import OK, Result
 from frontend.sqltext import FLAGS, unquote
@@ -20,35 +21,57 @@ _USE = re.compile(r"^use\s+(`[^`]+`|\S+)$", FLAGS)
 _CREATE_DB = re.compile(r"^create\s+(?:database|schema)\s+(if\s+not\s+exists\s+)?(`[^`]+`|\S+)$", FLAGS)
 _DROP_DB = re.compile(r"^drop\s+(?:database|schema)\s+(if\s+exists\s+)?(`[^`]+`|\S+)$", FLAGS)
 _SHOW_DATABASES = re.compile(r"^show\s+(?:databases|schemas)$", FLAGS)
-_SHOW_TABLES = re.compile(r"^show\s+(?:full\s+)?tables(?:\s+(?:from|in)\s+(\S+))?$", FLAGS)
+_SHOW_TABLES = re.compile(r"^show\s+(full\s+)?tables(?:\s+(?:from|in)\s+(\S+))?$", FLAGS)
+
+
+def _denied_database(session: Session, db: str) -> SqlError:
+    return SqlError(errors.DB_ACCESS_DENIED, f"Access denied for user '{session.user}'@'%' to database '{db}'")
 
 
 async def use(services: Services, session: Session, m: re.Match[str]) -> Result:
-    await session.use(unquote(m.group(1)))
+    db = unquote(m.group(1))
+    if db.lower() != "information_schema" and not may_see_database(services.accounts.cached(session.user), db):
+        raise _denied_database(session, db)
+    await session.use(db)
     return OK
 
 
 async def show_databases(services: Services, session: Session, m: re.Match[str]) -> Result:
-    names = ["information_schema", *services.backend.databases()]
+    user = services.accounts.cached(session.user)
+    names = ["information_schema", *(n for n in services.backend.databases() if may_see_database(user, n))]
     return Result(["Database"], [(n,) for n in names])
 
 
 async def show_tables(services: Services, session: Session, m: re.Match[str]) -> Result:
-    db = unquote(m.group(1)) if m.group(1) else session.db
+    db = unquote(m.group(2)) if m.group(2) else session.db
     if db is None:
         raise SqlError(errors.NO_DB, "No database selected")
+    user = services.accounts.cached(session.user)
+    if not may_see_database(user, db):
+        raise _denied_database(session, db)
     if not services.backend.has_database(db):
         raise SqlError(errors.BAD_DB, f"Unknown database '{db}'")
-    return Result([f"Tables_in_{db}"], [(t,) for t in await services.backend.tables(db)])
+    names = [t for t in await services.backend.tables(db) if may_see_table(user, db, t)]
+    if m.group(1):  # FULL: tools (SQLAlchemy's get_table_names) read the type column
+        return Result([f"Tables_in_{db}", "Table_type"], [(t, "BASE TABLE") for t in names])
+    return Result([f"Tables_in_{db}"], [(t,) for t in names])
+
+
+_RESERVED = {"information_schema", "mysql", "performance_schema", "sys"}
 
 
 async def create_database(services: Services, session: Session, m: re.Match[str]) -> Result:
-    services.backend.create_database(check_db_name(unquote(m.group(2))), bool(m.group(1)))
+    name = check_db_name(unquote(m.group(2)))
+    if name.lower() in _RESERVED:  # would shadow (or pose as) the FE's own schemas
+        raise _denied_database(session, name)
+    check(services.accounts.cached(session.user), session.user, [Need(CREATE_PRIV, "CREATE", name.lower())])
+    services.backend.create_database(name, bool(m.group(1)))
     return Result(affected_rows=1)
 
 
 async def drop_database(services: Services, session: Session, m: re.Match[str]) -> Result:
     name = unquote(m.group(2))
+    check(services.accounts.cached(session.user), session.user, [Need(DROP_PRIV, "DROP", name.lower())])
     services.backend.drop_database(check_db_name(name), bool(m.group(1)))
     if session.db and session.db.lower() == name.lower():
         session.db = None

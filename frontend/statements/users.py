@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 from coordinator import errors
 from coordinator.errors import SqlError
+from coordinator.privileges import GRANTS_COLUMNS, SCOPED_PRIVILEGES, Scope, grants_row, parse_scope
 from coordinator.users import KNOWN_PRIVILEGES
 from frontend.result import OK, Result
 from frontend.sqltext import FLAGS, STRING, USER, unescape, unquote
@@ -51,19 +52,28 @@ def _password_hash(text: str) -> str:
     raise SqlError(errors.PARSE_ERROR, "IDENTIFIED BY PASSWORD takes a hash: '*' and 40 hex digits")
 
 
-def _privileges(text: str) -> frozenset[str]:
+def _privileges(text: str, scope: Scope) -> frozenset[str]:
     names = {p.strip().upper().replace(" ", "_") for p in text.split(",")}
     if names & {"ALL", "ALL_PRIVILEGES"}:
-        return KNOWN_PRIVILEGES
+        return KNOWN_PRIVILEGES if scope.is_global else SCOPED_PRIVILEGES
     unknown = names - KNOWN_PRIVILEGES
     if unknown:
         raise SqlError(errors.PARSE_ERROR, f"Unknown privilege: {', '.join(sorted(unknown))}")
+    if not scope.is_global and names - SCOPED_PRIVILEGES:
+        # Doris: ADMIN_PRIV, NODE_PRIV, GRANT_PRIV and USAGE_PRIV exist only on *.*.*
+        raise SqlError(
+            errors.WRONG_GRANT_USAGE,
+            f"Incorrect usage of DB GRANT and GLOBAL PRIVILEGES: {', '.join(sorted(names - SCOPED_PRIVILEGES))}"
+            f" only on *.*.*",
+        )
     return frozenset(names)
 
 
-def _global_scope(scope: str) -> None:
-    if scope not in ("*.*.*", "*.*"):
-        raise SqlError(errors.NOT_SUPPORTED, f"only global privileges (ON *.*.*) are supported, not ON {scope}")
+def _scope(text: str) -> Scope:
+    try:
+        return parse_scope(text)
+    except ValueError as e:
+        raise SqlError(errors.PARSE_ERROR, f"You have an error in your SQL syntax: {e}") from e
 
 
 async def create_user(services: Services, session: Session, m: re.Match[str]) -> Result:
@@ -105,17 +115,15 @@ async def drop_user(services: Services, session: Session, m: re.Match[str]) -> R
 
 async def grant(services: Services, session: Session, m: re.Match[str]) -> Result:
     await need_admin(services, session)
-    privileges = _privileges(m.group(1))
-    _global_scope(m.group(2))
-    await services.accounts.grant(unquote(m.group(3)), privileges)
+    scope = _scope(m.group(2))
+    await services.accounts.grant(unquote(m.group(3)), _privileges(m.group(1), scope), scope)
     return OK
 
 
 async def revoke(services: Services, session: Session, m: re.Match[str]) -> Result:
     await need_admin(services, session)
-    privileges = _privileges(m.group(1))
-    _global_scope(m.group(2))
-    await services.accounts.revoke(unquote(m.group(3)), privileges)
+    scope = _scope(m.group(2))
+    await services.accounts.revoke(unquote(m.group(3)), _privileges(m.group(1), scope), scope)
     return OK
 
 
@@ -135,8 +143,7 @@ async def show_grants(services: Services, session: Session, m: re.Match[str]) ->
     user = await services.accounts.fresh(name)
     if user is None:
         raise SqlError(errors.NO_SUCH_USER, f"There is no such grant defined for user '{name}' on host '%'")
-    privileges = ", ".join(sorted(user.privileges)) or "USAGE"
-    return Result([f"Grants for {name}@%"], [(f"GRANT {privileges} ON *.*.* TO '{name}'@'%'",)])
+    return Result(list(GRANTS_COLUMNS), [grants_row(user)])
 
 
 # SET PASSWORD must come before the variables module's generic SET.

@@ -1,5 +1,5 @@
-"""Session state statements: SET, SHOW VARIABLES, SHOW WARNINGS, and the
-transaction statements the embedded backend accepts as no-ops."""
+"""Session state statements: SET (``SET autocommit`` reaches the session's
+backend connection), SHOW VARIABLES, SHOW WARNINGS, SLEEP."""
 
 from __future__ import annotations
 
@@ -26,7 +26,6 @@ SHOW_WARNINGS = re.compile(r"^show\s+(warnings|errors)(?:\s+limit\s+\d+)?$", FLA
 _SHOW_VARIABLES = re.compile(rf"^show\s+(?:global\s+|session\s+)?variables(?:\s+like\s+{STRING})?$", FLAGS)
 _SLEEP = re.compile(r"^select\s+sleep\s*\(\s*(\d+(?:\.\d*)?)\s*\)$", FLAGS)
 _SET = re.compile(r"^set\s", FLAGS)
-_NO_OP = re.compile(r"^(?:begin|start\s+transaction|commit|rollback)\b", FLAGS)
 _CHARSET_VARIABLES = ("character_set_client", "character_set_connection", "character_set_results")
 MAX_SET_STATEMENT = 64 * 1024  # a SET is parsed on the loop: bound what that may cost
 
@@ -34,10 +33,6 @@ MAX_SET_STATEMENT = 64 * 1024  # a SET is parsed on the loop: bound what that ma
 async def sleep(services: Services, session: Session, m: re.Match[str]) -> Result:
     await asyncio.sleep(float(m.group(1)))
     return Result([f"SLEEP({m.group(1)})"], [(0,)])
-
-
-async def no_op(services: Services, session: Session, m: re.Match[str]) -> Result:
-    return OK
 
 
 async def show_warnings(services: Services, session: Session, m: re.Match[str]) -> Result:
@@ -100,8 +95,9 @@ async def set_statement(services: Services, session: Session, m: re.Match[str]) 
             continue
         elif kind in ("", "GLOBAL", "PERSIST", "PERSIST_ONLY", "SESSION", "LOCAL") and isinstance(item.this, exp.EQ):
             left = item.this.left
-            if isinstance(left, exp.Parameter):
-                raise SqlError(errors.NOT_SUPPORTED, "User-defined variables are not supported")
+            if isinstance(left, exp.Parameter):  # SET @v = value: the session's user variable
+                session.set_user_variable(left.name, expression_value(item.this.right, session.variables))
+                continue
             value = expression_value(item.this.right, session.variables)
             scope = (left.text("kind") if isinstance(left, exp.SessionParameter) else "") or kind
             if scope.upper() in ("GLOBAL", "PERSIST", "PERSIST_ONLY"):
@@ -110,6 +106,8 @@ async def set_statement(services: Services, session: Session, m: re.Match[str]) 
                 await set_session_context(session, session.variables.checked(left.name, value))
             else:
                 session.variables.set(left.name, value)
+                if left.name.lower() == "autocommit":
+                    await session.backend.set_autocommit(bool(session.variables.get("autocommit")))
         else:
             raise SqlError(errors.NOT_SUPPORTED, f"Unsupported SET statement: {kind or item.sql('mysql')[:60]}")
     return OK
@@ -120,5 +118,4 @@ HANDLERS: Handlers = [
     (SHOW_WARNINGS, show_warnings),
     (_SHOW_VARIABLES, show_variables),
     (_SET, set_statement),
-    (_NO_OP, no_op),
 ]

@@ -75,6 +75,12 @@ class WireSession(Protocol):
 
     def kill_query(self, reason: str = "", issued_at_us: int | None = None) -> bool: ...
 
+    @property
+    def autocommit(self) -> bool: ...
+
+    @property
+    def in_transaction(self) -> bool: ...
+
 
 class SessionFactory(Protocol):
     """The node, as the listener sees it."""
@@ -514,8 +520,19 @@ class MysqlConnection:
             result = await self._run(statement)
             if result is None:
                 return  # MySQL stops a multi-statement query at the first error
-            status = rs.SERVER_STATUS_AUTOCOMMIT | (rs.SERVER_MORE_RESULTS_EXISTS if i < last else 0)
+            status = self._status() | (rs.SERVER_MORE_RESULTS_EXISTS if i < last else 0)
             await self._send_result(result, status, binary=False)
+
+    def _status(self) -> int:
+        """SERVER_STATUS_AUTOCOMMIT / IN_TRANS as the session says: drivers
+        (PyMySQL's autocommit(), SQLAlchemy) decide whether to send SET or
+        COMMIT from them."""
+        session = self.session
+        if session is None:
+            return rs.SERVER_STATUS_AUTOCOMMIT
+        return (rs.SERVER_STATUS_AUTOCOMMIT if session.autocommit else 0) | (
+            rs.SERVER_STATUS_IN_TRANS if session.in_transaction else 0
+        )
 
     async def _send_result(self, result: Result, status: int, binary: bool) -> None:
         """OK, or a result set: small ones in one synchronous write, large ones streamed."""
@@ -626,7 +643,7 @@ class MysqlConnection:
             return
         result = await self._run(sql)
         if result is not None:
-            await self._send_result(result, rs.SERVER_STATUS_AUTOCOMMIT, binary=True)
+            await self._send_result(result, self._status(), binary=True)
 
     async def _stmt_long_data(self, payload: bytes) -> None:
         with contextlib.suppress(MalformedPacket):  # no reply, ever: the client is not reading one

@@ -1,0 +1,305 @@
+"""What tools read about tables: DESCRIBE, SHOW [FULL] COLUMNS, SHOW CREATE
+TABLE, and ``information_schema`` SCHEMATA, TABLES and COLUMNS (built by the
+FE from the backend's catalogue, only what the user may see, then the query
+evaluated over those rows off the event loop)."""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING, Any
+
+from sqlglot import exp
+
+from coordinator import errors
+from coordinator.errors import SqlError
+from coordinator.privileges import may_see_database, may_see_table
+from frontend.backend import Column
+from frontend.result import Result
+from frontend.sqltext import FLAGS, STRING, like, unescape, unquote
+from frontend.statements import Handlers, Services
+
+if TYPE_CHECKING:
+    from frontend.session import Session
+
+_NAME = r"(`(?:[^`]|``)+`|[A-Za-z0-9_$]+)"
+_TABLE = rf"{_NAME}(?:\s*\.\s*{_NAME})?"
+_DESCRIBE = re.compile(rf"^(?:describe|desc)\s+{_TABLE}$", FLAGS)
+_SHOW_COLUMNS = re.compile(
+    rf"^show\s+(full\s+)?(?:columns|fields)\s+(?:from|in)\s+{_TABLE}(?:\s+(?:from|in)\s+{_NAME})?"
+    rf"(?:\s+like\s+{STRING})?$",
+    FLAGS,
+)
+_SHOW_CREATE_TABLE = re.compile(rf"^show\s+create\s+table\s+{_TABLE}$", FLAGS)
+_SHOW_INDEX = re.compile(
+    rf"^show\s+(?:index|indexes|keys)\s+(?:from|in)\s+{_TABLE}(?:\s+(?:from|in)\s+{_NAME})?$", FLAGS
+)
+_SHOW_TABLE_STATUS = re.compile(rf"^show\s+table\s+status(?:\s+(?:from|in)\s+{_NAME})?(?:\s+like\s+{STRING})?$", FLAGS)
+_SHOW_STATUS = re.compile(rf"^show\s+(?:global\s+|session\s+)?status(?:\s+like\s+{STRING})?$", FLAGS)
+INFORMATION_SCHEMA = "information_schema"
+
+
+def mysql_type(declared: str) -> str:
+    """The backend's declared type as MySQL's DESCRIBE spells it."""
+    text = declared.strip()
+    base, _, rest = text.partition("(")
+    args = f"({rest}" if rest else ""
+    upper = base.strip().upper()
+    mapping = {
+        "INTEGER": "int",
+        "INT": "int",
+        "UINT": "int unsigned",
+        "BIGINT": "bigint",
+        "REAL": "double",
+        "DOUBLE": "double",
+        "FLOAT": "float",
+        "TEXT": "varchar" if args else "text",
+        "BLOB": "blob",
+        "": "text",
+    }
+    return mapping.get(upper, upper.lower()) + args.replace(" ", "")
+
+
+def _table_ref(session: Session, first: str, second: str | None, from_db: str | None = None) -> tuple[str, str]:
+    if second is not None:
+        db, table = unquote(first), unquote(second)
+    else:
+        db, table = (unquote(from_db) if from_db else session.db), unquote(first)
+    if not db:
+        raise SqlError(errors.NO_DB, "No database selected")
+    return db, table
+
+
+async def _columns(services: Services, session: Session, db: str, table: str) -> list[Column]:
+    if not may_see_table(services.accounts.cached(session.user), db, table):
+        raise SqlError(
+            errors.TABLE_ACCESS_DENIED, f"SELECT command denied to user '{session.user}'@'%' for table '{table}'"
+        )
+    return await services.backend.columns(db, table)
+
+
+def _default(column: Column) -> str | None:
+    value = column.default
+    if value is None or value.upper() == "NULL":
+        return None
+    if len(value) >= 2 and value[0] == value[-1] == "'":
+        return value[1:-1].replace("''", "'")
+    return value
+
+
+async def describe(services: Services, session: Session, m: re.Match[str]) -> Result:
+    db, table = _table_ref(session, m.group(1), m.group(2))
+    return describe_rows(await _columns(services, session, db, table))
+
+
+async def show_columns(services: Services, session: Session, m: re.Match[str]) -> Result:
+    db, table = _table_ref(session, m.group(2), m.group(3), m.group(4))
+    columns = await _columns(services, session, db, table)
+    if m.group(5) is not None:
+        pattern = unescape(m.group(5))
+        columns = [c for c in columns if like(pattern, c.name)]
+    if not m.group(1):
+        return describe_rows(columns)
+    rows = [
+        (c.name, mysql_type(c.declared_type), None, "YES" if c.nullable else "NO", "PRI" if c.primary_key else "",
+         _default(c), "", "select,insert,update,references", "")
+        for c in columns
+    ]  # fmt: skip
+    names = ["Field", "Type", "Collation", "Null", "Key", "Default", "Extra", "Privileges", "Comment"]
+    return Result(names, rows)
+
+
+def describe_rows(columns: list[Column]) -> Result:
+    rows = [
+        (c.name, mysql_type(c.declared_type), "YES" if c.nullable else "NO", "PRI" if c.primary_key else "",
+         _default(c), "")
+        for c in columns
+    ]  # fmt: skip
+    return Result(["Field", "Type", "Null", "Key", "Default", "Extra"], rows)
+
+
+def _quote(name: str) -> str:
+    return "`" + name.replace("`", "``") + "`"
+
+
+def create_table_text(table: str, columns: list[Column]) -> str:
+    """SHOW CREATE TABLE's text, in the shape MySQL prints (tools parse it line by line)."""
+    lines = []
+    for c in columns:
+        line = f"  {_quote(c.name)} {mysql_type(c.declared_type)}"
+        if not c.nullable:
+            line += " NOT NULL"
+        default = c.default
+        if default is not None:
+            line += f" DEFAULT {default}"
+        elif c.nullable:
+            line += " DEFAULT NULL"
+        lines.append(line)
+    keys = [_quote(c.name) for c in columns if c.primary_key]
+    if keys:
+        lines.append(f"  PRIMARY KEY ({','.join(keys)})")
+    body = ",\n".join(lines)
+    return f"CREATE TABLE {_quote(table)} (\n{body}\n) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4"
+
+
+async def show_create_table(services: Services, session: Session, m: re.Match[str]) -> Result:
+    db, table = _table_ref(session, m.group(1), m.group(2))
+    columns = await _columns(services, session, db, table)
+    return Result(["Table", "Create Table"], [(table, create_table_text(table, columns))])
+
+
+_INDEX_COLUMNS = (
+    "Table", "Non_unique", "Key_name", "Seq_in_index", "Column_name", "Collation", "Cardinality", "Sub_part",
+    "Packed", "Null", "Index_type", "Comment", "Index_comment", "Visible", "Expression",
+)  # fmt: skip
+
+
+async def show_index(services: Services, session: Session, m: re.Match[str]) -> Result:
+    db, table = _table_ref(session, m.group(1), m.group(2), m.group(3))
+    columns = await _columns(services, session, db, table)
+    nullable = {c.name: c.nullable for c in columns}
+
+    def row(key: str, unique: bool, seq: int, column: str) -> tuple[Any, ...]:
+        null = "YES" if nullable.get(column, True) else ""
+        return (table, 0 if unique else 1, key, seq, column, "A", None, None, None, null, "BTREE", "", "", "YES", None)
+
+    rows = [row("PRIMARY", True, i, c.name) for i, c in enumerate((c for c in columns if c.primary_key), 1)]
+    for index in await services.backend.indexes(db, table):
+        rows += [row(index.name, index.unique, i, name) for i, name in enumerate(index.columns, 1)]
+    return Result(list(_INDEX_COLUMNS), rows)
+
+
+_TABLE_STATUS_COLUMNS = (
+    "Name", "Engine", "Version", "Row_format", "Rows", "Avg_row_length", "Data_length", "Max_data_length",
+    "Index_length", "Data_free", "Auto_increment", "Create_time", "Update_time", "Check_time", "Collation",
+    "Checksum", "Create_options", "Comment",
+)  # fmt: skip
+
+
+async def show_table_status(services: Services, session: Session, m: re.Match[str]) -> Result:
+    db = unquote(m.group(1)) if m.group(1) else session.db
+    if not db:
+        raise SqlError(errors.NO_DB, "No database selected")
+    user = services.accounts.cached(session.user)
+    if not may_see_database(user, db):
+        raise SqlError(errors.DB_ACCESS_DENIED, f"Access denied for user '{session.user}'@'%' to database '{db}'")
+    if not services.backend.has_database(db):
+        raise SqlError(errors.BAD_DB, f"Unknown database '{db}'")
+    names = [t for t in await services.backend.tables(db) if may_see_table(user, db, t)]
+    if m.group(2) is not None:
+        pattern = unescape(m.group(2))
+        names = [t for t in names if like(pattern, t)]
+    rows = [
+        (t, "InnoDB", 10, "Dynamic", None, None, None, None, None, None, None, None, None, None,
+         "utf8mb4_general_ci", None, "", "")
+        for t in names
+    ]  # fmt: skip
+    return Result(list(_TABLE_STATUS_COLUMNS), rows)
+
+
+async def show_status(services: Services, session: Session, m: re.Match[str]) -> Result:
+    """The shape tools expect; the FE keeps no MySQL status counters."""
+    return Result(["Variable_name", "Value"], [])
+
+
+# ------------------------------------------------------------------ information_schema
+
+_SCHEMATA = ("CATALOG_NAME", "SCHEMA_NAME", "DEFAULT_CHARACTER_SET_NAME", "DEFAULT_COLLATION_NAME", "SQL_PATH")
+_TABLES = (
+    "TABLE_CATALOG", "TABLE_SCHEMA", "TABLE_NAME", "TABLE_TYPE", "ENGINE", "VERSION", "ROW_FORMAT", "TABLE_ROWS",
+    "CREATE_TIME", "UPDATE_TIME", "TABLE_COLLATION", "TABLE_COMMENT",
+)  # fmt: skip
+_COLUMNS = (
+    "TABLE_CATALOG", "TABLE_SCHEMA", "TABLE_NAME", "COLUMN_NAME", "ORDINAL_POSITION", "COLUMN_DEFAULT",
+    "IS_NULLABLE", "DATA_TYPE", "CHARACTER_MAXIMUM_LENGTH", "NUMERIC_PRECISION", "NUMERIC_SCALE",
+    "COLUMN_TYPE", "COLUMN_KEY", "EXTRA", "COLUMN_COMMENT",
+)  # fmt: skip
+SUPPORTED = {"schemata", "tables", "columns"}
+
+
+def information_schema_tables(tree: exp.Expression, current_db: str | None) -> set[str] | None:
+    """The information_schema tables ``tree`` reads, or None if it reads none.
+    SqlError 1235 for a query mixing them with data tables, 1109 for one we do not have."""
+    ctes = {c.alias_or_name.lower() for c in tree.find_all(exp.CTE)}
+    found, other = set(), False
+    for t in tree.find_all(exp.Table):
+        if not t.name or (not t.db and t.name.lower() in ctes):
+            continue
+        db = (t.db or current_db or "").lower()
+        if db == INFORMATION_SCHEMA:
+            found.add(t.name.lower())
+        else:
+            other = True
+    if not found:
+        return None
+    if other:
+        raise SqlError(errors.NOT_SUPPORTED, "information_schema cannot be joined with data tables")
+    unknown = found - SUPPORTED
+    if unknown:
+        raise SqlError(errors.UNKNOWN_TABLE, f"Unknown table '{sorted(unknown)[0]}' in information_schema")
+    return found
+
+
+async def _visible(services: Services, session: Session) -> list[tuple[str, list[str]]]:
+    user = services.accounts.cached(session.user)
+    out = []
+    for db in services.backend.databases():
+        if may_see_database(user, db):
+            out.append((db, [t for t in await services.backend.tables(db) if may_see_table(user, db, t)]))
+    return out
+
+
+def _type_parts(declared: str) -> tuple[str, int | None, int | None, int | None]:
+    column_type = mysql_type(declared)
+    base, _, rest = column_type.partition("(")
+    numbers = [int(n) for n in re.findall(r"\d+", rest)]
+    if base in ("varchar", "char"):
+        return base, numbers[0] if numbers else None, None, None
+    if base == "decimal":
+        return base, None, numbers[0] if numbers else 10, numbers[1] if len(numbers) > 1 else 0
+    return base.split(" ")[0], None, None, None
+
+
+async def information_schema_query(
+    services: Services, session: Session, tree: exp.Expression, names: set[str]
+) -> Result:
+    visible = await _visible(services, session)
+    tables: dict[str, tuple[tuple[str, ...], list[tuple[Any, ...]]]] = {}
+    if "schemata" in names:
+        rows = [("def", INFORMATION_SCHEMA, "utf8mb4", "utf8mb4_general_ci", None)]
+        rows += [("def", db, "utf8mb4", "utf8mb4_general_ci", None) for db, _ in visible]
+        tables["schemata"] = (_SCHEMATA, rows)
+    if "tables" in names:
+        rows = [
+            ("def", db, t, "BASE TABLE", "InnoDB", 10, "Dynamic", None, None, None, "utf8mb4_general_ci", "")
+            for db, names_ in visible
+            for t in names_
+        ]
+        tables["tables"] = (_TABLES, rows)
+    if "columns" in names:
+        rows = []
+        for db, names_ in visible:
+            for t in names_:
+                for i, c in enumerate(await services.backend.columns(db, t), 1):
+                    data_type, length, precision, scale = _type_parts(c.declared_type)
+                    rows.append(
+                        ("def", db, t, c.name, i, _default(c), "YES" if c.nullable else "NO", data_type, length,
+                         precision, scale, mysql_type(c.declared_type), "PRI" if c.primary_key else "", "", "")
+                    )  # fmt: skip
+        tables["columns"] = (_COLUMNS, rows)
+    query = tree.copy()
+    for table in query.find_all(exp.Table):
+        if table.name.lower() in tables:
+            table.set("db", None)
+            table.set("catalog", None)
+            table.set("this", exp.to_identifier(table.name.lower()))
+    return await services.backend.query_tables(query, tables)
+
+
+HANDLERS: Handlers = [
+    (_DESCRIBE, describe),
+    (_SHOW_COLUMNS, show_columns),
+    (_SHOW_CREATE_TABLE, show_create_table),
+    (_SHOW_INDEX, show_index),
+    (_SHOW_TABLE_STATUS, show_table_status),
+    (_SHOW_STATUS, show_status),
+]

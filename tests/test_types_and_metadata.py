@@ -1,0 +1,146 @@
+"""The embedded backend as tools see it (issue 13, item 4's types and
+metadata): declared types come back as MySQL's drivers give them, the
+functions users hit, DESCRIBE / SHOW COLUMNS / SHOW CREATE TABLE,
+information_schema SCHEMATA/TABLES/COLUMNS (only what the user may see), and
+a SQLAlchemy 2 ORM round trip."""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import decimal
+import uuid
+from collections.abc import Iterator
+
+import pymysql
+import pytest
+
+from tests.support import Fe, fails
+
+
+def _run(conn: pymysql.Connection, sql: str) -> tuple[tuple[object, ...], ...]:
+    with conn.cursor() as cur:
+        cur.execute(sql)
+        return cur.fetchall()
+
+
+@pytest.fixture
+def db(fe: Fe) -> Iterator[str]:
+    name = f"ty{uuid.uuid4().hex[:8]}"
+    fe.query(f"CREATE DATABASE {name}")
+    yield name
+    fe.query(f"DROP DATABASE IF EXISTS {name}")
+
+
+def test_declared_types_come_back_typed(fe: Fe, db: str) -> None:
+    """Issue 13: DECIMAL came back as DOUBLE, DATETIME as a string, BLOB as text."""
+    with contextlib.closing(fe.connect(database=db)) as conn:
+        _run(
+            conn,
+            "CREATE TABLE t (id INT NOT NULL AUTO_INCREMENT, price DECIMAL(10,2), at DATETIME, day DATE,"
+            " span TIME, data BLOB, name VARCHAR(20), PRIMARY KEY (id)) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4",
+        )
+        _run(
+            conn,
+            "INSERT INTO t (price, at, day, span, data, name) VALUES"
+            " (19.99, '2024-11-04 20:18:07', '2024-11-04', '12:30:05', 'abc', 'x')",
+        )
+        assert _run(conn, "SELECT LAST_INSERT_ID(), ROW_COUNT()") == ((1, 1),)
+        row = _run(conn, "SELECT price, at, day, span, data, name, id FROM t")[0]
+    assert row[0] == decimal.Decimal("19.99") and isinstance(row[0], decimal.Decimal)
+    assert row[1] == datetime.datetime(2024, 11, 4, 20, 18, 7)
+    assert row[2] == datetime.date(2024, 11, 4)
+    assert row[3] == datetime.timedelta(hours=12, minutes=30, seconds=5)
+    assert row[4] == b"abc"
+    assert row[5:] == ("x", 1)
+
+
+def test_now_and_curdate(fe: Fe, db: str) -> None:
+    """Issue 13: NOW() and LAST_INSERT_ID() gave 1305."""
+    with contextlib.closing(fe.connect(database=db)) as conn:
+        now, today = _run(conn, "SELECT NOW(), CURDATE()")[0]
+        assert datetime.datetime.strptime(str(now), "%Y-%m-%d %H:%M:%S")
+        assert str(today) == datetime.date.today().isoformat()
+        _run(conn, "CREATE TABLE t (at DATETIME)")
+        _run(conn, "INSERT INTO t VALUES (NOW())")
+        assert isinstance(_run(conn, "SELECT at FROM t")[0][0], datetime.datetime)
+
+
+def test_describe_show_columns_and_show_create_table(fe: Fe, db: str) -> None:
+    """Issue 13: DESCRIBE was a syntax error; SHOW CREATE TABLE, SHOW FULL COLUMNS, SHOW INDEX,
+    SHOW TABLE STATUS and SHOW STATUS returned no result set."""
+    with contextlib.closing(fe.connect(database=db)) as conn:
+        _run(
+            conn,
+            "CREATE TABLE t (id INT NOT NULL, name VARCHAR(20) DEFAULT 'n', price DECIMAL(10,2), PRIMARY KEY (id))",
+        )
+        expected = (
+            ("id", "int", "NO", "PRI", None, ""),
+            ("name", "varchar(20)", "YES", "", "n", ""),
+            ("price", "decimal(10,2)", "YES", "", None, ""),
+        )
+        assert _run(conn, "DESCRIBE t") == expected
+        assert _run(conn, f"DESC `{db}`.`t`") == expected
+        assert _run(conn, f"SHOW COLUMNS FROM t FROM {db}") == expected
+        full = _run(conn, "SHOW FULL COLUMNS FROM t LIKE 'na%'")
+        assert len(full) == 1 and full[0][0] == "name" and len(full[0]) == 9
+        table, text = _run(conn, "SHOW CREATE TABLE t")[0]
+        assert table == "t" and text.startswith("CREATE TABLE `t` (\n  `id` int NOT NULL,")
+        assert "PRIMARY KEY (`id`)" in text
+        assert fails(conn, "DESCRIBE nosuch")[0] == 1146
+        assert _run(conn, "SHOW FULL TABLES") == (("t", "BASE TABLE"),)
+        _run(conn, "CREATE UNIQUE INDEX by_name ON t (name, price)")
+        index = [(r[2], r[1], r[3], r[4]) for r in _run(conn, "SHOW INDEX FROM t")]
+        assert index == [("PRIMARY", 0, 1, "id"), ("by_name", 0, 1, "name"), ("by_name", 0, 2, "price")]
+        status = _run(conn, f"SHOW TABLE STATUS FROM {db} LIKE 't%'")
+        assert [(r[0], r[1]) for r in status] == [("t", "InnoDB")] and len(status[0]) == 18
+        assert _run(conn, "SHOW GLOBAL STATUS LIKE 'Uptime'") == ()
+
+
+def test_information_schema_shows_only_what_the_user_may_see(fe: Fe, db: str) -> None:
+    """Issue 13: TABLES, COLUMNS, SCHEMATA gave 1049."""
+    fe.query(f"CREATE TABLE {db}.mine (id INT, v VARCHAR(5))")
+    fe.query(f"CREATE TABLE {db}.theirs (secret INT)")
+    name, password = f"u{uuid.uuid4().hex[:8]}", "pw"
+    fe.query(f"CREATE USER '{name}' IDENTIFIED BY '{password}'")
+    fe.query(f"GRANT SELECT_PRIV ON {db}.mine TO '{name}'")
+    with contextlib.closing(fe.connect(name, password)) as user, contextlib.closing(fe.connect()) as root:
+        assert _run(user, "SELECT SCHEMA_NAME FROM information_schema.schemata ORDER BY 1") == (
+            ("information_schema",),
+            (db,),
+        )
+        assert _run(user, f"SELECT TABLE_NAME FROM information_schema.tables WHERE TABLE_SCHEMA = '{db}'") == (
+            ("mine",),
+        )
+        cols = f"SELECT TABLE_NAME, COLUMN_NAME, DATA_TYPE FROM information_schema.columns WHERE TABLE_SCHEMA = '{db}'"
+        assert _run(user, cols + " ORDER BY 1, 2") == (("mine", "id", "int"), ("mine", "v", "varchar"))
+        assert len(_run(root, cols)) == 3
+        assert fails(user, f"DESCRIBE {db}.theirs")[0] == 1142
+        assert fails(user, "SELECT * FROM information_schema.nosuch")[0] == 1109
+        padded = f"SELECT TABLE_NAME FROM information_schema.tables WHERE TABLE_SCHEMA = '{db}' AND '{'x' * 2000}' > ''"
+        assert _run(user, padded) == (("mine",),)  # a long one is parsed off the loop, answered the same way
+
+
+def test_functions_and_statements_tools_send(fe: Fe, db: str) -> None:
+    """Issue 13: LENGTH counted characters, DATE_ADD dropped the time part, FROM DUAL,
+    ON DUPLICATE KEY UPDATE, SET @var and CREATE INDEX were refused."""
+    with contextlib.closing(fe.connect(database=db)) as conn:
+        assert _run(conn, "SELECT LENGTH('é'), CHAR_LENGTH('é') FROM DUAL") == ((2, 1),)
+        assert _run(
+            conn, "SELECT DATE_ADD('2024-01-01 10:00:00', INTERVAL 1 DAY), DATE_SUB('2024-01-15', INTERVAL 1 WEEK)"
+        ) == (("2024-01-02 10:00:00", "2024-01-08"),)
+        _run(conn, "CREATE TABLE t (id INT PRIMARY KEY, n INT, hits INT DEFAULT 0)")
+        for n in (5, 7):
+            _run(conn, f"INSERT INTO t (id, n) VALUES (1, {n}) ON DUPLICATE KEY UPDATE n = VALUES(n), hits = hits + 1")
+        assert _run(conn, "SELECT id, n, hits FROM t") == ((1, 7, 1),)
+        _run(conn, "REPLACE INTO t (id, n) VALUES (1, 9)")
+        _run(conn, "INSERT IGNORE INTO t (id, n) VALUES (1, 10)")
+        assert _run(conn, "SELECT id, n, hits FROM t") == ((1, 9, 0),)
+        _run(conn, "CREATE INDEX by_n ON t (n)")
+        _run(conn, "CREATE UNIQUE INDEX IF NOT EXISTS by_hits ON t (hits, n DESC)")
+        _run(conn, "DROP INDEX by_n ON t")
+        assert fails(conn, "DROP INDEX by_n ON t")[0] == 1105  # gone
+        _run(conn, "SET @who = 'x', @n = 41")
+        assert _run(conn, "SELECT @who, @n + 1, @unset") == (("x", 42, None),)
+        _run(conn, "INSERT INTO t (id, n) VALUES (2, @n)")
+        assert _run(conn, "SELECT n FROM t WHERE id = @n - 39") == ((41,),)
