@@ -1,0 +1,480 @@
+"""The real-driver matrix of issue 11 (item 6): every real MySQL client against
+two FEs behind HAProxy, and the same cells against a real MariaDB server as the
+reference (so each assertion is known to describe what MySQL servers do).
+
+Targets
+  mariadb    the machine's mariadbd on a free port (tests/mariadb.py); "lb",
+             "fe1" and "fe2" are all that one server.
+  fecluster  two FEs sharing one Redis, HAProxy (round robin, TCP) in front.
+             lb = HAProxy, fe1/fe2 = the FEs' own MySQL ports.
+
+What each cell needs
+  login_*, types_select, query_timeout/ctrl_c   only the balancer (constant SELECTs).
+  types_table, prepared, txn, sqlalchemy_*      a table: the embedded backend is
+      SQLite *per FE*, so these connect to fe1 directly (on MariaDB: the server).
+  kill_query, kill_connection                   victim on fe1 running SELECT SLEEP(30),
+      killer on fe2 (directly, so the KILL really crosses FEs), found in fe2's
+      SHOW FULL PROCESSLIST by its Id and Info.
+
+Expected failures on fecluster live in KNOWN_FAILURES below: one line per
+(driver, check), the to-do list for the MySQL codec. A MariaDB cell never xfails.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import json
+import os
+import shutil
+import signal
+import ssl
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pymysql
+import pytest
+
+from frontend.config import Config
+from tests.haproxy import HAProxy, haproxy_binary
+from tests.mariadb import MariaDB
+from tests.support import new_cluster, wait_for
+
+pytestmark = pytest.mark.slow
+
+DRIVERS_DIR = Path(__file__).resolve().parent / "drivers"
+JDBC_JAR = Path("/usr/share/java/mariadb-java-client.jar")
+
+# (driver, check) -> why it fails on fecluster today. Applied to the fecluster target only.
+KNOWN_FAILURES: dict[tuple[str, str], str] = {}
+
+# ---------------------------------------------------------------------------------------------
+# The values every driver must round-trip byte for byte.
+
+BLOB = bytes(range(256))
+TEXT = "héllo wörld 😀🎉"
+EXPECTED: dict[str, Any] = {
+    "i": 2147483647,
+    "u": 18446744073709551615,
+    "d": Decimal("12345678901234567890.0123456789"),
+    "f": 3.141592653589793,
+    "dt": dt.date(2026, 11, 27),
+    "ts": dt.datetime(2026, 11, 27, 14, 26, 3, 123456),
+    "tm": dt.timedelta(hours=12, minutes=34, seconds=56),
+    "s": TEXT,
+    "b": BLOB,
+    "n": None,
+}
+COLUMNS = list(EXPECTED)
+# The same values as text, the way MariaDB prints them (BLOB as hex): what the JDBC,
+# node and CLI programs report.
+EXPECTED_TEXT: dict[str, str | None] = {
+    "i": "2147483647",
+    "u": "18446744073709551615",
+    "d": "12345678901234567890.0123456789",
+    "f": "3.141592653589793",
+    "dt": "2026-11-27",
+    "ts": "2026-11-27 14:26:03.123456",
+    "tm": "12:34:56",
+    "s": TEXT,
+    "b": BLOB.hex(),
+    "n": None,
+}
+SELECT_CONSTANTS = (
+    "SELECT 2147483647 AS i, CAST(18446744073709551615 AS UNSIGNED) AS u,"
+    " CAST('12345678901234567890.0123456789' AS DECIMAL(30,10)) AS d, CAST(3.141592653589793 AS DOUBLE) AS f,"
+    " DATE '2026-11-27' AS dt, CAST('2026-11-27 14:26:03.123456' AS DATETIME(6)) AS ts,"
+    f" CAST('12:34:56' AS TIME) AS tm, '{TEXT}' AS s, X'{BLOB.hex()}' AS b, NULL AS n"
+)
+TABLE_DDL = (
+    "CREATE TABLE {name} (id INT PRIMARY KEY, i INT, u BIGINT UNSIGNED, d DECIMAL(30,10), f DOUBLE, dt DATE,"
+    " ts DATETIME(6), tm TIME, s VARCHAR(64), b BLOB, n INT)"
+)
+
+
+# ---------------------------------------------------------------------------------------------
+# Targets
+
+
+@dataclass
+class Target:
+    name: str
+    lb: int  # the balancer (MariaDB: the server)
+    fe1: int  # data statements, KILL victims
+    fe2: int  # the killer's FE
+    ca: Path
+    user: str = "alice"
+    password: str = "s3cret"
+    database: str = "drivers"
+
+    def admin(self, port: int | None = None, database: str | None = None) -> pymysql.Connection:
+        return pymysql.connect(
+            host="127.0.0.1",
+            port=port or self.fe1,
+            user="root",
+            password="",
+            database=database,
+            ssl_disabled=True,
+            autocommit=True,
+            connect_timeout=10,
+            read_timeout=60,
+            charset="utf8mb4",
+        )
+
+
+def _fe_tls_flags(pki: Path) -> dict[str, Path]:
+    """MySQL TLS on the FE: ``--mysql-tls-cert/--mysql-tls-key`` once the new codec has
+    them; until then ``--tls-cert/--tls-key`` (which also put gRPC on TLS, so the
+    peers need the CA: mTLS between the FEs, as tests/test_tls.py runs it)."""
+    names = Config.__dataclass_fields__
+    if "mysql_tls_cert" in names:
+        return {"mysql_tls_cert": pki / "server.pem", "mysql_tls_key": pki / "server.key"}
+    return {"tls_cert": pki / "server.pem", "tls_key": pki / "server.key", "tls_ca": pki / "ca.pem"}
+
+
+@pytest.fixture(scope="module")
+def mariadb_target(mariadb: MariaDB, server_pki: Path) -> Target:
+    with contextlib.closing(mariadb.connect()) as conn, conn.cursor() as cur:
+        cur.execute("CREATE DATABASE IF NOT EXISTS drivers CHARACTER SET utf8mb4")
+    return Target("mariadb", mariadb.port, mariadb.port, mariadb.port, server_pki / "ca.pem")
+
+
+@pytest.fixture(scope="module")
+def fecluster_target(redis_url: str, server_pki: Path) -> Iterator[Target]:
+    if haproxy_binary() is None:
+        pytest.skip("no haproxy binary (Debian: apt-get install haproxy; .ci/run installs it)")
+    cluster = new_cluster(redis_url, 2, **_fe_tls_flags(server_pki))
+    try:
+        fe1, fe2 = cluster.fes
+        with HAProxy([fe1.mysql_port, fe2.mysql_port]) as lb:
+            target = Target("fecluster", lb.port, fe1.mysql_port, fe2.mysql_port, server_pki / "ca.pem")
+            with contextlib.closing(target.admin()) as conn, conn.cursor() as cur:
+                cur.execute("CREATE USER IF NOT EXISTS alice IDENTIFIED BY 's3cret'")
+                cur.execute("CREATE DATABASE IF NOT EXISTS drivers")
+            yield target
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture
+def target(request: pytest.FixtureRequest) -> Target:
+    return request.getfixturevalue(f"{request.param}_target")
+
+
+def matrix(drivers: list[str], checks: list[str]) -> list[Any]:
+    """(target, driver, check) params; fecluster cells listed in KNOWN_FAILURES are xfail."""
+    params = []
+    for name in ("mariadb", "fecluster"):
+        for driver in drivers:
+            for check in checks:
+                reason = KNOWN_FAILURES.get((driver, check)) if name == "fecluster" else None
+                marks = [pytest.mark.xfail(reason=reason, strict=False)] if reason else []
+                params.append(pytest.param(name, driver, check, marks=marks, id=f"{name}-{driver}-{check}"))
+    return params
+
+
+def wait_sleeping(target: Target, conn_id: int, timeout: float = 10) -> None:
+    """Wait until fe2 (the killer's FE) shows ``conn_id`` running SELECT SLEEP."""
+
+    def running() -> bool:
+        with contextlib.closing(target.admin(target.fe2)) as conn, conn.cursor() as cur:
+            cur.execute("SHOW FULL PROCESSLIST")
+            names = [d[0].lower() for d in cur.description]
+            i, info = names.index("id"), names.index("info")
+            return any(r[i] == conn_id and "SLEEP" in str(r[info]).upper() for r in cur.fetchall())
+
+    wait_for(running, timeout, interval=0.05, what=f"connection {conn_id} to run SELECT SLEEP(30)")
+
+
+def kill_from_fe2(target: Target, kind: str, conn_id: int) -> float:
+    wait_sleeping(target, conn_id)
+    with contextlib.closing(target.admin(target.fe2)) as conn, conn.cursor() as cur:
+        sent = time.monotonic()
+        cur.execute(f"KILL {kind} {conn_id}")
+    return sent
+
+
+def fresh_table(target: Target, name: str) -> None:
+    with contextlib.closing(target.admin(database=target.database)) as conn, conn.cursor() as cur:
+        cur.execute(f"DROP TABLE IF EXISTS {name}")
+        cur.execute(TABLE_DDL.format(name=name))
+
+
+# ---------------------------------------------------------------------------------------------
+# Python DB-API drivers
+
+
+class PyDriver:
+    name = ""
+    server_prepared = False  # has server-side prepared statements (COM_STMT_*)
+
+    def connect(
+        self, port: int, user: str = "root", password: str = "", ca: Path | None = None, **kw: Any
+    ) -> Any:
+        raise NotImplementedError
+
+    def code(self, exc: BaseException) -> int | None:
+        args = getattr(exc, "args", ())
+        return int(args[0]) if args and isinstance(args[0], int) else None
+
+    def tls_in_use(self, conn: Any) -> bool:
+        raise NotImplementedError
+
+    def cursor(self, conn: Any, prepared: bool = False) -> Any:
+        return conn.cursor()
+
+    def errors(self) -> tuple[type[BaseException], ...]:
+        raise NotImplementedError
+
+
+class PyMySQLDriver(PyDriver):
+    name = "pymysql"
+
+    def connect(self, port, user="root", password="", ca=None, **kw):  # type: ignore[no-untyped-def]
+        tls = {"ssl": {"ca": str(ca)}} if ca else {"ssl_disabled": True}
+        return pymysql.connect(
+            host="127.0.0.1", port=port, user=user, password=password, charset="utf8mb4",
+            connect_timeout=10, read_timeout=60, **tls, **kw,
+        )  # fmt: skip
+
+    def tls_in_use(self, conn: Any) -> bool:
+        return isinstance(conn._sock, ssl.SSLSocket)
+
+    def errors(self) -> tuple[type[BaseException], ...]:
+        return (pymysql.err.MySQLError,)
+
+
+class MySQLdbDriver(PyDriver):
+    name = "mysqlclient"
+
+    def connect(self, port, user="root", password="", ca=None, **kw):  # type: ignore[no-untyped-def]
+        import MySQLdb
+
+        if "database" in kw:
+            kw["db"] = kw.pop("database")
+        tls = {"ssl": {"ca": str(ca)}} if ca else {}
+        return MySQLdb.connect(
+            host="127.0.0.1", port=port, user=user, password=password, charset="utf8mb4",
+            connect_timeout=10, **tls, **kw,
+        )  # fmt: skip
+
+    def tls_in_use(self, conn: Any) -> bool:
+        # libmariadb's mysqlclient exposes no cipher: ask the server (MySQL and MariaDB answer it).
+        cur = conn.cursor()
+        cur.execute("SHOW SESSION STATUS LIKE 'Ssl_cipher'")
+        row = cur.fetchone()
+        return bool(row and row[1])
+
+    def errors(self) -> tuple[type[BaseException], ...]:
+        import MySQLdb
+
+        return (MySQLdb.MySQLError,)
+
+
+class ConnectorDriver(PyDriver):
+    server_prepared = True
+
+    def __init__(self, pure: bool) -> None:
+        self.pure = pure
+        self.name = "connector-pure" if pure else "connector-c"
+
+    def connect(self, port, user="root", password="", ca=None, **kw):  # type: ignore[no-untyped-def]
+        import mysql.connector
+
+        tls = {"ssl_ca": str(ca), "ssl_verify_cert": True} if ca else {"ssl_disabled": True}
+        conn = mysql.connector.connect(
+            host="127.0.0.1", port=port, user=user, password=password, charset="utf8mb4",
+            connection_timeout=10, use_pure=self.pure, **tls, **kw,
+        )  # fmt: skip
+        from mysql.connector.connection_cext import CMySQLConnection
+
+        assert isinstance(conn, CMySQLConnection) != self.pure, type(conn)
+        return conn
+
+    def tls_in_use(self, conn: Any) -> bool:
+        return bool(conn.is_secure if self.pure else conn._cmysql.get_ssl_cipher())
+
+    def cursor(self, conn: Any, prepared: bool = False) -> Any:
+        return conn.cursor(prepared=prepared)
+
+    def code(self, exc: BaseException) -> int | None:
+        return getattr(exc, "errno", None)
+
+    def errors(self) -> tuple[type[BaseException], ...]:
+        import mysql.connector
+
+        return (mysql.connector.Error,)
+
+
+# mysql-connector's C extension (9.x) binds a float for a DOUBLE, 0 for a timedelta and
+# reads BIGINT UNSIGNED as signed in the binary protocol: its limits, not the server's.
+PREPARED_LIMITS: dict[str, dict[str, str]] = {
+    "connector-c": {"u": "18446744073709551615", "f": "3.141592653589793", "tm": "'12:34:56'"},
+}
+
+PY_DRIVERS: dict[str, PyDriver] = {
+    d.name: d for d in (PyMySQLDriver(), MySQLdbDriver(), ConnectorDriver(pure=True), ConnectorDriver(pure=False))
+}
+PY_CHECKS = [
+    "login_root", "login_password", "login_wrong_password", "login_tls", "types_select", "types_table",
+    "prepared", "txn", "kill_query", "kill_connection",
+]  # fmt: skip
+
+
+def normalise(value: Any) -> Any:
+    return bytes(value) if isinstance(value, bytearray) else value
+
+
+def one_row(cur: Any) -> dict[str, Any]:
+    row = cur.fetchone()
+    names = [d[0] for d in cur.description]
+    return {n: normalise(v) for n, v in zip(names, row, strict=True)}
+
+
+def run_in_thread(fn: Callable[[], Any]) -> Callable[[float], tuple[Any, float]]:
+    """Run ``fn`` in a thread; the returned join(timeout) gives (result or exception, end time)."""
+    box: dict[str, Any] = {}
+
+    def body() -> None:
+        try:
+            box["out"] = fn()
+        except BaseException as e:  # noqa: BLE001 - the outcome is what the test inspects
+            box["out"] = e
+        box["end"] = time.monotonic()
+
+    thread = threading.Thread(target=body, daemon=True)
+    thread.start()
+
+    def join(timeout: float) -> tuple[Any, float]:
+        thread.join(timeout)
+        assert not thread.is_alive(), f"still running after {timeout}s"
+        return box["out"], box["end"]
+
+    return join
+
+
+def py_check(driver: PyDriver, t: Target, check: str) -> None:
+    d = driver
+    if check == "login_root":
+        with contextlib.closing(d.connect(t.lb)) as conn:
+            cur = conn.cursor()
+            cur.execute("SELECT 1")
+            assert cur.fetchall() in (((1,),), [(1,)])
+    elif check == "login_password":
+        with contextlib.closing(d.connect(t.lb, t.user, t.password)) as conn:
+            cur = conn.cursor()
+            cur.execute("SELECT CURRENT_USER()")
+            assert cur.fetchone()[0] == f"{t.user}@%"
+    elif check == "login_wrong_password":
+        with pytest.raises(d.errors()) as e:
+            d.connect(t.lb, t.user, "wrong").close()
+        assert d.code(e.value) == 1045, e.value
+        assert f"Access denied for user '{t.user}'@'" in str(e.value), e.value
+    elif check == "login_tls":
+        with contextlib.closing(d.connect(t.lb, t.user, t.password, ca=t.ca)) as conn:
+            assert d.tls_in_use(conn)
+            cur = conn.cursor()
+            cur.execute("SELECT 1")
+            assert cur.fetchone()[0] == 1
+    elif check == "types_select":
+        with contextlib.closing(d.connect(t.lb)) as conn:
+            cur = conn.cursor()
+            cur.execute(SELECT_CONSTANTS)
+            assert one_row(cur) == EXPECTED
+    elif check in ("types_table", "prepared"):
+        # types_table: the driver's own parameter path (client-side interpolation for
+        # PyMySQL/mysqlclient); prepared: COM_STMT_PREPARE/EXECUTE, both ways.
+        if check == "prepared" and not d.server_prepared:
+            pytest.skip(f"{d.name} has no server-side prepared statements (parameters are interpolated)")
+        name = f"t_{d.name.replace('-', '_')}_{check}"
+        fresh_table(t, name)
+        prepared = check == "prepared"
+        # Columns the driver itself cannot carry through COM_STMT_* (fails on MariaDB too):
+        # those go in as SQL literals and come back through a plain cursor.
+        limited = PREPARED_LIMITS.get(d.name, {}) if prepared else {}
+        bound = [c for c in COLUMNS if c not in limited]
+        with contextlib.closing(d.connect(t.fe1, database=t.database)) as conn:
+            cur = d.cursor(conn, prepared)
+            marks = ", ".join(["%s"] * (len(bound) + 1))
+            literals = "".join(f", {limited[c]}" for c in COLUMNS if c in limited)
+            columns = ", ".join(bound + [c for c in COLUMNS if c in limited])
+            cur.execute(
+                f"INSERT INTO {name} (id, {columns}) VALUES ({marks}{literals})", [1, *(EXPECTED[c] for c in bound)]
+            )
+            assert cur.rowcount == 1
+            conn.commit()
+            cur = d.cursor(conn, prepared)
+            cur.execute(f"SELECT {', '.join(bound)} FROM {name} WHERE id = %s", [1])
+            assert one_row(cur) == {c: EXPECTED[c] for c in bound}
+            if prepared:
+                cur = d.cursor(conn, prepared)
+                cur.execute(f"SELECT id FROM {name} WHERE s = %s AND b = %s AND d = %s", [TEXT, BLOB, EXPECTED["d"]])
+                assert one_row(cur) == {"id": 1}
+            if limited:
+                cur = conn.cursor()
+                cur.execute(f"SELECT {', '.join(limited)} FROM {name}")
+                assert one_row(cur) == {c: EXPECTED[c] for c in limited}
+    elif check == "txn":
+        name = f"t_{d.name.replace('-', '_')}_txn"
+        fresh_table(t, name)
+        with contextlib.closing(d.connect(t.fe1, database=t.database)) as conn:
+            conn.autocommit(False) if d.name == "mysqlclient" else setattr(conn, "autocommit", False)
+            cur = conn.cursor()
+            cur.execute(f"INSERT INTO {name} (id, i) VALUES (1, 1)")
+            conn.rollback()
+            cur.execute(f"SELECT COUNT(*) FROM {name}")
+            assert cur.fetchone()[0] == 0
+            cur.execute(f"INSERT INTO {name} (id, i) VALUES (2, 2)")
+            with contextlib.closing(t.admin(database=t.database)) as other, other.cursor() as ocur:
+                ocur.execute(f"SELECT COUNT(*) FROM {name}")
+                assert ocur.fetchone()[0] == 0  # not visible before COMMIT
+                conn.commit()
+                ocur.execute(f"SELECT id FROM {name}")
+                assert ocur.fetchall() == ((2,),)
+    elif check in ("kill_query", "kill_connection"):
+        kind = check.split("_")[1].upper()
+        victim = d.connect(t.fe1)
+        try:
+            cur = victim.cursor()
+            cur.execute("SELECT CONNECTION_ID()")
+            conn_id = int(cur.fetchone()[0])
+
+            def sleep() -> Any:
+                c = victim.cursor()
+                c.execute("SELECT SLEEP(30)")
+                return c.fetchall()
+
+            join = run_in_thread(sleep)
+            sent = kill_from_fe2(t, kind, conn_id)
+            outcome, end = join(15)
+            assert isinstance(outcome, d.errors()), outcome
+            if kind == "QUERY":
+                assert d.code(outcome) == 1317, outcome
+                assert end - sent < 3
+                cur = victim.cursor()
+                cur.execute("SELECT 2")
+                assert cur.fetchone()[0] == 2  # the connection lives on
+            else:
+                # MariaDB closes the connection at once: the client sees 2013 Lost connection.
+                assert d.code(outcome) == 2013, outcome
+                assert end - sent < 3
+                with pytest.raises(d.errors()):
+                    c = victim.cursor()
+                    c.execute("SELECT 3")
+                    c.fetchall()
+        finally:
+            with contextlib.suppress(Exception):
+                victim.close()
+    else:
+        raise AssertionError(check)
+
+
+@pytest.mark.parametrize(("target", "driver", "check"), matrix(list(PY_DRIVERS), PY_CHECKS), indirect=["target"])
+def test_python_driver(target: Target, driver: str, check: str) -> None:
+    py_check(PY_DRIVERS[driver], target, check)
