@@ -478,3 +478,142 @@ def py_check(driver: PyDriver, t: Target, check: str) -> None:
 @pytest.mark.parametrize(("target", "driver", "check"), matrix(list(PY_DRIVERS), PY_CHECKS), indirect=["target"])
 def test_python_driver(target: Target, driver: str, check: str) -> None:
     py_check(PY_DRIVERS[driver], target, check)
+
+
+# ---------------------------------------------------------------------------------------------
+# External programs: one process per target runs all of a driver's checks and prints JSON lines.
+
+EXTERNAL_CHECKS = [
+    "login_root", "login_password", "login_wrong_password", "login_tls", "types_select", "prepared", "txn",
+    "kill_query", "kill_connection", "query_timeout",
+]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def program_results(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[[str, Target], dict[str, Any]]]:
+    """Run a driver program once per (driver, target) and keep its results by check."""
+    cache: dict[tuple[str, str], dict[str, Any]] = {}
+
+    def results(driver: str, t: Target) -> dict[str, Any]:
+        key = (driver, t.name)
+        if key not in cache:
+            args = [str(t.lb), str(t.fe1), str(t.fe2), t.user, t.password, t.database, str(t.ca)]
+            if driver == "jdbc":
+                command = jdbc_command(tmp_path_factory) + args
+            else:
+                command = node_command() + args
+            proc = subprocess.run(command, capture_output=True, text=True, timeout=120, cwd=DRIVERS_DIR)
+            lines = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
+            cache[key] = {r["check"]: r for r in lines}
+            cache[key]["_process"] = {"rc": proc.returncode, "stderr": proc.stderr[-3000:]}
+        return cache[key]
+
+    yield results
+
+
+_jdbc_classes: list[Path] = []
+
+
+def jdbc_command(tmp_path_factory: pytest.TempPathFactory) -> list[str]:
+    if not (shutil.which("javac") and shutil.which("java")):
+        pytest.skip("no JDK (javac/java) on PATH")
+    if not JDBC_JAR.exists():
+        pytest.skip(f"{JDBC_JAR} missing (Debian: apt-get install libmariadb-java; .ci/run installs it)")
+    if not _jdbc_classes:
+        out = tmp_path_factory.mktemp("jdbc")
+        subprocess.run(
+            ["javac", "-d", str(out), "-cp", str(JDBC_JAR), str(DRIVERS_DIR / "JdbcCheck.java")],
+            check=True, capture_output=True, timeout=120,
+        )  # fmt: skip
+        _jdbc_classes.append(out)
+    return ["java", "-cp", f"{JDBC_JAR}:{_jdbc_classes[0]}", "JdbcCheck"]
+
+
+def node_command() -> list[str]:
+    if not shutil.which("node"):
+        pytest.skip("no node on PATH")
+    if not (DRIVERS_DIR / "node_modules" / "mysql2").exists():
+        pytest.skip("mysql2 not installed: npm ci --prefix tests/drivers (.ci/run does it)")
+    return ["node", str(DRIVERS_DIR / "mysql2_check.js")]
+
+
+def cell(results: dict[str, Any], check: str) -> dict[str, Any]:
+    assert check in results, f"{check} not reported; process: {results['_process']}"
+    r = results[check]
+    assert r["ok"], r
+    return r
+
+
+def jdbc_assert(t: Target, check: str, r: dict[str, Any]) -> None:
+    if check == "login_root":
+        assert r["value"] == "1"
+    elif check == "login_password":
+        assert r["current_user"] == f"{t.user}@%"
+    elif check == "login_wrong_password":
+        assert r.get("code") == 1045 and r["sqlstate"] == "28000", r
+        assert f"Access denied for user '{t.user}'@'" in r["message"], r
+    elif check == "login_tls":
+        assert r["value"] == "1"  # useSsl=true refuses a server without TLS
+    elif check in ("types_select", "prepared"):
+        values = dict(r["values"])
+        values.pop("_types")
+        assert values == EXPECTED_TEXT
+        if check == "prepared":
+            assert r["inserted"] == 1 and r["found0"] and r["found1"]
+    elif check == "txn":
+        assert (r["after_rollback"], r["other_before_commit"], r["other_after_commit"]) == ("0", "0", "1")
+    elif check == "kill_query":
+        assert r["finished"] and r["code"] == 1317 and r["exception"] == "java.sql.SQLTimeoutException", r
+        assert r["seconds"] < 3 and r["after"] == "2"
+    elif check == "kill_connection":
+        # MariaDB closes at once: Connector/J reports the socket closed, SQLState 08xxx.
+        assert r["finished"] and r["exception"] == "java.sql.SQLNonTransientConnectionException", r
+        assert r["sqlstate"].startswith("08") and r["seconds"] < 3 and "after_error" in r, r
+    elif check == "query_timeout":
+        # MariaDB: Connector/J uses max_statement_time (1969); a MySQL server: KILL QUERY on a
+        # new connection, which behind the balancer lands on the other FE (1317).
+        assert r["exception"] == "java.sql.SQLTimeoutException" and r["code"] in (1317, 1969), r
+        assert 0.8 < r["seconds"] < 3 and r["after"] == "1", r
+    else:
+        raise AssertionError(check)
+
+
+@pytest.mark.parametrize(("target", "driver", "check"), matrix(["jdbc"], EXTERNAL_CHECKS), indirect=["target"])
+def test_jdbc(target: Target, driver: str, check: str, program_results: Callable[..., dict[str, Any]]) -> None:
+    jdbc_assert(target, check, cell(program_results(driver, target), check))
+
+
+def mysql2_assert(t: Target, check: str, r: dict[str, Any]) -> None:
+    if check == "login_root":
+        assert r["value"] == "1"
+    elif check == "login_password":
+        assert r["current_user"] == f"{t.user}@%"
+    elif check == "login_wrong_password":
+        assert (r.get("errno"), r["code"], r["sqlstate"]) == (1045, "ER_ACCESS_DENIED_ERROR", "28000"), r
+        assert f"Access denied for user '{t.user}'@'" in r["message"], r
+    elif check == "login_tls":
+        assert r["encrypted"] and r["value"] == "1"
+    elif check in ("types_select", "prepared"):
+        assert r["values"] == EXPECTED_TEXT
+        if check == "prepared":
+            assert (r["inserted"], r["found0"], r["found1"]) == (1, 1, 1)
+    elif check == "txn":
+        assert (r["after_rollback"], r["other_before_commit"], r["other_after_commit"]) == ("0", "0", "1")
+    elif check == "kill_query":
+        assert r["finished"] and (r["errno"], r["code"]) == (1317, "ER_QUERY_INTERRUPTED"), r
+        assert r["seconds"] < 3 and r["after"] == "2"
+    elif check == "kill_connection":
+        # MariaDB closes at once: mysql2 reports the connection lost, fatal.
+        assert r["finished"] and r["code"] == "PROTOCOL_CONNECTION_LOST" and r["fatal"], r
+        assert r["seconds"] < 3 and "after_error" in r, r
+    elif check == "query_timeout":
+        assert r["code"] == "PROTOCOL_SEQUENCE_TIMEOUT" and 0.8 < r["seconds"] < 3 and r["after"] == "1", r
+        # MariaDB drops the statement of a client that went away (about 4 s here).
+        assert r["server_dropped"], r
+    else:
+        raise AssertionError(check)
+
+
+@pytest.mark.parametrize(("target", "driver", "check"), matrix(["mysql2"], EXTERNAL_CHECKS), indirect=["target"])
+def test_mysql2(target: Target, driver: str, check: str, program_results: Callable[..., dict[str, Any]]) -> None:
+    mysql2_assert(target, check, cell(program_results(driver, target), check))
