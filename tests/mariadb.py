@@ -85,6 +85,8 @@ class MariaDB:
             "--bind-address=127.0.0.1",
             "--skip-name-resolve",
             "--skip-log-bin",
+            "--character-set-server=utf8mb4",
+            "--collation-server=utf8mb4_general_ci",
             "--innodb-buffer-pool-size=32M",
             "--max-connections=300",
             *as_root,

@@ -617,3 +617,193 @@ def mysql2_assert(t: Target, check: str, r: dict[str, Any]) -> None:
 @pytest.mark.parametrize(("target", "driver", "check"), matrix(["mysql2"], EXTERNAL_CHECKS), indirect=["target"])
 def test_mysql2(target: Target, driver: str, check: str, program_results: Callable[..., dict[str, Any]]) -> None:
     mysql2_assert(target, check, cell(program_results(driver, target), check))
+
+
+# ---------------------------------------------------------------------------------------------
+# The mariadb command-line client
+
+CLI_CHECKS = [
+    "login_root", "login_password", "login_wrong_password", "login_tls", "types_select", "txn",
+    "kill_query", "kill_query_alias", "kill_connection", "ctrl_c",
+]  # fmt: skip
+
+
+def cli_command(port: int, user: str = "root", password: str = "", *extra: str) -> list[str]:
+    binary = shutil.which("mariadb") or shutil.which("mysql")
+    if binary is None:
+        pytest.skip("no mariadb/mysql client on PATH (Debian: apt-get install mariadb-client)")
+    auth = [f"-p{password}"] if password else []
+    tls = [] if any(e.startswith("--ssl") for e in extra) else ["--skip-ssl"]
+    return [binary, "-h", "127.0.0.1", "-P", str(port), "-u", user, *auth, *tls, "--default-character-set=utf8mb4",
+            "-N", "-B", *extra]  # fmt: skip
+
+
+def cli(port: int, sql: str, user: str = "root", password: str = "", *extra: str) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run([*cli_command(port, user, password, *extra), "-e", sql], capture_output=True, timeout=60)
+
+
+def find_statement(t: Target, marker: str, port: int) -> int:
+    """The id of the connection whose running statement contains ``marker``, seen from ``port``."""
+
+    def find() -> int | None:
+        with contextlib.closing(t.admin(port)) as conn, conn.cursor() as cur:
+            cur.execute("SHOW FULL PROCESSLIST")
+            names = [d[0].lower() for d in cur.description]
+            i, info = names.index("id"), names.index("info")
+            hits = [r[i] for r in cur.fetchall() if marker in str(r[info]) and "PROCESSLIST" not in str(r[info])]
+            return hits[0] if hits else None
+
+    return int(wait_for(find, 10, interval=0.05, what=f"a statement with {marker!r} to run"))
+
+
+def cli_check(t: Target, check: str) -> None:
+    if check == "login_root":
+        r = cli(t.lb, "SELECT 1")
+        assert (r.returncode, r.stdout) == (0, b"1\n"), r
+    elif check == "login_password":
+        r = cli(t.lb, "SELECT CURRENT_USER()", t.user, t.password)
+        assert (r.returncode, r.stdout) == (0, f"{t.user}@%\n".encode()), r
+    elif check == "login_wrong_password":
+        r = cli(t.lb, "SELECT 1", t.user, "wrong")
+        assert r.returncode == 1, r
+        assert r.stderr.startswith(f"ERROR 1045 (28000): Access denied for user '{t.user}'@'".encode()), r
+    elif check == "login_tls":
+        r = cli(t.lb, "status", t.user, t.password, "--ssl", f"--ssl-ca={t.ca}", "--ssl-verify-server-cert")
+        assert r.returncode == 0 and b"Cipher in use is" in r.stdout, r
+    elif check == "types_select":
+        r = cli(t.lb, SELECT_CONSTANTS, "root", "", "--binary-as-hex")
+        expected = "\t".join(
+            "NULL" if v is None else "0x" + BLOB.hex().upper() if k == "b" else v for k, v in EXPECTED_TEXT.items()
+        )
+        assert (r.returncode, r.stderr) == (0, b"") and r.stdout == (expected + "\n").encode(), r
+    elif check == "txn":
+        sql = (
+            "DROP TABLE IF EXISTS t_cli_txn; CREATE TABLE t_cli_txn (id INT PRIMARY KEY);"
+            " START TRANSACTION; INSERT INTO t_cli_txn VALUES (1); ROLLBACK; SELECT COUNT(*) FROM t_cli_txn;"
+            " START TRANSACTION; INSERT INTO t_cli_txn VALUES (2); COMMIT; SELECT id FROM t_cli_txn"
+        )
+        r = cli(t.fe1, sql, "root", "", f"--database={t.database}")
+        assert (r.returncode, r.stdout) == (0, b"0\n2\n"), r
+    elif check in ("kill_query", "kill_query_alias", "kill_connection", "ctrl_c"):
+        # The plain statement (cells run one at a time, so it is this client's); the
+        # _alias cell kills `SELECT SLEEP(30) AS x`, which the FE does not run as plain SLEEP.
+        sql = f"SELECT SLEEP(30) AS cli_{os.getpid()}" if check == "kill_query_alias" else "SELECT SLEEP(30)"
+        marker = sql[7:]
+        port = t.lb if check == "ctrl_c" else t.fe1
+        proc = subprocess.Popen([*cli_command(port), "-e", sql], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        try:
+            # ctrl_c: the client's own KILL QUERY goes over a new connection through the
+            # balancer, so it lands on the other FE (round robin) and is routed home.
+            conn_id = find_statement(t, marker, t.fe2)
+            sent = time.monotonic()
+            if check == "ctrl_c":
+                os.kill(proc.pid, signal.SIGINT)
+            else:
+                with contextlib.closing(t.admin(t.fe2)) as conn, conn.cursor() as cur:
+                    cur.execute(f"KILL {'CONNECTION' if check == 'kill_connection' else 'QUERY'} {conn_id}")
+            out, err = proc.communicate(timeout=10)
+            took = time.monotonic() - sent
+        finally:
+            proc.kill()
+            proc.wait()
+        if check == "kill_connection":
+            # MariaDB closes at once: the client reports 2013, nothing else.
+            assert b"ERROR 2013 (HY000) at line 1: Lost connection to server during query" in err, err
+            assert b"1317" not in err, err
+        else:
+            assert b"ERROR 1317 (70100) at line 1: Query execution was interrupted" in err, err
+        assert took < 3, took
+    else:
+        raise AssertionError(check)
+
+
+@pytest.mark.parametrize(("target", "driver", "check"), matrix(["cli"], CLI_CHECKS), indirect=["target"])
+def test_cli(target: Target, driver: str, check: str) -> None:
+    cli_check(target, check)
+
+
+# ---------------------------------------------------------------------------------------------
+# SQLAlchemy 2 (with PyMySQL): a table, so fe1 directly on fecluster (connect: the balancer).
+
+SA_CHECKS = ["connect", "create_all_reflect", "orm_crud", "rollback"]
+
+
+def sa_engine(t: Target, port: int, database: str | None) -> Any:
+    import sqlalchemy as sa
+
+    db = database or ""
+    return sa.create_engine(
+        f"mysql+pymysql://root:@127.0.0.1:{port}/{db}?charset=utf8mb4", connect_args={"ssl_disabled": True}
+    )
+
+
+def sa_check(t: Target, check: str) -> None:
+    import sqlalchemy as sa
+    from sqlalchemy.dialects import mysql
+    from sqlalchemy.orm import DeclarativeBase, Session, mapped_column
+
+    class Base(DeclarativeBase):
+        pass
+
+    class Item(Base):
+        __tablename__ = f"sa_items_{check}"
+        # (no Mapped[] annotations: they would need module-level names under `from __future__`)
+        id = mapped_column(sa.Integer, primary_key=True, autoincrement=True)
+        name = mapped_column(sa.String(64))
+        price = mapped_column(sa.Numeric(30, 10))
+        at = mapped_column(mysql.DATETIME(fsp=6))
+        data = mapped_column(sa.LargeBinary)
+
+    if check == "connect":
+        engine = sa_engine(t, t.lb, None)
+        with engine.connect() as conn:
+            assert conn.execute(sa.text("SELECT 1")).scalar() == 1
+            assert engine.dialect.server_version_info >= (5, 7)
+        engine.dispose()
+        return
+    engine = sa_engine(t, t.fe1, t.database)
+    try:
+        Base.metadata.drop_all(engine)
+        Base.metadata.create_all(engine)
+        if check == "create_all_reflect":
+            inspector = sa.inspect(engine)
+            assert Item.__tablename__ in inspector.get_table_names()
+            columns = {c["name"]: c for c in inspector.get_columns(Item.__tablename__)}
+            assert list(columns) == ["id", "name", "price", "at", "data"]
+            assert isinstance(columns["price"]["type"], sa.Numeric)
+            assert (columns["price"]["type"].precision, columns["price"]["type"].scale) == (30, 10)
+            assert isinstance(columns["at"]["type"], mysql.DATETIME) and columns["at"]["type"].fsp == 6
+            assert isinstance(columns["data"]["type"], sa.LargeBinary)
+            assert inspector.get_pk_constraint(Item.__tablename__)["constrained_columns"] == ["id"]
+        elif check == "orm_crud":
+            with Session(engine) as s:
+                s.add(Item(name=TEXT, price=EXPECTED["d"], at=EXPECTED["ts"], data=BLOB))
+                s.commit()
+            with Session(engine) as s:
+                item = s.scalars(sa.select(Item)).one()
+                assert (item.name, item.price, item.at, item.data) == (TEXT, EXPECTED["d"], EXPECTED["ts"], BLOB)
+                item.price = Decimal("0.0000000001")
+                s.commit()  # the UPDATE's matched-row count is checked by the ORM
+            with Session(engine) as s:
+                item = s.scalars(sa.select(Item)).one()
+                assert item.price == Decimal("0.0000000001")
+                s.delete(item)
+                s.commit()
+            with Session(engine) as s:
+                assert s.scalars(sa.select(Item)).all() == []
+        elif check == "rollback":
+            with Session(engine) as s:
+                s.add(Item(name="gone", price=Decimal(1), at=EXPECTED["ts"], data=b"\x00"))
+                s.flush()
+                assert s.scalars(sa.select(sa.func.count()).select_from(Item)).one() == 1
+                s.rollback()
+                assert s.scalars(sa.select(sa.func.count()).select_from(Item)).one() == 0
+        else:
+            raise AssertionError(check)
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.parametrize(("target", "driver", "check"), matrix(["sqlalchemy"], SA_CHECKS), indirect=["target"])
+def test_sqlalchemy(target: Target, driver: str, check: str) -> None:
+    sa_check(target, check)
