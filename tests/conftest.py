@@ -88,8 +88,8 @@ def make_cluster(redis_url: str) -> Iterator:  # type: ignore[type-arg]
             cluster.stop()
 
 
-def _openssl(args: list[str], cwd: Path) -> None:
-    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True)
+def _openssl(command: str, cwd: Path) -> None:
+    subprocess.run(["openssl", *command.split()], cwd=cwd, check=True, capture_output=True)
 
 
 @pytest.fixture(scope="session")
@@ -97,12 +97,11 @@ def server_pki(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A CA (ca.pem) and a server certificate for 127.0.0.1/localhost signed by it
     (server.pem, server.key), for MySQL-protocol servers offering TLS."""
     d = tmp_path_factory.mktemp("server-pki")
-    _openssl("req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.pem -days 2 -subj /CN=test-ca".split(), d)
-    _openssl("req -newkey rsa:2048 -nodes -keyout server.key -out server.csr -subj /CN=localhost".split(), d)
+    _openssl("req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.pem -days 2 -subj /CN=test-ca", d)
+    _openssl("req -newkey rsa:2048 -nodes -keyout server.key -out server.csr -subj /CN=localhost", d)
     (d / "server.ext").write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
     _openssl(
-        "x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out server.pem -days 2 "
-        "-extfile server.ext".split(),
+        "x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out server.pem -days 2 -extfile server.ext",
         d,
     )
     return d

@@ -29,9 +29,7 @@ backend fes
 
 
 def haproxy_binary() -> str | None:
-    return shutil.which("haproxy") or (
-        "/usr/sbin/haproxy" if Path("/usr/sbin/haproxy").exists() else None
-    )
+    return shutil.which("haproxy") or ("/usr/sbin/haproxy" if Path("/usr/sbin/haproxy").exists() else None)
 
 
 class HAProxy:
