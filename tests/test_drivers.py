@@ -304,7 +304,7 @@ class MySQLdbDriver(PyDriver):
     name = "mysqlclient"
 
     def connect(self, port, user="root", password="", ca=None, **kw):  # type: ignore[no-untyped-def]
-        import MySQLdb
+        MySQLdb = pytest.importorskip("MySQLdb", reason="mysqlclient not installed (needs libmariadb-dev, pkg-config)")
 
         if "database" in kw:
             kw["db"] = kw.pop("database")
@@ -335,8 +335,14 @@ class ConnectorDriver(PyDriver):
         self.name = "connector-pure" if pure else "connector-c"
 
     def connect(self, port, user="root", password="", ca=None, **kw):  # type: ignore[no-untyped-def]
+        pytest.importorskip("mysql.connector", reason="mysql-connector-python not installed")
         import mysql.connector
 
+        if not self.pure:
+            try:
+                import _mysql_connector  # noqa: F401
+            except ImportError as e:
+                pytest.skip(f"mysql-connector-python's C extension does not load: {e}")
         tls = {"ssl_ca": str(ca), "ssl_verify_cert": True} if ca else {"ssl_disabled": True}
         conn = mysql.connector.connect(
             host="127.0.0.1", port=port, user=user, password=password, charset="utf8mb4",
