@@ -202,7 +202,9 @@ def mariadb_target(mariadb: MariaDB, server_pki: Path) -> Target:
 def fecluster_target(redis_url: str, server_pki: Path) -> Iterator[Target]:
     if haproxy_binary() is None:
         pytest.skip("no haproxy binary (Debian: apt-get install haproxy; .ci/run installs it)")
-    cluster = new_cluster(redis_url, 2, **_fe_tls_flags(server_pki))
+    # shutdown_grace 1: a statement whose client went away (mysql2's timeout cell) must not
+    # hold the teardown for the default 10 s.
+    cluster = new_cluster(redis_url, 2, shutdown_grace=1, **_fe_tls_flags(server_pki))
     try:
         fe1, fe2 = cluster.fes
         with HAProxy([fe1.mysql_port, fe2.mysql_port]) as lb:
