@@ -14,7 +14,17 @@ What each cell needs
       SQLite *per FE*, so these connect to fe1 directly (on MariaDB: the server).
   kill_query, kill_connection                   victim on fe1 running SELECT SLEEP(30),
       killer on fe2 (directly, so the KILL really crosses FEs), found in fe2's
-      SHOW FULL PROCESSLIST by its Id and Info.
+      SHOW FULL PROCESSLIST by its Id and Info. The CLI's kill_query_alias kills
+      `SELECT SLEEP(30) AS x` (not the FE's plain-SLEEP path).
+  query_timeout (JDBC setQueryTimeout(1), mysql2 `timeout`), ctrl_c (CLI SIGINT)
+      through the balancer: the client's own cancel lands on either FE.
+
+Drivers and how they run
+  PyMySQL, mysqlclient, mysql-connector (pure) and SQLAlchemy run in this process;
+  mysql-connector's C extension in a child process (python -m tests.test_drivers);
+  JDBC (tests/drivers/JdbcCheck.java, compiled into a temp dir) and node mysql2
+  (tests/drivers/mysql2_check.js) as one process per target that runs every check
+  and prints JSON lines, which the cells here assert.
 
 Expected failures on fecluster live in KNOWN_FAILURES below: one line per
 (driver, check), the to-do list for the MySQL codec. A MariaDB cell never xfails.
