@@ -67,10 +67,10 @@ JDBC_JAR = Path("/usr/share/java/mariadb-java-client.jar")
 CURRENT_USER = "CURRENT_USER() is 'alice@127.0.0.1', MySQL says the account: 'alice@%'"
 DENIED = "1045 text is 'Access denied for user alice', not MySQL's \"...for user 'alice'@'host' (using password: YES)\""
 TYPES = (
-    "constant CASTs come back wrong: BIGINT UNSIGNED max as 2^63-1, DECIMAL(30,10) as DOUBLE, DATE/TIME as"
-    " strings, DATETIME(6) without microseconds, X'..' BLOB as utf8mb4 text (no binary charset/BINARY flag)"
+    "constant CASTs come back wrong: BIGINT UNSIGNED max as 2^63-1, DECIMAL(30,10) as a DOUBLE,"
+    " DATETIME(6) without microseconds, DATE and TIME typed as strings"
 )
-BLOB_TEXT = "BLOB/X'..' result sent as utf8mb4 text without binary charset: driver raises UnicodeDecodeError"
+BLOB_TEXT = "X'00..FF' result sent as utf8mb4 text (type 252, no binary charset 63/BINARY flag): not bytes"
 BINARY_QUERY = "COM_QUERY decoded as UTF-8 as a whole: a binary literal in the statement gets 1300 Malformed COM_QUERY"
 ROLLBACK = "ROLLBACK does not undo: the rolled-back INSERT is still there (autocommit=0/START TRANSACTION ignored)"
 KILL_CONN = "KILL CONNECTION answers the running statement with 1317 and then closes; MariaDB closes at once (2013)"
@@ -79,8 +79,8 @@ JDBC_LOGIN = (
     " affected-rows is the row count)"
 )
 JDBC_LOGIN_CHECKS = (
-    "login_root", "login_password", "login_tls", "types_select", "prepared", "txn", "kill_query", "kill_connection",
-    "query_timeout",
+    "login_root", "login_password", "login_tls", "types_select", "blob_select", "prepared", "txn", "kill_query",
+    "kill_connection", "query_timeout",
 )  # fmt: skip
 ALIAS_SLEEP = "KILL QUERY of 'SELECT SLEEP(30) AS x' (run in SQLite) gives 1105 UDF exception, not 1317"
 SSL_CIPHER = "SHOW SESSION STATUS LIKE 'Ssl_cipher' shows no cipher (how a libmariadb client sees TLS)"
@@ -96,15 +96,13 @@ KNOWN_FAILURES: dict[tuple[str, str], str] = {
             ("kill_connection", KILL_CONN),
         )
     },
-    ("pymysql", "types_select"): BLOB_TEXT,
+    **{(driver, "types_select"): TYPES for driver in ("pymysql", "mysqlclient", "connector-pure", "connector-c")},
+    **{(driver, "blob_select"): BLOB_TEXT for driver in ("pymysql", "mysqlclient", "connector-c", "mysql2", "cli")},
     ("pymysql", "types_table"): BLOB_TEXT,
     ("mysqlclient", "login_tls"): SSL_CIPHER,
-    ("mysqlclient", "types_select"): BLOB_TEXT,
     ("mysqlclient", "types_table"): BINARY_QUERY,
-    ("connector-pure", "types_select"): TYPES,
     ("connector-pure", "types_table"): BINARY_QUERY,
     ("connector-pure", "prepared"): "COM_STMT_EXECUTE: 1235 'Unsupported parameter type: 0' for a DECIMAL parameter",
-    ("connector-c", "types_select"): TYPES,
     ("connector-c", "types_table"): BINARY_QUERY,
     ("connector-c", "prepared"): "prepare response sends a legacy EOF after the parameters despite DEPRECATE_EOF: 2013",
     **{("jdbc", check): JDBC_LOGIN for check in JDBC_LOGIN_CHECKS},
@@ -153,8 +151,10 @@ SELECT_CONSTANTS = (
     "SELECT 2147483647 AS i, CAST(18446744073709551615 AS UNSIGNED) AS u,"
     " CAST('12345678901234567890.0123456789' AS DECIMAL(30,10)) AS d, CAST(3.141592653589793 AS DOUBLE) AS f,"
     " DATE '2026-11-27' AS dt, CAST('2026-11-27 14:26:03.123456' AS DATETIME(6)) AS ts,"
-    f" CAST('12:34:56' AS TIME) AS tm, '{TEXT}' AS s, X'{BLOB.hex()}' AS b, NULL AS n"
+    f" CAST('12:34:56' AS TIME) AS tm, '{TEXT}' AS s, NULL AS n"
 )
+SELECT_BLOB = f"SELECT X'{BLOB.hex()}' AS b"  # a cell of its own: a mangled BLOB hides nothing else
+SCALARS = [c for c in COLUMNS if c != "b"]
 TABLE_DDL = (
     "CREATE TABLE {name} (id INT PRIMARY KEY, i INT, u BIGINT UNSIGNED, d DECIMAL(30,10), f DOUBLE, dt DATE,"
     " ts DATETIME(6), tm TIME, s VARCHAR(64), b BLOB, n INT)"
@@ -391,9 +391,17 @@ PY_DRIVERS: dict[str, PyDriver] = {
     d.name: d for d in (PyMySQLDriver(), MySQLdbDriver(), ConnectorDriver(pure=True), ConnectorDriver(pure=False))
 }
 PY_CHECKS = [
-    "login_root", "login_password", "login_wrong_password", "login_tls", "types_select", "types_table",
+    "login_root", "login_password", "login_wrong_password", "login_tls", "types_select", "blob_select", "types_table",
     "prepared", "txn", "kill_query", "kill_connection",
 ]  # fmt: skip
+
+
+def same(actual: dict[str, Any], expected: dict[str, Any]) -> None:
+    """Compare column dicts; the message names every column that differs."""
+    if actual != expected:
+        diff = {k: (actual.get(k, "<missing>"), expected.get(k, "<missing>")) for k in {*actual, *expected}}
+        bad = "; ".join(f"{k}: got {a!r:.80} want {e!r:.80}" for k, (a, e) in diff.items() if a != e)
+        raise AssertionError(bad)
 
 
 def normalise(value: Any) -> Any:
@@ -455,7 +463,12 @@ def py_check(driver: PyDriver, t: Target, check: str) -> None:
         with contextlib.closing(d.connect(t.lb)) as conn:
             cur = conn.cursor()
             cur.execute(SELECT_CONSTANTS)
-            assert one_row(cur) == EXPECTED
+            same(one_row(cur), {c: EXPECTED[c] for c in SCALARS})
+    elif check == "blob_select":
+        with contextlib.closing(d.connect(t.lb)) as conn:
+            cur = conn.cursor()
+            cur.execute(SELECT_BLOB)
+            same(one_row(cur), {"b": BLOB})
     elif check in ("types_table", "prepared"):
         # types_table: the driver's own parameter path (client-side interpolation for
         # PyMySQL/mysqlclient); prepared: COM_STMT_PREPARE/EXECUTE, both ways.
@@ -476,19 +489,19 @@ def py_check(driver: PyDriver, t: Target, check: str) -> None:
             cur.execute(
                 f"INSERT INTO {name} (id, {columns}) VALUES ({marks}{literals})", [1, *(EXPECTED[c] for c in bound)]
             )
-            assert cur.rowcount == 1
+            assert cur.rowcount == 1, f"INSERT reported {cur.rowcount} rows"
             conn.commit()
             cur = d.cursor(conn, prepared)
             cur.execute(f"SELECT {', '.join(bound)} FROM {name} WHERE id = %s", [1])
-            assert one_row(cur) == {c: EXPECTED[c] for c in bound}
+            same(one_row(cur), {c: EXPECTED[c] for c in bound})
             if prepared:
                 cur = d.cursor(conn, prepared)
                 cur.execute(f"SELECT id FROM {name} WHERE s = %s AND b = %s AND d = %s", [TEXT, BLOB, EXPECTED["d"]])
-                assert one_row(cur) == {"id": 1}
+                same(one_row(cur), {"id": 1})
             if limited:
                 cur = conn.cursor()
                 cur.execute(f"SELECT {', '.join(limited)} FROM {name}")
-                assert one_row(cur) == {c: EXPECTED[c] for c in limited}
+                same(one_row(cur), {c: EXPECTED[c] for c in limited})
     elif check == "txn":
         name = f"t_{d.name.replace('-', '_')}_txn"
         fresh_table(t, name)
@@ -498,14 +511,14 @@ def py_check(driver: PyDriver, t: Target, check: str) -> None:
             cur.execute(f"INSERT INTO {name} (id, i) VALUES (1, 1)")
             conn.rollback()
             cur.execute(f"SELECT COUNT(*) FROM {name}")
-            assert cur.fetchone()[0] == 0
+            assert (n := cur.fetchone()[0]) == 0, f"{n} rows after ROLLBACK"
             cur.execute(f"INSERT INTO {name} (id, i) VALUES (2, 2)")
             with contextlib.closing(t.admin(database=t.database)) as other, other.cursor() as ocur:
                 ocur.execute(f"SELECT COUNT(*) FROM {name}")
-                assert ocur.fetchone()[0] == 0  # not visible before COMMIT
+                assert (n := ocur.fetchone()[0]) == 0, f"another session sees {n} uncommitted rows"
                 conn.commit()
                 ocur.execute(f"SELECT id FROM {name}")
-                assert ocur.fetchall() == ((2,),)
+                assert (rows := ocur.fetchall()) == ((2,),), f"after COMMIT: {rows}"
     elif check in ("kill_query", "kill_connection"):
         kind = check.split("_")[1].upper()
         victim = d.connect(t.fe1)
@@ -525,14 +538,14 @@ def py_check(driver: PyDriver, t: Target, check: str) -> None:
             assert isinstance(outcome, d.errors()), outcome
             if kind == "QUERY":
                 assert d.code(outcome) == 1317, outcome
-                assert end - sent < 3
+                assert end - sent < 3, f"{end - sent:.1f} s from KILL to the error"
                 cur = victim.cursor()
                 cur.execute("SELECT 2")
                 assert cur.fetchone()[0] == 2  # the connection lives on
             else:
                 # MariaDB closes the connection at once: the client sees 2013 Lost connection.
                 assert d.code(outcome) == 2013, outcome
-                assert end - sent < 3
+                assert end - sent < 3, f"{end - sent:.1f} s from KILL to the error"
                 with pytest.raises(d.errors()):
                     c = victim.cursor()
                     c.execute("SELECT 3")
@@ -610,7 +623,8 @@ if __name__ == "__main__":
 # External programs: one process per target runs all of a driver's checks and prints JSON lines.
 
 EXTERNAL_CHECKS = [
-    "login_root", "login_password", "login_wrong_password", "login_tls", "types_select", "prepared", "txn",
+    "login_root", "login_password", "login_wrong_password", "login_tls", "types_select", "blob_select", "prepared",
+    "txn",
     "kill_query", "kill_connection", "query_timeout",
 ]  # fmt: skip
 
@@ -667,6 +681,12 @@ def cell(results: dict[str, Any], check: str) -> dict[str, Any]:
     return r
 
 
+def expected_text(check: str) -> dict[str, str | None]:
+    """What a program reports: types_select the scalars, blob_select the BLOB, prepared all."""
+    columns = {"types_select": SCALARS, "blob_select": ["b"]}.get(check, COLUMNS)
+    return {c: EXPECTED_TEXT[c] for c in columns}
+
+
 def jdbc_assert(t: Target, check: str, r: dict[str, Any]) -> None:
     if check == "login_root":
         assert r["value"] == "1"
@@ -677,10 +697,10 @@ def jdbc_assert(t: Target, check: str, r: dict[str, Any]) -> None:
         assert f"Access denied for user '{t.user}'@'" in r["message"], r
     elif check == "login_tls":
         assert r["value"] == "1"  # useSsl=true refuses a server without TLS
-    elif check in ("types_select", "prepared"):
+    elif check in ("types_select", "blob_select", "prepared"):
         values = dict(r["values"])
         values.pop("_types")
-        assert values == EXPECTED_TEXT
+        same(values, expected_text(check))
         if check == "prepared":
             assert r["inserted"] == 1 and r["found0"] and r["found1"]
     elif check == "txn":
@@ -716,8 +736,8 @@ def mysql2_assert(t: Target, check: str, r: dict[str, Any]) -> None:
         assert f"Access denied for user '{t.user}'@'" in r["message"], r
     elif check == "login_tls":
         assert r["encrypted"] and r["value"] == "1"
-    elif check in ("types_select", "prepared"):
-        assert r["values"] == EXPECTED_TEXT
+    elif check in ("types_select", "blob_select", "prepared"):
+        same(r["values"], expected_text(check))
         if check == "prepared":
             assert (r["inserted"], r["found0"], r["found1"]) == (1, 1, 1)
     elif check == "txn":
@@ -746,7 +766,7 @@ def test_mysql2(target: Target, driver: str, check: str, program_results: Callab
 # The mariadb command-line client
 
 CLI_CHECKS = [
-    "login_root", "login_password", "login_wrong_password", "login_tls", "types_select", "txn",
+    "login_root", "login_password", "login_wrong_password", "login_tls", "types_select", "blob_select", "txn",
     "kill_query", "kill_query_alias", "kill_connection", "ctrl_c",
 ]  # fmt: skip
 
@@ -798,10 +818,11 @@ def cli_check(t: Target, check: str) -> None:
         assert r.returncode == 0 and b"Cipher in use is" in r.stdout, r
     elif check == "types_select":
         r = cli(t.lb, SELECT_CONSTANTS, "root", "", "--binary-as-hex")
-        expected = "\t".join(
-            "NULL" if v is None else "0x" + BLOB.hex().upper() if k == "b" else v for k, v in EXPECTED_TEXT.items()
-        )
+        expected = "\t".join("NULL" if v is None else v for v in expected_text(check).values())
         assert (r.returncode, r.stderr) == (0, b"") and r.stdout == (expected + "\n").encode(), r
+    elif check == "blob_select":
+        r = cli(t.lb, SELECT_BLOB, "root", "", "--binary-as-hex")
+        assert (r.returncode, r.stderr, r.stdout) == (0, b"", f"0x{BLOB.hex().upper()}\n".encode()), r
     elif check == "txn":
         sql = (
             "DROP TABLE IF EXISTS t_cli_txn; CREATE TABLE t_cli_txn (id INT PRIMARY KEY);"
