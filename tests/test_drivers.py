@@ -87,7 +87,7 @@ TLS_FLAKY = (
     "TLS handshakes to the FE fail now and then (measured ~15%, direct or via HAProxy): mysql2 ETIMEDOUT,"
     " PyMySQL SSL UNEXPECTED_EOF; plain connects never"
 )
-SSL_CIPHER = "SHOW SESSION STATUS LIKE 'Ssl_cipher' shows no cipher (how a libmariadb client sees TLS)"
+SSL_CIPHER = "SHOW SESSION STATUS LIKE 'Ssl_cipher' returns no row (how a libmariadb client sees TLS)"
 VERSION = "VERSION() is SQLite's '3.40.1': SQLAlchemy's MySQL dialect fails on connect"
 KNOWN_FAILURES: dict[tuple[str, str], str] = {
     **{
