@@ -15,6 +15,7 @@ from sqlglot import exp
 
 from coordinator import errors, privileges
 from coordinator.errors import SqlError
+from frontend import constants
 from frontend.result import Result
 from frontend.sqlparse import ByteBoundedCache, parse
 from frontend.sqltext import FLAGS, statement_text
@@ -163,9 +164,12 @@ class Executor:
         unknown = query.find(exp.Anonymous)
         if unknown is not None:
             raise SqlError(errors.NO_SUCH_FUNCTION, f"FUNCTION {unknown.name} does not exist")
-        assert isinstance(query, exp.Select)
-        result = await self.services.backend.constant_select(query)
+        assert isinstance(query, exp.Select) and isinstance(tree, exp.Select)
         # The columns are named as the client wrote them, not as substituted.
-        assert isinstance(tree, exp.Select)
-        result.columns = [p.alias_or_name if p.alias else p.sql(dialect="mysql") for p in tree.expressions]
+        columns = [p.alias_or_name if p.alias else p.sql(dialect="mysql") for p in tree.expressions]
+        row = constants.fold(query) if query.args.get("where") is None else None
+        if row is not None:
+            return Result(columns, [row])  # typed as MySQL types them, without a trip through SQLite
+        result = await self.services.backend.constant_select(query)
+        result.columns = columns
         return result

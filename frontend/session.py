@@ -68,7 +68,11 @@ INFO_MAX = 16 * 1024  # what the processlist keeps of a statement: bounded memor
 
 def statement_info(sql: str) -> str:
     """The processlist's Info: redacted, and cut at INFO_MAX (a cut inside a
-    quoted password is closed first, so the cut cannot show half a secret)."""
+    quoted password is closed first, so the cut cannot show half a secret).
+    Binary bytes (surrogates from the wire layer) show as U+FFFD: Info is
+    text, and travels between FEs as protobuf strings."""
+    if not sql.isascii():
+        sql = sql.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
     if len(sql) <= INFO_MAX:
         return redact(sql)
     return redact(sql[:INFO_MAX] + "'")[:-1]

@@ -98,9 +98,12 @@ def _or_text(parse: Callable[[str], Any]) -> Callable[[bytes], Any]:
 
 
 def _time(text: str) -> datetime.timedelta:
+    """MySQL's TIME text, ``[-][D ]HH:MM:SS[.ffffff]`` (mysqlclient sends the day part)."""
     sign = -1 if text.startswith("-") else 1
-    hours, minutes, seconds = text.lstrip("-").split(":")
-    return sign * datetime.timedelta(hours=int(hours), minutes=int(minutes), seconds=float(seconds))
+    days, _, clock = text.lstrip("-").rpartition(" ")
+    hours, minutes, seconds = clock.split(":")
+    value = datetime.timedelta(days=int(days or 0), hours=int(hours), minutes=int(minutes), seconds=float(seconds))
+    return sign * value
 
 
 # Values of columns declared with these types come back as MySQL's drivers
@@ -376,8 +379,18 @@ def translate_tree(tree: exp.Expression, database: str | None) -> Translation:
         return index, frozenset(dbs), False
     if not isinstance(tree, exp.Create | exp.Alter):  # a column DEFAULT keeps CURRENT_TIMESTAMP (constant for SQLite)
         tree = tree.transform(_mysql_function)
+    _binary_literals(tree)
     returns_rows = isinstance(tree, exp.Query | exp.Show | exp.Describe)
     return tree.sql(dialect="sqlite"), frozenset(dbs), returns_rows
+
+
+def _binary_literals(tree: exp.Expression) -> None:
+    """String literals that are not UTF-8 (a client's binary data: the wire
+    layer keeps those bytes as surrogates) become blobs, X'...', byte for byte."""
+    for literal in list(tree.find_all(exp.Literal)):
+        text = literal.this
+        if literal.is_string and not text.isascii() and any("\udc80" <= c <= "\udcff" for c in text):
+            literal.replace(exp.HexString(this=text.encode("utf-8", "surrogateescape").hex()))
 
 
 def _quoted(name: str) -> str:

@@ -2,11 +2,14 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import subprocess
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from frontend import procs
+from tests.mariadb import MariaDB, install_db_binary, mariadbd_binary
 from tests.support import Cluster, new_cluster
 
 log = logging.getLogger(__name__)
@@ -83,3 +86,36 @@ def make_cluster(redis_url: str) -> Iterator:  # type: ignore[type-arg]
     for cluster in clusters:
         with contextlib.suppress(Exception):
             cluster.stop()
+
+
+def _openssl(command: str, cwd: Path) -> None:
+    subprocess.run(["openssl", *command.split()], cwd=cwd, check=True, capture_output=True)
+
+
+@pytest.fixture(scope="session")
+def server_pki(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A CA (ca.pem) and a server certificate for 127.0.0.1/localhost signed by it
+    (server.pem, server.key), for MySQL-protocol servers offering TLS."""
+    d = tmp_path_factory.mktemp("server-pki")
+    _openssl("req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.pem -days 2 -subj /CN=test-ca", d)
+    _openssl("req -newkey rsa:2048 -nodes -keyout server.key -out server.csr -subj /CN=localhost", d)
+    (d / "server.ext").write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
+    _openssl(
+        "x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out server.pem -days 2 -extfile server.ext",
+        d,
+    )
+    return d
+
+
+@pytest.fixture(scope="session")
+def mariadb(server_pki: Path) -> Iterator[MariaDB]:
+    """A private MariaDB (the machine's mariadbd, temp datadir, free port, TLS on
+    with ``server_pki``): root without a password and ``alice``/``s3cret``.
+    The reference server: a driver cell must pass here before fecluster is held to it."""
+    if mariadbd_binary() is None or install_db_binary() is None:
+        pytest.skip("no mariadbd binary on this machine (Debian: apt-get install mariadb-server)")
+    server = MariaDB(tls=(server_pki / "server.pem", server_pki / "server.key"))
+    try:
+        yield server
+    finally:
+        server.stop()
