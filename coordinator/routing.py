@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import Protocol
 
 import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from coordinator import errors
 from coordinator.errors import SqlError
@@ -25,6 +26,7 @@ from coordinator.registry import FeRecord
 log = logging.getLogger("fecluster.routing")
 
 SECRET_HEADER = "x-fecluster-secret"
+LEASE_HEALTH = "fecluster.Lease"  # health service name: SERVING if Redis answers that FE now
 
 
 class LocalSessions(Protocol):
@@ -178,6 +180,18 @@ class PeerChannels:
                 await stream.close()
             channel, _ = self._stubs.pop(address)
             await channel.close()
+
+    async def lease_fresh(self, address: str, timeout: float) -> bool | None:
+        """Ask a peer whether Redis answers it (health service ``fecluster.Lease``); None: no answer."""
+        self.stub(address)
+        health = health_pb2_grpc.HealthStub(self._stubs[address][0])
+        try:
+            reply = await health.Check(
+                health_pb2.HealthCheckRequest(service=LEASE_HEALTH), timeout=timeout, metadata=self._metadata
+            )
+        except grpc.aio.AioRpcError:
+            return None
+        return reply.status == health_pb2.HealthCheckResponse.SERVING
 
     @property
     def metadata(self) -> tuple[tuple[str, str], ...]:

@@ -24,7 +24,7 @@ from coordinator.ids import IdsExhausted
 from coordinator.pb import fecluster_pb2 as pb
 from coordinator.pb import fecluster_pb2_grpc as pb_grpc
 from coordinator.processlist import INFO_LIMIT
-from coordinator.routing import SECRET_HEADER
+from coordinator.routing import LEASE_HEALTH, SECRET_HEADER
 from coordinator.users import UserRecord
 from frontend import tls
 from frontend.client import PASSWORD_HEADER, USER_HEADER
@@ -341,6 +341,23 @@ class FrontendService(pb_grpc.FrontendServicer):
             await self.node.close_session(session)
 
 
+class _Health(health.aio.HealthServicer):
+    """The standard health service, plus ``fecluster.Lease``: SERVING if Redis answers
+    this FE's PING now (a peer whose lease is overdue asks before fencing itself)."""
+
+    def __init__(self, node: Node) -> None:
+        super().__init__()
+        self._node = node
+
+    async def Check(self, request: health_pb2.HealthCheckRequest, context: grpc.aio.ServicerContext) -> Any:
+        if request.service == LEASE_HEALTH:
+            membership = self._node.membership
+            fresh = await membership.redis_answers(membership.renew_interval / 4)
+            status = health_pb2.HealthCheckResponse.SERVING if fresh else health_pb2.HealthCheckResponse.NOT_SERVING
+            return health_pb2.HealthCheckResponse(status=status)
+        return await super().Check(request, context)
+
+
 class GrpcListener:
     def __init__(self, node: Node) -> None:
         self.node = node
@@ -360,7 +377,7 @@ class GrpcListener:
         )
         pb_grpc.add_PeerServicer_to_server(PeerService(node), self.server)
         pb_grpc.add_FrontendServicer_to_server(FrontendService(node), self.server)
-        self.health = health.aio.HealthServicer()
+        self.health = _Health(node)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         names = (
             pb.DESCRIPTOR.services_by_name["Peer"].full_name,

@@ -20,7 +20,7 @@ from mysql_mimic.variables import SYSTEM_VARIABLES, VariableSchema
 from coordinator import errors
 from coordinator.accounts import Accounts
 from coordinator.connections import connect
-from coordinator.ids import ConnectionIds, QueryIds, server_id_of
+from coordinator.ids import ConnectionIds, QueryIds, server_id_of, server_id_of_query
 from coordinator.membership import REDIS_ERRORS, Membership
 from coordinator.pb import fecluster_pb2 as pb
 from coordinator.registry import ConnectionWriter, FeRecord, Registry
@@ -88,6 +88,7 @@ class Node:
             on_server_id_lost=self._server_id_lost,
             on_users_changed=self.users.reload,
             on_registry_lost=self.users.restore,
+            on_fenced=self._fenced,
         )
         await self.membership.start(timeout=30)
         self.writer = ConnectionWriter(self.registry, self._registry_write_failed)
@@ -105,6 +106,8 @@ class Node:
             peer_timeout=cfg.peer_timeout,
             audit=self.registry.audit_kill,
         )
+        self.membership.witness = self._peers_see_redis
+        self.membership.peer_timeout = cfg.peer_timeout
         # Imported here: the listeners depend on the node, not the other way round.
         from frontend.grpc_api import GrpcListener
         from frontend.http import HttpListener
@@ -176,6 +179,36 @@ class Node:
             session.kill_connection(by=f"server id {old} was taken over by another FE")
         self._new_id_space()
 
+    # ------------------------------------------------------------ fencing (docs/fencing.md)
+
+    async def _fenced(self) -> None:
+        """The lease may be gone: end every session (their ids may soon name another FE's)."""
+        self._reserved.clear()
+        for session in list(self.sessions.values()):
+            session.kill_connection(by="fencing: this FE lost its registry lease")
+
+    def _check_fence(self) -> None:
+        if self.membership.fenced:
+            raise errors.SqlError(errors.SERVER_SHUTDOWN, "this FE lost its registry lease; reconnect")
+
+    def _check_owner(self, target: pb.KillTarget) -> None:
+        """Act only on ids of this FE's current, unfenced server id; anything else is not ours."""
+        if target.WhichOneof("target") == "query_id":
+            if self.membership.fenced or server_id_of_query(target.query_id) != self.membership.server_id:
+                raise errors.unknown_query(target.query_id)
+        elif self.membership.fenced or server_id_of(target.connection_id) != self.membership.server_id:
+            raise errors.unknown_thread(target.connection_id)
+
+    async def _peers_see_redis(self) -> bool | None:
+        """True if Redis answers some peer now, False if it answers none of the peers that
+        answered (Redis is away for all), None if no peer answered."""
+        me = self.membership.server_id
+        peers = [m.address for sid, m in self.membership.members.items() if sid != me]
+        answers = await asyncio.gather(*(self.router.channels.lease_fresh(a, self.config.peer_timeout) for a in peers))
+        if any(a is True for a in answers):
+            return True
+        return False if any(a is False for a in answers) else None
+
     async def authenticate(self, name: str, password: str) -> UserRecord | None:
         """Password check for gRPC callers (MySQL clients use the native scramble)."""
         user = await self.users.get(name)
@@ -199,6 +232,7 @@ class Node:
         """Make a new authenticated session live: local table now, the registry
         in the background (routing never needs the row: the id names the owner)."""
         self._reserved.discard(session.id)
+        self._check_fence()
         if server_id_of(session.id) != self.membership.server_id:
             # Its handshake began under a server id this FE has lost since.
             raise errors.SqlError(errors.UNKNOWN_ERROR, "this FE changed its server id during login: reconnect")
@@ -247,6 +281,7 @@ class Node:
         return session
 
     async def kill_local(self, target: pb.KillTarget, requester: str, requester_fe: str) -> None:
+        self._check_owner(target)
         session = self._find(target)
         # The owner decides. Killing your own user's session needs no lookup;
         # anyone else needs ADMIN_PRIV, read from the user table now (not from
