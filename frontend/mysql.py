@@ -275,6 +275,9 @@ def result_columns(result: Result) -> list[ResultColumn]:
     return columns
 
 
+FENCED_MESSAGE = "this FE lost its registry lease; reconnect"
+
+
 class FeMysqlServer(MysqlServer):
     def __init__(self, node: Node, **kwargs: Any) -> None:
         super().__init__(
@@ -295,6 +298,11 @@ class FeMysqlServer(MysqlServer):
             identity_provider=self.identity_provider,
             ssl=self.ssl,
         )
+        if self.control.node.membership.fenced:  # type: ignore[attr-defined]
+            # before the handshake, like "Too many connections": the client sees it at connect()
+            await stream.write(connection.error(msg=FENCED_MESSAGE, code=errors.SERVER_SHUTDOWN))
+            writer.close()
+            return
         try:
             connection.connection_id = await self.control.add(connection)
         except TooManyConnections:

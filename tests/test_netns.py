@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import contextlib
+import threading
 import time
+from datetime import datetime
 
+import pymysql
 import pytest
 
-from tests.support import Running, error_code, fails, wait_running
+from coordinator.ids import MAX_SERVER_ID
+from tests.support import Running, error_code, fails, wait_for, wait_running
 
 pytestmark = pytest.mark.slow
 
@@ -35,3 +39,131 @@ def test_lab_hosts_cut_heal_and_delay(net_cluster, netlab) -> None:  # type: ign
             cur.execute("SHOW PROCESSLIST")
         took = time.monotonic() - start
         assert 0.2 <= took < 1.0, took
+
+
+def _log_time(line: str) -> float:
+    """Wall-clock seconds of an FE log line (``2026-11-27 14:30:43,926 ...``)."""
+    return datetime.strptime(line[:23], "%Y-%m-%d %H:%M:%S,%f").timestamp()
+
+
+def _kills_acted(fe) -> list[tuple[float, str]]:  # type: ignore[no-untyped-def]
+    """(time, line) of every KILL this FE carried out (its own log)."""
+    return [(_log_time(line), line) for line in fe.logs().splitlines() if " fecluster.node: KILL " in line]
+
+
+def _first(fe, text: str) -> float:  # type: ignore[no-untyped-def]
+    return next(_log_time(line) for line in fe.logs().splitlines() if text in line)
+
+
+class Killer:
+    """Sends ``KILL QUERY <id>`` for every id in ``targets`` over and over from one
+    connection, logging (time, id, outcome) until stopped."""
+
+    def __init__(self, fe, targets: list[int]) -> None:  # type: ignore[no-untyped-def]
+        self.conn = fe.connect(read_timeout=10)
+        self.targets = targets
+        self.log: list[tuple[float, int, str, float]] = []
+        self._stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            for target in self.targets:
+                start = time.monotonic()
+                try:
+                    with self.conn.cursor() as cur:
+                        cur.execute(f"KILL QUERY {target}")
+                    outcome = "ok"
+                except pymysql.err.MySQLError as e:
+                    outcome = str(error_code(e))
+                self.log.append((time.time(), target, outcome, time.monotonic() - start))
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.thread.join(15)
+        self.conn.close()
+
+
+def test_fe_cut_from_redis_fences_itself_before_another_fe_takes_its_server_id(net_cluster, netlab) -> None:  # type: ignore[no-untyped-def]
+    ttl, peer_timeout = 3.0, 1.0
+    cluster = net_cluster(2, lease_ttl=ttl, peer_timeout=peer_timeout)
+    fe1, fe2 = cluster.fes
+    victims = [fe1.connect() for _ in range(4)]
+    ids = [c.thread_id() for c in victims]
+    sid1, sid2 = ids[0] >> 20, fe2.connect().thread_id() >> 20
+    # Only fe1's server id will be free once its lease runs out: a new FE must take exactly that one.
+    prefix = f"fecluster:{{{cluster.name}}}:lease:"
+
+    def fill(r) -> None:  # type: ignore[no-untyped-def]
+        pipe = r.pipeline(transaction=False)
+        for sid in range(1, MAX_SERVER_ID + 1):
+            if sid not in (sid1, sid2):
+                pipe.set(f"{prefix}{sid}", "test-filler", px=600_000)
+        pipe.execute()
+
+    cluster.redis_call(fill)
+    running = [Running(c, "SELECT SLEEP(60)") for c in victims[:2]]  # two busy, two idle
+    for c in victims[:2]:
+        wait_running(fe2, c.thread_id())
+    # KILL QUERY aimed at fe1's idle sessions (later fe3's, the same numbers) throughout
+    killer = Killer(fe2, ids[2:])
+    time.sleep(0.5)
+    netlab.cut("fe1", "redis")
+    cut = time.time()
+    try:
+        # fe1's sessions end (fencing) within the TTL, busy and idle ones alike
+        outcomes = [r.join(ttl + 2) for r in running]
+        assert all(error_code(o) in (1317, 2013) for o in outcomes), outcomes
+        wait_for(lambda: all(_fails(c) for c in victims[2:]), ttl, what="idle sessions on fe1 to be closed")
+        fenced_at = _first(fe1, "FENCED")
+        print(f"\nfe1 fenced {fenced_at - cut:.2f}s after the cut (TTL {ttl}s, fence after {ttl - ttl / 3:.1f}s)")
+        assert fenced_at - cut < ttl
+        # logins refused while fenced, with a clear error
+        with pytest.raises(pymysql.err.MySQLError) as refused:
+            fe1.connect(connect_timeout=3)
+        assert error_code(refused.value) == 1053 and "lost its registry lease" in str(refused.value)
+        # the lease runs out in Redis; a new FE starts and can only take fe1's server id
+        wait_for(lambda: not cluster.redis_call(lambda r: r.exists(f"{prefix}{sid1}")), ttl + 2, what="lease expiry")
+        expired = time.time()
+        fe3 = cluster.start_fe(lease_ttl=ttl, peer_timeout=peer_timeout)
+        newcomers = [fe3.connect() for _ in range(4)]
+        assert [c.thread_id() for c in newcomers] == ids  # the very same connection ids, now on fe3
+        print(f"lease of server id {sid1} expired {expired - fenced_at:.2f}s after fe1 fenced; fe3 took it")
+        # KILLs for those ids now reach fe3's sessions (fe1 is still fenced and cut from Redis)
+        row = wait_running(fe2, ids[0]) if (busy := Running(newcomers[0], "SELECT SLEEP(60)")) else None
+        assert row is not None and row[12] == fe3.address
+        with contextlib.closing(fe2.connect()) as admin, admin.cursor() as cur:
+            cur.execute(f"KILL QUERY {ids[0]}")
+        assert error_code(busy.join(10)) == 1317
+        time.sleep(1.0)
+    finally:
+        killer.stop()
+        cluster.redis_call(lambda r: r.delete(*[k for k in r.keys(f"{prefix}*") if r.get(k) == "test-filler"]))
+        netlab.heal()
+    healed = time.time()
+    # fe1 finds its id taken, takes a new one and serves again
+    wait_for(lambda: "lease regained" in fe1.logs(), 3 * ttl, what="fe1 to serve again")
+    with contextlib.closing(fe1.connect()) as again:
+        new_sid = again.thread_id() >> 20
+        assert new_sid not in (sid1, sid2)
+    print(f"fe1 serving again as server id {new_sid} {time.time() - healed:.2f}s after the heal")
+    # The invariant: no KILL was carried out by fe1 after it fenced.
+    late = [line for t, line in _kills_acted(fe1) if t >= fenced_at]
+    assert late == [], late
+    assert any(t >= expired for t, _ in _kills_acted(fe3)), "no KILL reached fe3's sessions"
+    slowest = max(d for *_, d in killer.log)
+    print(f"{len(killer.log)} KILLs during the run, slowest answer {slowest:.2f}s")
+    assert slowest < peer_timeout + 1.0
+    for c in victims + newcomers:
+        c.close()
+
+
+def _fails(conn) -> bool:  # type: ignore[no-untyped-def]
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT 1")
+    except pymysql.err.MySQLError:
+        return True
+    return False
