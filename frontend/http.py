@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 from collections import Counter
 from typing import TYPE_CHECKING
 
@@ -39,11 +40,24 @@ def render_metrics(node: Node) -> str:
         "# HELP fecluster_members Live FEs this FE knows of.",
         "# TYPE fecluster_members gauge",
         f"fecluster_members {len(node.membership.members)}",
+        "# HELP fecluster_tasks asyncio tasks alive in this FE (a leak shows as growth).",
+        "# TYPE fecluster_tasks gauge",
+        f"fecluster_tasks {len(asyncio.all_tasks())}",
+        "# HELP fecluster_open_fds File descriptors open in this FE process.",
+        "# TYPE fecluster_open_fds gauge",
+        f"fecluster_open_fds {_open_fds()}",
         "# HELP fecluster_kills_total KILL statements received here, by outcome.",
         "# TYPE fecluster_kills_total counter",
         *(f'fecluster_kills_total{{outcome="{k}"}} {v}' for k, v in sorted(node.router.outcomes.items())),
     ]
     return "\n".join(lines) + "\n"
+
+
+def _open_fds() -> int:
+    try:
+        return len(os.listdir("/proc/self/fd"))
+    except OSError:  # not Linux
+        return -1
 
 
 class HttpListener:

@@ -345,6 +345,7 @@ class Lab:
 class NetFe(Fe):
     lab: Lab | None = None
     host: Host | None = None
+    log_mark: int = 0  # where this incarnation's log starts
 
     @property
     def address(self) -> str:
@@ -465,27 +466,30 @@ class NetCluster:
 
     def _spawn(self, fe: NetFe) -> None:
         assert fe.host is not None
+        fe.log_mark = len(fe.logs()) if fe.log.exists() else 0
         fe.args = procs.node_command(**fe.flags)
         fe.proc = self.lab.spawn(fe.host, fe.args, fe.log, env=procs.node_env())
 
-    def wait_ready(self, fe: NetFe, since: int = 0) -> None:
+    def wait_ready(self, fe: NetFe, timeout: float = 30) -> None:
+        """Wait for this incarnation's "up" log line."""
+
         def up() -> bool:
-            return not fe.alive() or " up: server id " in fe.logs()[since:]
+            return not fe.alive() or " up: server id " in fe.logs()[fe.log_mark :]
 
-        wait_for(up, 30, what=f"{fe.name} to start")
+        wait_for(up, timeout, what=f"{fe.name} to start")
         if not fe.alive():
-            raise AssertionError(f"{fe.name} exited with {fe.proc.returncode}:\n{fe.logs()}")
+            raise AssertionError(f"{fe.name} exited with {fe.proc.returncode}:\n{fe.logs()[fe.log_mark :]}")
 
-    def restart_fe(self, fe: NetFe, hard: bool = False) -> None:
+    def restart_fe(self, fe: NetFe, hard: bool = False, wait: bool = True) -> None:
         """Stop an FE (SIGTERM, or SIGKILL with ``hard``) and start it again on the same address."""
         if hard:
             fe.proc.kill()
             fe.proc.wait()
         else:
             procs.stop(fe.proc, 15)
-        since = len(fe.logs())
         self._spawn(fe)
-        self.wait_ready(fe, since)
+        if wait:
+            self.wait_ready(fe)
 
     def stop(self) -> None:
         for fe in self.fes:
