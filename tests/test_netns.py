@@ -167,3 +167,104 @@ def _fails(conn) -> bool:  # type: ignore[no-untyped-def]
     except pymysql.err.MySQLError:
         return True
     return False
+
+
+def _pct(values: list[float], q: float) -> float:
+    values = sorted(values)
+    return values[min(len(values) - 1, int(q * len(values)))]
+
+
+def test_figures_kill_under_latency_and_loss(net_cluster, netlab) -> None:  # type: ignore[no-untyped-def]
+    """Cross-FE KILL round trips: clean, then 50 ms RTT and 1% loss between the FEs."""
+    cluster = net_cluster(2, lease_ttl=3.0, peer_timeout=2.0)
+    fe1, fe2 = cluster.fes
+    targets = [fe1.connect() for _ in range(5)]
+    figures = {}
+    with contextlib.closing(fe2.connect()) as killer, killer.cursor() as cur:
+        for label, delay, loss in (("clean", 0.0, 0.0), ("50 ms RTT + 1% loss", 0.025, 0.01)):
+            for fe in cluster.fes:
+                netlab.set_delay(fe.name, delay)
+            if loss:
+                netlab.loss("fe2", "fe1", loss)  # fe2's calls to fe1 (through fe1's relay), both directions
+            times = []
+            for i in range(300):
+                start = time.monotonic()
+                cur.execute(f"KILL QUERY {targets[i % 5].thread_id()}")  # idle target: the whole route and answer
+                times.append(time.monotonic() - start)
+            figures[label] = (_pct(times, 0.5), _pct(times, 0.99), max(times))
+            netlab.heal()
+    for label, (p50, p99, worst) in figures.items():
+        print(
+            f"\ncross-FE KILL QUERY, {label}: "
+            f"p50 {p50 * 1000:.1f} ms, p99 {p99 * 1000:.1f} ms, max {worst * 1000:.0f} ms"
+        )
+    p50, p99, _ = figures["50 ms RTT + 1% loss"]
+    assert 0.05 <= p50 < 0.2 and p99 < 2.0
+    for c in targets:
+        c.close()
+
+
+def test_figures_processlist_with_one_slow_fe(net_cluster, netlab) -> None:  # type: ignore[no-untyped-def]
+    """SHOW PROCESSLIST when one FE is behind 500 ms each way: the peer deadline holds and the warning names it."""
+    cluster = net_cluster(3, lease_ttl=3.0, peer_timeout=0.75)
+    fe1, _, fe3 = cluster.fes
+    conns = [fe.connect() for fe in cluster.fes]
+    with contextlib.closing(fe1.connect()) as c, c.cursor() as cur:
+        cur.execute("SHOW PROCESSLIST")
+        assert len(cur.fetchall()) == 4
+        netlab.set_delay("fe3", 0.5)  # fe1 -> fe3 calls: +1 s round trip, over the 0.75 s deadline
+        times = []
+        for _ in range(5):
+            start = time.monotonic()
+            cur.execute("SHOW PROCESSLIST")
+            rows = cur.fetchall()
+            times.append(time.monotonic() - start)
+            cur.execute("SHOW WARNINGS")
+            warnings = cur.fetchall()
+            assert {r[12] for r in rows} == {fe1.address, cluster.fes[1].address}, (rows, warnings)
+            assert len(warnings) == 1 and fe3.address in warnings[0][2], warnings
+        print(f"\nprocesslist, one FE behind 500 ms each way, deadline 0.75 s: max {max(times):.2f}s; {warnings[0][2]}")
+        assert max(times) < 0.75 + 0.5
+        netlab.set_delay("fe3", 0.25)  # 500 ms round trip: under the deadline, every row, slower
+        start = time.monotonic()
+        cur.execute("SHOW PROCESSLIST")
+        assert len(cur.fetchall()) == 4
+        print(f"processlist, one FE behind a 500 ms round trip: {time.monotonic() - start:.2f}s, all rows")
+    for conn in conns:
+        conn.close()
+
+
+def test_figures_fence_and_converge(net_cluster, netlab) -> None:  # type: ignore[no-untyped-def]
+    """Time from a cut (FE <-> Redis) to the FE's sessions being closed; from the heal to serving
+    again and to the registry matching the live sessions."""
+    ttl = 3.0
+    cluster = net_cluster(2, lease_ttl=ttl, peer_timeout=1.0)
+    fe1, fe2 = cluster.fes
+    fenced, serving, converged = [], [], []
+    keep = fe2.connect()
+    for _ in range(3):
+        victims = [fe1.connect() for _ in range(3)]
+        time.sleep(0.3)
+        netlab.cut("fe1", "redis")
+        cut = time.monotonic()
+        wait_for(lambda v=victims: all(_fails(c) for c in v), ttl + 1, interval=0.02, what="fenced")
+        fenced.append(time.monotonic() - cut)
+        netlab.heal()
+        healed = time.monotonic()
+        fresh = wait_for(lambda: fe1.connect(connect_timeout=2), 3 * ttl, interval=0.05, what="serving again")
+        serving.append(time.monotonic() - healed)
+        live = {keep.thread_id(), fresh.thread_id()}
+        wait_for(lambda live=live: cluster.registry_ids() == live, 3 * ttl, interval=0.05, what="registry")
+        converged.append(time.monotonic() - healed)
+        fresh.close()
+        wait_for(lambda: cluster.registry_ids() == {keep.thread_id()}, ttl, interval=0.05)
+        for c in victims:
+            c.close()
+    keep.close()
+    print(
+        f"\nTTL {ttl}s: sessions fenced {min(fenced):.2f}-{max(fenced):.2f}s after a cut from Redis; after the heal "
+        f"serving again in {min(serving):.2f}-{max(serving):.2f}s, registry converged in "
+        f"{min(converged):.2f}-{max(converged):.2f}s"
+    )
+    assert max(fenced) < ttl
+    assert max(converged) <= 3 * ttl / 3 + 1.0
