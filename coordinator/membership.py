@@ -56,6 +56,7 @@ class Membership:
         self.last_renew = time.monotonic()
         self.fenced_since: float | None = None
         self.fenced_seconds_total = 0.0
+        self._outage = False  # the peers confirmed Redis is away for them too
         self._on_fenced = on_fenced
         self._fence_task: asyncio.Task[None] | None = None
         # Asks the peers whether Redis answers them now: True (some peer reaches
@@ -159,8 +160,12 @@ class Membership:
 
     @property
     def fenced(self) -> bool:
-        """True while this FE must not act for its server id (no sessions, no KILLs)."""
-        return self.fenced_since is not None
+        """True while this FE must not act for its server id (no sessions, no KILLs). By the
+        clock too, from 5/6 TTL, so a watchdog that runs late cannot stretch the window."""
+        if self.fenced_since is not None:
+            return True
+        overdue = time.monotonic() - self.last_renew >= self.fence_after + self.renew_interval / 2
+        return overdue and not self._outage
 
     async def redis_answers(self, timeout: float) -> bool:
         """What this FE tells a peer that asks before fencing itself: does Redis answer a PING now?"""
@@ -192,7 +197,7 @@ class Membership:
         while True:
             since = time.monotonic() - self.last_renew
             if self.fenced_since is not None or since < self.fence_after:
-                outage_logged = False
+                outage_logged = self._outage = False
                 if self.fenced_since is None and since >= self.renew_interval * 1.2:
                     self._wake.set()  # a renewal is late: retry now rather than a whole interval later
                 late = self.renew_interval * 1.2 - since
@@ -211,6 +216,7 @@ class Membership:
             if await renewal:
                 continue
             if peers_see_redis is False:
+                self._outage = True
                 if not outage_logged:
                     log.warning(
                         "lease overdue, but Redis is away for the peers too: nobody can take server id %d; serving on",
@@ -220,6 +226,7 @@ class Membership:
                 await asyncio.sleep(self.renew_interval / 4)
                 continue
             self.fenced_since = time.monotonic()
+            self._outage = False
             log.error(
                 "FENCED: no lease renewal for %.2fs (fence after %.2fs, TTL %.2fs; peers reach Redis: %s): "
                 "server id %d may be taken by another FE; closing all sessions, refusing logins and KILLs "

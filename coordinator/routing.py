@@ -181,7 +181,7 @@ class PeerChannels:
             channel, _ = self._stubs.pop(address)
             await channel.close()
 
-    async def lease_fresh(self, address: str, timeout: float) -> bool | None:
+    async def reaches_redis(self, address: str, timeout: float) -> bool | None:
         """Ask a peer whether Redis answers it (health service ``fecluster.Lease``); None: no answer."""
         self.stub(address)
         health = health_pb2_grpc.HealthStub(self._stubs[address][0])

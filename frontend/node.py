@@ -204,7 +204,9 @@ class Node:
         answered (Redis is away for all), None if no peer answered."""
         me = self.membership.server_id
         peers = [m.address for sid, m in self.membership.members.items() if sid != me]
-        answers = await asyncio.gather(*(self.router.channels.lease_fresh(a, self.config.peer_timeout) for a in peers))
+        answers = await asyncio.gather(
+            *(self.router.channels.reaches_redis(a, self.config.peer_timeout) for a in peers)
+        )
         if any(a is True for a in answers):
             return True
         return False if any(a is False for a in answers) else None
