@@ -161,10 +161,10 @@ class Membership:
     @property
     def fenced(self) -> bool:
         """True while this FE must not act for its server id (no sessions, no KILLs). By the
-        clock too, from 5/6 TTL, so a watchdog that runs late cannot stretch the window."""
+        clock too, from 11/12 TTL, so a watchdog that runs late cannot stretch the window."""
         if self.fenced_since is not None:
             return True
-        overdue = time.monotonic() - self.last_renew >= self.fence_after + self.renew_interval / 2
+        overdue = time.monotonic() - self.last_renew >= self.fence_after + self.renew_interval * 3 / 4
         return overdue and not self._outage
 
     async def redis_answers(self, timeout: float) -> bool:
