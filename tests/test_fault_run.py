@@ -386,10 +386,14 @@ def test_randomized_fault_run(net_cluster, netlab) -> None:  # type: ignore[no-u
             cluster.wait_ready(fe)
         with contextlib.suppress(AssertionError):  # a failure here shows in the checks below
             wait_for(lambda: not any(fe.metrics()["fecluster_fenced"] for fe in cluster.fes), 3 * TTL, interval=0.1)
+        serving = time.monotonic()
         run.stop.set()
         for t in threads:
             t.join(40)
-    # 4. the registry converges to the live sessions (the clients stay connected, idle)
+    quiet = time.monotonic()
+    # 4. the registry converges to the live sessions (the clients stay connected, idle), within
+    # three renew intervals once every FE serves again and the clients are quiet
+    # (a registry compared with a churning set of sessions is never exact)
     live: set[int] = set()
 
     def converged() -> bool:
@@ -397,8 +401,8 @@ def test_randomized_fault_run(net_cluster, netlab) -> None:  # type: ignore[no-u
         live = set().union(*(_local_ids(fe) for fe in cluster.fes))
         return cluster.registry_ids() == live
 
-    wait_for(converged, 3 * RENEW + RENEW + 5, interval=0.1, what="registry == live sessions after the last heal")
-    converge = time.monotonic() - healed
+    wait_for(converged, 3 * RENEW + 5, interval=0.1, what="registry == live sessions after the last heal")
+    converge, after_quiet = time.monotonic() - healed, time.monotonic() - quiet
     for conn in run.idle:
         conn.close()
     with open(cluster.workdir / "clients.jsonl", "w") as f:
@@ -419,13 +423,15 @@ def test_randomized_fault_run(net_cluster, netlab) -> None:  # type: ignore[no-u
         f"{time.time() - started:.0f}s: {result['statements']} statements ({result['interrupted']} interrupted), "
         f"{result['kills']} KILLs {result['kill_outcomes']}, p50 {result['kill_p50'] * 1000:.0f} ms, "
         f"max {result['kill_max']:.2f}s; {result['fences']} fences; audit entries since the last Redis restart "
-        f"{len(audit)}; registry converged {converge:.2f}s after the heal; logs in {cluster.workdir}"
+        f"{len(audit)}; FEs serving {serving - healed:.2f}s after the heal, "
+        f"registry converged {converge:.2f}s after the heal "
+        f"({after_quiet:.2f}s after the clients went quiet); logs in {cluster.workdir}"
     )
     for _, fe, what in run.events:
         if not what.startswith("idle"):
             print(f"  chaos: {fe} {what}")
     assert result["problems"] == [], "\n".join(result["problems"][:20])
-    assert converge <= 3 * RENEW + RENEW + 1.0
+    assert after_quiet <= 3 * RENEW
 
     # 5. no leaks: once the clients are gone, descriptors and tasks come back down
     _warm_baseline(cluster)  # peer streams to restarted FEs come back; then nothing more may stay

@@ -21,11 +21,11 @@ def test_lab_hosts_cut_heal_and_delay(net_cluster, netlab) -> None:  # type: ign
     fe1, fe2 = cluster.fes
     with contextlib.closing(fe1.connect()) as c1, contextlib.closing(fe2.connect()) as c2:
         assert {r[12] for r in fe1.query("SHOW PROCESSLIST")} == {fe1.address, fe2.address}
-        outcome, _ = (Running(c1, "SELECT SLEEP(30)"), None)
+        busy = Running(c1, "SELECT SLEEP(30)")
         wait_running(fe2, c1.thread_id())
         with c2.cursor() as cur:
             cur.execute(f"KILL QUERY {c1.thread_id()}")
-        assert error_code(outcome.join()) == 1317
+        assert error_code(busy.join()) == 1317
         netlab.cut("fe1", "fe2")
         start = time.monotonic()
         code, message = fails(c2, f"KILL QUERY {c1.thread_id()}")
@@ -132,8 +132,8 @@ def test_fe_cut_from_redis_fences_itself_before_another_fe_takes_its_server_id(n
         assert [c.thread_id() for c in newcomers] == ids  # the very same connection ids, now on fe3
         print(f"lease of server id {sid1} expired {expired - fenced_at:.2f}s after fe1 fenced; fe3 took it")
         # KILLs for those ids now reach fe3's sessions (fe1 is still fenced and cut from Redis)
-        row = wait_running(fe2, ids[0]) if (busy := Running(newcomers[0], "SELECT SLEEP(60)")) else None
-        assert row is not None and row[12] == fe3.address
+        busy = Running(newcomers[0], "SELECT SLEEP(60)")
+        assert wait_running(fe2, ids[0])[12] == fe3.address
         with contextlib.closing(fe2.connect()) as admin, admin.cursor() as cur:
             cur.execute(f"KILL QUERY {ids[0]}")
         assert error_code(busy.join(10)) == 1317
