@@ -183,7 +183,6 @@ class Node:
 
     async def _fenced(self) -> None:
         """The lease may be gone: end every session (their ids may soon name another FE's)."""
-        self._reserved.clear()
         for session in list(self.sessions.values()):
             session.kill_connection(by="fencing: this FE lost its registry lease")
 
