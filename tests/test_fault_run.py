@@ -15,8 +15,9 @@ kill audit:
 2. no KILL answered "ok" left its target running: no statement that was running
    when an "ok" KILL for it was sent finished normally after the answer;
 3. every KILL was answered within ``2 * peer_timeout + MARGIN``: one peer call
-   plus, when the owner is unreachable, one bounded registry look-up of its
-   lease (routing.py); MARGIN covers the relay delay and this shared machine;
+   plus one registry look-up bounded by the same deadline (the owner's record
+   when it is not cached, or its lease when it does not answer; routing.py);
+   MARGIN covers the relay delay and this shared machine;
 4. after the last heal the registry matches the live sessions within three
    renew intervals (plus the heal's own renewal);
 5. no file descriptor or task leaks: each FE's ``/metrics`` counts return to
