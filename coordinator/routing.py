@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -295,7 +296,10 @@ class Router:
         return self.membership.members.get(sid)
 
     async def _peer_kill(self, owner: FeRecord, target: pb.KillTarget, requester: str) -> None:
-        request = pb.PeerKillRequest(requester=requester, requester_fe=self.me.address, target=target)
+        not_after = int((time.time() + self.peer_timeout * 3 / 4) * 1000)  # see PeerKillRequest in the proto
+        request = pb.PeerKillRequest(
+            requester=requester, requester_fe=self.me.address, target=target, not_after_unix_ms=not_after
+        )
         try:
             reply = await self.channels.kill_stream(owner.address).kill(request, self.peer_timeout)
         except PeerUnreachable as e:

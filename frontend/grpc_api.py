@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
@@ -179,6 +180,12 @@ class PeerService(pb_grpc.PeerServicer):
 
     async def _kill(self, request: pb.PeerKillRequest) -> pb.KillResult:
         me = self.node.config.address
+        late_ms = time.time() * 1000 - request.not_after_unix_ms
+        if request.not_after_unix_ms and late_ms > 0:
+            # Held up in the network (a partition that healed): the requester has answered 1105 already.
+            log.warning("refused a KILL from %s that arrived %.0f ms after its deadline", request.requester_fe, late_ms)
+            late = SqlError(errors.UNKNOWN_ERROR, "KILL arrived at its owner after its deadline: not carried out")
+            return pb.KillResult(error=sql_error(late), owner_fe=me, request_id=request.request_id)
         try:
             await self.node.kill_local(request.target, request.requester, request.requester_fe)
         except SqlError as e:

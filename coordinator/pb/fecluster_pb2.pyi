@@ -75,16 +75,18 @@ class KillResult(_message.Message):
     def __init__(self, error: _Optional[_Union[SqlError, _Mapping]] = ..., owner_fe: _Optional[str] = ..., request_id: _Optional[int] = ...) -> None: ...
 
 class PeerKillRequest(_message.Message):
-    __slots__ = ("requester", "requester_fe", "target", "request_id")
+    __slots__ = ("requester", "requester_fe", "target", "request_id", "not_after_unix_ms")
     REQUESTER_FIELD_NUMBER: _ClassVar[int]
     REQUESTER_FE_FIELD_NUMBER: _ClassVar[int]
     TARGET_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    NOT_AFTER_UNIX_MS_FIELD_NUMBER: _ClassVar[int]
     requester: str
     requester_fe: str
     target: KillTarget
     request_id: int
-    def __init__(self, requester: _Optional[str] = ..., requester_fe: _Optional[str] = ..., target: _Optional[_Union[KillTarget, _Mapping]] = ..., request_id: _Optional[int] = ...) -> None: ...
+    not_after_unix_ms: int
+    def __init__(self, requester: _Optional[str] = ..., requester_fe: _Optional[str] = ..., target: _Optional[_Union[KillTarget, _Mapping]] = ..., request_id: _Optional[int] = ..., not_after_unix_ms: _Optional[int] = ...) -> None: ...
 
 class PeerListRequest(_message.Message):
     __slots__ = ("requester",)
