@@ -268,3 +268,20 @@ def test_figures_fence_and_converge(net_cluster, netlab) -> None:  # type: ignor
     )
     assert max(fenced) < ttl
     assert max(converged) <= 3 * ttl / 3 + 1.0
+
+
+def test_kill_held_up_by_a_partition_is_not_carried_out_late(net_cluster, netlab) -> None:  # type: ignore[no-untyped-def]
+    """A KILL answered 1105 (the owner did not answer in time) must not take effect when the
+    partition heals and TCP delivers it after all: it would interrupt a later statement."""
+    cluster = net_cluster(2, lease_ttl=3.0, peer_timeout=1.0)
+    fe1, fe2 = cluster.fes
+    with contextlib.closing(fe1.connect()) as victim, contextlib.closing(fe2.connect()) as killer:
+        with killer.cursor() as cur:
+            cur.execute(f"KILL QUERY {victim.thread_id()}")  # opens fe2's kill stream to fe1
+        netlab.cut("fe1", "fe2")
+        assert fails(killer, f"KILL QUERY {victim.thread_id()}")[0] == 1105  # held in fe2's TCP send queue
+        later = Running(victim, "SELECT SLEEP(6)")  # a statement the KILL was never meant for
+        time.sleep(0.5)
+        netlab.heal()  # TCP retransmits the KILL to fe1 now
+        assert later.join(15) == ((0,),), later.outcome
+        wait_for(lambda: "after its deadline" in fe1.logs(), 5, what="fe1 to refuse the late KILL")
