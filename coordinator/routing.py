@@ -158,6 +158,11 @@ class PeerChannels:
                 ("grpc.keepalive_timeout_ms", 5_000),
                 ("grpc.keepalive_permit_without_calls", 1),
                 ("grpc.enable_retries", 0),
+                # A peer that was down or cut off is dialled again within a second
+                # once it is back (the default backoff grows to 120 s).
+                ("grpc.initial_reconnect_backoff_ms", 200),
+                ("grpc.min_reconnect_backoff_ms", 200),
+                ("grpc.max_reconnect_backoff_ms", 1_000),
             ]
             if self._credentials is not None:
                 channel = grpc.aio.secure_channel(address, self._credentials, options=options)

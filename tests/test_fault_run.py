@@ -342,12 +342,17 @@ def _local_ids(fe: NetFe) -> set[int]:
 def _warm_baseline(cluster: NetCluster) -> dict[str, dict[str, float]]:
     """Tasks and fds of each FE once it has its peer channels and kill streams (what steady state holds)."""
     conns = [fe.connect() for fe in cluster.fes]
-    for conn in conns:
-        with conn.cursor() as cur:
-            cur.execute("SHOW PROCESSLIST")
-            for other in conns:
-                if other is not conn:
-                    cur.execute(f"KILL QUERY {other.thread_id()}")
+
+    def kill_everywhere() -> bool:  # True once every FE reached every other one
+        for conn in conns:
+            with conn.cursor() as cur:
+                cur.execute("SHOW PROCESSLIST")
+                for other in conns:
+                    if other is not conn:
+                        cur.execute(f"KILL QUERY {other.thread_id()}")
+        return True
+
+    wait_for(kill_everywhere, 5, interval=0.2, what="KILLs between every pair of FEs")
     for conn in conns:
         conn.close()
     time.sleep(0.5)
