@@ -7,11 +7,13 @@ import asyncio
 import itertools
 
 import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from coordinator.pb import fecluster_pb2 as pb
 from coordinator.pb import fecluster_pb2_grpc as pb_grpc
 
 SECRET_HEADER = "x-fecluster-secret"
+LEASE_HEALTH = "fecluster.Lease"  # health service name: SERVING if Redis answers that FE now
 
 
 class PeerUnreachable(Exception):
@@ -128,6 +130,11 @@ class PeerChannels:
                 ("grpc.keepalive_timeout_ms", 5_000),
                 ("grpc.keepalive_permit_without_calls", 1),
                 ("grpc.enable_retries", 0),
+                # A peer that was down or cut off is dialled again within a second
+                # once it is back (the default backoff grows to 120 s).
+                ("grpc.initial_reconnect_backoff_ms", 200),
+                ("grpc.min_reconnect_backoff_ms", 200),
+                ("grpc.max_reconnect_backoff_ms", 1_000),
             ]
             if self._credentials is not None:
                 channel = grpc.aio.secure_channel(address, self._credentials, options=options)
@@ -151,6 +158,18 @@ class PeerChannels:
                 await stream.close()
             channel, _ = self._stubs.pop(address)
             await channel.close()
+
+    async def reaches_redis(self, address: str, timeout: float) -> bool | None:
+        """Ask a peer whether Redis answers it (health service ``fecluster.Lease``); None: no answer."""
+        self.stub(address)
+        health = health_pb2_grpc.HealthStub(self._stubs[address][0])
+        try:
+            reply = await health.Check(
+                health_pb2.HealthCheckRequest(service=LEASE_HEALTH), timeout=timeout, metadata=self._metadata
+            )
+        except grpc.aio.AioRpcError:
+            return None
+        return reply.status == health_pb2.HealthCheckResponse.SERVING
 
     @property
     def metadata(self) -> tuple[tuple[str, str], ...]:

@@ -375,6 +375,9 @@ class Registry:
             with contextlib.suppress(Exception):
                 await pubsub.aclose()
 
+    async def ping(self) -> None:
+        await self.redis.ping()
+
     async def close(self) -> None:
         await self.redis.aclose()
 

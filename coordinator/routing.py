@@ -203,6 +203,9 @@ class Router:
 
     async def _peer_kill(self, owner: FeRecord, request: pb.PeerKillRequest) -> int:
         target = request.target
+        # A KILL held up by a partition and delivered after we answered 1105
+        # must not be carried out: the owner refuses it after this moment.
+        request.not_after_unix_ms = int((time.time() + self.peer_timeout * 3 / 4) * 1000)
         try:
             reply = await self.channels.kill_stream(owner.address).kill(request, self.peer_timeout)
         except PeerUnreachable as e:
@@ -247,6 +250,18 @@ class Router:
         task = asyncio.create_task(self._audit(entry))
         self._background.add(task)
         task.add_done_callback(self._background.discard)
+
+    # ------------------------------------------------------------ fencing
+
+    async def peers_reach_redis(self) -> bool | None:
+        """True if Redis answers some peer now, False if it answers none of the peers
+        that answered (Redis is away for all), None if no peer answered."""
+        me = self.membership.server_id
+        peers = [m.address for sid, m in self.membership.members.items() if sid != me]
+        answers = await asyncio.gather(*(self.channels.reaches_redis(a, self.peer_timeout) for a in peers))
+        if any(a is True for a in answers):
+            return True
+        return False if any(a is False for a in answers) else None
 
     # ------------------------------------------------------------ PROCESSLIST
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
@@ -23,7 +24,7 @@ from coordinator.errors import SqlError
 from coordinator.ids import IdsExhausted
 from coordinator.pb import fecluster_pb2 as pb
 from coordinator.pb import fecluster_pb2_grpc as pb_grpc
-from coordinator.peers import SECRET_HEADER
+from coordinator.peers import LEASE_HEALTH, SECRET_HEADER
 from coordinator.processlist import INFO_LIMIT
 from coordinator.routing import Router
 from coordinator.users import UserRecord
@@ -34,6 +35,7 @@ from frontend.result import Result
 from frontend.sessions import SessionTable
 
 if TYPE_CHECKING:
+    from coordinator.membership import Membership
     from frontend.session import Session
 
 log = logging.getLogger("fecluster.grpc")
@@ -181,6 +183,12 @@ class PeerService(pb_grpc.PeerServicer):
 
     async def _kill(self, request: pb.PeerKillRequest) -> pb.KillResult:
         me = self.sessions.fe.address
+        late_ms = time.time() * 1000 - request.not_after_unix_ms
+        if request.not_after_unix_ms and late_ms > 0:
+            # Held up in the network (a partition that healed): the requester has answered 1105 already.
+            log.warning("refused a KILL from %s that arrived %.0f ms after its deadline", request.requester_fe, late_ms)
+            late = SqlError(errors.UNKNOWN_ERROR, "KILL arrived at its owner after its deadline: not carried out")
+            return pb.KillResult(error=sql_error(late), owner_fe=me, request_id=request.request_id)
         try:
             killed = await self.sessions.kill_local(request)
         except SqlError as e:
@@ -345,13 +353,30 @@ class FrontendService(pb_grpc.FrontendServicer):
             await self.sessions.close(session)
 
 
+class _Health(health.aio.HealthServicer):
+    """The standard health service, plus ``fecluster.Lease``: SERVING if Redis answers
+    this FE's PING now (a peer whose lease is overdue asks before fencing itself)."""
+
+    def __init__(self, membership: Membership) -> None:
+        super().__init__()
+        self._membership = membership
+
+    async def Check(self, request: health_pb2.HealthCheckRequest, context: grpc.aio.ServicerContext) -> Any:
+        if request.service == LEASE_HEALTH:
+            membership = self._membership
+            fresh = await membership.redis_answers(membership.renew_interval / 4)
+            status = health_pb2.HealthCheckResponse.SERVING if fresh else health_pb2.HealthCheckResponse.NOT_SERVING
+            return health_pb2.HealthCheckResponse(status=status)
+        return await super().Check(request, context)
+
+
 class GrpcListener:
     def __init__(self, config: Config, sessions: SessionTable, router: Router) -> None:
         self.config = config
         self.sessions = sessions
         self.router = router
         self.server: grpc.aio.Server | None = None
-        self.health = health.aio.HealthServicer()
+        self.health = _Health(router.membership)
 
     def _bind(self) -> grpc.aio.Server:
         cfg = self.config

@@ -37,6 +37,7 @@ import contextlib
 import hashlib
 import json
 import logging
+import os
 import re
 import time
 from collections import Counter
@@ -122,12 +123,24 @@ def render_metrics(sessions: SessionTable, membership: Membership, router: Route
         "# HELP fecluster_redis_up 1 while the registry answers.",
         "# TYPE fecluster_redis_up gauge",
         f"fecluster_redis_up {int(membership.redis_ok)}",
+        "# HELP fecluster_fenced 1 while this FE is fenced (lease renewal overdue: no sessions, no KILLs).",
+        "# TYPE fecluster_fenced gauge",
+        f"fecluster_fenced {int(membership.fenced)}",
+        "# HELP fecluster_fenced_seconds_total Time spent fenced.",
+        "# TYPE fecluster_fenced_seconds_total counter",
+        f"fecluster_fenced_seconds_total {membership.fenced_seconds():.3f}",
         "# HELP fecluster_server_id This FE's leased server id.",
         "# TYPE fecluster_server_id gauge",
         f"fecluster_server_id {membership.server_id}",
         "# HELP fecluster_members Live FEs this FE knows of.",
         "# TYPE fecluster_members gauge",
         f"fecluster_members {len(membership.members)}",
+        "# HELP fecluster_tasks asyncio tasks alive in this FE (a leak shows as growth).",
+        "# TYPE fecluster_tasks gauge",
+        f"fecluster_tasks {len(asyncio.all_tasks())}",
+        "# HELP fecluster_open_fds File descriptors open in this FE process.",
+        "# TYPE fecluster_open_fds gauge",
+        f"fecluster_open_fds {_open_fds()}",
         "# HELP fecluster_kills_total KILL statements received here, by outcome.",
         "# TYPE fecluster_kills_total counter",
         *(f'fecluster_kills_total{{outcome="{k}"}} {v}' for k, v in sorted(router.outcomes.items())),
@@ -327,6 +340,13 @@ def _row_dict(row: pb.ProcessRow) -> dict[str, Any]:
 
 
 Handler = Callable[[Request, UserRecord, dict[str, str]], Awaitable[Response]]
+
+
+def _open_fds() -> int:
+    try:
+        return len(os.listdir("/proc/self/fd"))
+    except OSError:  # not Linux
+        return -1
 
 
 class HttpListener:

@@ -72,6 +72,7 @@ class Node:
             on_server_id_lost=lambda old, new: self.sessions.server_id_lost(old, new),
             on_registry_event=self._registry_event,
             on_registry_lost=self.accounts.restore,
+            on_fenced=lambda: self.sessions.fenced(),
         )
         self.cluster_variables = ClusterVariables(self.registry, cfg.redis_timeout)
         self.writer = ConnectionWriter(self.registry, self._registry_write_failed)
@@ -103,6 +104,9 @@ class Node:
             peer_timeout=cfg.peer_timeout,
             audit=self.registry.audit_kill,
         )
+        # Fencing (docs/fencing.md): before fencing itself, the FE asks its peers whether Redis answers them.
+        self.membership.witness = self.router.peers_reach_redis
+        self.membership.peer_timeout = cfg.peer_timeout
         self.mysql = MysqlListener(cfg, self.sessions)
         self.grpc = GrpcListener(cfg, self.sessions, self.router)
         read_audit = services.read_audit

@@ -30,7 +30,7 @@ from typing import Any
 
 from coordinator import errors
 from coordinator.accounts import Accounts
-from coordinator.ids import ConnectionIds, IdsExhausted, QueryIds, server_id_of
+from coordinator.ids import ConnectionIds, IdsExhausted, QueryIds, server_id_of, server_id_of_query
 from coordinator.membership import Membership
 from coordinator.pb import fecluster_pb2 as pb
 from coordinator.redis_client import REDIS_ERRORS
@@ -42,6 +42,8 @@ from frontend.session import Session
 from frontend.variables import Schema, Variables
 
 log = logging.getLogger("fecluster.sessions")
+
+FENCED_MESSAGE = "this FE lost its registry lease; reconnect"
 
 
 class SessionTable:
@@ -137,6 +139,14 @@ class SessionTable:
 
     # ------------------------------------------------------------ open / close
 
+    def refusal(self) -> errors.SqlError | None:
+        """Why no session may open now (draining, or fenced), else None."""
+        if not self.accepting:
+            return errors.SqlError(errors.SERVER_SHUTDOWN, "Server shutdown in progress")
+        if self.membership.fenced:
+            return errors.SqlError(errors.SERVER_SHUTDOWN, FENCED_MESSAGE)
+        return None
+
     def new_variables(self) -> Variables:
         return Variables(self.variable_schema, self.cluster_variables)
 
@@ -154,8 +164,9 @@ class SessionTable:
     ) -> Session:
         """Make an authenticated session live, or raise SqlError (the id is then given back)."""
         try:
-            if not self.accepting:
-                raise errors.SqlError(errors.SERVER_SHUTDOWN, "Server shutdown in progress")
+            refusal = self.refusal()
+            if refusal is not None:
+                raise refusal
             if server_id_of(conn_id) != self.membership.server_id:
                 # Its handshake began under a server id this FE has lost since.
                 raise errors.SqlError(errors.UNKNOWN_ERROR, "this FE changed its server id during login: reconnect")
@@ -228,10 +239,26 @@ class SessionTable:
             raise errors.unknown_thread(target.connection_id)
         return [session]
 
+    def _check_owner(self, target: pb.KillTarget) -> None:
+        """Act only on ids of this FE's current server id, and never while fenced:
+        the id may name another FE's session by now (docs/fencing.md)."""
+        which = target.WhichOneof("target")
+        mine = self.membership.server_id
+        if which == "query_id":
+            if self.membership.fenced or server_id_of_query(target.query_id) != mine:
+                raise errors.unknown_query(target.query_id)
+        elif which == "connection_id" and (self.membership.fenced or server_id_of(target.connection_id) != mine):
+            raise errors.unknown_thread(target.connection_id)
+        elif which == "trace_id" and self.membership.fenced:
+            raise errors.unknown_query(target.trace_id)
+
     async def kill_local(self, request: pb.PeerKillRequest) -> int:
         """Carry out a KILL aimed at this FE; returns how many sessions (or, for
         KILL QUERY, running statements) it hit. Raises 1094/1095/1097."""
         target = request.target
+        if target.WhichOneof("target") == "user" and self.membership.fenced:
+            return 0
+        self._check_owner(target)
         victims = self._targets(target)
         # The owner decides. Killing your own user's sessions needs no lookup;
         # anyone else needs ADMIN_PRIV, read from the user table now (not from
@@ -306,6 +333,12 @@ class SessionTable:
                 self.close_idle()
             except Exception:  # never let one bad session stop the sweep
                 log.exception("idle sweep failed")
+
+    async def fenced(self) -> None:
+        """The lease may be gone: end every session (their ids may soon name another FE's)."""
+        self.kill_all(
+            "by fencing: this FE lost its registry lease", errors.SqlError(errors.SERVER_SHUTDOWN, FENCED_MESSAGE)
+        )
 
     async def server_id_lost(self, old: int, new: int) -> None:
         self.kill_all(by=f"because server id {old} was taken over by another FE")

@@ -119,3 +119,42 @@ def mariadb(server_pki: Path) -> Iterator[MariaDB]:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture
+def netlab() -> Iterator:  # type: ignore[type-arg]
+    """Network namespaces for this test (tests/netns.py); removed afterwards, even on failure."""
+    from tests import netns
+
+    reason = netns.unavailable()
+    if reason:
+        pytest.skip(f"network namespaces unavailable: {reason}")
+    lab = netns.Lab()
+    try:
+        lab.start()
+        yield lab
+    finally:
+        lab.close()
+    assert not lab.leftovers(), f"namespaces left behind: {lab.leftovers()}"
+
+
+@pytest.fixture
+def net_cluster(netlab) -> Iterator:  # type: ignore[no-untyped-def,type-arg]
+    """``make(n, **flags)``: Redis and n FEs, each in its own namespace."""
+    from tests.netns import NetCluster
+
+    clusters: list[NetCluster] = []
+
+    def make(n: int, **extra: object) -> NetCluster:
+        cluster = NetCluster(netlab, **extra)
+        clusters.append(cluster)
+        for _ in range(n):
+            cluster.start_fe(wait=False)
+        for fe in cluster.fes:
+            cluster.wait_ready(fe)
+        return cluster
+
+    yield make
+    for cluster in clusters:
+        with contextlib.suppress(Exception):
+            cluster.stop()

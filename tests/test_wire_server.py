@@ -106,6 +106,9 @@ class FakeNode:
             "other": UserRecord("other", native_password_hash("o")),
         }
 
+    def refusal(self) -> SqlError | None:
+        return None if self.accepting else SqlError(1053, "Server shutdown in progress")
+
     def reserve_id(self) -> int:
         if self.exhausted:
             raise IdsExhausted()

@@ -85,20 +85,22 @@ class KillResult(_message.Message):
     def __init__(self, error: _Optional[_Union[SqlError, _Mapping]] = ..., owner_fe: _Optional[str] = ..., request_id: _Optional[int] = ..., killed: _Optional[int] = ...) -> None: ...
 
 class PeerKillRequest(_message.Message):
-    __slots__ = ("requester", "requester_fe", "target", "request_id", "requester_host", "issued_at_us")
+    __slots__ = ("requester", "requester_fe", "target", "request_id", "requester_host", "issued_at_us", "not_after_unix_ms")
     REQUESTER_FIELD_NUMBER: _ClassVar[int]
     REQUESTER_FE_FIELD_NUMBER: _ClassVar[int]
     TARGET_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     REQUESTER_HOST_FIELD_NUMBER: _ClassVar[int]
     ISSUED_AT_US_FIELD_NUMBER: _ClassVar[int]
+    NOT_AFTER_UNIX_MS_FIELD_NUMBER: _ClassVar[int]
     requester: str
     requester_fe: str
     target: KillTarget
     request_id: int
     requester_host: str
     issued_at_us: int
-    def __init__(self, requester: _Optional[str] = ..., requester_fe: _Optional[str] = ..., target: _Optional[_Union[KillTarget, _Mapping]] = ..., request_id: _Optional[int] = ..., requester_host: _Optional[str] = ..., issued_at_us: _Optional[int] = ...) -> None: ...
+    not_after_unix_ms: int
+    def __init__(self, requester: _Optional[str] = ..., requester_fe: _Optional[str] = ..., target: _Optional[_Union[KillTarget, _Mapping]] = ..., request_id: _Optional[int] = ..., requester_host: _Optional[str] = ..., issued_at_us: _Optional[int] = ..., not_after_unix_ms: _Optional[int] = ...) -> None: ...
 
 class PeerListRequest(_message.Message):
     __slots__ = ("requester", "where")

@@ -85,7 +85,9 @@ class WireSession(Protocol):
 class SessionFactory(Protocol):
     """The node, as the listener sees it."""
 
-    accepting: bool
+    def refusal(self) -> SqlError | None:
+        """Why no session may open now (shutdown, a fenced FE), else None: told before the handshake."""
+        ...
 
     def reserve_id(self) -> int:
         """A connection id; raises ``coordinator.ids.IdsExhausted`` (-> 1040)."""
@@ -348,10 +350,9 @@ class MysqlConnection:
         self, send_early: Callable[[bytes], None], greet: Callable[[bytes], Awaitable[bytes | None]]
     ) -> None:
         factory = self.server.factory
-        if not factory.accepting:
-            send_early(
-                frame([rs.err_packet(errors.SERVER_SHUTDOWN, "Server shutdown in progress", protocol41=False)], 0)[0]
-            )
+        refusal = factory.refusal()
+        if refusal is not None:
+            send_early(frame([rs.err_packet(refusal.code, refusal.message, protocol41=False)], 0)[0])
             return
         try:
             self.conn_id = factory.reserve_id()
@@ -400,8 +401,9 @@ class MysqlConnection:
         user = await self._authenticate(response.user, response.plugin, response.auth_response)
         if user is None:
             return False
-        if not server.factory.accepting:
-            self.send_error(errors.SERVER_SHUTDOWN, "Server shutdown in progress")
+        refusal = server.factory.refusal()
+        if refusal is not None:
+            self.send_error(refusal.code, refusal.message)
             return False
         if server.require_secure_transport and not self.secure:
             self.send_error(
