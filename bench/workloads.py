@@ -326,3 +326,70 @@ def _close(conn: pymysql.Connection) -> None:
 
 def rss(pid: int) -> int:
     return int(psutil.Process(pid).memory_info().rss)
+
+
+# ---------------------------------------------------------------- prepared statements
+
+
+POINT_ROWS = 1000
+
+
+class PreparedPointSelect:
+    """``SELECT v FROM <table> WHERE id = ?`` through COM_STMT_PREPARE once and
+    COM_STMT_EXECUTE per sample (mysql-connector-python, pure Python, on both
+    servers). The table is made on ``setup`` and dropped on ``close``."""
+
+    def __init__(self, endpoint: Endpoint, database: str, table: str) -> None:
+        import mysql.connector
+
+        self.table = f"`{database}`.`{table}`"
+        self.conn = mysql.connector.connect(
+            host=endpoint.host, port=endpoint.port, user=endpoint.user, password=endpoint.password,
+            use_pure=True, ssl_disabled=True, autocommit=True,
+        )  # fmt: skip
+        cur = self.conn.cursor()
+        cur.execute(f"CREATE DATABASE IF NOT EXISTS `{database}`")
+        cur.execute(f"DROP TABLE IF EXISTS {self.table}")
+        cur.execute(f"CREATE TABLE {self.table} (id INT PRIMARY KEY, v VARCHAR(32))")
+        values = ", ".join(f"({i}, 'value-{i}')" for i in range(POINT_ROWS))
+        cur.execute(f"INSERT INTO {self.table} VALUES {values}")
+        cur.close()
+        self.cursor = self.conn.cursor(prepared=True)
+        self.sql = f"SELECT v FROM {self.table} WHERE id = %s"
+        self.i = 0
+
+    def __call__(self) -> float:
+        self.i = (self.i + 7) % POINT_ROWS
+        t0 = time.perf_counter()
+        self.cursor.execute(self.sql, (self.i,))
+        self.cursor.fetchall()
+        return _ms(time.perf_counter() - t0)
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self.cursor.close()
+            cur = self.conn.cursor()
+            cur.execute(f"DROP TABLE IF EXISTS {self.table}")
+            self.conn.close()
+
+
+# ---------------------------------------------------------------- statement timeouts
+
+
+def timeout_overshoot(conn: pymysql.Connection, limit_ms: int = 200) -> Op:
+    """How late a statement ends past its ``max_execution_time``: SLEEP(5)
+    under a 200 ms limit ends with 3024; the sample is (elapsed - limit)."""
+    cur = conn.cursor()
+    cur.execute(f"SET max_execution_time = {limit_ms}")
+
+    def op() -> float:
+        t0 = time.perf_counter()
+        try:
+            cur.execute("SELECT SLEEP(5)")
+            cur.fetchall()
+        except pymysql.err.MySQLError as e:
+            if e.args[0] != 3024:
+                raise
+        return _ms(time.perf_counter() - t0) - limit_ms
+
+    return op

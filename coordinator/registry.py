@@ -11,7 +11,8 @@ clusters side by side::
     fecluster:{c}:fe-conns:<sid>  set     connection ids owned by that server id
     fecluster:{c}:user-conns:<u>  set     connection ids of that user (per-user limits)
     fecluster:{c}:users           hash    user name -> user record (json)
-    fecluster:{c}:audit           stream  one entry per KILL
+    fecluster:{c}:audit:<user>    stream  one entry per KILL by that requester (coordinator.audit)
+    fecluster:{c}:audit-requesters set    who has an audit stream
     fecluster:{c}:globals         hash    variable name -> value (json): SET GLOBAL
     fecluster:{c}:traces          hash    trace id -> connection id (SET session_context)
     fecluster:{c}:events          pub/sub invalidation messages ("users", "globals")
@@ -26,6 +27,7 @@ import asyncio
 import contextlib
 import json
 import random
+import time
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any, Protocol
@@ -34,8 +36,6 @@ import redis.asyncio as aioredis
 
 from coordinator.ids import MAX_SERVER_ID, server_id_of
 from coordinator.users import UserRecord
-
-AUDIT_MAXLEN = 10_000
 
 # GET == token -> PEXPIRE (1); missing -> SET again (2, the registry was lost);
 # held by someone else -> 0.
@@ -127,7 +127,7 @@ class Keys:
         self.fes = f"{self.prefix}:fes"
         self.conns = f"{self.prefix}:conns"
         self.users = f"{self.prefix}:users"
-        self.audit = f"{self.prefix}:audit"
+        self.audit_requesters = f"{self.prefix}:audit-requesters"
         self.events = f"{self.prefix}:events"
         self.globals = f"{self.prefix}:globals"
         self.traces = f"{self.prefix}:traces"
@@ -137,6 +137,9 @@ class Keys:
 
     def fe_conns(self, server_id: int) -> str:
         return f"{self.prefix}:fe-conns:{server_id}"
+
+    def audit_of(self, requester: str) -> str:
+        return f"{self.prefix}:audit:{requester}"
 
     def user_conns(self, user: str) -> str:
         return f"{self.prefix}:user-conns:{user}"
@@ -350,14 +353,35 @@ class Registry:
 
     # ------------------------------------------------------------ audit
 
-    async def audit_kill(self, entry: Mapping[str, Any]) -> None:
-        await self.redis.xadd(
-            self.keys.audit, {k: str(v) for k, v in entry.items()}, maxlen=AUDIT_MAXLEN, approximate=True
-        )
+    async def audit_kills(self, entries: list[Mapping[str, str]], per_requester: int, retention_s: float) -> None:
+        """Append kill audit entries, each to its requester's stream (capped at
+        ``per_requester`` entries, trimmed by age): one flood evicts only its own."""
+        pipe = self.redis.pipeline(transaction=False)
+        oldest = f"{int((time.time() - retention_s) * 1000)}-0"
+        for requester in {e["requester"] for e in entries}:
+            pipe.sadd(self.keys.audit_requesters, requester)
+        for entry in entries:
+            key = self.keys.audit_of(entry["requester"])
+            pipe.xadd(key, dict(entry), maxlen=per_requester, approximate=True)
+        for requester in {e["requester"] for e in entries}:
+            pipe.xtrim(self.keys.audit_of(requester), minid=oldest, approximate=True)
+        await pipe.execute()
 
     async def audit_entries(self, count: int = 100) -> list[dict[str, str]]:
-        entries = await self.redis.xrevrange(self.keys.audit, count=count)
-        return [{_s(k): _s(v) for k, v in fields.items()} | {"entry_id": _s(eid)} for eid, fields in entries]
+        """The newest ``count`` entries across every requester's stream."""
+        requesters = sorted(_s(r) for r in await self.redis.smembers(self.keys.audit_requesters))
+        if not requesters:
+            return []
+        pipe = self.redis.pipeline(transaction=False)
+        for requester in requesters:
+            pipe.xrevrange(self.keys.audit_of(requester), count=count)
+        merged = [
+            (_s(eid), {_s(k): _s(v) for k, v in fields.items()})
+            for stream in await pipe.execute()
+            for eid, fields in stream
+        ]
+        merged.sort(key=lambda e: tuple(int(p) for p in e[0].split("-")), reverse=True)
+        return [fields | {"entry_id": eid} for eid, fields in merged[:count]]
 
     # ------------------------------------------------------------ events
 

@@ -7,7 +7,7 @@ import asyncio
 import logging
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
@@ -66,7 +66,7 @@ class Router:
         channels: PeerChannels,
         *,
         peer_timeout: float,
-        audit: Callable[[dict[str, object]], Awaitable[None]] | None = None,
+        audit: Callable[[dict[str, object]], None] | None = None,
     ) -> None:
         self.membership = membership
         self.local = local
@@ -234,7 +234,7 @@ class Router:
             return True
 
     def _record(self, request: pb.PeerKillRequest, owner: FeRecord | None, outcome: str) -> None:
-        if self._audit is None or not self.membership.redis_ok:
+        if self._audit is None:
             return
         target = request.target
         entry: dict[str, object] = {
@@ -247,9 +247,7 @@ class Router:
             "owner": owner.address if owner else ("every FE" if target.user else ""),
             "outcome": outcome,
         }
-        task = asyncio.create_task(self._audit(entry))
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
+        self._audit(entry)  # queued: written in the background, kept while Redis is away
 
     # ------------------------------------------------------------ fencing
 

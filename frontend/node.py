@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, TypeVar
 
 from coordinator import errors
 from coordinator.accounts import Accounts
+from coordinator.audit import KillAudit
 from coordinator.cluster_variables import ClusterVariables
 from coordinator.membership import Membership
 from coordinator.peers import PeerChannels
@@ -75,6 +76,7 @@ class Node:
             on_fenced=lambda: self.sessions.fenced(),
         )
         self.cluster_variables = ClusterVariables(self.registry, cfg.redis_timeout)
+        self.audit = KillAudit(self.registry, lambda: self.membership.redis_ok, cfg.redis_timeout)
         self.writer = ConnectionWriter(self.registry, self._registry_write_failed)
         self.backend = open_backend(cfg.backend, Path(self._tmp.name) if self._tmp else Path())
         services = Services(
@@ -82,7 +84,7 @@ class Node:
             processlist=lambda requester, local: self.router.processlist(requester, local_only=local),
             accounts=self.accounts,
             backend=self.backend,
-            read_audit=lambda limit: self._registry_read(self.registry.audit_entries(limit)),
+            read_audit=lambda limit: self._registry_read(self.audit.entries(limit)),
             set_global=self.cluster_variables.set,
         )
         self.sessions = SessionTable(
@@ -102,7 +104,7 @@ class Node:
             self.sessions,
             PeerChannels(tls.channel_credentials(cfg), cfg.cluster_secret),
             peer_timeout=cfg.peer_timeout,
-            audit=self.registry.audit_kill,
+            audit=self.audit.record,
         )
         # Fencing (docs/fencing.md): before fencing itself, the FE asks its peers whether Redis answers them.
         self.membership.witness = self.router.peers_reach_redis
@@ -120,6 +122,7 @@ class Node:
         await self.membership.start(timeout=30)
         self.sessions.new_id_space()
         self.writer.start()
+        self.audit.start()
         await self.accounts.start()
         await self.cluster_variables.reload()
         self.sessions.start()
@@ -158,6 +161,7 @@ class Node:
         await self.sessions.drain(grace)
         await self.sessions.stop()
         await self.writer.close()  # before the purge, so no late row outlives it
+        await self.audit.stop()
         await self.membership.stop()
         await self.grpc.stop()
         await self.mysql.stop()

@@ -8,6 +8,7 @@ import socket
 import time
 import uuid
 from collections.abc import Iterator
+from typing import Any
 
 import pymysql
 import pytest
@@ -314,3 +315,31 @@ def test_a_dead_fes_slots_come_back_when_its_lease_expires(make_cluster) -> None
     assert time.monotonic() - start < 10  # the lease (3 s) and one membership tick
     conn.close()
     del held
+
+
+# ---------------------------------------------------------------- the kill audit
+
+
+def test_one_users_flood_of_denied_kills_is_one_entry_and_evicts_nobody_else(cluster3: Cluster) -> None:
+    """11,000 `KILL 1` by a non-admin evicted every earlier entry, root's included
+    (one stream capped by count). Now each requester has a stream of their own,
+    and repeated denials on one target are one entry with a count."""
+    fe1, fe2, _ = cluster3.fes
+    mallory = _user(fe1, "mal")
+    with contextlib.closing(fe1.connect()) as victim, contextlib.closing(fe1.connect()) as root_conn:
+        vid = victim.thread_id()
+        with root_conn.cursor() as cur:
+            cur.execute(f"KILL QUERY {vid}")  # root's entry, before the flood
+        with contextlib.closing(fe2.connect(mallory, "pw")) as m:
+            for _ in range(300):
+                assert fails(m, f"KILL QUERY {vid}")[0] == 1095
+
+        def audit(where: str) -> tuple[tuple[Any, ...], ...]:
+            return fe1.query(f"SHOW KILL AUDIT WHERE {where} LIMIT 50")
+
+        roots = wait_for(lambda: audit(f"Requester = 'root' AND Target = '{vid}'"), 5, what="root's entry")
+        assert roots[0][6] == "ok"
+        flood = wait_for(lambda: len(audit(f"Requester = '{mallory}'")) == 2 and audit(f"Requester = '{mallory}'"),
+                         20, what="the first denial, then the aggregate")  # fmt: skip
+        assert all(e[6].startswith("1095") for e in flood) and sorted(int(e[8]) for e in flood) == [1, 299], flood
+        assert {e[2] for e in flood} == {fe2.address}  # received on fe2

@@ -396,3 +396,26 @@ async def test_connection_limits_while_redis_is_away_give_each_fe_its_share(two_
     assert refused.value.code == errors.USER_LIMIT_REACHED
     for session in opened:
         await a.sessions.close(session)
+
+
+async def test_kill_audit_keeps_entries_while_redis_is_away_and_writes_them_after() -> None:
+    """Kills made while Redis was away were never audited."""
+    from coordinator.audit import KillAudit
+
+    written: list[dict[str, str]] = []
+    state = {"up": False}
+
+    class Flaky:
+        async def audit_kills(self, entries: list[dict[str, str]], per: int, retention: float) -> None:
+            if not state["up"]:
+                raise ConnectionError("Redis is away")
+            written.extend(entries)
+
+    audit = KillAudit(Flaky(), lambda: True)  # type: ignore[arg-type]
+    for i in range(3):
+        audit.record({"requester": "root", "target": i, "outcome": "ok", "time": i})
+    await audit.flush()
+    assert written == []  # kept, not lost
+    state["up"] = True
+    await audit.flush()
+    assert [e["target"] for e in written] == ["0", "1", "2"]

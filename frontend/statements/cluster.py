@@ -7,7 +7,9 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING
 
+import sqlglot
 from sqlglot import exp
+from sqlglot.errors import ParseError
 
 from coordinator import errors
 from coordinator.errors import SqlError
@@ -25,8 +27,10 @@ if TYPE_CHECKING:
 # MariaDB's grammar: KILL [HARD | SOFT] [CONNECTION | QUERY] {id | USER user_name}
 _KILL = re.compile(r"^kill(?:\s+(?:hard|soft))?(?:\s+(connection|query))?\s+(?:user\s+(.+)|(.+))$", FLAGS)
 _PROCESSLIST = re.compile(r"^show\s+(full\s+)?processlist$", FLAGS)
-_SHOW_AUDIT = re.compile(r"^show\s+kill\s+audit(?:\s+limit\s+(\d+))?$", FLAGS)
-_AUDIT_COLUMNS = ("time", "requester", "received_on", "kind", "target", "owner", "outcome")
+_SHOW_AUDIT = re.compile(r"^show\s+kill\s+audit(?:\s+where\s+(.+?))?(?:\s+limit\s+(\d{1,6}))?$", FLAGS)
+_AUDIT_COLUMNS = ("time", "requester", "received_on", "kind", "target", "owner", "outcome", "requester_host", "count")
+_AUDIT_NAMES = ("Time", "Requester", "ReceivedOn", "Kind", "Target", "Owner", "Outcome", "RequesterHost", "Count")
+_AUDIT_SCAN = 10_000  # entries read when a WHERE filters them
 
 
 def parse_kill_target(kind: str | None, arg: str, own_id: int, user: str | None = None) -> pb.KillTarget:
@@ -105,11 +109,21 @@ async def processlist_table(services: Services, session: Session, tree: exp.Expr
 
 
 async def show_audit(services: Services, session: Session, m: re.Match[str]) -> Result:
+    """``SHOW KILL AUDIT [WHERE <condition on its columns>] [LIMIT n]``, newest first:
+    filter by requester, FE, outcome, time, target (ADMIN_PRIV)."""
     await need_admin(services, session)
-    entries = await services.read_audit(int(m.group(1) or 100))
-    return Result(
-        [c.capitalize() for c in _AUDIT_COLUMNS], [tuple(e.get(c, "") for c in _AUDIT_COLUMNS) for e in entries]
-    )
+    where, limit = m.group(1), int(m.group(2) or 100)
+    entries = await services.read_audit(_AUDIT_SCAN if where else limit)
+    rows = [tuple(e.get(c, "") for c in _AUDIT_COLUMNS) for e in entries]
+    if not where:
+        return Result(list(_AUDIT_NAMES), rows)
+    try:
+        query = sqlglot.parse_one(f"SELECT * FROM audit WHERE {where} LIMIT {limit}", read="mysql")
+    except ParseError as e:
+        raise SqlError(errors.PARSE_ERROR, f"You have an error in your SQL syntax near '{where[:60]}'") from e
+    result = await services.backend.query_rows(query, "audit", _AUDIT_NAMES, rows)
+    result.columns = list(_AUDIT_NAMES)
+    return result
 
 
 HANDLERS: Handlers = [

@@ -26,6 +26,8 @@ SHOW_WARNINGS = re.compile(r"^show\s+(warnings|errors)(?:\s+limit\s+\d+)?$", FLA
 _SHOW_VARIABLES = re.compile(rf"^show\s+(?:global\s+|session\s+)?variables(?:\s+like\s+{STRING})?$", FLAGS)
 _SLEEP = re.compile(r"^select\s+sleep\s*\(\s*(\d+(?:\.\d*)?)\s*\)$", FLAGS)
 _SET = re.compile(r"^set\s", FLAGS)
+# What PyMySQL, mysqlclient and Connector/J send on every connect: no parse for it.
+_SET_NAMES = re.compile(r"^set\s+names\s+'?([A-Za-z0-9_]+)'?(?:\s+collate\s+'?[A-Za-z0-9_]+'?)?$", FLAGS)
 _CHARSET_VARIABLES = ("character_set_client", "character_set_connection", "character_set_results")
 MAX_SET_STATEMENT = 64 * 1024  # a SET is parsed on the loop: bound what that may cost
 
@@ -75,6 +77,13 @@ def _syntax_error(sql: str) -> SqlError:
     return SqlError(errors.PARSE_ERROR, f"You have an error in your SQL syntax near '{sql[:60]}'")
 
 
+async def set_names(services: Services, session: Session, m: re.Match[str]) -> Result:
+    charset = m.group(1) if m.group(1).upper() != "DEFAULT" else "utf8mb4"
+    for name in _CHARSET_VARIABLES:
+        session.variables.set(name, charset)
+    return OK
+
+
 async def set_statement(services: Services, session: Session, m: re.Match[str]) -> Result:
     sql = m.string
     if len(sql) > MAX_SET_STATEMENT:
@@ -117,5 +126,6 @@ HANDLERS: Handlers = [
     (_SLEEP, sleep),
     (SHOW_WARNINGS, show_warnings),
     (_SHOW_VARIABLES, show_variables),
+    (_SET_NAMES, set_names),
     (_SET, set_statement),
 ]
