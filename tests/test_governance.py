@@ -320,6 +320,7 @@ def test_a_dead_fes_slots_come_back_when_its_lease_expires(make_cluster) -> None
 # ---------------------------------------------------------------- the kill audit
 
 
+@pytest.mark.slow
 def test_one_users_flood_of_denied_kills_is_one_entry_and_evicts_nobody_else(cluster3: Cluster) -> None:
     """11,000 `KILL 1` by a non-admin evicted every earlier entry, root's included
     (one stream capped by count). Now each requester has a stream of their own,

@@ -9,6 +9,7 @@ import statistics
 import time
 
 import psutil
+import pytest
 
 from tests.support import Cluster, Fe, Running, error_code, kill_during, wait_for
 
@@ -53,6 +54,7 @@ def test_kill_from_another_fe_stops_a_recursive_cte_over_the_processlist(cluster
     assert error_code(outcome) == 1317 and took < 1.0, (outcome, took)
 
 
+@pytest.mark.slow
 def test_a_bystander_keeps_answering_while_hostile_statements_run(fe: Fe) -> None:
     hostile = [_HEAVY_CTE, _CTE_WITH_PROCESSLIST, _HUGE_SELECT, _BACKTRACKING_LIKE]
     set_4mb = "SET sql_mode = '" + "x" * (4 * 1024 * 1024) + "'"

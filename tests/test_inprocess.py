@@ -317,6 +317,7 @@ async def test_a_refused_open_gives_the_id_back_and_leaves_no_row(two_nodes: tup
     assert a.sessions.reserve_id() == conn_id  # given back, not burnt
 
 
+@pytest.mark.slow
 async def test_a_late_kill_query_never_interrupts_the_next_statement(two_nodes: tuple[Node, Node]) -> None:
     """MySQL bug #11790057, widened by routing: a KILL QUERY that reaches the
     owner after its statement ended must not hit the statement that began

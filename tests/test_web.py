@@ -237,6 +237,7 @@ def test_posts_are_protected_against_cross_site_requests(cluster3: Cluster) -> N
 # ---------------------------------------------------------------- an FE that does not answer
 
 
+@pytest.mark.slow
 def test_a_stopped_fe_is_listed_not_hidden(cluster3: Cluster) -> None:
     fe1, fe3 = cluster3.fes[0], cluster3.fes[2]
     with sleeping(fe3) as (conn, run):
@@ -292,6 +293,7 @@ def status_of(answer: bytes) -> int:
     return int(answer.split(b" ", 2)[1])
 
 
+@pytest.mark.slow
 def test_hostile_requests_get_4xx_and_the_fe_keeps_serving(cluster3: Cluster) -> None:
     fe = cluster3.fes[0]
     cases = {

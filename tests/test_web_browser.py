@@ -25,7 +25,10 @@ CHROMIUM_ARGS = [
 ]  # fmt: skip
 SCREENSHOT = REPO / "docs" / "sessions-page.png"
 
-pytestmark = pytest.mark.skipif(shutil.which(CHROMIUM) is None, reason="Debian's chromium is not installed")
+pytestmark = [
+    pytest.mark.slow,  # a real browser: CI runs it, `-m "not slow"` skips it
+    pytest.mark.skipif(shutil.which(CHROMIUM) is None, reason="Debian's chromium is not installed"),
+]
 
 
 @pytest.fixture(scope="module")

@@ -19,6 +19,8 @@ from schemathesis.checks import negative_data_rejection
 
 from tests.support import Cluster, new_cluster
 
+pytestmark = pytest.mark.slow  # schema fuzzing: CI runs it, `-m "not slow"` skips it
+
 AUTH = {"Authorization": "Basic " + base64.b64encode(b"root:").decode()}
 EXAMPLES = {schemathesis.GenerationMode.POSITIVE: 50, schemathesis.GenerationMode.NEGATIVE: 30}
 
