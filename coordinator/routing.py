@@ -31,7 +31,7 @@ class LocalSessions(Protocol):
 
     async def kill_local(self, request: pb.PeerKillRequest) -> int: ...
 
-    async def list_local(self, requester: str) -> list[pb.ProcessRow]: ...
+    async def list_local(self, requester: str, where: str = "") -> list[pb.ProcessRow]: ...
 
 
 @dataclass
@@ -264,13 +264,15 @@ class Router:
     # ------------------------------------------------------------ PROCESSLIST
 
     async def processlist(
-        self, requester: str, *, local_only: bool = False
+        self, requester: str, *, local_only: bool = False, where: str = ""
     ) -> tuple[list[pb.ProcessRow], list[FeFailure]]:
-        """Rows of every live FE (asked in parallel), ordered by Id, plus the FEs that did not answer."""
+        """Rows of every live FE (asked in parallel), ordered by Id, plus the FEs that
+        did not answer. ``where`` (an information_schema.processlist condition) is
+        evaluated by each owner, so only matching rows cross the network."""
         if local_only:
-            return sorted(await self.local.list_local(requester), key=_by_id), []
+            return sorted(await self.local.list_local(requester, where), key=_by_id), []
         members = await self._live_members()
-        results = await asyncio.gather(*(self._list_one(fe, requester) for fe in members.values()))
+        results = await asyncio.gather(*(self._list_one(fe, requester, where) for fe in members.values()))
         rows: list[pb.ProcessRow] = []
         failures: list[FeFailure] = []
         for result in results:
@@ -286,12 +288,14 @@ class Router:
         await self.channels.forget_except({m.address for m in members.values()})
         return members
 
-    async def _list_one(self, fe: FeRecord, requester: str) -> list[pb.ProcessRow] | FeFailure:
+    async def _list_one(self, fe: FeRecord, requester: str, where: str) -> list[pb.ProcessRow] | FeFailure:
         if fe.server_id == self.me.server_id:
-            return await self.local.list_local(requester)
+            return await self.local.list_local(requester, where)
         try:
             reply = await self.channels.stub(fe.address).List(
-                pb.PeerListRequest(requester=requester), timeout=self.peer_timeout, metadata=self.channels.metadata
+                pb.PeerListRequest(requester=requester, where=where),
+                timeout=self.peer_timeout,
+                metadata=self.channels.metadata,
             )
         except grpc.aio.AioRpcError as e:
             return FeFailure(fe.address, _unreachable(fe.address, e))

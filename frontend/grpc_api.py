@@ -232,7 +232,7 @@ class PeerService(pb_grpc.PeerServicer):
             reader.cancel()
 
     async def List(self, request: pb.PeerListRequest, context: grpc.aio.ServicerContext) -> pb.PeerListReply:
-        rows = await self.sessions.list_local(request.requester)
+        rows = await self.sessions.list_local(request.requester, request.where)
         return pb.PeerListReply(rows=rows, fe=self.sessions.fe.address)
 
 

@@ -81,7 +81,9 @@ class Node:
         self.backend = open_backend(cfg.backend, Path(self._tmp.name) if self._tmp else Path())
         services = Services(
             kill=lambda target, requester, host: self.router.kill(target, requester, host),
-            processlist=lambda requester, local: self.router.processlist(requester, local_only=local),
+            processlist=lambda requester, local, where: self.router.processlist(
+                requester, local_only=local, where=where
+            ),
             accounts=self.accounts,
             backend=self.backend,
             read_audit=lambda limit: self._registry_read(self.audit.entries(limit)),

@@ -28,11 +28,15 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
+import sqlglot
+from sqlglot.errors import ParseError
+
 from coordinator import errors
 from coordinator.accounts import Accounts
 from coordinator.ids import ConnectionIds, IdsExhausted, QueryIds, server_id_of, server_id_of_query
 from coordinator.membership import Membership
 from coordinator.pb import fecluster_pb2 as pb
+from coordinator.processlist import SCHEMA_COLUMNS, schema_row
 from coordinator.redis_client import REDIS_ERRORS
 from coordinator.registry import ConnectionWriter, FeRecord
 from coordinator.users import UserRecord, connection_limit, may_kill, native_password_hash
@@ -291,9 +295,20 @@ class SessionTable:
             log.info("KILL %s %d (user %s) %s", how, victim.id, victim.user, reason)
         return killed
 
-    async def list_local(self, requester: str) -> list[pb.ProcessRow]:
+    async def list_local(self, requester: str, where: str = "") -> list[pb.ProcessRow]:
+        """This FE's sessions the requester may see (those it may kill), filtered
+        by ``where`` (an information_schema.processlist condition) if given."""
         user = await self.accounts.fresh(requester)
-        return [s.process_row() for s in self.sessions.values() if may_kill(user, s.user)]  # you see what you may kill
+        rows = [s.process_row() for s in self.sessions.values() if may_kill(user, s.user)]
+        if not where or not rows:
+            return rows
+        try:
+            query = sqlglot.parse_one(f"SELECT ID FROM processlist WHERE {where}", read="mysql")
+        except ParseError as e:
+            raise errors.SqlError(errors.PARSE_ERROR, f"bad processlist filter: {where[:60]}") from e
+        table = [schema_row(r, 0) for r in rows]
+        matching = {r[0] for r in (await self.backend.query_rows(query, "processlist", SCHEMA_COLUMNS, table)).rows}
+        return [r for r in rows if r.id in matching]
 
     # ------------------------------------------------------------ whole-table events
 

@@ -420,3 +420,25 @@ async def test_kill_audit_keeps_entries_while_redis_is_away_and_writes_them_afte
     state["up"] = True
     await audit.flush()
     assert [e["target"] for e in written] == ["0", "1", "2"]
+
+
+async def test_a_processlist_where_is_evaluated_on_each_owner(two_nodes: tuple[Node, Node]) -> None:
+    """Only matching rows cross the network: each owner filters its own rows."""
+    a, b = two_nodes
+    conns = [await asyncio.to_thread(_connect, node) for node in (a, a, b)]
+    try:
+        target = conns[2].thread_id()
+        mine = await b.sessions.list_local("root", f"ID = {target}")
+        assert [r.id for r in mine] == [target]
+        assert await a.sessions.list_local("root", f"ID = {target}") == []  # not a's: nothing to send
+        rows, failures = await a.router.processlist("root", where=f"FE = '{b.config.address}' AND USER = 'root'")
+        assert not failures and {r.id for r in rows} == {target}
+        rows, _ = await a.router.processlist("root", where="USER = 'nobody'")
+        assert rows == []
+        text = await asyncio.to_thread(
+            _query, conns[0], f"SELECT ID FROM information_schema.processlist WHERE ID = {target}"
+        )
+        assert text == ((target,),)
+    finally:
+        for conn in conns:
+            conn.close()

@@ -35,7 +35,8 @@ class Services:
     user table, the backend and the audit."""
 
     kill: Callable[[pb.KillTarget, str, str], Awaitable[KillOutcome]]  # (target, requester, requester's host)
-    processlist: Callable[[str, bool], Awaitable[tuple[list[pb.ProcessRow], list[FeFailure]]]]  # (requester, local)
+    # (requester, this FE only, WHERE evaluated on each owner)
+    processlist: Callable[[str, bool, str], Awaitable[tuple[list[pb.ProcessRow], list[FeFailure]]]]
     accounts: Accounts
     backend: Backend
     read_audit: Callable[[int], Awaitable[list[dict[str, str]]]]  # newest first; SqlError 1105 without Redis

@@ -74,10 +74,11 @@ async def kill(services: Services, session: Session, m: re.Match[str]) -> Result
     return Result(affected_rows=outcome.killed, warnings=list(session.warnings))  # MariaDB: rows = sessions hit
 
 
-async def cluster_rows(services: Services, session: Session) -> list[pb.ProcessRow]:
-    """Every session the caller may see; FEs that did not answer become warnings."""
+async def cluster_rows(services: Services, session: Session, where: str = "") -> list[pb.ProcessRow]:
+    """Every session the caller may see (matching ``where``, on each owner);
+    FEs that did not answer become warnings."""
     local_only = not session.variables.get("show_all_fe_connection")
-    rows, failures = await services.processlist(session.user, local_only)
+    rows, failures = await services.processlist(session.user, local_only, where)
     session.warnings = [SqlWarning("Warning", errors.UNKNOWN_ERROR, f.message) for f in failures]
     return rows
 
@@ -94,10 +95,30 @@ def references_processlist(tree: exp.Expression) -> bool:
     )
 
 
+def pushed_down_where(tree: exp.Expression) -> str:
+    """The WHERE of ``SELECT ... FROM information_schema.processlist WHERE ...``
+    that each owner can evaluate on its own rows ("" when there is none, or when
+    it needs more than one row at a time: subqueries, or CURRENT_CONNECTED,
+    which depends on who asks). The full query still runs on what comes back."""
+    if not isinstance(tree, exp.Select) or tree.args.get("joins") or tree.args.get("with"):
+        return ""
+    where = tree.args.get("where")
+    tables = list(tree.find_all(exp.Table))
+    if where is None or len(tables) != 1 or where.find(exp.Select) is not None:
+        return ""
+    condition = where.this.copy()
+    for column in condition.find_all(exp.Column):
+        if column.name.upper() == "CURRENT_CONNECTED":
+            return ""
+        column.set("table", None)
+        column.set("db", None)
+    return condition.sql(dialect="mysql")
+
+
 async def processlist_table(services: Services, session: Session, tree: exp.Expression) -> Result:
     """A query over ``information_schema.processlist``: the cluster's rows, then
     the query evaluated over them by the backend (off the event loop)."""
-    rows = [schema_row(r, session.id) for r in await cluster_rows(services, session)]
+    rows = [schema_row(r, session.id) for r in await cluster_rows(services, session, pushed_down_where(tree))]
     query = tree.copy()
     for table in query.find_all(exp.Table):
         if table.db.lower() == "information_schema" and table.name.lower() == "processlist":
