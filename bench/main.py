@@ -276,6 +276,9 @@ class Bench:
                 samples, rows = workloads.processlist_wire(k3, self.n_processlist, warmup=3)
                 self.samples["fe.processlist.wire"] = summarize(samples, rows=rows, live=live3)
                 self.say(f"  fe.processlist.wire: p50 {ms(self.samples['fe.processlist.wire'].p50)} ms")
+                samples, rows = workloads.processlist_where(k3, self.n_processlist, warmup=3)
+                self.samples["fe.processlist.where"] = summarize(samples, rows=rows, live=live3)
+                self.say(f"  fe.processlist.where: p50 {ms(self.samples['fe.processlist.where'].p50)} ms")
 
                 live3 = self._fill(c3, pool3, self.big - control3, control3)
 
@@ -451,6 +454,19 @@ class Bench:
                 "  same, to the last byte, rows not decoded",
                 fe=s("fe.processlist.wire"),
                 mariadb=s("maria.processlist.wire"),
+            )
+        )
+        where = s("fe.processlist.where")
+        result, detail = judge((None if where is None else where.p50 <= 100, ""))
+        rows.append(
+            Row(
+                "processlist_where",
+                "latency",
+                "  information_schema.processlist WHERE ID = x",
+                fe=where,
+                target="p50 <= 100 ms",
+                result=result,
+                detail=detail,
             )
         )
 

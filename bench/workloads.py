@@ -237,6 +237,24 @@ def processlist(conn: pymysql.Connection, n: int, warmup: int) -> tuple[list[flo
         cur.close()
 
 
+def processlist_where(conn: pymysql.Connection, n: int, warmup: int) -> tuple[list[float], int]:
+    """A selective filter: ``information_schema.processlist WHERE ID = <the caller>``
+    (each owner evaluates it, so one row crosses the network)."""
+    cur = conn.cursor()
+    sql = f"SELECT ID, USER, FE FROM information_schema.processlist WHERE ID = {conn.thread_id()}"
+    rows = 0
+
+    def op() -> None:
+        nonlocal rows
+        cur.execute(sql)
+        rows = len(cur.fetchall())
+
+    try:
+        return repeat(op, n, warmup), rows
+    finally:
+        cur.close()
+
+
 def processlist_wire(conn: pymysql.Connection, n: int, warmup: int) -> tuple[list[float], int]:
     """``SHOW PROCESSLIST`` to its last byte, with the packets framed but no
     row decoded: the server's share of the figure without PyMySQL's
