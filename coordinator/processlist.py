@@ -69,3 +69,24 @@ def format_row(row: pb.ProcessRow, caller_id: int, full: bool) -> tuple[Any, ...
 def schema_row(row: pb.ProcessRow, caller_id: int) -> tuple[Any, ...]:
     """An information_schema.processlist row: the full row, then TRACE_ID."""
     return (*format_row(row, caller_id, True), row.trace_id or None)
+
+
+def row_dict(row: pb.ProcessRow) -> dict[str, Any]:
+    """A processlist row as JSON (REST, the CLI): every field by name; an empty
+    CloudCluster or TraceId is null, as SQL shows it."""
+    return {
+        "id": row.id,
+        "user": row.user,
+        "host": row.host,
+        "login_time": row.login_time,
+        "catalog": row.catalog,
+        "db": row.db,
+        "command": row.command,
+        "time": row.time,
+        "state": row.state,
+        "query_id": row.query_id,
+        "info": row.info,
+        "fe": row.fe,
+        "cloud_cluster": row.cloud_cluster or None,
+        "trace_id": row.trace_id or None,
+    }

@@ -223,21 +223,11 @@ COLUMNS = ("Id", "User", "Host", "LoginTime", "Db", "Command", "Time", "State", 
 
 def _row_json(row) -> dict[str, object]:  # type: ignore[no-untyped-def]
     """A processlist row as SQL shows it: numbers as numbers, NULL as null."""
-    return {
-        "id": row.id,
-        "user": row.user,
-        "host": row.host,
-        "login_time": row.login_time,
-        "catalog": row.catalog,
-        "db": row.db or None,
-        "command": row.command,
-        "time": row.time,
-        "state": row.state,
-        "query_id": row.query_id,
-        "info": row.info or None,
-        "fe": row.fe,
-        "cloud_cluster": row.cloud_cluster or None,
-    }
+    from coordinator.processlist import row_dict
+
+    data = row_dict(row)
+    data["db"], data["info"] = row.db or None, row.info or None
+    return data
 
 
 def cmd_processlist(args: argparse.Namespace) -> int:

@@ -49,7 +49,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 from coordinator.errors import NOT_OWNER, UNKNOWN_ERROR, UNKNOWN_QUERY, UNKNOWN_THREAD, SqlError
 from coordinator.pb import fecluster_pb2 as pb
-from coordinator.processlist import COLUMNS, format_row
+from coordinator.processlist import COLUMNS, format_row, row_dict
 from coordinator.registry import FeRecord
 from coordinator.routing import FeFailure
 from coordinator.users import UserRecord
@@ -319,24 +319,6 @@ def _kill_error(e: SqlError) -> HttpError:
 
 def _cell(value: Any) -> str | None:
     return None if value is None else str(value)
-
-
-def _row_dict(row: pb.ProcessRow) -> dict[str, Any]:
-    return {
-        "id": row.id,
-        "user": row.user,
-        "host": row.host,
-        "login_time": row.login_time,
-        "catalog": row.catalog,
-        "db": row.db,
-        "command": row.command,
-        "time": row.time,
-        "state": row.state,
-        "query_id": row.query_id,
-        "info": row.info,
-        "fe": row.fe,
-        "cloud_cluster": row.cloud_cluster or None,
-    }
 
 
 Handler = Callable[[Request, UserRecord, dict[str, str]], Awaitable[Response]]
@@ -698,7 +680,7 @@ class HttpListener:
             "is_admin": user.is_admin,
             "redis_ok": redis_ok,
             "time": time.strftime("%Y-%m-%d %H:%M:%S"),
-            "sessions": [_row_dict(r) for r in rows],
+            "sessions": [row_dict(r) for r in rows],
             "failed_fes": [{"fe": f.fe, "message": f.message} for f in failures],
             "members": [
                 {

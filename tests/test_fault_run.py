@@ -98,17 +98,8 @@ def victim(run: Run, cluster: NetCluster, fe: NetFe, rng: random.Random) -> None
     conn: pymysql.Connection | None = None
     while not run.stop.is_set():
         if conn is None:
-            try:
-                conn = pymysql.connect(
-                    host=fe.host.ip,  # type: ignore[union-attr]
-                    port=fe.mysql_port,
-                    user="root",
-                    autocommit=True,
-                    connect_timeout=3,
-                    read_timeout=30,
-                )
-            except pymysql.err.MySQLError:
-                time.sleep(0.2)
+            conn = _connect(fe)
+            if conn is None:
                 continue
         sql = f"SELECT SLEEP({rng.choice([0.3, 0.8, 1.5, 3])})" if rng.random() < 0.8 else "SELECT 1"
         st = Statement(fe.name, conn.thread_id(), sql, time.time())
@@ -152,17 +143,8 @@ def killer(run: Run, cluster: NetCluster, fe: NetFe, rng: random.Random) -> None
     while not run.stop.is_set():
         time.sleep(rng.uniform(0.1, 0.4))
         if conn is None:
-            try:
-                conn = pymysql.connect(
-                    host=fe.host.ip,  # type: ignore[union-attr]
-                    port=fe.mysql_port,
-                    user="root",
-                    autocommit=True,
-                    connect_timeout=3,
-                    read_timeout=30,
-                )
-            except pymysql.err.MySQLError:
-                time.sleep(0.2)
+            conn = _connect(fe)
+            if conn is None:
                 continue
         try:
             with conn.cursor() as cur:
@@ -257,6 +239,22 @@ def _log_events(fe: NetFe) -> list[tuple[float, str, str]]:
                 t = datetime.strptime(line[:23], "%Y-%m-%d %H:%M:%S,%f").timestamp()
                 out.append((t, fe.name, key if not key.startswith("KILL") else line))
     return out
+
+
+def _connect(fe: NetFe) -> pymysql.Connection | None:
+    """A connection to ``fe``, or None after a short pause if it does not answer now."""
+    try:
+        return pymysql.connect(
+            host=fe.host.ip,  # type: ignore[union-attr]
+            port=fe.mysql_port,
+            user="root",
+            autocommit=True,
+            connect_timeout=3,
+            read_timeout=30,
+        )
+    except pymysql.err.MySQLError:
+        time.sleep(0.2)
+        return None
 
 
 def check(run: Run, cluster: NetCluster) -> dict[str, Any]:
