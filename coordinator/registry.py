@@ -106,6 +106,7 @@ class ConnectionRecord:
     db: str
     protocol: str = "mysql"
     trace_id: str = ""
+    backend_thread: int = 0  # the session's backend connection (MySQL thread id), 0 if none
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), separators=(",", ":"))
@@ -171,6 +172,9 @@ class Registry:
         self._release = redis.register_script(_RELEASE)
         self._drop_trace = redis.register_script(_DROP_IF_EQUAL)
         self._admit = redis.register_script(_ADMIT)
+        # Told the rows of a dead FE's connections as they are purged (the FE
+        # kills their backend threads: the registry knows no backend).
+        self.on_purged: Callable[[list[ConnectionRecord]], None] | None = None
 
     # ------------------------------------------------------------ leases
 
@@ -225,6 +229,8 @@ class Registry:
         pipe.delete(set_key)
         pipe.hdel(self.keys.fes, str(server_id))
         await pipe.execute()
+        if self.on_purged is not None and records:
+            self.on_purged(records)
 
     # ------------------------------------------------------------ connections
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+from dataclasses import replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -136,11 +137,17 @@ class Executor:
         if _is_constant_select(tree):
             return await self._constant_select(session, tree)
         self.authorize(session, tree)
-        if not cached:
-            return await session.backend.execute(text, session.db, _user_variables(session, tree))
-        if tree.find(exp.Parameter) is not None:  # a copy: the cached tree stays as parsed
-            return await session.backend.execute(text, session.db, _user_variables(session, tree.copy()))
-        return await session.backend.execute(text, session.db)
+        if self.services.backend.relays:  # the backend keeps the user variables itself
+            result = await session.backend.execute(text, session.db)
+        elif not cached:
+            result = await session.backend.execute(text, session.db, _user_variables(session, tree))
+        elif tree.find(exp.Parameter) is not None:  # a copy: the cached tree stays as parsed
+            result = await session.backend.execute(text, session.db, _user_variables(session, tree.copy()))
+        else:
+            result = await session.backend.execute(text, session.db)
+        if result.warnings:
+            session.warnings = list(result.warnings)  # SHOW WARNINGS, answered by the FE
+        return result
 
     def authorize(self, session: Session, tree: exp.Expression) -> None:
         """The data-privilege check, before anything reaches a backend: the
@@ -168,4 +175,8 @@ class Executor:
         # The columns are named as the client wrote them, not as substituted.
         assert isinstance(tree, exp.Select)
         result.columns = [p.alias_or_name if p.alias else p.sql(dialect="mysql") for p in tree.expressions]
+        if result.wire_columns is not None:  # the backend's own types, under the client's names
+            result.wire_columns = [
+                replace(c, name=n, org_name=n) for c, n in zip(result.wire_columns, result.columns, strict=False)
+            ]
         return result

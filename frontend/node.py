@@ -26,7 +26,7 @@ from coordinator.cluster_variables import ClusterVariables
 from coordinator.membership import Membership
 from coordinator.peers import PeerChannels
 from coordinator.redis_client import REDIS_ERRORS, connect
-from coordinator.registry import ConnectionWriter, FeRecord, Registry
+from coordinator.registry import ConnectionRecord, ConnectionWriter, FeRecord, Registry
 from coordinator.routing import Router
 from frontend import tls, variables
 from frontend.backends import open_backend
@@ -76,6 +76,8 @@ class Node:
         self.cluster_variables = ClusterVariables(self.registry, cfg.redis_timeout)
         self.writer = ConnectionWriter(self.registry, self._registry_write_failed)
         self.backend = open_backend(cfg.backend, Path(self._tmp.name) if self._tmp else Path())
+        self._backend_kills: set[asyncio.Task[None]] = set()
+        self.registry.on_purged = self._dead_fe_connections
         services = Services(
             kill=lambda target, requester, host: self.router.kill(target, requester, host),
             processlist=lambda requester, local: self.router.processlist(requester, local_only=local),
@@ -184,6 +186,16 @@ class Node:
             await self.accounts.reload()
         if event in ("", "globals"):
             await self.cluster_variables.reload()
+
+    def _dead_fe_connections(self, records: list[ConnectionRecord]) -> None:
+        """A dead FE's rows were purged: kill its backend connections, whose
+        statements would otherwise run on with nobody to answer."""
+        threads = [r.backend_thread for r in records if r.backend_thread]
+        if not threads:
+            return
+        task = asyncio.get_running_loop().create_task(self.backend.kill_threads(threads))
+        self._backend_kills.add(task)
+        task.add_done_callback(self._backend_kills.discard)
 
     def _registry_write_failed(self, e: BaseException) -> None:
         log.warning("registry write failed, will re-sync: %r", e)

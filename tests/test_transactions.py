@@ -141,7 +141,7 @@ def test_sqlalchemy_session_rollback(fe: Fe, db: str) -> None:
 
 async def test_the_session_state_for_the_wire_layer(tmp_path: Path) -> None:
     backend = SqliteBackend(tmp_path)
-    backend.create_database("d", False)
+    await backend.create_database("d", False)
     session = backend.session()
     try:
         await session.execute("CREATE TABLE t (id INT)", "d")

@@ -31,6 +31,8 @@ MAX_SET_STATEMENT = 64 * 1024  # a SET is parsed on the loop: bound what that ma
 
 
 async def sleep(services: Services, session: Session, m: re.Match[str]) -> Result:
+    if services.backend.relays:  # the backend's own SLEEP: a KILL must be seen to stop it there
+        return await session.backend.execute(m.string, session.db)
     await asyncio.sleep(float(m.group(1)))
     return Result([f"SLEEP({m.group(1)})"], [(0,)])
 
@@ -85,6 +87,7 @@ async def set_statement(services: Services, session: Session, m: re.Match[str]) 
         raise _syntax_error(sql) from e
     if not isinstance(tree, exp.Set):
         raise _syntax_error(sql)
+    relay = True
     for item in tree.expressions:
         kind = (item.text("kind") or "").upper()
         if kind in ("NAMES", "CHARACTER SET"):
@@ -101,6 +104,7 @@ async def set_statement(services: Services, session: Session, m: re.Match[str]) 
             value = expression_value(item.this.right, session.variables)
             scope = (left.text("kind") if isinstance(left, exp.SessionParameter) else "") or kind
             if scope.upper() in ("GLOBAL", "PERSIST", "PERSIST_ONLY"):
+                relay = False  # the cluster's variables, never the backend server's
                 await set_global(services, session, left.name, value)
             elif left.name.lower() == "session_context":
                 await set_session_context(session, session.variables.checked(left.name, value))
@@ -110,6 +114,8 @@ async def set_statement(services: Services, session: Session, m: re.Match[str]) 
                     await session.backend.set_autocommit(bool(session.variables.get("autocommit")))
         else:
             raise SqlError(errors.NOT_SUPPORTED, f"Unsupported SET statement: {kind or item.sql('mysql')[:60]}")
+    if relay and services.backend.relays:  # session variables behave as on the backend
+        await session.backend.relay_set(sql)
     return OK
 
 

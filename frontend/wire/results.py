@@ -487,8 +487,26 @@ def text_rows(rows: Iterable[Iterable[Any]]) -> Iterator[bytes]:
 # ---------------------------------------------------------------- binary values
 
 
+def _from_text(value: bytes | str, time: bool = False) -> Any:
+    """A temporal in its text form (a relaying backend's row) as a date, datetime or timedelta."""
+    text = value.decode("ascii", "replace") if isinstance(value, bytes) else value
+    try:
+        if time:
+            negative = text.startswith("-")
+            h, m, s = text.lstrip("-").split(":")
+            delta = dt.timedelta(hours=int(h), minutes=int(m), seconds=float(s))
+            return -delta if negative else delta
+        if len(text) <= 10:
+            return dt.date.fromisoformat(text)
+        return dt.datetime.fromisoformat(text)
+    except ValueError:
+        return None  # the zero date (0000-00-00) and friends
+
+
 def _binary_datetime(value: Any) -> bytes:
     """DATE/DATETIME/TIMESTAMP: length 0 (zero date), 4 (date), 7 (+time), 11 (+microseconds)."""
+    if isinstance(value, (bytes, str)):
+        value = _from_text(value)
     if isinstance(value, dt.datetime):
         if value.microsecond:
             return struct.pack(
@@ -514,6 +532,8 @@ def _binary_datetime(value: Any) -> bytes:
 
 def _binary_time(value: Any) -> bytes:
     """TIME: length 0 (zero), 8 (sign, days, h, m, s), 12 (+microseconds)."""
+    if isinstance(value, (bytes, str)):
+        value = _from_text(value, time=True)
     if isinstance(value, dt.time):
         value = dt.timedelta(
             hours=value.hour, minutes=value.minute, seconds=value.second, microseconds=value.microsecond

@@ -1,0 +1,393 @@
+"""FEs over a MySQL/MariaDB backend (``--backend mysql://...``): one database
+for every FE, the backend's own answers relayed, and every KILL path checked
+by the backend's own processlist (``information_schema.processlist`` on the
+private MariaDB server), not only by what the client saw."""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import socket
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pymysql
+import pytest
+
+from tests.mariadb import MariaDB
+from tests.support import Cluster, Fe, Running, error_code, fails, new_cluster, wait_for
+
+SERVICE_USER, SERVICE_PASSWORD = "fesvc", "svc-pw"
+
+
+def _mariadb() -> MariaDB:
+    try:
+        return MariaDB(SERVICE_USER, SERVICE_PASSWORD)
+    except FileNotFoundError as e:
+        pytest.skip(f"no MariaDB server binary: {e}")
+
+
+def backend_url(server: MariaDB) -> str:
+    return f"mysql://{SERVICE_USER}:{SERVICE_PASSWORD}@127.0.0.1:{server.port}"
+
+
+@pytest.fixture(scope="module")
+def mariadb() -> Iterator[MariaDB]:
+    server = _mariadb()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def mcluster(redis_url: str, mariadb: MariaDB) -> Iterator[Cluster]:
+    """Three FEs over the one MariaDB."""
+    cluster = new_cluster(redis_url, 3, backend=backend_url(mariadb))
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+def service_threads(server: MariaDB) -> list[tuple[Any, ...]]:
+    """The FEs' backend connections as the server lists them: (id, user, command, time, state, info)."""
+    return server.threads(SERVICE_USER)
+
+
+def running_on_backend(server: MariaDB, marker: str) -> int | None:
+    """The backend thread running a statement containing ``marker``, if any."""
+    for row in service_threads(server):
+        if row[2] == "Query" and row[5] and marker in str(row[5]):
+            return int(row[0])
+    return None
+
+
+def wait_backend_running(server: MariaDB, marker: str, timeout: float = 10) -> int:
+    return wait_for(lambda: running_on_backend(server, marker), timeout, what=f"{marker!r} on the backend")
+
+
+def wait_backend_stopped(server: MariaDB, marker: str, timeout: float) -> float:
+    start = time.monotonic()
+    wait_for(lambda: running_on_backend(server, marker) is None, timeout, what=f"{marker!r} to stop on the backend")
+    return time.monotonic() - start
+
+
+def thread_exists(server: MariaDB, thread_id: int) -> bool:
+    return any(int(row[0]) == thread_id for row in service_threads(server))
+
+
+def marker_sql(marker: str, seconds: int = 60) -> str:
+    return f"SELECT SLEEP({seconds}) AS `{marker}`"
+
+
+# ------------------------------------------------------------ one database for every FE
+
+
+def test_ddl_on_one_fe_is_seen_on_the_others_at_once(mcluster: Cluster, mariadb: MariaDB) -> None:
+    a, b, c = mcluster.fes
+    with (
+        contextlib.closing(a.connect()) as ca,
+        contextlib.closing(b.connect()) as cb,
+        contextlib.closing(c.connect()) as cc,
+    ):
+        with ca.cursor() as cur:
+            cur.execute("CREATE DATABASE shared1")
+        with cb.cursor() as cur:
+            cur.execute("CREATE TABLE shared1.t (id INT PRIMARY KEY AUTO_INCREMENT, v DECIMAL(10,2))")
+            cur.execute("INSERT INTO shared1.t (v) VALUES (1.5), (2.25)")
+            assert cur.rowcount == 2
+        with cc.cursor() as cur:
+            cur.execute("SHOW DATABASES")
+            assert ("shared1",) in cur.fetchall()
+            cur.execute("USE shared1")
+            cur.execute("SHOW TABLES")
+            assert cur.fetchall() == (("t",),)
+            cur.execute("SELECT id, v FROM t ORDER BY id")
+            assert [(r[0], str(r[1])) for r in cur.fetchall()] == [(1, "1.50"), (2, "2.25")]
+    assert mariadb.query("SELECT COUNT(*) FROM shared1.t") == ((2,),)
+    a.query("DROP DATABASE shared1")
+    assert not mariadb.query("SHOW DATABASES LIKE 'shared1'")
+    assert fails(c.connect(), "USE shared1")[0] == 1049
+
+
+def test_the_backends_own_column_metadata_and_ok_fields(mcluster: Cluster, mariadb: MariaDB) -> None:
+    fe = mcluster.fes[0]
+    fe.query("CREATE DATABASE IF NOT EXISTS meta")
+    sql = "SELECT id, big, amount, at, d, note, doc FROM meta.t"
+    with contextlib.closing(fe.connect(database="meta")) as conn, conn.cursor() as cur:
+        cur.execute("SET sql_mode = ''")  # relayed: the backend's session, not strict
+        cur.execute("DROP TABLE IF EXISTS t")
+        cur.execute(
+            "CREATE TABLE t (id INT PRIMARY KEY AUTO_INCREMENT, big BIGINT UNSIGNED, amount DECIMAL(12,3), "
+            "at DATETIME(3), d DATE, note VARCHAR(20) CHARACTER SET latin1, doc BLOB)"
+        )
+        cur.execute("INSERT INTO t (big, amount, at, d, note, doc) VALUES (18446744073709551615, 1.5, "
+                    "'2024-01-02 03:04:05.678', '2024-02-29', 'x', 'bin')")  # fmt: skip
+        assert cur.lastrowid == 1
+        cur.execute("INSERT INTO t (big) VALUES (1), (2)")
+        assert cur.lastrowid == 2 and cur.rowcount == 2  # the backend's LAST_INSERT_ID: the first of the batch
+        cur.execute("INSERT INTO t (note) VALUES ('a long value longer than twenty')")
+        assert conn._result.warning_count == 1  # the backend's warning, and SHOW WARNINGS has it
+        cur.execute("SHOW WARNINGS")
+        assert cur.fetchall()[0][1] == 1265
+        cur.execute(sql)
+        via_fe = (cur.description, cur.fetchall())
+    with contextlib.closing(mariadb.connect()) as direct, direct.cursor() as cur:
+        cur.execute(sql)
+        assert via_fe == (cur.description, cur.fetchall())
+
+
+def test_prepared_statements_over_the_binary_protocol(mcluster: Cluster, mariadb: MariaDB) -> None:
+    mysql_connector = pytest.importorskip("mysql.connector")
+    fe = mcluster.fes[1]
+    fe.query("CREATE DATABASE IF NOT EXISTS prep")
+    fe.query("CREATE TABLE IF NOT EXISTS prep.p (id INT PRIMARY KEY, at DATETIME, d DATE, x DOUBLE, s VARCHAR(9))")
+    fe.query("REPLACE INTO prep.p VALUES (1, '2024-01-02 03:04:05', '2024-02-29', 2.5, 'abc')")
+    rows = []
+    for port in (fe.mysql_port, mariadb.port):
+        conn = mysql_connector.connect(host="127.0.0.1", port=port, user="root", password="", use_pure=True)
+        try:
+            cur = conn.cursor(prepared=True)
+            cur.execute("SELECT id, at, d, x, s FROM prep.p WHERE id = ?", (1,))
+            rows.append(cur.fetchall())
+        finally:
+            conn.close()
+    assert rows[0] == rows[1]
+
+
+def test_transactions_and_session_variables_are_the_backends(mcluster: Cluster, mariadb: MariaDB) -> None:
+    fe = mcluster.fes[2]
+    fe.query("CREATE DATABASE IF NOT EXISTS tx")
+    fe.query("CREATE TABLE IF NOT EXISTS tx.t (id INT PRIMARY KEY)")
+    fe.query("DELETE FROM tx.t")
+    with contextlib.closing(fe.connect(database="tx")) as conn, conn.cursor() as cur:
+        conn.autocommit(False)
+        cur.execute("INSERT INTO t VALUES (1)")
+        assert conn.server_status & 1  # SERVER_STATUS_IN_TRANS, from the backend
+        assert mariadb.query("SELECT COUNT(*) FROM tx.t") == ((0,),)  # not committed yet
+        conn.rollback()
+        cur.execute("INSERT INTO t VALUES (2)")
+        conn.commit()
+        cur.execute("SET sql_mode = 'NO_ENGINE_SUBSTITUTION'")
+        cur.execute("SELECT @@sql_mode")
+        assert cur.fetchall() == (("NO_ENGINE_SUBSTITUTION",),)
+        cur.execute("SET @v = 41")
+        cur.execute("SELECT @v + 1")
+        assert cur.fetchall() == ((42,),)
+    assert mariadb.query("SELECT id FROM tx.t") == ((2,),)
+
+
+# ------------------------------------------------------------ KILL stops the backend's work
+
+
+def _admin(fe: Fe) -> pymysql.Connection:
+    return fe.connect()
+
+
+def test_kill_query_from_another_fe_stops_the_backend_statement(mcluster: Cluster, mariadb: MariaDB) -> None:
+    a, b, _ = mcluster.fes
+    with contextlib.closing(a.connect()) as victim, contextlib.closing(b.connect()) as killer:
+        run = Running(victim, marker_sql("kq1"))
+        thread = wait_backend_running(mariadb, "kq1")
+        with killer.cursor() as cur:
+            cur.execute(f"KILL QUERY {victim.thread_id()}")
+        assert error_code(run.join()) == 1317
+        wait_backend_stopped(mariadb, "kq1", 2)
+        assert thread_exists(mariadb, thread)  # the connection stays, idle, and serves the next statement
+        with victim.cursor() as cur:
+            cur.execute("SELECT CONNECTION_ID(), 6 * 7")
+            assert cur.fetchall() == ((victim.thread_id(), 42),)
+
+
+def test_kill_connection_kills_the_backend_connection(mcluster: Cluster, mariadb: MariaDB) -> None:
+    a, b, _ = mcluster.fes
+    victim = a.connect()
+    with contextlib.closing(b.connect()) as killer:
+        run = Running(victim, marker_sql("kc1"))
+        thread = wait_backend_running(mariadb, "kc1")
+        with killer.cursor() as cur:
+            cur.execute(f"KILL CONNECTION {victim.thread_id()}")
+        assert error_code(run.join()) in (2013, 2006)
+        wait_for(lambda: not thread_exists(mariadb, thread), 3, what="the backend connection to go")
+
+
+def test_a_client_gone_mid_statement_has_its_backend_statement_killed(mcluster: Cluster, mariadb: MariaDB) -> None:
+    fe = mcluster.fes[0]
+    victim = fe.connect()
+    Running(victim, marker_sql("gone1"))
+    wait_backend_running(mariadb, "gone1")
+    sock = victim._sock
+    assert sock is not None
+    sock.shutdown(socket.SHUT_RDWR)  # the client goes away (close alone waits for the reading thread)
+    assert wait_backend_stopped(mariadb, "gone1", 1.0) < 1.0
+    sock.close()
+
+
+def test_a_statement_timeout_kills_the_backend_statement(mcluster: Cluster, mariadb: MariaDB) -> None:
+    fe = mcluster.fes[1]
+    with contextlib.closing(fe.connect()) as conn:
+        with conn.cursor() as cur:
+            cur.execute("SET max_execution_time = 300")
+        code, message = fails(conn, marker_sql("to1", 30))
+        assert code == 3024 and "max_execution_time" in message
+        wait_backend_stopped(mariadb, "to1", 2)
+
+
+def test_a_transaction_survives_a_kill_query_as_on_the_backend(mcluster: Cluster, mariadb: MariaDB) -> None:
+    a, b, _ = mcluster.fes
+    a.query("CREATE DATABASE IF NOT EXISTS txk")
+    a.query("CREATE TABLE IF NOT EXISTS txk.t (id INT PRIMARY KEY)")
+    a.query("DELETE FROM txk.t")
+    with contextlib.closing(a.connect(database="txk")) as victim, contextlib.closing(b.connect()) as killer:
+        with victim.cursor() as cur:
+            cur.execute("BEGIN")
+            cur.execute("INSERT INTO t VALUES (1)")
+        run = Running(victim, marker_sql("txk1"))
+        wait_backend_running(mariadb, "txk1")
+        with killer.cursor() as cur:
+            cur.execute(f"KILL QUERY {victim.thread_id()}")
+        assert error_code(run.join()) == 1317
+        # MariaDB keeps the transaction open after KILL QUERY: so does the FE.
+        assert victim.server_status & 1 or _status_after(victim) & 1
+        assert mariadb.query("SELECT COUNT(*) FROM txk.t") == ((0,),)
+        with victim.cursor() as cur:
+            cur.execute("COMMIT")
+    assert mariadb.query("SELECT id FROM txk.t") == ((1,),)
+
+
+def _status_after(conn: pymysql.Connection) -> int:
+    with conn.cursor() as cur:
+        cur.execute("SELECT 1 FROM DUAL WHERE 0")
+    return int(conn.server_status)
+
+
+@pytest.mark.slow
+def test_a_dead_fes_backend_work_is_killed_when_its_lease_expires(redis_url: str, mariadb: MariaDB) -> None:
+    cluster = new_cluster(redis_url, 2, backend=backend_url(mariadb), lease_ttl=2)
+    try:
+        doomed = cluster.fes[0]
+        victim = doomed.connect()
+        Running(victim, marker_sql("dead1", 120))
+        thread = wait_backend_running(mariadb, "dead1")
+        time.sleep(0.3)  # the row with the backend thread id reaches the registry (written in the background)
+        doomed.signal(signal.SIGKILL)
+        doomed.proc.wait(10)
+        # The lease (2 s) expires; the survivor's next tick purges the dead FE and kills its backend threads.
+        wait_for(lambda: not thread_exists(mariadb, thread), 10, what="the dead FE's backend thread to be killed")
+        assert running_on_backend(mariadb, "dead1") is None
+    finally:
+        cluster.stop()
+
+
+@pytest.mark.slow
+def test_a_graceful_stop_kills_what_still_runs_on_the_backend(redis_url: str, mariadb: MariaDB) -> None:
+    cluster = new_cluster(redis_url, 1, backend=backend_url(mariadb), shutdown_grace=0.5)
+    try:
+        fe = cluster.fes[0]
+        victim = fe.connect()
+        run = Running(victim, marker_sql("stop1", 120))
+        thread = wait_backend_running(mariadb, "stop1")
+        fe.signal(signal.SIGTERM)
+        assert error_code(run.join(15)) in (1053, 2013)
+        fe.proc.wait(15)
+        assert not thread_exists(mariadb, thread)
+    finally:
+        cluster.stop()
+
+
+@pytest.mark.slow
+def test_a_result_past_the_caps_is_refused_and_stopped_on_the_backend(mcluster: Cluster, mariadb: MariaDB) -> None:
+    mcluster.fes[0].query("CREATE DATABASE IF NOT EXISTS caps")
+    with contextlib.closing(mcluster.fes[0].connect(database="caps")) as conn:
+        code, message = fails(conn, "SELECT seq AS `cap1`, REPEAT('x', 100) FROM seq_1_to_5000000")
+        assert code == 1105 and "Result too large" in message
+        wait_backend_stopped(mariadb, "cap1", 2)
+        with conn.cursor() as cur:  # the backend connection stayed in step
+            cur.execute("SELECT COUNT(*) FROM seq_1_to_10")
+            assert cur.fetchall() == ((10,),)
+
+
+# ------------------------------------------------------------ backend failure
+
+
+@pytest.mark.slow
+def test_a_backend_restart_gives_clear_errors_and_sessions_recover(redis_url: str) -> None:
+    server = _mariadb()
+    cluster = new_cluster(redis_url, 1, backend=backend_url(server))
+    try:
+        fe = cluster.fes[0]
+        fe.query("CREATE DATABASE IF NOT EXISTS r")
+        held = fe.connect()
+        with held.cursor() as cur:
+            cur.execute("CREATE TABLE IF NOT EXISTS r.t (id INT)")
+            cur.execute("BEGIN")
+            cur.execute("INSERT INTO r.t VALUES (1)")
+        server.kill_server()
+        # A session whose backend connection died ends with 2013, not a silent reconnect.
+        code, message = fails(held, "INSERT INTO r.t VALUES (2)")
+        assert code == 2013 and f"127.0.0.1:{server.port}" in message
+        with pytest.raises(pymysql.err.MySQLError):
+            held.ping(reconnect=False)
+        # New sessions: a clear 2003 naming the backend; the FE's own statements still work.
+        with contextlib.closing(fe.connect()) as conn:
+            code, message = fails(conn, "SELECT * FROM r.t")
+            assert code == 2003 and f"127.0.0.1:{server.port}" in message
+            with conn.cursor() as cur:
+                cur.execute("SHOW PROCESSLIST")
+                assert any(row[1] == conn.thread_id() for row in cur.fetchall())
+                cur.execute(f"SELECT id FROM information_schema.processlist WHERE id = {conn.thread_id()}")
+                assert cur.fetchall() == ((conn.thread_id(),),)
+                other = fe.connect()
+                cur.execute(f"KILL {other.thread_id()}")  # KILL works with the backend away
+                with pytest.raises(pymysql.err.MySQLError):
+                    other.ping(reconnect=False)
+            server.start_again()
+            with conn.cursor() as cur:  # the same session recovers
+                cur.execute("SELECT COUNT(*) FROM r.t")
+                assert cur.fetchall() == ((0,),)  # the transaction died with its connection
+    finally:
+        cluster.stop()
+        server.stop()
+
+
+# ------------------------------------------------------------ the same SQL over both backends
+
+
+@pytest.fixture(scope="module", params=["sqlite", "mysql"])
+def any_backend_fe(request: pytest.FixtureRequest, redis_url: str) -> Iterator[Fe]:
+    if request.param == "sqlite":
+        cluster = new_cluster(redis_url, 1)
+    else:
+        cluster = new_cluster(redis_url, 1, backend=backend_url(request.getfixturevalue("mariadb")))
+    try:
+        yield cluster.fes[0]
+    finally:
+        cluster.stop()
+
+
+def test_sql_behaves_the_same_over_both_backends(any_backend_fe: Fe) -> None:
+    fe = any_backend_fe
+    fe.query("DROP DATABASE IF EXISTS both1")
+    fe.query("CREATE DATABASE both1")
+    with contextlib.closing(fe.connect(database="both1")) as conn, conn.cursor() as cur:
+        cur.execute("CREATE TABLE t (id INT PRIMARY KEY AUTO_INCREMENT, name VARCHAR(20) NOT NULL)")
+        cur.execute("INSERT INTO t (name) VALUES ('a'), ('b'), ('c')")
+        assert cur.rowcount == 3
+        cur.execute("UPDATE t SET name = 'z' WHERE id >= 2")
+        assert cur.rowcount == 2
+        cur.execute("SELECT id, name FROM t ORDER BY id")
+        assert cur.fetchall() == ((1, "a"), (2, "z"), (3, "z"))
+        cur.execute("SELECT name, COUNT(*) FROM t GROUP BY name ORDER BY name")
+        assert cur.fetchall() == (("a", 1), ("z", 2))
+        assert fails(conn, "SELECT * FROM nope")[0] == 1146
+        assert fails(conn, "INSERT INTO t (id, name) VALUES (1, 'dup')")[0] is not None  # 1062 over MySQL
+        cur.execute("BEGIN")
+        cur.execute("DELETE FROM t")
+        cur.execute("ROLLBACK")
+        cur.execute("SELECT COUNT(*) FROM t")
+        assert cur.fetchall() == ((3,),)
+        cur.execute("DESCRIBE t")
+        assert [r[0] for r in cur.fetchall()] == ["id", "name"]
+    fe.query("DROP DATABASE both1")
