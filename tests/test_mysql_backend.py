@@ -6,6 +6,7 @@ private MariaDB server), not only by what the client saw."""
 from __future__ import annotations
 
 import contextlib
+import json
 import signal
 import socket
 import time
@@ -15,6 +16,7 @@ from typing import Any
 import pymysql
 import pytest
 
+from coordinator.registry import Keys
 from tests.mariadb import MariaDB
 from tests.support import Cluster, Fe, Running, error_code, fails, new_cluster, wait_for
 
@@ -263,22 +265,49 @@ def _status_after(conn: pymysql.Connection) -> int:
     return int(conn.server_status)
 
 
+@contextlib.contextmanager
+def row_locked(server: MariaDB, db: str) -> Iterator[str]:
+    """A row locked by a transaction straight on the server; yields a statement
+    that waits for it (innodb_lock_wait_timeout, 50 s). The server does not
+    notice that the client of such a wait went away (it does for SLEEP, after
+    ~5 s), so only a KILL ends it early."""
+    server.query(f"CREATE DATABASE IF NOT EXISTS {db}")
+    server.query(f"CREATE TABLE IF NOT EXISTS {db}.t (id INT PRIMARY KEY) ENGINE=InnoDB")
+    server.query(f"INSERT IGNORE INTO {db}.t VALUES (1)")
+    holder = server.connect()
+    try:
+        holder.autocommit(False)
+        with holder.cursor() as cur:
+            cur.execute(f"SELECT * FROM {db}.t WHERE id = 1 FOR UPDATE")
+        yield f"SELECT /* {db} */ * FROM {db}.t WHERE id = 1 FOR UPDATE"
+    finally:
+        holder.close()
+
+
 @pytest.mark.slow
 def test_a_dead_fes_backend_work_is_killed_when_its_lease_expires(redis_url: str, mariadb: MariaDB) -> None:
     cluster = new_cluster(redis_url, 2, backend=backend_url(mariadb), lease_ttl=2)
     try:
         doomed = cluster.fes[0]
         victim = doomed.connect()
-        Running(victim, marker_sql("dead1", 120))
-        thread = wait_backend_running(mariadb, "dead1")
-        time.sleep(0.3)  # the row with the backend thread id reaches the registry (written in the background)
-        doomed.signal(signal.SIGKILL)
-        doomed.proc.wait(10)
-        # The lease (2 s) expires; the survivor's next tick purges the dead FE and kills its backend threads.
-        wait_for(lambda: not thread_exists(mariadb, thread), 10, what="the dead FE's backend thread to be killed")
-        assert running_on_backend(mariadb, "dead1") is None
+        with row_locked(mariadb, "dead1") as waiting:
+            Running(victim, waiting)
+            thread = wait_backend_running(mariadb, "dead1")
+            # The session's row, with its backend thread id, reaches the registry (written in the background).
+            wait_for(lambda: _registered_thread(cluster, victim.thread_id()) == thread, 5, what="backend_thread row")
+            doomed.signal(signal.SIGKILL)
+            doomed.proc.wait(10)
+            assert running_on_backend(mariadb, "dead1") == thread  # the server itself does not notice
+            # The lease (2 s) expires; the survivor's next tick purges the dead FE and kills its backend threads.
+            wait_for(lambda: not thread_exists(mariadb, thread), 10, what="the dead FE's backend thread to be killed")
     finally:
         cluster.stop()
+
+
+def _registered_thread(cluster: Cluster, conn_id: int) -> int | None:
+    with contextlib.closing(cluster.redis()) as r:
+        raw = r.hget(Keys(cluster.name).conns, str(conn_id))
+    return None if raw is None else int(json.loads(raw).get("backend_thread", 0))
 
 
 @pytest.mark.slow
@@ -287,12 +316,13 @@ def test_a_graceful_stop_kills_what_still_runs_on_the_backend(redis_url: str, ma
     try:
         fe = cluster.fes[0]
         victim = fe.connect()
-        run = Running(victim, marker_sql("stop1", 120))
-        thread = wait_backend_running(mariadb, "stop1")
-        fe.signal(signal.SIGTERM)
-        assert error_code(run.join(15)) in (1053, 2013)
-        fe.proc.wait(15)
-        assert not thread_exists(mariadb, thread)
+        with row_locked(mariadb, "stop1") as waiting:
+            run = Running(victim, waiting)
+            thread = wait_backend_running(mariadb, "stop1")
+            fe.signal(signal.SIGTERM)
+            assert error_code(run.join(15)) in (1053, 2013)
+            fe.proc.wait(15)
+            assert not thread_exists(mariadb, thread)
     finally:
         cluster.stop()
 
