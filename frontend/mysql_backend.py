@@ -326,6 +326,19 @@ class MysqlBackend:
                         log.warning("%s on the backend failed: %s", sql, e.message)
                         return
 
+    def warm_control(self) -> None:
+        """Open the control connection ahead of the first KILL (once a session has a connection)."""
+        if self._control is None and not self._control_lock.locked():
+            task = asyncio.get_running_loop().create_task(self._open_control())
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _open_control(self) -> None:
+        async with self._control_lock:
+            if self._control is None:
+                with contextlib.suppress(SqlError):
+                    self._control = await self.connect()
+
     def kill_soon(self, thread_id: int, query: bool = True) -> None:
         task = asyncio.get_running_loop().create_task(self.kill(thread_id, query))
         self._tasks.add(task)
@@ -474,6 +487,7 @@ class MysqlSession:
             self._pending_sets.clear()
             conn.on_overflow = lambda: self.backend.kill_soon(conn.thread_id, query=True)
             self._conn = conn
+            self.backend.warm_control()
             if self._on_thread is not None:
                 self._on_thread(conn.thread_id)
         if database and database != conn.db:
