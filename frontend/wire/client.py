@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
+from functools import lru_cache
 
 from frontend.wire import handshake as hs
 from frontend.wire.auth import scramble
@@ -134,7 +135,9 @@ def _name(raw: bytes) -> str:
     return raw.decode("utf-8", "surrogateescape")
 
 
+@lru_cache(maxsize=4096)
 def parse_column_definition(payload: bytes) -> Column:
+    """Cached by the payload: the same columns come back statement after statement."""
     cur = Cursor(payload)
     cur.lenenc_bytes()  # catalog
     schema = _name(cur.lenenc_bytes())
