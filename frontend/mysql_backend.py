@@ -133,9 +133,11 @@ class Connection:
                 reader, writer = await asyncio.open_connection(a.host, a.port, limit=1 << 20)
                 self._writer = writer
                 self._reader = packets = PacketReader(reader, limit=wc.MAX_PACKET)
-                greeting = wc.parse_greeting(await packets.read())
-                if greeting.version and greeting.version[0] == "\xff":
-                    raise OSError("the server refused the connection")
+                first = await packets.read()
+                if first[:1] == b"\xff":  # refused before the greeting: 1040 too many connections, 1129 blocked, ...
+                    code, _, message = wc.parse_err(first)
+                    raise SqlError(code, f"backend {a.address}: {message}")
+                greeting = wc.parse_greeting(first)
                 seq = 1
                 if a.tls:
                     writer.write(frame([wc.ssl_request(greeting)], seq)[0])

@@ -29,7 +29,7 @@ from coordinator.redis_client import REDIS_ERRORS, connect
 from coordinator.registry import ConnectionRecord, ConnectionWriter, FeRecord, Registry
 from coordinator.routing import Router
 from frontend import tls, variables
-from frontend.backends import open_backend
+from frontend.backends import open_backend, redact_url
 from frontend.config import Config
 from frontend.executor import Executor
 from frontend.grpc_api import GrpcListener
@@ -130,12 +130,13 @@ class Node:
         gc.collect()
         gc.freeze()
         log.info(
-            "FE %s up: server id %d, MySQL on %s, gRPC on %s, cluster %r",
+            "FE %s up: server id %d, MySQL on %s, gRPC on %s, cluster %r, backend %s",
             cfg.address,
             self.membership.server_id,
             cfg.mysql_address,
             cfg.address,
             cfg.cluster,
+            redact_url(cfg.backend) or "sqlite (temporary directory)",
         )
 
     async def serve(self) -> None:

@@ -9,25 +9,43 @@ import contextlib
 import json
 import signal
 import socket
+import subprocess
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pymysql
 import pytest
 
+from coordinator.errors import SqlError
 from coordinator.registry import Keys
+from frontend.mysql_backend import MysqlBackend
 from tests.mariadb import MariaDB
 from tests.support import Cluster, Fe, Running, error_code, fails, new_cluster, wait_for
+from tests.tcp_lb import RoundRobin
 
 SERVICE_USER, SERVICE_PASSWORD = "fesvc", "svc-pw"
 
 
-def _mariadb() -> MariaDB:
+def _mariadb(tls: tuple[Path, Path] | None = None) -> MariaDB:
     try:
-        return MariaDB(SERVICE_USER, SERVICE_PASSWORD)
+        return MariaDB(SERVICE_USER, SERVICE_PASSWORD, tls=tls)
     except FileNotFoundError as e:
         pytest.skip(f"no MariaDB server binary: {e}")
+
+
+def _self_signed(directory: Path) -> tuple[Path, Path] | None:
+    cert, key = directory / "backend.pem", directory / "backend.key"
+    try:
+        subprocess.run(
+            ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert),
+             "-days", "2", "-subj", "/CN=localhost"],
+            check=True, capture_output=True, timeout=60,
+        )  # fmt: skip
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return cert, key
 
 
 def backend_url(server: MariaDB) -> str:
@@ -35,8 +53,8 @@ def backend_url(server: MariaDB) -> str:
 
 
 @pytest.fixture(scope="module")
-def mariadb() -> Iterator[MariaDB]:
-    server = _mariadb()
+def mariadb(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MariaDB]:
+    server = _mariadb(_self_signed(tmp_path_factory.mktemp("backend-tls")))
     try:
         yield server
     finally:
@@ -114,6 +132,31 @@ def test_ddl_on_one_fe_is_seen_on_the_others_at_once(mcluster: Cluster, mariadb:
     assert fails(c.connect(), "USE shared1")[0] == 1049
 
 
+def test_behind_a_round_robin_balancer_every_connection_sees_the_same_data(mcluster: Cluster) -> None:
+    """Issue 12's first measurement: over SQLite, the second connection got 1049."""
+    with RoundRobin([fe.mysql_port for fe in mcluster.fes]) as lb:
+        conns = [
+            pymysql.connect(host="127.0.0.1", port=lb.port, user="root", autocommit=True, ssl_disabled=True)
+            for _ in range(3)
+        ]
+        try:
+            assert sorted(lb.picks) == sorted(fe.mysql_port for fe in mcluster.fes)  # one connection per FE
+            with conns[0].cursor() as cur:
+                cur.execute("CREATE DATABASE lb1")
+                cur.execute("CREATE TABLE lb1.t (id INT)")
+            for conn in conns[1:]:
+                with conn.cursor() as cur:
+                    cur.execute("USE lb1")
+                    cur.execute("INSERT INTO t VALUES (1)")
+            with conns[0].cursor() as cur:
+                cur.execute("SELECT COUNT(*) FROM lb1.t")
+                assert cur.fetchall() == ((2,),)
+                cur.execute("DROP DATABASE lb1")
+        finally:
+            for conn in conns:
+                conn.close()
+
+
 def test_the_backends_own_column_metadata_and_ok_fields(mcluster: Cluster, mariadb: MariaDB) -> None:
     fe = mcluster.fes[0]
     fe.query("CREATE DATABASE IF NOT EXISTS meta")
@@ -179,6 +222,27 @@ def test_transactions_and_session_variables_are_the_backends(mcluster: Cluster, 
         cur.execute("SELECT @v + 1")
         assert cur.fetchall() == ((42,),)
     assert mariadb.query("SELECT id FROM tx.t") == ((2,),)
+
+
+async def test_tls_to_the_backend(mariadb: MariaDB) -> None:
+    """``?ssl=1``: the service account may be one that MariaDB admits over TLS only."""
+    if mariadb.query("SELECT @@have_ssl")[0][0] != "YES":
+        pytest.skip("the private MariaDB has no TLS (no openssl to make a certificate)")
+    mariadb.query("CREATE USER IF NOT EXISTS 'tlsonly'@'%' IDENTIFIED BY 'tls-pw' REQUIRE SSL")
+    mariadb.query("GRANT ALL ON *.* TO 'tlsonly'@'%'")
+    plain = MysqlBackend(f"mysql://tlsonly:tls-pw@127.0.0.1:{mariadb.port}")
+    secure = MysqlBackend(f"mariadb://tlsonly:tls-pw@127.0.0.1:{mariadb.port}?ssl=1")
+    try:
+        with pytest.raises(SqlError) as refused:
+            await plain.session().execute("SELECT 1", None)
+        assert refused.value.code == 1045
+        session = secure.session()
+        result = await session.execute("SHOW SESSION STATUS LIKE 'Ssl_cipher'", None)
+        assert result.rows[0][1]  # a cipher: the connection is encrypted
+        session.close()
+    finally:
+        plain.shutdown()
+        secure.shutdown()
 
 
 # ------------------------------------------------------------ KILL stops the backend's work
