@@ -20,6 +20,7 @@ import pytest
 
 from coordinator.errors import SqlError
 from coordinator.registry import Keys
+from frontend.client import Client
 from frontend.mysql_backend import MysqlBackend
 from tests.mariadb import MariaDB
 from tests.support import Cluster, Fe, Running, error_code, fails, new_cluster, wait_for
@@ -182,6 +183,19 @@ def test_the_backends_own_column_metadata_and_ok_fields(mcluster: Cluster, maria
     with contextlib.closing(mariadb.connect()) as direct, direct.cursor() as cur:
         cur.execute(sql)
         assert via_fe == (cur.description, cur.fetchall())
+
+
+def test_the_grpc_api_over_the_mysql_backend(mcluster: Cluster) -> None:
+    with Client(mcluster.fes[2].address) as client, client.session() as s:
+        s.execute("CREATE DATABASE IF NOT EXISTS grpc1")
+        s.execute("USE grpc1")
+        s.execute("CREATE TABLE IF NOT EXISTS t (a INT, b VARCHAR(10), c DOUBLE, d DECIMAL(5,2), e VARBINARY(4))")
+        s.execute("DELETE FROM t")
+        inserted = s.execute("INSERT INTO t VALUES (1, 'x', 0.5, 1.25, 'ab'), (2, NULL, NULL, NULL, NULL)")
+        assert inserted.affected_rows == 2
+        result = s.execute("SELECT a, b, c, d, e FROM t ORDER BY a")
+        assert result.columns == ["a", "b", "c", "d", "e"]
+        assert result.rows == [(1, "x", 0.5, "1.25", b"ab"), (2, None, None, None, None)]
 
 
 def test_prepared_statements_over_the_binary_protocol(mcluster: Cluster, mariadb: MariaDB) -> None:
