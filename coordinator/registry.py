@@ -113,7 +113,11 @@ class ConnectionRecord:
 
     @classmethod
     def from_json(cls, raw: str | bytes) -> ConnectionRecord:
-        return cls(**json.loads(raw))
+        # Fields a newer FE added are ignored: FEs of two versions share a registry during a rolling upgrade.
+        return cls(**{k: v for k, v in json.loads(raw).items() if k in _CONNECTION_FIELDS})
+
+
+_CONNECTION_FIELDS = frozenset(ConnectionRecord.__dataclass_fields__)
 
 
 class LiveConnection(Protocol):

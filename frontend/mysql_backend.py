@@ -163,6 +163,9 @@ class Connection:
         except SqlError:
             self.abort()
             raise
+        except asyncio.CancelledError:  # a KILL (or the client gone) while connecting
+            self.abort()
+            raise
         except (OSError, TimeoutError, asyncio.IncompleteReadError, ValueError) as e:
             self.abort()
             raise SqlError(
