@@ -235,6 +235,11 @@ def test_transactions_and_session_variables_are_the_backends(mcluster: Cluster, 
         cur.execute("SET @v = 41")
         cur.execute("SELECT @v + 1")
         assert cur.fetchall() == ((42,),)
+        # Mixed: NAMES stays at the FE, sql_mode reaches the backend's session.
+        cur.execute("SET NAMES utf8mb4, sql_mode = 'ANSI_QUOTES'")
+        assert fails(conn, 'SELECT "a" FROM t')[0] == 1054  # "a" is a column name now, on the backend
+        cur.execute("SELECT 'é€😀', CHAR_LENGTH('é€😀')")
+        assert cur.fetchall() == (("é€😀", 3),)
     assert mariadb.query("SELECT id FROM tx.t") == ((2,),)
 
 
