@@ -468,20 +468,8 @@ def test_a_backend_restart_gives_clear_errors_and_sessions_recover(redis_url: st
 # ------------------------------------------------------------ the same SQL over both backends
 
 
-@pytest.fixture(scope="module", params=["sqlite", "mysql"])
-def any_backend_fe(request: pytest.FixtureRequest, redis_url: str) -> Iterator[Fe]:
-    if request.param == "sqlite":
-        cluster = new_cluster(redis_url, 1)
-    else:
-        cluster = new_cluster(redis_url, 1, backend=backend_url(request.getfixturevalue("mariadb")))
-    try:
-        yield cluster.fes[0]
-    finally:
-        cluster.stop()
-
-
-def test_sql_behaves_the_same_over_both_backends(any_backend_fe: Fe) -> None:
-    fe = any_backend_fe
+def test_sql_behaves_the_same_over_both_backends(any_fe: Fe) -> None:
+    fe = any_fe
     fe.query("DROP DATABASE IF EXISTS both1")
     fe.query("CREATE DATABASE both1")
     with contextlib.closing(fe.connect(database="both1")) as conn, conn.cursor() as cur:
