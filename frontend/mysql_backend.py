@@ -486,8 +486,10 @@ class MysqlSession:
                     await conn.query("SET autocommit = 0")
                 for sql in self._pending_sets:
                     await _relay_set(conn, sql)
-            except BaseException:
+            except BaseException as e:
                 conn.close()
+                if isinstance(e, SqlError) and e.code not in (errors.CONN_HOST_ERROR, errors.SERVER_LOST):
+                    self._pending_sets.clear()  # the server refused one: said once, not at every statement
                 raise
             self._pending_sets.clear()
             conn.on_overflow = lambda: self.backend.kill_soon(conn.thread_id, query=True)

@@ -492,3 +492,14 @@ def test_sql_behaves_the_same_over_both_backends(any_fe: Fe) -> None:
         cur.execute("DESCRIBE t")
         assert [r[0] for r in cur.fetchall()] == ["id", "name"]
     fe.query("DROP DATABASE both1")
+
+
+def test_a_set_the_backend_refuses_is_reported_once(mcluster: Cluster) -> None:
+    with contextlib.closing(mcluster.fes[0].connect()) as conn:
+        with conn.cursor() as cur:
+            cur.execute("SET time_zone = 'Nowhere/Atlantis'")  # kept until the backend connection opens
+        assert fails(conn, "SELECT 1 + 1")[0] == 1298  # the server's "Unknown or incorrect time zone"
+        with conn.cursor() as cur:
+            cur.execute("SELECT 1 + 1")
+            assert cur.fetchall() == ((2,),)
+        assert fails(conn, "SET time_zone = 'Nowhere/Atlantis'")[0] == 1298  # with a connection: at once
