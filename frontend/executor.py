@@ -134,17 +134,23 @@ class Executor:
         return await self._general(session, text)
 
     async def _general(self, session: Session, text: str) -> Result:
-        if self.services.backend.relays and _FE_OWNED_WORDS.search(text) is None:
-            user = self.services.accounts.cached(session.user)
-            if user is not None and user.is_admin:  # no privilege to check: no tree needed
-                return self._warnings(session, await session.backend.execute(text, session.db))
+        relay_all = self.services.backend.relays and self._is_admin(session)  # no privilege to check
+        if relay_all and _FE_OWNED_WORDS.search(text) is None:  # nothing the FE answers: no tree needed
+            return self._warnings(session, await session.backend.execute(text, session.db))
         cached = len(text) <= PARSE_CACHE_ENTRY
         # Longer statements are parsed off the loop (seconds for a bulk INSERT)
         # and handed to the backend as a tree, so it does not parse them again.
-        tree = _parse(text) if cached else await asyncio.to_thread(parse, text)
+        try:
+            tree = _parse(text) if cached else await asyncio.to_thread(parse, text)
+        except SqlError:
+            if relay_all and "processlist" not in text.lower():  # MySQL syntax sqlglot lacks: the server's to judge
+                return self._warnings(session, await session.backend.execute(text, session.db))
+            raise
         if cluster.references_processlist(tree):
             return await cluster.processlist_table(self.services, session, tree)
-        schema_tables = metadata.information_schema_tables(tree, session.db)
+        # information_schema: the backend's own for an admin over a relaying backend (every table, its
+        # types); otherwise built by the FE from what the user may see.
+        schema_tables = None if relay_all else metadata.information_schema_tables(tree, session.db)
         if schema_tables is not None:  # built from what the user may see: no privilege check needed
             return await metadata.information_schema_query(self.services, session, tree, schema_tables)
         if _is_constant_select(tree):
@@ -165,6 +171,10 @@ class Executor:
         if result.warnings:
             session.warnings = list(result.warnings)  # SHOW WARNINGS, answered by the FE
         return result
+
+    def _is_admin(self, session: Session) -> bool:
+        user = self.services.accounts.cached(session.user)
+        return user is not None and user.is_admin
 
     def authorize(self, session: Session, tree: exp.Expression) -> None:
         """The data-privilege check, before anything reaches a backend: the
