@@ -44,10 +44,10 @@ import contextlib
 import logging
 import ssl
 import tempfile
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from sqlglot import exp
@@ -58,11 +58,13 @@ from frontend.backend import Column, Index, check_db_name
 from frontend.result import Result, SqlWarning
 from frontend.sqlite_backend import MAX_RESULT_BYTES, MAX_RESULT_ROWS, SqliteBackend
 from frontend.wire import client as wc
-from frontend.wire.packets import PacketReader, frame
-from frontend.wire.results import SERVER_STATUS_AUTOCOMMIT, SERVER_STATUS_IN_TRANS
+from frontend.wire.packets import PacketTooLarge, frame
+from frontend.wire.results import SERVER_MORE_RESULTS_EXISTS, SERVER_STATUS_AUTOCOMMIT, SERVER_STATUS_IN_TRANS
 from frontend.wire.sqltext import quote_string
+from frontend.wire.transport import WireProtocol
 
 log = logging.getLogger("fecluster.mysql_backend")
+T = TypeVar("T")
 
 SYSTEM_SCHEMAS = frozenset({"information_schema", "mysql", "performance_schema", "sys"})
 CONNECT_TIMEOUT = 5.0
@@ -105,6 +107,26 @@ def _ident(name: str) -> str:
     return "`" + name.replace("`", "``") + "`"
 
 
+class _Answer:
+    """The server's answer to one command, read packet by packet. Its state
+    lives here, not in a coroutine's locals, so a cancelled read resumes where
+    it stopped (``Connection.finish``): the connection stays in step without a
+    task per statement."""
+
+    __slots__ = ("columns", "count", "done", "error", "phase", "result", "rows", "size", "too_large")
+
+    def __init__(self) -> None:
+        self.phase = 0  # 0: first packet, 1: column definitions, 2: rows
+        self.count = 0
+        self.columns: list[wc.Column] = []
+        self.rows: list[tuple[Any, ...]] = []
+        self.size = 0
+        self.too_large = False
+        self.result: Result | None = None
+        self.error: SqlError | None = None
+        self.done = False
+
+
 class Connection:
     """One client connection to the backend, speaking COM_QUERY with DEPRECATE_EOF."""
 
@@ -115,8 +137,8 @@ class Connection:
         self.db: str | None = None
         self.broken = False
         self.on_overflow: Callable[[], None] | None = None  # a result past the caps
-        self._reader: PacketReader | None = None
-        self._writer: asyncio.StreamWriter | None = None
+        self._io: WireProtocol | None = None
+        self._answer: _Answer | None = None  # the command whose answer is being read
 
     def _lost(self, e: BaseException | None = None) -> SqlError:
         self.broken = True
@@ -130,31 +152,34 @@ class Connection:
         a = self.address
         try:
             async with asyncio.timeout(timeout):
-                reader, writer = await asyncio.open_connection(a.host, a.port, limit=1 << 20)
-                self._writer = writer
-                self._reader = packets = PacketReader(reader, limit=wc.MAX_PACKET)
-                first = await packets.read()
+                loop = asyncio.get_running_loop()
+                _, io = await loop.create_connection(lambda: WireProtocol(limit=wc.MAX_PACKET), a.host, a.port)
+                self._io = io
+                first = await io.read()
                 if first[:1] == b"\xff":  # refused before the greeting: 1040 too many connections, 1129 blocked, ...
                     code, _, message = wc.parse_err(first)
                     raise SqlError(code, f"backend {a.address}: {message}")
                 greeting = wc.parse_greeting(first)
                 seq = 1
                 if a.tls:
-                    writer.write(frame([wc.ssl_request(greeting)], seq)[0])
+                    io.write(frame([wc.ssl_request(greeting)], seq)[0])
                     seq += 1
                     context = ssl.create_default_context()
                     context.check_hostname = False
                     context.verify_mode = ssl.CERT_NONE
-                    await writer.start_tls(context)
+                    secure = await loop.start_tls(io.transport, io, context)
+                    if secure is None:
+                        raise OSError("TLS with the backend failed")
+                    io.transport = secure  # type: ignore[assignment]
                 response = wc.handshake_response(greeting, a.user, a.password, wc.hs.CLIENT_SSL if a.tls else 0)
-                writer.write(frame([response], seq)[0])
-                answer = await packets.read()
+                io.write(frame([response], seq)[0])
+                answer = await io.read()
                 if answer[:1] == b"\xfe":  # auth switch: mysql_native_password with a new nonce
-                    cur_plugin, _, rest = answer[1:].partition(b"\x00")
-                    if cur_plugin.decode() != wc.hs.NATIVE_PASSWORD:
-                        raise SqlError(errors.ACCESS_DENIED, f"backend asks for auth plugin {cur_plugin.decode()!r}")
-                    writer.write(frame([wc.scramble(a.password, rest[:20])], packets.seq)[0])
-                    answer = await packets.read()
+                    plugin, _, rest = answer[1:].partition(b"\x00")
+                    if plugin.decode() != wc.hs.NATIVE_PASSWORD:
+                        raise SqlError(errors.ACCESS_DENIED, f"backend asks for auth plugin {plugin.decode()!r}")
+                    io.write(frame([wc.scramble(a.password, rest[:20])], io.seq)[0])
+                    answer = await io.read()
                 if answer[:1] == b"\xff":
                     code, _, message = wc.parse_err(answer)
                     raise SqlError(code, f"backend {a.address}: {message}")
@@ -173,16 +198,25 @@ class Connection:
             ) from e
         return self
 
+    @property
+    def busy(self) -> bool:
+        """A command was sent whose answer has not been read to its end."""
+        return self._answer is not None and not self.broken
+
     def _send(self, payload: bytes) -> None:
-        if self._writer is None or self.broken or self._writer.is_closing():
+        io = self._io
+        if io is None or self.broken or io.transport.is_closing():
             raise self._lost()
-        self._writer.write(frame([payload], 0)[0])
+        if self._answer is not None:  # never two commands in flight (a cancelled read not finished)
+            self.broken = True
+            raise self._lost()
+        io.write(frame([payload], 0)[0])
 
     async def _read(self) -> bytes:
-        assert self._reader is not None
+        assert self._io is not None
         try:
-            return await self._reader.read()
-        except (OSError, asyncio.IncompleteReadError) as e:
+            return await self._io.read()
+        except (OSError, asyncio.IncompleteReadError, PacketTooLarge) as e:
             raise self._lost(e) from e
 
     def _error(self, payload: bytes) -> SqlError:
@@ -190,86 +224,116 @@ class Connection:
         return SqlError(code, message, state or None)
 
     async def query(self, sql: str) -> Result:
-        """Run ``sql``; the last result of a multi-result answer (CALL) is returned."""
+        """Run ``sql``; the last result of a multi-result answer (CALL) is returned.
+        Cancel-safe: a cancel leaves the answer half read, for ``finish``."""
         self._send(bytes((wc.COM_QUERY,)) + sql.encode("utf-8", "surrogateescape"))
-        result = await self._read_result()
-        while self.status & 8:  # SERVER_MORE_RESULTS_EXISTS
-            result = await self._read_result()
-        return result
+        self._answer = _Answer()
+        return await self._read_answer()
 
-    async def _read_result(self) -> Result:
-        first = await self._read()
-        head = first[:1]
-        if head == b"\xff":
-            self.status &= ~8
-            raise self._error(first)
-        if head == b"\x00":
-            ok = wc.parse_ok(first)
-            self.status = ok.status
-            return _with_count(Result(affected_rows=ok.affected_rows, last_insert_id=ok.last_insert_id), ok.warnings)
-        if head == b"\xfb":
-            self.broken = True
-            raise SqlError(errors.NOT_SUPPORTED, "LOAD DATA LOCAL INFILE is not supported through the FE")
-        count = wc.Cursor(first).lenenc_int()
-        columns = [wc.parse_column_definition(await self._read()) for _ in range(count)]
-        rows: list[tuple[Any, ...]] = []
-        append = rows.append
-        size = 0
-        too_large = False
-        while True:
-            payload = await self._read()
+    async def finish(self) -> None:
+        """Read the rest of a cancelled command's answer (its 1317, or its result), dropping it."""
+        if self._answer is not None:
+            with contextlib.suppress(SqlError):
+                await self._read_answer()
+
+    async def _read_answer(self) -> Result:
+        answer = self._answer
+        assert answer is not None
+        while not answer.done:
+            self._feed(answer, await self._read())
+            if answer.phase == 2 and not len(answer.rows) & 1023 and answer.rows:
+                await asyncio.sleep(0)  # a large buffered answer must not hold the loop
+        self._answer = None
+        if answer.error is not None:
+            raise answer.error
+        assert answer.result is not None
+        return answer.result
+
+    def _feed(self, answer: _Answer, payload: bytes) -> None:
+        """One packet of the answer; sets ``answer.done`` after its last."""
+        if answer.phase == 2:
             if wc.is_end(payload):
                 ok = wc.parse_ok(payload)
-                break
-            if payload[:1] == b"\xff":
-                self.status &= ~8
-                if too_large:
-                    break
-                raise self._error(payload)  # e.g. 1317 when killed while sending rows
-            if too_large:
-                continue  # drained, not kept: the connection must stay in step
-            append(wc.parse_text_row(payload, count))
-            size += len(payload) + 56
-            if len(rows) > MAX_RESULT_ROWS or size > MAX_RESULT_BYTES:
-                too_large = True
-                rows.clear()
-                if self.on_overflow is not None:
-                    self.on_overflow()  # KILL QUERY: the server stops sending
-            if not len(rows) & 1023:
-                await asyncio.sleep(0)  # a large buffered answer must not hold the loop
-        if too_large:
-            raise SqlError(
-                errors.UNKNOWN_ERROR,
-                f"Result too large: more than {MAX_RESULT_ROWS} rows or {MAX_RESULT_BYTES >> 20} MB;"
-                " add a LIMIT or a WHERE",
+                self.status = ok.status
+                if answer.too_large:
+                    answer.error = SqlError(
+                        errors.UNKNOWN_ERROR,
+                        f"Result too large: more than {MAX_RESULT_ROWS} rows or {MAX_RESULT_BYTES >> 20} MB;"
+                        " add a LIMIT or a WHERE",
+                    )
+                answer.result = _with_count(
+                    Result([c.name for c in answer.columns], answer.rows, wire_columns=answer.columns), ok.warnings
+                )
+                self._next_result(answer)
+            elif payload[:1] == b"\xff":
+                self.status &= ~SERVER_MORE_RESULTS_EXISTS
+                if answer.error is None and not answer.too_large:
+                    answer.error = self._error(payload)  # e.g. 1317 when killed while sending rows
+                answer.done = True
+            elif not answer.too_large:
+                answer.rows.append(wc.parse_text_row(payload, answer.count))
+                answer.size += len(payload) + 56
+                if len(answer.rows) > MAX_RESULT_ROWS or answer.size > MAX_RESULT_BYTES:
+                    answer.too_large = True
+                    answer.rows = []
+                    if self.on_overflow is not None:
+                        self.on_overflow()  # KILL QUERY: the server stops sending
+            return
+        if answer.phase == 1:
+            answer.columns.append(wc.parse_column_definition(payload))
+            if len(answer.columns) == answer.count:
+                answer.phase = 2
+            return
+        head = payload[:1]
+        if head == b"\xff":
+            self.status &= ~SERVER_MORE_RESULTS_EXISTS
+            answer.error = answer.error or self._error(payload)
+            answer.done = True
+        elif head == b"\x00":
+            ok = wc.parse_ok(payload)
+            self.status = ok.status
+            answer.result = _with_count(
+                Result(affected_rows=ok.affected_rows, last_insert_id=ok.last_insert_id), ok.warnings
             )
-        self.status = ok.status
-        return _with_count(Result([c.name for c in columns], rows, wire_columns=columns), ok.warnings)
+            self._next_result(answer)
+        elif head == b"\xfb":
+            self.broken = True  # the server waits for a file we will not send
+            answer.error = SqlError(errors.NOT_SUPPORTED, "LOAD DATA LOCAL INFILE is not supported through the FE")
+            answer.done = True
+        else:
+            answer.count = wc.Cursor(payload).lenenc_int()
+            answer.columns, answer.rows, answer.size = [], [], 0
+            answer.phase = 1
+
+    def _next_result(self, answer: _Answer) -> None:
+        if self.status & SERVER_MORE_RESULTS_EXISTS:
+            answer.phase = 0  # another result follows (CALL): the last one is the answer
+        else:
+            answer.done = True
 
     async def init_db(self, name: str) -> None:
         self._send(bytes((wc.COM_INIT_DB,)) + name.encode())
-        answer = await self._read()
-        if answer[:1] == b"\xff":
-            raise self._error(answer)
-        self.status = wc.parse_ok(answer).status
+        self._answer = _Answer()
+        await self._read_answer()
         self.db = name
 
     def close(self) -> None:
         """COM_QUIT, then close: the server ends the thread at once."""
-        if self._writer is not None and not self.broken:
+        io = self._io
+        if io is not None and not self.broken:
             with contextlib.suppress(Exception):
-                self._writer.write(frame([bytes((wc.COM_QUIT,))], 0)[0])
+                io.write(frame([bytes((wc.COM_QUIT,))], 0)[0])
         with contextlib.suppress(Exception):
-            if self._writer is not None:
-                self._writer.close()
-        self._writer = None
+            if io is not None:
+                io.transport.close()
+        self._io = None
         self.broken = True
 
     def abort(self) -> None:
         with contextlib.suppress(Exception):
-            if self._writer is not None:
-                self._writer.transport.abort()
-        self._writer = None
+            if self._io is not None:
+                self._io.transport.abort()
+        self._io = None
 
 
 def _with_count(result: Result, warnings: int) -> Result:
@@ -460,7 +524,6 @@ class MysqlSession:
         self._on_thread = on_thread
         self._conn: Connection | None = None
         self._autocommit = True
-        self._running: asyncio.Task[Result] | None = None
         self._pending_sets: list[str] = []  # SETs said before the connection opened (drivers' connect-time SETs)
 
     @property
@@ -501,29 +564,25 @@ class MysqlSession:
             await self._run(conn, lambda: conn.init_db(database))
         return conn
 
-    async def _run(self, conn: Connection, work: Callable[[], Any]) -> Any:
-        """``work`` in its own task: a cancel (KILL, time limit, client gone,
-        shutdown) kills the statement on the backend, then waits for its
-        answer so the connection stays in step."""
-        task = asyncio.ensure_future(work())
-        self._running = task
+    async def _run(self, conn: Connection, work: Callable[[], Awaitable[T]]) -> T:
+        """``work`` (one command on ``conn``). A cancel (KILL, time limit, client
+        gone, shutdown) kills the statement on the backend, then reads the rest
+        of its answer (the server's 1317) so the connection stays in step; no
+        answer within SETTLE_TIMEOUT: the backend connection is killed."""
         try:
-            return await asyncio.shield(task)
+            return await work()
         except asyncio.CancelledError:
-            await self.backend.kill(conn.thread_id, query=True)
-            try:
-                async with asyncio.timeout(SETTLE_TIMEOUT):
-                    await asyncio.wait([task])
-            except TimeoutError:
-                log.warning("backend thread %d did not answer its KILL QUERY; killing the connection", conn.thread_id)
-                self.backend.kill_soon(conn.thread_id, query=False)
-                conn.abort()
-                conn.broken = True
-            if task.done() and not task.cancelled():
-                task.exception()  # retrieved: the 1317 (or the result) nobody waits for
+            if conn.busy:
+                await self.backend.kill(conn.thread_id, query=True)
+                try:
+                    async with asyncio.timeout(SETTLE_TIMEOUT):
+                        await conn.finish()
+                except TimeoutError:
+                    log.warning("backend thread %d did not answer its KILL QUERY; killing it", conn.thread_id)
+                    self.backend.kill_soon(conn.thread_id, query=False)
+                    conn.abort()
+                    conn.broken = True
             raise
-        finally:
-            self._running = None
 
     async def execute(self, sql: str, database: str | None, tree: exp.Expression | None = None) -> Result:
         conn = await self._connection(database)
@@ -570,7 +629,7 @@ class MysqlSession:
         conn, self._conn = self._conn, None
         if conn is None:
             return
-        if self._running is not None and not self._running.done():
+        if conn.busy:
             self.backend.kill_soon(conn.thread_id, query=False)  # still busy: the server must stop it
             conn.abort()
         else:
