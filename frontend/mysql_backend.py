@@ -14,10 +14,12 @@ flags, charset, length, decimals) are relayed unchanged to our wire server
 (``Result.wire_columns``), and rows stay the text protocol's bytes, so nothing
 is decoded and re-encoded and no type is re-inferred; (2) the thread id, the
 status flags (in transaction, autocommit) and the warning count of every
-answer are at hand; (3) a cancelled statement is handled precisely: the read
-runs in its own task, the FE sends ``KILL QUERY <thread id>`` on its control
-connection and then reads the statement's answer (1317), so the connection
-stays in step and can be reused; (4) no new dependency. The cost: only
+answer are at hand; (3) a cancelled statement is handled precisely: packets
+are read with the cancel-safe ``WireProtocol`` and the answer's parse state
+lives in the connection (``_Answer``), so after a cancel the FE sends ``KILL
+QUERY <thread id>`` on its control connection and then reads the rest of the
+statement's answer (1317): the connection stays in step and is reused, with
+no task per statement; (4) no new dependency. The cost: only
 mysql_native_password is spoken (MariaDB's default; a MySQL 8 service account
 must be created WITH mysql_native_password).
 
