@@ -44,6 +44,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import shutil
 import ssl
 import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
@@ -73,6 +74,7 @@ CONNECT_TIMEOUT = 5.0
 SETTLE_TIMEOUT = 5.0  # how long a killed statement may take to answer before its connection is dropped
 IDLE_UTILITY = 4
 MAX_PENDING_SETS = 64
+READ_BUFFER = 1 << 20  # bytes of a backend's answer buffered before reading pauses
 
 
 @dataclass(frozen=True)
@@ -115,7 +117,7 @@ class _Answer:
     it stopped (``Connection.finish``): the connection stays in step without a
     task per statement."""
 
-    __slots__ = ("columns", "count", "done", "error", "phase", "result", "rows", "size", "too_large")
+    __slots__ = ("columns", "count", "done", "error", "packets", "phase", "result", "rows", "size", "too_large")
 
     def __init__(self) -> None:
         self.phase = 0  # 0: first packet, 1: column definitions, 2: rows
@@ -127,6 +129,7 @@ class _Answer:
         self.result: Result | None = None
         self.error: SqlError | None = None
         self.done = False
+        self.packets = 0
 
 
 class Connection:
@@ -155,7 +158,9 @@ class Connection:
         try:
             async with asyncio.timeout(timeout):
                 loop = asyncio.get_running_loop()
-                _, io = await loop.create_connection(lambda: WireProtocol(limit=wc.MAX_PACKET), a.host, a.port)
+                _, io = await loop.create_connection(
+                    lambda: WireProtocol(limit=wc.MAX_PACKET, buffer_limit=READ_BUFFER), a.host, a.port
+                )
                 self._io = io
                 first = await io.read()
                 if first[:1] == b"\xff":  # refused before the greeting: 1040 too many connections, 1129 blocked, ...
@@ -243,12 +248,14 @@ class Connection:
         assert answer is not None
         while not answer.done:
             self._feed(answer, await self._read())
-            if answer.phase == 2 and not len(answer.rows) & 1023 and answer.rows:
-                await asyncio.sleep(0)  # a large buffered answer must not hold the loop
+            answer.packets += 1
+            if not answer.packets & 1023:
+                await asyncio.sleep(0)  # a large buffered answer must not hold the loop (nor the KILL of it)
         self._answer = None
         if answer.error is not None:
             raise answer.error
-        assert answer.result is not None
+        if answer.result is None:  # cannot happen: an answer ends with a result or an error
+            raise SqlError(errors.UNKNOWN_ERROR, "the backend's answer had no result")
         return answer.result
 
     def _feed(self, answer: _Answer, payload: bytes) -> None:
@@ -258,19 +265,15 @@ class Connection:
                 ok = wc.parse_ok(payload)
                 self.status = ok.status
                 if answer.too_large:
-                    answer.error = SqlError(
-                        errors.UNKNOWN_ERROR,
-                        f"Result too large: more than {MAX_RESULT_ROWS} rows or {MAX_RESULT_BYTES >> 20} MB;"
-                        " add a LIMIT or a WHERE",
-                    )
+                    answer.error = _too_large()
                 answer.result = _with_count(
                     Result([c.name for c in answer.columns], answer.rows, wire_columns=answer.columns), ok.warnings
                 )
                 self._next_result(answer)
             elif payload[:1] == b"\xff":
                 self.status &= ~SERVER_MORE_RESULTS_EXISTS
-                if answer.error is None and not answer.too_large:
-                    answer.error = self._error(payload)  # e.g. 1317 when killed while sending rows
+                # e.g. 1317 when killed while sending rows (by us, for a result past the caps)
+                answer.error = answer.error or (_too_large() if answer.too_large else self._error(payload))
                 answer.done = True
             elif not answer.too_large:
                 answer.rows.append(wc.parse_text_row(payload, answer.count))
@@ -338,6 +341,13 @@ class Connection:
         self._io = None
 
 
+def _too_large() -> SqlError:
+    return SqlError(
+        errors.UNKNOWN_ERROR,
+        f"Result too large: more than {MAX_RESULT_ROWS} rows or {MAX_RESULT_BYTES >> 20} MB; add a LIMIT or a WHERE",
+    )
+
+
 def _with_count(result: Result, warnings: int) -> Result:
     result.warnings = [SqlWarning("Warning", 0, "")] * warnings if warnings else []
     return result
@@ -354,7 +364,9 @@ class MysqlBackend:
         self._control_lock = asyncio.Lock()
         self._idle: list[Connection] = []
         self._tasks: set[asyncio.Task[Any]] = set()
-        self._local = SqliteBackend(Path(tempfile.mkdtemp(prefix="fecluster-rows-")), max_threads=4)
+        # Queries over rows the FE holds (information_schema.processlist): in-memory SQLite, as ever.
+        self._local_dir = Path(tempfile.mkdtemp(prefix="fecluster-rows-"))
+        self._local = SqliteBackend(self._local_dir, max_threads=4)
 
     # ------------------------------------------------------------ connections
 
@@ -393,7 +405,7 @@ class MysqlBackend:
                 except SqlError as e:
                     if e.code == errors.UNKNOWN_THREAD:
                         return
-                    if e.code not in (errors.SERVER_LOST, errors.CONN_HOST_ERROR) or attempt == 2:
+                    if e.code != errors.SERVER_LOST or attempt == 2:  # a stale control connection: once more
                         log.warning("%s on the backend failed: %s", sql, e.message)
                         return
 
@@ -503,6 +515,7 @@ class MysqlBackend:
         self._idle.clear()
         self._control = None
         self._local.shutdown()
+        shutil.rmtree(self._local_dir, ignore_errors=True)
 
 
 async def _relay_set(conn: Connection, sql: str) -> None:
