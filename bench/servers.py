@@ -85,6 +85,7 @@ class FeCluster:
     ports: set[int]
     name: str = field(default_factory=lambda: f"bench{uuid.uuid4().hex[:8]}")
     fes: list[Fe] = field(default_factory=list)
+    backend: str = ""  # --backend; default: a sqlite directory per FE
 
     def start(self) -> FeCluster:
         secret = uuid.uuid4().hex
@@ -100,7 +101,7 @@ class FeCluster:
                 bind_host="127.0.0.1",
                 advertise_host="127.0.0.1",
                 cluster_secret=secret,
-                backend=f"sqlite://{self.workdir / tag}",
+                backend=self.backend or f"sqlite://{self.workdir / tag}",
             )
             log = self.workdir / f"{tag}.log"
             proc = procs.spawn(args, env=procs.node_env(), log=log)

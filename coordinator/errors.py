@@ -34,6 +34,8 @@ STATEMENT_TIMEOUT = 3024
 IDLE_TIMEOUT = 4031
 USER_LIMIT_REACHED = 1203
 WRONG_VALUE_FOR_VAR = 1231
+CONN_HOST_ERROR = 2003  # client-side codes, relayed for the FE's backend connection
+SERVER_LOST = 2013
 
 SQLSTATES = {
     UNKNOWN_THREAD: "HY000",
@@ -70,14 +72,15 @@ def sqlstate(code: int) -> str:
 class SqlError(Exception):
     """An error the client sees as a MySQL error packet (or its gRPC twin)."""
 
-    def __init__(self, code: int, message: str) -> None:
+    def __init__(self, code: int, message: str, state: str | None = None) -> None:
         super().__init__(f"({code}) {message}")
         self.code = code
         self.message = message
+        self.state = state  # the SQLSTATE a backend server gave, relayed as it is
 
     @property
     def sqlstate(self) -> str:
-        return sqlstate(self.code)
+        return self.state or sqlstate(self.code)
 
 
 def unknown_thread(conn_id: int | str) -> SqlError:

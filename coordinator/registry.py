@@ -106,13 +106,18 @@ class ConnectionRecord:
     db: str
     protocol: str = "mysql"
     trace_id: str = ""
+    backend_thread: int = 0  # the session's backend connection (MySQL thread id), 0 if none
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), separators=(",", ":"))
 
     @classmethod
     def from_json(cls, raw: str | bytes) -> ConnectionRecord:
-        return cls(**json.loads(raw))
+        # Fields a newer FE added are ignored: FEs of two versions share a registry during a rolling upgrade.
+        return cls(**{k: v for k, v in json.loads(raw).items() if k in _CONNECTION_FIELDS})
+
+
+_CONNECTION_FIELDS = frozenset(ConnectionRecord.__dataclass_fields__)
 
 
 class LiveConnection(Protocol):
@@ -174,6 +179,9 @@ class Registry:
         self._release = redis.register_script(_RELEASE)
         self._drop_trace = redis.register_script(_DROP_IF_EQUAL)
         self._admit = redis.register_script(_ADMIT)
+        # Told the rows of a dead FE's connections as they are purged (the FE
+        # kills their backend threads: the registry knows no backend).
+        self.on_purged: Callable[[list[ConnectionRecord]], None] | None = None
 
     # ------------------------------------------------------------ leases
 
@@ -228,6 +236,8 @@ class Registry:
         pipe.delete(set_key)
         pipe.hdel(self.keys.fes, str(server_id))
         await pipe.execute()
+        if self.on_purged is not None and records:
+            self.on_purged(records)
 
     # ------------------------------------------------------------ connections
 

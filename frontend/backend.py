@@ -10,7 +10,7 @@ modules and the session core never touch SQLite (or any other engine).
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -68,19 +68,40 @@ class BackendSession(Protocol):
         """``verb`` is SAVEPOINT, ROLLBACK TO SAVEPOINT or RELEASE SAVEPOINT."""
         ...
 
+    async def relay_set(self, sql: str) -> None:
+        """A session-scoped SET the FE has applied to its own variables, for a
+        backend that keeps session variables itself (MySQL); a no-op elsewhere."""
+        ...
+
+    @property
+    def thread_id(self) -> int:
+        """The backend's id for this session's connection (MySQL's thread id), 0 if none."""
+        ...
+
     def close(self) -> None: ...
 
 
 class Backend(Protocol):
-    def session(self) -> BackendSession: ...
+    relays: bool
+    """True for a backend that is a SQL server of its own (MySQL): statements go
+    to it as written (SLEEP, SET and user variables included), the answer comes
+    back with its own metadata. False for the embedded one (the FE translates)."""
 
-    def databases(self) -> list[str]: ...
+    def session(self, on_thread: Callable[[int], None] | None = None) -> BackendSession:
+        """``on_thread`` is called when the session's backend connection opens (its thread id)."""
+        ...
 
-    def has_database(self, name: str) -> bool: ...
+    async def databases(self) -> list[str]: ...
 
-    def create_database(self, name: str, if_not_exists: bool) -> None: ...
+    async def has_database(self, name: str) -> bool: ...
 
-    def drop_database(self, name: str, if_exists: bool) -> None: ...
+    async def create_database(self, name: str, if_not_exists: bool) -> None: ...
+
+    async def drop_database(self, name: str, if_exists: bool) -> None: ...
+
+    async def kill_threads(self, thread_ids: Sequence[int]) -> None:
+        """Kill backend connections left by a dead FE (no-op for an embedded backend)."""
+        ...
 
     async def tables(self, database: str) -> list[str]: ...
 

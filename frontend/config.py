@@ -37,7 +37,11 @@ class Config:
     redis_timeout: float = field(default=1.0, metadata={"help": "deadline of one Redis call, seconds"})
     backend: str = field(
         default="",
-        metadata={"help": "storage behind the FE: sqlite:///DIR (FEs on a host may share it); empty: a temporary DIR"},
+        metadata={
+            "help": "storage behind the FE: sqlite:///DIR (FEs on a host may share it), or "
+            "mysql://user:password@host:port (also mariadb://, ?ssl=1): one MySQL/MariaDB server shared by "
+            "every FE; empty: a temporary DIR"
+        },
     )
     max_connections: int = field(
         default=1024, metadata={"help": "MySQL and gRPC sessions this FE holds at once (Doris's qe_max_connection)"}

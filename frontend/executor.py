@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+from dataclasses import replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -45,6 +46,15 @@ def _is_constant_select(tree: exp.Expression) -> bool:
         and not any(f.name.upper() in _SESSION_STATE_FUNCTIONS for f in tree.find_all(exp.Anonymous))
     )
 
+
+# What the FE must see in a statement before a relaying backend may have it:
+# its own tables and the session functions it answers itself. A statement of an
+# admin naming none of these goes to the backend unparsed (a sqlglot parse
+# costs more than the backend's round trip).
+_FE_OWNED_WORDS = re.compile(
+    r"processlist|information_schema|connection_id|database|schema|user|version|@@|current_|now|cur(?:date|time)",
+    re.IGNORECASE,
+)
 
 # Functions of the session's backend connection: a SELECT naming them goes there.
 _SESSION_STATE_FUNCTIONS = {"SLEEP", "LAST_INSERT_ID", "ROW_COUNT"}
@@ -125,23 +135,47 @@ class Executor:
         return await self._general(session, text)
 
     async def _general(self, session: Session, text: str) -> Result:
+        relay_all = self.services.backend.relays and self._is_admin(session)  # no privilege to check
+        if relay_all and _FE_OWNED_WORDS.search(text) is None:  # nothing the FE answers: no tree needed
+            return self._warnings(session, await session.backend.execute(text, session.db))
         cached = len(text) <= PARSE_CACHE_ENTRY
         # Longer statements are parsed off the loop (seconds for a bulk INSERT)
         # and handed to the backend as a tree, so it does not parse them again.
-        tree = _parse(text) if cached else await asyncio.to_thread(parse, text)
+        try:
+            tree = _parse(text) if cached else await asyncio.to_thread(parse, text)
+        except SqlError:
+            if relay_all and "processlist" not in text.lower():  # MySQL syntax sqlglot lacks: the server's to judge
+                return self._warnings(session, await session.backend.execute(text, session.db))
+            raise
         if cluster.references_processlist(tree):
             return await cluster.processlist_table(self.services, session, tree)
-        schema_tables = metadata.information_schema_tables(tree, session.db)
+        # information_schema: the backend's own for an admin over a relaying backend (every table, its
+        # types); otherwise built by the FE from what the user may see.
+        schema_tables = None if relay_all else metadata.information_schema_tables(tree, session.db)
         if schema_tables is not None:  # built from what the user may see: no privilege check needed
             return await metadata.information_schema_query(self.services, session, tree, schema_tables)
         if _is_constant_select(tree):
             return await self._constant_select(session, tree)
         self.authorize(session, tree)
-        if not cached:
-            return await session.backend.execute(text, session.db, _user_variables(session, tree))
-        if tree.find(exp.Parameter) is not None:  # a copy: the cached tree stays as parsed
-            return await session.backend.execute(text, session.db, _user_variables(session, tree.copy()))
-        return await session.backend.execute(text, session.db)
+        if self.services.backend.relays:  # the backend keeps the user variables itself
+            result = await session.backend.execute(text, session.db)
+        elif not cached:
+            result = await session.backend.execute(text, session.db, _user_variables(session, tree))
+        elif tree.find(exp.Parameter) is not None:  # a copy: the cached tree stays as parsed
+            result = await session.backend.execute(text, session.db, _user_variables(session, tree.copy()))
+        else:
+            result = await session.backend.execute(text, session.db)
+        return self._warnings(session, result)
+
+    @staticmethod
+    def _warnings(session: Session, result: Result) -> Result:
+        if result.warnings:
+            session.warnings = list(result.warnings)  # SHOW WARNINGS, answered by the FE
+        return result
+
+    def _is_admin(self, session: Session) -> bool:
+        user = self.services.accounts.cached(session.user)
+        return user is not None and user.is_admin
 
     def authorize(self, session: Session, tree: exp.Expression) -> None:
         """The data-privilege check, before anything reaches a backend: the
@@ -172,4 +206,8 @@ class Executor:
             return Result(columns, [row])  # typed as MySQL types them, without a trip through SQLite
         result = await self.services.backend.constant_select(query)
         result.columns = columns
+        if result.wire_columns is not None:  # the backend's own types, under the client's names
+            result.wire_columns = [
+                replace(c, name=n, org_name=n) for c, n in zip(result.wire_columns, result.columns, strict=False)
+            ]
         return result

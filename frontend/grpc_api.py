@@ -33,6 +33,7 @@ from frontend.client import PASSWORD_HEADER, USER_HEADER
 from frontend.config import Config
 from frontend.result import Result
 from frontend.sessions import SessionTable
+from frontend.wire import results as rs
 
 if TYPE_CHECKING:
     from coordinator.membership import Membership
@@ -79,6 +80,18 @@ def _type_name(values: list[Any]) -> str:
 
 
 def statement_result(result: Result, query_id: str) -> pb.StatementResult:
+    if result.wire_columns is not None:  # a relaying backend's answer: its types, its raw text values
+        wire = result.wire_columns
+        return pb.StatementResult(
+            columns=[pb.Column(name=c.name, type=rs.type_name(c)) for c in wire],
+            rows=[
+                pb.Row(values=[_value(rs.python_value(c, v)) for c, v in zip(wire, row, strict=True)])
+                for row in result.rows
+            ],
+            affected_rows=result.affected_rows,
+            warnings=[pb.Warning(level=w.level, code=w.code, message=w.message) for w in result.warnings],
+            query_id=query_id,
+        )
     columns = [
         pb.Column(name=name, type=_type_name([row[i] for row in result.rows])) for i, name in enumerate(result.columns)
     ]

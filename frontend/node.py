@@ -27,10 +27,10 @@ from coordinator.cluster_variables import ClusterVariables
 from coordinator.membership import Membership
 from coordinator.peers import PeerChannels
 from coordinator.redis_client import REDIS_ERRORS, connect
-from coordinator.registry import ConnectionWriter, FeRecord, Registry
+from coordinator.registry import ConnectionRecord, ConnectionWriter, FeRecord, Registry
 from coordinator.routing import Router
 from frontend import tls, variables
-from frontend.backends import open_backend
+from frontend.backends import open_backend, redact_url
 from frontend.config import Config
 from frontend.executor import Executor
 from frontend.grpc_api import GrpcListener
@@ -79,6 +79,8 @@ class Node:
         self.audit = KillAudit(self.registry, lambda: self.membership.redis_ok, cfg.redis_timeout)
         self.writer = ConnectionWriter(self.registry, self._registry_write_failed)
         self.backend = open_backend(cfg.backend, Path(self._tmp.name) if self._tmp else Path())
+        self._backend_kills: set[asyncio.Task[None]] = set()
+        self.registry.on_purged = self._dead_fe_connections
         services = Services(
             kill=lambda target, requester, host: self.router.kill(target, requester, host),
             processlist=lambda requester, local, where: self.router.processlist(
@@ -137,12 +139,13 @@ class Node:
         gc.collect()
         gc.freeze()
         log.info(
-            "FE %s up: server id %d, MySQL on %s, gRPC on %s, cluster %r",
+            "FE %s up: server id %d, MySQL on %s, gRPC on %s, cluster %r, backend %s",
             cfg.address,
             self.membership.server_id,
             cfg.mysql_address,
             cfg.address,
             cfg.cluster,
+            redact_url(cfg.backend) or "sqlite (temporary directory)",
         )
 
     async def serve(self) -> None:
@@ -194,6 +197,16 @@ class Node:
             await self.accounts.reload()
         if event in ("", "globals"):
             await self.cluster_variables.reload()
+
+    def _dead_fe_connections(self, records: list[ConnectionRecord]) -> None:
+        """A dead FE's rows were purged: kill its backend connections, whose
+        statements would otherwise run on with nobody to answer."""
+        threads = [r.backend_thread for r in records if r.backend_thread]
+        if not threads:
+            return
+        task = asyncio.get_running_loop().create_task(self.backend.kill_threads(threads))
+        self._backend_kills.add(task)
+        task.add_done_callback(self._backend_kills.discard)
 
     def _registry_write_failed(self, e: BaseException) -> None:
         log.warning("registry write failed, will re-sync: %r", e)

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from frontend.wire.results import Column
 
 
 @dataclass
@@ -21,6 +24,11 @@ class Result:
     rows: list[tuple[Any, ...]] = field(default_factory=list)
     affected_rows: int = 0
     warnings: list[SqlWarning] = field(default_factory=list)
+    # A relaying backend (MySQL) gives the server's own answer: its column
+    # definitions (rows are then the text protocol's raw bytes) and last insert
+    # id. None / 0 elsewhere: the wire layer infers the types.
+    wire_columns: list[Column] | None = None
+    last_insert_id: int = 0
 
     @property
     def has_rows(self) -> bool:

@@ -131,12 +131,19 @@ class Session:
         self._interrupt: errors.SqlError | None = None  # what the cancelled statement answers
         self._close_after_statement = False  # a KILL of its own connection: answer 1927, then close
         self._backend: BackendSession | None = None
+        self.backend_thread = 0  # the backend connection's thread id (MySQL backend), in the registry row
 
     @property
     def backend(self) -> BackendSession:
         if self._backend is None:
-            self._backend = self._host.backend.session()
+            self._backend = self._host.backend.session(self._backend_opened)
         return self._backend
+
+    def _backend_opened(self, thread_id: int) -> None:
+        """The backend connection opened: its thread id goes to the registry, so a
+        surviving FE can kill its work should this FE die."""
+        self.backend_thread = thread_id
+        self._host.record_changed(self)
 
     def record(self) -> ConnectionRecord:
         fe = self._host.fe
@@ -151,6 +158,7 @@ class Session:
             db=self.db or "",
             protocol=self.protocol,
             trace_id=self.trace_id,
+            backend_thread=self.backend_thread,
         )
 
     # ------------------------------------------------------------ statements
@@ -191,6 +199,16 @@ class Session:
                 self.state = "ERR"
                 raise self._interrupt from None
             raise
+        except errors.SqlError as e:
+            self.state = "ERR"
+            if e.code == errors.SERVER_LOST and self.killed_by is None:
+                # The backend connection died under the session: its transaction
+                # and session state are gone, so the session ends too (never a
+                # silent reconnect inside a transaction). The client gets the
+                # 2013 as this statement's answer, then the socket closes.
+                self.killed_by = "by the loss of the backend connection"
+                self._close_after_statement = True
+            raise
         except Exception:
             self.state = "ERR"
             raise
@@ -213,7 +231,7 @@ class Session:
         self.user_variables[name] = value
 
     async def use(self, database: str) -> None:
-        if not self._host.backend.has_database(database):
+        if not await self._host.backend.has_database(database):
             raise errors.SqlError(errors.BAD_DB, f"Unknown database '{database}'")
         self.db = database
         self._host.record_changed(self)

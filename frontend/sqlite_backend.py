@@ -220,6 +220,8 @@ async def _settle(future: asyncio.Future[Any]) -> None:
 
 
 class SqliteBackend:
+    relays = False
+
     def __init__(self, data_dir: Path, max_threads: int = 32) -> None:
         self.data_dir = data_dir
         self.data_dir.mkdir(parents=True, exist_ok=True)
@@ -263,7 +265,7 @@ class SqliteBackend:
                 raise SqlError(errors.NO_SUCH_TABLE, f"Table '{database}.{table}' doesn't exist")
             return found
 
-        if not self.has_database(database):
+        if not self.exists(database):
             raise SqlError(errors.BAD_DB, f"Unknown database '{database}'")
         return await self._in_thread(read, str(self.path(database)))
 
@@ -309,16 +311,23 @@ class SqliteBackend:
 
         return await self._in_thread(run)
 
-    def session(self) -> SqliteSession:
+    def session(self, on_thread: Callable[[int], None] | None = None) -> SqliteSession:
         return SqliteSession(self)
 
-    def databases(self) -> list[str]:
+    async def databases(self) -> list[str]:
         return sorted(p.stem for p in self.data_dir.glob("*.sqlite"))
 
-    def has_database(self, name: str) -> bool:
+    async def has_database(self, name: str) -> bool:
+        return self.exists(name)
+
+    def exists(self, name: str) -> bool:
+        """``has_database`` for the worker threads."""
         return valid_db_name(name) and self.path(name).exists()
 
-    def create_database(self, name: str, if_not_exists: bool) -> None:
+    async def kill_threads(self, thread_ids: Sequence[int]) -> None:
+        return None  # an embedded backend dies with its FE
+
+    async def create_database(self, name: str, if_not_exists: bool) -> None:
         path = self.path(name)
         if path.exists():
             if if_not_exists:
@@ -328,7 +337,7 @@ class SqliteBackend:
         conn.execute("PRAGMA journal_mode=WAL")
         conn.close()
 
-    def drop_database(self, name: str, if_exists: bool) -> None:
+    async def drop_database(self, name: str, if_exists: bool) -> None:
         path = self.path(name)
         if not path.exists():
             if if_exists:
@@ -574,7 +583,7 @@ class SqliteSession:
         if conn.in_transaction or (self._autocommit and not self._begin_pending):
             return
         wanted = set(dbs)
-        if self.database and self.backend.has_database(self.database):
+        if self.database and self.backend.exists(self.database):
             wanted.add(self.database.lower())
         self._attach(conn, frozenset(wanted))
         conn.execute("BEGIN")
@@ -669,6 +678,13 @@ class SqliteSession:
                 raise sql_error(e, self.backend.data_dir) from e
 
         await self._call(run)
+
+    async def relay_set(self, sql: str) -> None:
+        return None  # the FE's variables are the session's
+
+    @property
+    def thread_id(self) -> int:
+        return 0
 
     def close(self) -> None:
         if self._conn is not None:

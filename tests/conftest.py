@@ -10,7 +10,7 @@ import pytest
 
 from frontend import procs
 from tests.mariadb import MariaDB, install_db_binary, mariadbd_binary
-from tests.support import Cluster, new_cluster
+from tests.support import Cluster, Fe, new_cluster
 
 log = logging.getLogger(__name__)
 
@@ -121,6 +121,19 @@ def mariadb(server_pki: Path) -> Iterator[MariaDB]:
         server.stop()
 
 
+@pytest.fixture(scope="session")
+def backend_mariadb() -> Iterator[MariaDB]:
+    """A private MariaDB (the machine's mariadbd on a free port, never 3306) for FEs to use as their backend."""
+    try:
+        server = MariaDB("fesvc", "svc-pw")
+    except FileNotFoundError as e:
+        pytest.skip(f"no MariaDB server binary: {e}")
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
 @pytest.fixture
 def netlab() -> Iterator:  # type: ignore[type-arg]
     """Network namespaces for this test (tests/netns.py); removed afterwards, even on failure."""
@@ -158,3 +171,21 @@ def net_cluster(netlab) -> Iterator:  # type: ignore[no-untyped-def,type-arg]
     for cluster in clusters:
         with contextlib.suppress(Exception):
             cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def mysql_backend_fe(redis_url: str, backend_mariadb: MariaDB) -> Iterator[Fe]:
+    """One FE over ``backend_mariadb`` (``--backend mysql://...``)."""
+    cluster = new_cluster(redis_url, 1, backend=f"mysql://fesvc:svc-pw@127.0.0.1:{backend_mariadb.port}")
+    try:
+        yield cluster.fes[0]
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture(params=["sqlite", "mysql"])
+def any_fe(request: pytest.FixtureRequest) -> Fe:
+    """The same test over the embedded backend (``fe``) and over a MariaDB backend."""
+    if request.param == "sqlite":
+        return request.getfixturevalue("cluster3").fes[0]  # type: ignore[no-any-return]
+    return request.getfixturevalue("mysql_backend_fe")  # type: ignore[no-any-return]

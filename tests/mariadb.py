@@ -105,10 +105,10 @@ class MariaDB:
             ):
                 cur.execute(sql)
 
-    def _start(self, timeout: float, attempts: int = 3) -> None:
+    def _start(self, timeout: float, attempts: int = 3, port: int = 0) -> None:
         """Start on a free port; a port taken between choosing and binding means: again."""
         for _ in range(attempts):
-            self.port = procs.free_port()
+            self.port = port or procs.free_port()
             self.proc = procs.spawn([*self._args, f"--port={self.port}"], log=self.dir / "stdout.log")
             deadline = time.monotonic() + timeout
             while time.monotonic() < deadline and self.proc.poll() is None:
@@ -146,6 +146,26 @@ class MariaDB:
         with contextlib.closing(self.connect(user, password)) as c, c.cursor() as cur:
             cur.execute(sql)
             return cur.fetchall()
+
+    def kill_server(self) -> None:
+        """Stop the server process, keeping its data and port (``start_again``)."""
+        if self.proc is not None:
+            procs.stop(self.proc, timeout=30)
+            self.proc = None
+
+    def start_again(self, timeout: float = 60.0) -> None:
+        """Start the stopped server on the same port and data."""
+        self._start(timeout, attempts=1, port=self.port)
+
+    def threads(self, user: str | None = None) -> list[tuple[Any, ...]]:
+        """The server's own processlist (id, user, command, time, state, info), other than this query's."""
+        sql = (
+            "SELECT id, user, command, time, state, info FROM information_schema.processlist "
+            "WHERE id <> CONNECTION_ID() AND command <> 'Daemon'"
+        )
+        if user is not None:
+            sql += f" AND user = '{user}'"
+        return [tuple(r) for r in self.query(sql)]
 
     def logs(self) -> str:
         return self.log.read_text(errors="replace") if self.log.exists() else ""

@@ -38,7 +38,7 @@ async def use(services: Services, session: Session, m: re.Match[str]) -> Result:
 
 async def show_databases(services: Services, session: Session, m: re.Match[str]) -> Result:
     user = services.accounts.cached(session.user)
-    names = ["information_schema", *(n for n in services.backend.databases() if may_see_database(user, n))]
+    names = ["information_schema", *(n for n in await services.backend.databases() if may_see_database(user, n))]
     return Result(["Database"], [(n,) for n in names])
 
 
@@ -49,7 +49,7 @@ async def show_tables(services: Services, session: Session, m: re.Match[str]) ->
     user = services.accounts.cached(session.user)
     if not may_see_database(user, db):
         raise _denied_database(session, db)
-    if not services.backend.has_database(db):
+    if not await services.backend.has_database(db):
         raise SqlError(errors.BAD_DB, f"Unknown database '{db}'")
     names = [t for t in await services.backend.tables(db) if may_see_table(user, db, t)]
     if m.group(1):  # FULL: tools (SQLAlchemy's get_table_names) read the type column
@@ -65,14 +65,14 @@ async def create_database(services: Services, session: Session, m: re.Match[str]
     if name.lower() in _RESERVED:  # would shadow (or pose as) the FE's own schemas
         raise _denied_database(session, name)
     check(services.accounts.cached(session.user), session.user, [Need(CREATE_PRIV, "CREATE", name.lower())])
-    services.backend.create_database(name, bool(m.group(1)))
+    await services.backend.create_database(name, bool(m.group(1)))
     return Result(affected_rows=1)
 
 
 async def drop_database(services: Services, session: Session, m: re.Match[str]) -> Result:
     name = unquote(m.group(2))
     check(services.accounts.cached(session.user), session.user, [Need(DROP_PRIV, "DROP", name.lower())])
-    services.backend.drop_database(check_db_name(name), bool(m.group(1)))
+    await services.backend.drop_database(check_db_name(name), bool(m.group(1)))
     if session.db and session.db.lower() == name.lower():
         session.db = None
     return OK

@@ -182,7 +182,7 @@ async def show_table_status(services: Services, session: Session, m: re.Match[st
     user = services.accounts.cached(session.user)
     if not may_see_database(user, db):
         raise SqlError(errors.DB_ACCESS_DENIED, f"Access denied for user '{session.user}'@'%' to database '{db}'")
-    if not services.backend.has_database(db):
+    if not await services.backend.has_database(db):
         raise SqlError(errors.BAD_DB, f"Unknown database '{db}'")
     names = [t for t in await services.backend.tables(db) if may_see_table(user, db, t)]
     if m.group(2) is not None:
@@ -242,7 +242,7 @@ def information_schema_tables(tree: exp.Expression, current_db: str | None) -> s
 async def _visible(services: Services, session: Session) -> list[tuple[str, list[str]]]:
     user = services.accounts.cached(session.user)
     out = []
-    for db in services.backend.databases():
+    for db in await services.backend.databases():
         if may_see_database(user, db):
             out.append((db, [t for t in await services.backend.tables(db) if may_see_table(user, db, t)]))
     return out

@@ -29,10 +29,13 @@ _SET = re.compile(r"^set\s", FLAGS)
 # What PyMySQL, mysqlclient and Connector/J send on every connect: no parse for it.
 _SET_NAMES = re.compile(r"^set\s+names\s+'?([A-Za-z0-9_]+)'?(?:\s+collate\s+'?[A-Za-z0-9_]+'?)?$", FLAGS)
 _CHARSET_VARIABLES = ("character_set_client", "character_set_connection", "character_set_results")
+_NOT_RELAYED = ("character_set_", "collation_", "session_context")  # the FE's own business
 MAX_SET_STATEMENT = 64 * 1024  # a SET is parsed on the loop: bound what that may cost
 
 
 async def sleep(services: Services, session: Session, m: re.Match[str]) -> Result:
+    if services.backend.relays:  # the backend's own SLEEP: a KILL must be seen to stop it there
+        return await session.backend.execute(m.string, session.db)
     await asyncio.sleep(float(m.group(1)))
     return Result([f"SLEEP({m.group(1)})"], [(0,)])
 
@@ -94,22 +97,26 @@ async def set_statement(services: Services, session: Session, m: re.Match[str]) 
         raise _syntax_error(sql) from e
     if not isinstance(tree, exp.Set):
         raise _syntax_error(sql)
+    relay: list[exp.Expression] = []  # what a relaying backend is told (its own session variables)
     for item in tree.expressions:
         kind = (item.text("kind") or "").upper()
         if kind in ("NAMES", "CHARACTER SET"):
+            # Not relayed: the FE decodes the client's text itself and talks
+            # utf8mb4 to the backend, whatever the client's character set.
             charset = item.name if item.name.upper() != "DEFAULT" else "utf8mb4"
             for name in _CHARSET_VARIABLES:
                 session.variables.set(name, charset)
         elif kind == "TRANSACTION":
-            continue
+            relay.append(item)
         elif kind in ("", "GLOBAL", "PERSIST", "PERSIST_ONLY", "SESSION", "LOCAL") and isinstance(item.this, exp.EQ):
             left = item.this.left
             if isinstance(left, exp.Parameter):  # SET @v = value: the session's user variable
                 session.set_user_variable(left.name, expression_value(item.this.right, session.variables))
+                relay.append(item)
                 continue
             value = expression_value(item.this.right, session.variables)
             scope = (left.text("kind") if isinstance(left, exp.SessionParameter) else "") or kind
-            if scope.upper() in ("GLOBAL", "PERSIST", "PERSIST_ONLY"):
+            if scope.upper() in ("GLOBAL", "PERSIST", "PERSIST_ONLY"):  # the cluster's, never the backend's
                 await set_global(services, session, left.name, value)
             elif left.name.lower() == "session_context":
                 await set_session_context(session, session.variables.checked(left.name, value))
@@ -117,8 +124,13 @@ async def set_statement(services: Services, session: Session, m: re.Match[str]) 
                 session.variables.set(left.name, value)
                 if left.name.lower() == "autocommit":
                     await session.backend.set_autocommit(bool(session.variables.get("autocommit")))
+                elif not left.name.lower().startswith(_NOT_RELAYED):
+                    relay.append(item)
         else:
             raise SqlError(errors.NOT_SUPPORTED, f"Unsupported SET statement: {kind or item.sql('mysql')[:60]}")
+    if relay and services.backend.relays:  # session variables behave as on the backend
+        whole = len(relay) == len(tree.expressions)
+        await session.backend.relay_set(sql if whole else "SET " + ", ".join(i.sql(dialect="mysql") for i in relay))
     return OK
 
 

@@ -487,8 +487,64 @@ def text_rows(rows: Iterable[Iterable[Any]]) -> Iterator[bytes]:
 # ---------------------------------------------------------------- binary values
 
 
+def _from_text(value: bytes | str, time: bool = False) -> Any:
+    """A temporal in its text form (a relaying backend's row) as a date, datetime or timedelta."""
+    text = value.decode("ascii", "replace") if isinstance(value, bytes) else value
+    try:
+        if time:
+            negative = text.startswith("-")
+            h, m, s = text.lstrip("-").split(":")
+            delta = dt.timedelta(hours=int(h), minutes=int(m), seconds=float(s))
+            return -delta if negative else delta
+        if len(text) <= 10:
+            return dt.date.fromisoformat(text)
+        return dt.datetime.fromisoformat(text)
+    except ValueError:
+        return None  # the zero date (0000-00-00) and friends
+
+
+_TYPE_NAMES = {
+    **dict.fromkeys(INTEGER_TYPES, "BIGINT"),
+    FLOAT: "DOUBLE",
+    DOUBLE: "DOUBLE",
+    DECIMAL: "DECIMAL",
+    NEWDECIMAL: "DECIMAL",
+    DATE: "DATE",
+    NEWDATE: "DATE",
+    DATETIME: "DATETIME",
+    TIMESTAMP: "DATETIME",
+    TIME: "TIME",
+    JSON: "JSON",
+    NULL: "NULL",
+}
+
+
+def type_name(column: Column) -> str:
+    """A relayed column's type as the gRPC API names types."""
+    if column.charset == BINARY_CHARSET and column.type in (*BLOB_TYPES, VAR_STRING, STRING, GEOMETRY, BIT):
+        return "BLOB"
+    return _TYPE_NAMES.get(column.type, "VARCHAR")
+
+
+def python_value(column: Column, raw: bytes | None) -> Any:
+    """A text-protocol value of a relayed column as the gRPC API carries it
+    (int, float, bytes for binary strings, str for the rest: exact decimals and temporals as text)."""
+    if raw is None:
+        return None
+    name = type_name(column)
+    if name == "BIGINT":
+        return int(raw)
+    if name == "DOUBLE":
+        return float(raw)
+    if name == "BLOB":
+        return raw
+    return raw.decode("utf-8", "surrogateescape")
+
+
 def _binary_datetime(value: Any) -> bytes:
     """DATE/DATETIME/TIMESTAMP: length 0 (zero date), 4 (date), 7 (+time), 11 (+microseconds)."""
+    if isinstance(value, (bytes, str)):
+        value = _from_text(value)
     if isinstance(value, dt.datetime):
         if value.microsecond:
             return struct.pack(
@@ -514,6 +570,8 @@ def _binary_datetime(value: Any) -> bytes:
 
 def _binary_time(value: Any) -> bytes:
     """TIME: length 0 (zero), 8 (sign, days, h, m, s), 12 (+microseconds)."""
+    if isinstance(value, (bytes, str)):
+        value = _from_text(value, time=True)
     if isinstance(value, dt.time):
         value = dt.timedelta(
             hours=value.hour, minutes=value.minute, seconds=value.second, microseconds=value.microsecond

@@ -114,8 +114,8 @@ class SessionFactory(Protocol):
     async def close(self, session: WireSession) -> None: ...
 
 
-def _err(code: int, message: str) -> bytes:
-    return rs.err_packet(code, message, _STATES.get(code))
+def _err(code: int, message: str, state: str | None = None) -> bytes:
+    return rs.err_packet(code, message, state or _STATES.get(code))
 
 
 class MysqlServer:
@@ -271,8 +271,8 @@ class MysqlConnection:
         data, self.packets.seq = frame(payloads, self.packets.seq)
         self.io.write(data)
 
-    def send_error(self, code: int, message: str) -> None:
-        self.send(_err(code, message))
+    def send_error(self, code: int, message: str, state: str | None = None) -> None:
+        self.send(_err(code, message, state))
 
     def abort(self) -> None:
         if not self._attached:
@@ -422,7 +422,7 @@ class MysqlConnection:
                 interactive=bool(self.capabilities & hs.CLIENT_INTERACTIVE),
             )
         except SqlError as e:
-            self.send_error(e.code, e.message)
+            self.send_error(e.code, e.message, e.state)
             return False
         self.user = user
         self.packets.limit = server.max_allowed_packet
@@ -451,7 +451,7 @@ class MysqlConnection:
             try:
                 payload = await read()
             except PacketTooLarge as e:
-                self.send_error(e.code, e.message)
+                self.send_error(e.code, e.message, e.state)
                 return
             if not payload:
                 self.send_error(ER_MALFORMED_PACKET, "Malformed communication packet.")
@@ -469,7 +469,7 @@ class MysqlConnection:
                 self.send_error(ER_MALFORMED_PACKET, "Malformed communication packet.")
                 continue
             except SqlError as e:
-                self.send_error(e.code, e.message)
+                self.send_error(e.code, e.message, e.state)
                 continue
             if keep is False:
                 return
@@ -501,7 +501,7 @@ class MysqlConnection:
         try:
             return await self.session.execute(sql)
         except SqlError as e:
-            self.send_error(e.code, e.message)
+            self.send_error(e.code, e.message, e.state)
         except Exception as e:  # a bug of ours: log it, answer 1105, keep the connection
             log.exception("statement failed on connection %d", self.conn_id)
             self.send_error(errors.UNKNOWN_ERROR, f"internal error: {e!r}")
@@ -539,10 +539,15 @@ class MysqlConnection:
     async def _send_result(self, result: Result, status: int, binary: bool) -> None:
         """OK, or a result set: small ones in one synchronous write, large ones streamed."""
         if not result.columns:
-            self.send(rs.ok_packet(result.affected_rows, 0, status, len(result.warnings)))
+            self.send(rs.ok_packet(result.affected_rows, result.last_insert_id, status, len(result.warnings)))
             return
         rows = result.rows
-        columns = rs.stable_columns(result.columns, rows) if binary else rs.infer_columns(result.columns, rows)
+        if result.wire_columns is not None:  # a relaying backend's own column definitions
+            columns: Sequence[rs.Column] = result.wire_columns
+        elif binary:
+            columns = rs.stable_columns(result.columns, rows)
+        else:
+            columns = rs.infer_columns(result.columns, rows)
         encode_rows = rs.binary_rows(columns, rows) if binary else map(rs.text_row, rows)
         header = rs.result_header(columns, self.deprecate_eof, status)
         end = rs.result_end(self.deprecate_eof, status, len(result.warnings))
@@ -622,7 +627,7 @@ class MysqlConnection:
                 self.conn_id, user, self.peer, "mysql", self.close_by_kill, database=request.database
             )
         except SqlError as e:
-            self.send_error(e.code, e.message)
+            self.send_error(e.code, e.message, e.state)
             return False
         self.user = user
         self.packets.limit = self.server.max_allowed_packet

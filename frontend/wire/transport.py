@@ -28,9 +28,17 @@ _SLACK = 64 * 1024
 class WireProtocol(asyncio.Protocol):
     transport: asyncio.Transport
 
-    def __init__(self, on_made: Callable[[WireProtocol], None] | None = None, limit: int = PRE_AUTH_LIMIT) -> None:
+    def __init__(
+        self,
+        on_made: Callable[[WireProtocol], None] | None = None,
+        limit: int = PRE_AUTH_LIMIT,
+        buffer_limit: int | None = None,
+    ) -> None:
         self._on_made = on_made
         self.limit = limit
+        # Reading pauses past this many buffered bytes (default: ``limit``): a
+        # client side reading a large answer keeps its buffer small.
+        self.buffer_limit = buffer_limit
         self.seq = 0
         self._buf = bytearray()
         self._eof = False
@@ -50,7 +58,7 @@ class WireProtocol(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self._buf += data
-        if len(self._buf) > self.limit + _SLACK and not self._paused:
+        if len(self._buf) > (self.buffer_limit or self.limit) + _SLACK and not self._paused:
             self._paused = True
             self.transport.pause_reading()
         self._wake()
@@ -145,7 +153,7 @@ class WireProtocol(asyncio.Protocol):
         return b"".join(parts)
 
     def _resume_if_drained(self) -> None:
-        if self._paused and len(self._buf) <= self.limit:
+        if self._paused and len(self._buf) <= (self.buffer_limit or self.limit):
             self._paused = False
             self.transport.resume_reading()
 

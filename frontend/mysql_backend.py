@@ -1,0 +1,651 @@
+"""The MySQL/MariaDB backend: every FE over one shared server (``--backend
+mysql://user:password@host:port``, also ``mariadb://``; ``?ssl=1`` for TLS).
+
+The FEs are then a stateless SQL tier, as Doris FEs over BEs or vtgate over
+MySQL: each client session is pinned to one backend connection, opened on its
+first statement and closed with the session; statements (and prepared
+statements, as text with their parameters substituted by the wire layer) are
+relayed as they are, and the answer comes back as the server gave it.
+
+**Client: the project's own wire codec** (``frontend.wire.client`` for the
+packets, ``auth.scramble``, ``packets.PacketReader``), not an async driver
+(asyncmy, aiomysql). Reasons: (1) the server's own column definitions (type,
+flags, charset, length, decimals) are relayed unchanged to our wire server
+(``Result.wire_columns``), and rows stay the text protocol's bytes, so nothing
+is decoded and re-encoded and no type is re-inferred; (2) the thread id, the
+status flags (in transaction, autocommit) and the warning count of every
+answer are at hand; (3) a cancelled statement is handled precisely: packets
+are read with the cancel-safe ``WireProtocol`` and the answer's parse state
+lives in the connection (``_Answer``), so after a cancel the FE sends ``KILL
+QUERY <thread id>`` on its control connection and then reads the rest of the
+statement's answer (1317): the connection stays in step and is reused, with
+no task per statement; (4) no new dependency. The cost: only
+mysql_native_password is spoken (MariaDB's default; a MySQL 8 service account
+must be created WITH mysql_native_password).
+
+KILL below the FE:
+
+- one **control connection** per FE (lazy, reopened when it breaks) carries
+  ``KILL QUERY n`` for a killed, timed-out or abandoned statement, and
+  ``KILL CONNECTION n`` for backend connections of a dead FE (from the
+  registry's rows) or a session whose statement did not settle;
+- catalogue reads (SHOW DATABASES, DESCRIBE, ...) and constant SELECTs use a
+  small pool of utility connections, never the control connection, so a KILL
+  never waits behind a query.
+
+Errors: the server's ERR packets are relayed (code and message); a backend that
+cannot be reached is 2003 and a connection lost mid-session is 2013, both
+naming the backend's address. A lost connection ends the client's session
+(``Session.execute``): its transaction is gone with it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import shutil
+import ssl
+import tempfile
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+from urllib.parse import parse_qs, unquote, urlsplit
+
+from sqlglot import exp
+
+from coordinator import errors
+from coordinator.errors import SqlError
+from frontend.backend import Column, Index, check_db_name
+from frontend.result import Result, SqlWarning
+from frontend.sqlite_backend import MAX_RESULT_BYTES, MAX_RESULT_ROWS, SqliteBackend
+from frontend.wire import client as wc
+from frontend.wire.packets import PacketTooLarge, frame
+from frontend.wire.results import SERVER_MORE_RESULTS_EXISTS, SERVER_STATUS_AUTOCOMMIT, SERVER_STATUS_IN_TRANS
+from frontend.wire.sqltext import quote_string
+from frontend.wire.transport import WireProtocol
+
+log = logging.getLogger("fecluster.mysql_backend")
+T = TypeVar("T")
+
+SYSTEM_SCHEMAS = frozenset({"information_schema", "mysql", "performance_schema", "sys"})
+CONNECT_TIMEOUT = 5.0
+SETTLE_TIMEOUT = 5.0  # how long a killed statement may take to answer before its connection is dropped
+IDLE_UTILITY = 4
+MAX_PENDING_SETS = 64
+READ_BUFFER = 1 << 20  # bytes of a backend's answer buffered before reading pauses
+
+
+@dataclass(frozen=True)
+class BackendAddress:
+    host: str
+    port: int
+    user: str
+    password: str
+    tls: bool = False
+
+    @property
+    def address(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    @classmethod
+    def parse(cls, url: str) -> BackendAddress:
+        parts = urlsplit(url)
+        if parts.scheme not in ("mysql", "mariadb"):
+            raise ValueError(f"--backend {url!r}: not a mysql:// or mariadb:// URL")
+        if not parts.hostname:
+            raise ValueError(f"--backend {url!r}: a host is needed (mysql://user:password@host:port)")
+        query = {k.lower(): v[-1].lower() for k, v in parse_qs(parts.query).items()}
+        tls = any(query.get(k) in ("1", "true", "required", "require") for k in ("ssl", "tls", "ssl-mode", "sslmode"))
+        return cls(
+            parts.hostname,
+            parts.port or 3306,
+            unquote(parts.username or "root"),
+            unquote(parts.password or ""),
+            tls,
+        )
+
+
+def _ident(name: str) -> str:
+    return "`" + name.replace("`", "``") + "`"
+
+
+class _Answer:
+    """The server's answer to one command, read packet by packet. Its state
+    lives here, not in a coroutine's locals, so a cancelled read resumes where
+    it stopped (``Connection.finish``): the connection stays in step without a
+    task per statement."""
+
+    __slots__ = ("columns", "count", "done", "error", "packets", "phase", "result", "rows", "size", "too_large")
+
+    def __init__(self) -> None:
+        self.phase = 0  # 0: first packet, 1: column definitions, 2: rows
+        self.count = 0
+        self.columns: list[wc.Column] = []
+        self.rows: list[tuple[Any, ...]] = []
+        self.size = 0
+        self.too_large = False
+        self.result: Result | None = None
+        self.error: SqlError | None = None
+        self.done = False
+        self.packets = 0
+
+
+class Connection:
+    """One client connection to the backend, speaking COM_QUERY with DEPRECATE_EOF."""
+
+    def __init__(self, address: BackendAddress) -> None:
+        self.address = address
+        self.thread_id = 0
+        self.status = SERVER_STATUS_AUTOCOMMIT
+        self.db: str | None = None
+        self.broken = False
+        self.on_overflow: Callable[[], None] | None = None  # a result past the caps
+        self._io: WireProtocol | None = None
+        self._answer: _Answer | None = None  # the command whose answer is being read
+
+    def _lost(self, e: BaseException | None = None) -> SqlError:
+        self.broken = True
+        self.abort()
+        detail = f" ({e!r})" if e is not None else ""
+        return SqlError(
+            errors.SERVER_LOST, f"Lost connection to MySQL server at '{self.address.address}' (backend){detail}"
+        )
+
+    async def open(self, timeout: float = CONNECT_TIMEOUT) -> Connection:
+        a = self.address
+        try:
+            async with asyncio.timeout(timeout):
+                loop = asyncio.get_running_loop()
+                _, io = await loop.create_connection(
+                    lambda: WireProtocol(limit=wc.MAX_PACKET, buffer_limit=READ_BUFFER), a.host, a.port
+                )
+                self._io = io
+                first = await io.read()
+                if first[:1] == b"\xff":  # refused before the greeting: 1040 too many connections, 1129 blocked, ...
+                    code, _, message = wc.parse_err(first)
+                    raise SqlError(code, f"backend {a.address}: {message}")
+                greeting = wc.parse_greeting(first)
+                seq = 1
+                if a.tls:
+                    io.write(frame([wc.ssl_request(greeting)], seq)[0])
+                    seq += 1
+                    context = ssl.create_default_context()
+                    context.check_hostname = False
+                    context.verify_mode = ssl.CERT_NONE
+                    secure = await loop.start_tls(io.transport, io, context)
+                    if secure is None:
+                        raise OSError("TLS with the backend failed")
+                    io.transport = secure  # type: ignore[assignment]
+                response = wc.handshake_response(greeting, a.user, a.password, wc.hs.CLIENT_SSL if a.tls else 0)
+                io.write(frame([response], seq)[0])
+                answer = await io.read()
+                if answer[:1] == b"\xfe":  # auth switch: mysql_native_password with a new nonce
+                    plugin, _, rest = answer[1:].partition(b"\x00")
+                    if plugin.decode() != wc.hs.NATIVE_PASSWORD:
+                        raise SqlError(errors.ACCESS_DENIED, f"backend asks for auth plugin {plugin.decode()!r}")
+                    io.write(frame([wc.scramble(a.password, rest[:20])], io.seq)[0])
+                    answer = await io.read()
+                if answer[:1] == b"\xff":
+                    code, _, message = wc.parse_err(answer)
+                    raise SqlError(code, f"backend {a.address}: {message}")
+                self.thread_id = greeting.thread_id
+                self.status = wc.parse_ok(answer).status
+        except SqlError:
+            self.abort()
+            raise
+        except asyncio.CancelledError:  # a KILL (or the client gone) while connecting
+            self.abort()
+            raise
+        except (OSError, TimeoutError, asyncio.IncompleteReadError, ValueError) as e:
+            self.abort()
+            raise SqlError(
+                errors.CONN_HOST_ERROR, f"Can't connect to MySQL server on '{a.address}' (backend: {e!r})"
+            ) from e
+        return self
+
+    @property
+    def busy(self) -> bool:
+        """A command was sent whose answer has not been read to its end."""
+        return self._answer is not None and not self.broken
+
+    def _send(self, payload: bytes) -> None:
+        io = self._io
+        if io is None or self.broken or io.transport.is_closing():
+            raise self._lost()
+        if self._answer is not None:  # never two commands in flight (a cancelled read not finished)
+            self.broken = True
+            raise self._lost()
+        io.write(frame([payload], 0)[0])
+
+    async def _read(self) -> bytes:
+        assert self._io is not None
+        try:
+            return await self._io.read()
+        except (OSError, asyncio.IncompleteReadError, PacketTooLarge) as e:
+            raise self._lost(e) from e
+
+    def _error(self, payload: bytes) -> SqlError:
+        code, state, message = wc.parse_err(payload)
+        return SqlError(code, message, state or None)
+
+    async def query(self, sql: str) -> Result:
+        """Run ``sql``; the last result of a multi-result answer (CALL) is returned.
+        Cancel-safe: a cancel leaves the answer half read, for ``finish``."""
+        self._send(bytes((wc.COM_QUERY,)) + sql.encode("utf-8", "surrogateescape"))
+        self._answer = _Answer()
+        return await self._read_answer()
+
+    async def finish(self) -> None:
+        """Read the rest of a cancelled command's answer (its 1317, or its result), dropping it."""
+        if self._answer is not None:
+            with contextlib.suppress(SqlError):
+                await self._read_answer()
+
+    async def _read_answer(self) -> Result:
+        answer = self._answer
+        assert answer is not None
+        while not answer.done:
+            self._feed(answer, await self._read())
+            answer.packets += 1
+            if not answer.packets & 1023:
+                await asyncio.sleep(0)  # a large buffered answer must not hold the loop (nor the KILL of it)
+        self._answer = None
+        if answer.error is not None:
+            raise answer.error
+        if answer.result is None:  # cannot happen: an answer ends with a result or an error
+            raise SqlError(errors.UNKNOWN_ERROR, "the backend's answer had no result")
+        return answer.result
+
+    def _feed(self, answer: _Answer, payload: bytes) -> None:
+        """One packet of the answer; sets ``answer.done`` after its last."""
+        if answer.phase == 2:
+            if wc.is_end(payload):
+                ok = wc.parse_ok(payload)
+                self.status = ok.status
+                if answer.too_large:
+                    answer.error = _too_large()
+                answer.result = _with_count(
+                    Result([c.name for c in answer.columns], answer.rows, wire_columns=answer.columns), ok.warnings
+                )
+                self._next_result(answer)
+            elif payload[:1] == b"\xff":
+                self.status &= ~SERVER_MORE_RESULTS_EXISTS
+                # e.g. 1317 when killed while sending rows (by us, for a result past the caps)
+                answer.error = answer.error or (_too_large() if answer.too_large else self._error(payload))
+                answer.done = True
+            elif not answer.too_large:
+                answer.rows.append(wc.parse_text_row(payload, answer.count))
+                answer.size += len(payload) + 56
+                if len(answer.rows) > MAX_RESULT_ROWS or answer.size > MAX_RESULT_BYTES:
+                    answer.too_large = True
+                    answer.rows = []
+                    if self.on_overflow is not None:
+                        self.on_overflow()  # KILL QUERY: the server stops sending
+            return
+        if answer.phase == 1:
+            answer.columns.append(wc.parse_column_definition(payload))
+            if len(answer.columns) == answer.count:
+                answer.phase = 2
+            return
+        head = payload[:1]
+        if head == b"\xff":
+            self.status &= ~SERVER_MORE_RESULTS_EXISTS
+            answer.error = answer.error or self._error(payload)
+            answer.done = True
+        elif head == b"\x00":
+            ok = wc.parse_ok(payload)
+            self.status = ok.status
+            answer.result = _with_count(
+                Result(affected_rows=ok.affected_rows, last_insert_id=ok.last_insert_id), ok.warnings
+            )
+            self._next_result(answer)
+        elif head == b"\xfb":
+            self.broken = True  # the server waits for a file we will not send
+            answer.error = SqlError(errors.NOT_SUPPORTED, "LOAD DATA LOCAL INFILE is not supported through the FE")
+            answer.done = True
+        else:
+            answer.count = wc.Cursor(payload).lenenc_int()
+            answer.columns, answer.rows, answer.size = [], [], 0
+            answer.phase = 1
+
+    def _next_result(self, answer: _Answer) -> None:
+        if self.status & SERVER_MORE_RESULTS_EXISTS:
+            answer.phase = 0  # another result follows (CALL): the last one is the answer
+        else:
+            answer.done = True
+
+    async def init_db(self, name: str) -> None:
+        self._send(bytes((wc.COM_INIT_DB,)) + name.encode())
+        self._answer = _Answer()
+        await self._read_answer()
+        self.db = name
+
+    def close(self) -> None:
+        """COM_QUIT, then close: the server ends the thread at once."""
+        io = self._io
+        if io is not None and not self.broken:
+            with contextlib.suppress(Exception):
+                io.write(frame([bytes((wc.COM_QUIT,))], 0)[0])
+        with contextlib.suppress(Exception):
+            if io is not None:
+                io.transport.close()
+        self._io = None
+        self.broken = True
+
+    def abort(self) -> None:
+        with contextlib.suppress(Exception):
+            if self._io is not None:
+                self._io.transport.abort()
+        self._io = None
+
+
+def _too_large() -> SqlError:
+    return SqlError(
+        errors.UNKNOWN_ERROR,
+        f"Result too large: more than {MAX_RESULT_ROWS} rows or {MAX_RESULT_BYTES >> 20} MB; add a LIMIT or a WHERE",
+    )
+
+
+def _with_count(result: Result, warnings: int) -> Result:
+    result.warnings = [SqlWarning("Warning", 0, "")] * warnings if warnings else []
+    return result
+
+
+class MysqlBackend:
+    """One per FE: the address, the control connection, the utility pool."""
+
+    relays = True
+
+    def __init__(self, url: str) -> None:
+        self.address = BackendAddress.parse(url)
+        self._control: Connection | None = None
+        self._control_lock = asyncio.Lock()
+        self._idle: list[Connection] = []
+        self._tasks: set[asyncio.Task[Any]] = set()
+        # Queries over rows the FE holds (information_schema.processlist): in-memory SQLite, as ever.
+        self._local_dir = Path(tempfile.mkdtemp(prefix="fecluster-rows-"))
+        self._local = SqliteBackend(self._local_dir, max_threads=4)
+
+    # ------------------------------------------------------------ connections
+
+    async def connect(self) -> Connection:
+        return await Connection(self.address).open()
+
+    @contextlib.asynccontextmanager
+    async def _utility(self) -> AsyncIterator[Connection]:
+        conn = self._idle.pop() if self._idle else await self.connect()
+        try:
+            yield conn
+        except BaseException:
+            conn.close()
+            raise
+        if conn.broken or len(self._idle) >= IDLE_UTILITY or conn.status & SERVER_STATUS_IN_TRANS:
+            conn.close()
+        else:
+            self._idle.append(conn)
+
+    async def _catalog(self, sql: str) -> Result:
+        async with self._utility() as conn:
+            return await conn.query(sql)
+
+    async def kill(self, thread_id: int, query: bool = True) -> None:
+        """``KILL [QUERY] thread_id`` on the control connection (an unknown thread is fine)."""
+        if not thread_id:
+            return
+        sql = f"KILL {'QUERY ' if query else ''}{int(thread_id)}"
+        async with self._control_lock:
+            for attempt in (1, 2):
+                try:
+                    if self._control is None or self._control.broken:
+                        self._control = await self.connect()
+                    await self._control.query(sql)
+                    return
+                except SqlError as e:
+                    if e.code == errors.UNKNOWN_THREAD:
+                        return
+                    if e.code != errors.SERVER_LOST or attempt == 2:  # a stale control connection: once more
+                        log.warning("%s on the backend failed: %s", sql, e.message)
+                        return
+
+    def warm_control(self) -> None:
+        """Open the control connection ahead of the first KILL (once a session has a connection)."""
+        if self._control is None and not self._control_lock.locked():
+            task = asyncio.get_running_loop().create_task(self._open_control())
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _open_control(self) -> None:
+        async with self._control_lock:
+            if self._control is None:
+                with contextlib.suppress(SqlError):
+                    self._control = await self.connect()
+
+    def kill_soon(self, thread_id: int, query: bool = True) -> None:
+        task = asyncio.get_running_loop().create_task(self.kill(thread_id, query))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def kill_threads(self, thread_ids: Sequence[int]) -> None:
+        for thread_id in thread_ids:
+            log.info("killing backend thread %d left by a dead FE", thread_id)
+            await self.kill(thread_id, query=False)
+
+    # ------------------------------------------------------------ Backend
+
+    def session(self, on_thread: Callable[[int], None] | None = None) -> MysqlSession:
+        return MysqlSession(self, on_thread)
+
+    async def databases(self) -> list[str]:
+        result = await self._catalog("SHOW DATABASES")
+        names = [_text(row[0]) for row in result.rows]
+        return sorted(n for n in names if n.lower() not in SYSTEM_SCHEMAS)
+
+    async def has_database(self, name: str) -> bool:
+        result = await self._catalog(
+            f"SELECT 1 FROM information_schema.schemata WHERE schema_name = {quote_string(name)}"
+        )
+        return bool(result.rows)
+
+    async def create_database(self, name: str, if_not_exists: bool) -> None:
+        check_db_name(name)
+        await self._catalog(f"CREATE DATABASE {'IF NOT EXISTS ' if if_not_exists else ''}{_ident(name)}")
+
+    async def drop_database(self, name: str, if_exists: bool) -> None:
+        await self._catalog(f"DROP DATABASE {'IF EXISTS ' if if_exists else ''}{_ident(name)}")
+
+    async def tables(self, database: str) -> list[str]:
+        result = await self._catalog(
+            "SELECT table_name FROM information_schema.tables "
+            f"WHERE table_schema = {quote_string(database)} ORDER BY table_name"
+        )
+        return [_text(row[0]) for row in result.rows]
+
+    async def columns(self, database: str, table: str) -> list[Column]:
+        result = await self._catalog(
+            "SELECT column_name, column_type, is_nullable, column_default, column_key "
+            f"FROM information_schema.columns WHERE table_schema = {quote_string(database)} "
+            f"AND table_name = {quote_string(table)} ORDER BY ordinal_position"
+        )
+        if not result.rows:
+            if not await self.has_database(database):
+                raise SqlError(errors.BAD_DB, f"Unknown database '{database}'")
+            raise SqlError(errors.NO_SUCH_TABLE, f"Table '{database}.{table}' doesn't exist")
+        return [
+            Column(
+                _text(name),
+                _text(kind).upper(),
+                _text(nullable) == "YES",
+                None if default is None or _text(default) == "NULL" else _text(default),
+                _text(key) == "PRI",
+            )
+            for name, kind, nullable, default, key in result.rows
+        ]
+
+    async def indexes(self, database: str, table: str) -> list[Index]:
+        result = await self._catalog(
+            "SELECT index_name, non_unique, column_name FROM information_schema.statistics "
+            f"WHERE table_schema = {quote_string(database)} AND table_name = {quote_string(table)} "
+            "AND index_name <> 'PRIMARY' ORDER BY index_name, seq_in_index"
+        )
+        found: dict[str, Index] = {}
+        for name, non_unique, column in result.rows:
+            key = _text(name)
+            index = found.setdefault(key, Index(key, _text(non_unique) == "0", []))
+            index.columns.append(_text(column))
+        return list(found.values())
+
+    async def constant_select(self, query: exp.Select) -> Result:
+        return await self._catalog(query.sql(dialect="mysql"))
+
+    async def query_rows(
+        self, query: exp.Expression, table: str, columns: Sequence[str], rows: Sequence[tuple[Any, ...]]
+    ) -> Result:
+        return await self._local.query_rows(query, table, columns, rows)
+
+    async def query_tables(
+        self, query: exp.Expression, tables: Mapping[str, tuple[Sequence[str], Sequence[tuple[Any, ...]]]]
+    ) -> Result:
+        return await self._local.query_tables(query, tables)
+
+    def shutdown(self) -> None:
+        for conn in [*self._idle, *([self._control] if self._control else [])]:
+            conn.close()
+        self._idle.clear()
+        self._control = None
+        self._local.shutdown()
+        shutil.rmtree(self._local_dir, ignore_errors=True)
+
+
+async def _relay_set(conn: Connection, sql: str) -> None:
+    """A variable only the FE knows (1193: query_timeout, session_context, ...) is the FE's alone."""
+    try:
+        await conn.query(sql)
+    except SqlError as e:
+        if e.code != errors.UNKNOWN_SYSTEM_VARIABLE:
+            raise
+
+
+def _text(value: Any) -> str:
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+
+
+class MysqlSession:
+    """One client session's backend connection, opened on its first statement."""
+
+    def __init__(self, backend: MysqlBackend, on_thread: Callable[[int], None] | None) -> None:
+        self.backend = backend
+        self._on_thread = on_thread
+        self._conn: Connection | None = None
+        self._autocommit = True
+        self._pending_sets: list[str] = []  # SETs said before the connection opened (drivers' connect-time SETs)
+
+    @property
+    def thread_id(self) -> int:
+        return self._conn.thread_id if self._conn is not None else 0
+
+    @property
+    def in_transaction(self) -> bool:
+        return self._conn is not None and bool(self._conn.status & SERVER_STATUS_IN_TRANS)
+
+    @property
+    def autocommit(self) -> bool:
+        return bool(self._conn.status & SERVER_STATUS_AUTOCOMMIT) if self._conn is not None else self._autocommit
+
+    async def _connection(self, database: str | None) -> Connection:
+        conn = self._conn
+        if conn is not None and conn.broken:
+            raise conn._lost()
+        if conn is None:
+            conn = await self.backend.connect()
+            try:
+                if not self._autocommit:
+                    await conn.query("SET autocommit = 0")
+                for sql in self._pending_sets:
+                    await _relay_set(conn, sql)
+            except BaseException as e:
+                conn.close()
+                if isinstance(e, SqlError) and e.code not in (errors.CONN_HOST_ERROR, errors.SERVER_LOST):
+                    self._pending_sets.clear()  # the server refused one: said once, not at every statement
+                raise
+            self._pending_sets.clear()
+            conn.on_overflow = lambda: self.backend.kill_soon(conn.thread_id, query=True)
+            self._conn = conn
+            self.backend.warm_control()
+            if self._on_thread is not None:
+                self._on_thread(conn.thread_id)
+        if database and database != conn.db:
+            await self._run(conn, lambda: conn.init_db(database))
+        return conn
+
+    async def _run(self, conn: Connection, work: Callable[[], Awaitable[T]]) -> T:
+        """``work`` (one command on ``conn``). A cancel (KILL, time limit, client
+        gone, shutdown) kills the statement on the backend, then reads the rest
+        of its answer (the server's 1317) so the connection stays in step; no
+        answer within SETTLE_TIMEOUT: the backend connection is killed."""
+        try:
+            return await work()
+        except asyncio.CancelledError:
+            if conn.busy:
+                await self.backend.kill(conn.thread_id, query=True)
+                try:
+                    async with asyncio.timeout(SETTLE_TIMEOUT):
+                        await conn.finish()
+                except TimeoutError:
+                    log.warning("backend thread %d did not answer its KILL QUERY; killing it", conn.thread_id)
+                    self.backend.kill_soon(conn.thread_id, query=False)
+                    conn.abort()
+                    conn.broken = True
+            raise
+
+    async def execute(self, sql: str, database: str | None, tree: exp.Expression | None = None) -> Result:
+        conn = await self._connection(database)
+        result: Result = await self._run(conn, lambda: conn.query(sql))
+        if result.warnings:
+            shown: Result = await self._run(conn, lambda: conn.query("SHOW WARNINGS"))
+            result.warnings = [SqlWarning(_text(r[0]), int(r[1]), _text(r[2])) for r in shown.rows]
+        return result
+
+    async def _statement(self, sql: str) -> None:
+        conn = await self._connection(None)
+        await self._run(conn, lambda: conn.query(sql))
+
+    async def begin(self) -> None:
+        await self._statement("BEGIN")
+
+    async def commit(self) -> None:
+        if self._conn is not None:
+            await self._statement("COMMIT")
+
+    async def rollback(self) -> None:
+        if self._conn is not None:
+            await self._statement("ROLLBACK")
+
+    async def set_autocommit(self, on: bool) -> None:
+        self._autocommit = on
+        if self._conn is not None:
+            await self._statement(f"SET autocommit = {int(on)}")
+
+    async def savepoint(self, verb: str, name: str) -> None:
+        await self._statement(f"{verb} {_ident(name)}")
+
+    async def relay_set(self, sql: str) -> None:
+        """The SET as the client wrote it. Before the connection opens it is kept
+        for then (a driver's SET NAMES / autocommit at connect costs no backend
+        connection, and works while the backend is away)."""
+        if self._conn is None and len(self._pending_sets) < MAX_PENDING_SETS:
+            self._pending_sets.append(sql)
+            return
+        conn = await self._connection(None)
+        await self._run(conn, lambda: _relay_set(conn, sql))
+
+    def close(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is None:
+            return
+        if conn.busy:
+            self.backend.kill_soon(conn.thread_id, query=False)  # still busy: the server must stop it
+            conn.abort()
+        else:
+            conn.close()
