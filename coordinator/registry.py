@@ -420,13 +420,16 @@ class ConnectionWriter:
     """Connects and disconnects reach Redis in the background, coalesced into
     one pipeline per batch: nothing on the handshake path waits for Redis, a
     burst of thousands of connects is a handful of round trips, and the Redis
-    connection pool is never exhausted. A failed batch is not retried: the
-    caller's ``on_error`` schedules a full re-sync from the live sessions."""
+    connection pool is never exhausted. Changes wait ``coalesce`` seconds to
+    gather; a connection that comes and goes within one batch is never written
+    at all. A failed batch is not retried: the caller's ``on_error`` schedules
+    a full re-sync from the live sessions."""
 
-    def __init__(self, registry: Registry, on_error: Callable[[BaseException], None]) -> None:
+    def __init__(self, registry: Registry, on_error: Callable[[BaseException], None], coalesce: float = 0.0) -> None:
         self.registry = registry
         self._on_error = on_error
-        self._pending: dict[int, tuple[ConnectionRecord, bool]] = {}
+        self.coalesce = coalesce
+        self._pending: dict[int, tuple[ConnectionRecord, str]] = {}  # state: "new", "changed" or "gone"
         self._dropped_traces: dict[str, int] = {}
         self._wake = asyncio.Event()
         self._idle = asyncio.Event()
@@ -436,12 +439,20 @@ class ConnectionWriter:
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="registry-writer")
 
-    def add(self, record: ConnectionRecord) -> None:
-        self._pending[record.id] = (record, True)
+    def add(self, record: ConnectionRecord, new: bool = True) -> None:
+        """A new connection's row, or (``new=False``) a live one's changed row."""
+        pending = self._pending.get(record.id)
+        self._pending[record.id] = (record, "new" if new or (pending and pending[1] == "new") else "changed")
         self._kick()
 
-    def remove(self, record: ConnectionRecord) -> None:
-        self._pending[record.id] = (record, False)
+    def remove(self, record: ConnectionRecord, written: bool = False) -> None:
+        """A connection ended; ``written``: something of it is in Redis already
+        (its user-limit slot), so the removal must go out even if its row did not."""
+        pending = self._pending.get(record.id)
+        if pending is not None and pending[1] == "new" and not written:
+            del self._pending[record.id]  # came and went before it was written: nothing to write
+        else:
+            self._pending[record.id] = (record, "gone")
         self._kick()
 
     def drop_trace(self, trace_id: str, conn_id: int) -> None:
@@ -455,8 +466,11 @@ class ConnectionWriter:
     async def _run(self) -> None:
         while True:
             await self._wake.wait()
+            if self.coalesce:
+                await asyncio.sleep(self.coalesce)
             self._wake.clear()
-            batch, self._pending = self._pending, {}
+            batch = {i: (record, state != "gone") for i, (record, state) in self._pending.items()}
+            self._pending = {}
             traces, self._dropped_traces = self._dropped_traces, {}
             if batch or traces:
                 try:

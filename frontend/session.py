@@ -124,6 +124,7 @@ class Session:
         self.user_variables: dict[str, Any] = {}  # SET @v = ...; bounded by MAX_USER_VARIABLES
         self.killed_by: str | None = None  # why the connection was killed, once it has been
         self.trace_id = ""  # SET session_context = 'trace_id:...'
+        self.counted = False  # holds a slot of a per-user connection limit in Redis
         self.interactive = interactive  # the client said CLIENT_INTERACTIVE: interactive_timeout applies
         self.started_us = 0  # wall clock of the running statement's start, in microseconds
         self._close_transport = close_transport

@@ -93,7 +93,7 @@ class SessionTable:
     def record_changed(self, session: Session) -> None:
         """Rewrite a live session's registry row (after USE), without delaying the statement."""
         if session.id in self.sessions:
-            self._queue_row(session)
+            self._queue_row(session, new=False)
 
     async def trace_changed(self, session: Session, old: str) -> None:
         """A trace id must be findable from any FE once SET answers: write it now (bounded)."""
@@ -101,7 +101,7 @@ class SessionTable:
             return  # the re-sync after Redis returns writes it
         if old:
             self._writer.drop_trace(old, session.id)
-        self._queue_row(session)
+        self._queue_row(session, new=False)
         await self._writer.flush(self.redis_timeout)
 
     # ------------------------------------------------------------ ids
@@ -201,6 +201,7 @@ class SessionTable:
             try:
                 async with asyncio.timeout(self.redis_timeout):
                     if await self.membership.registry.admit_connection(user.name, session.id, limit):
+                        session.counted = True  # its slot is in Redis now: the close must free it
                         return
                 raise errors.too_many_user_connections(user.name)
             except REDIS_ERRORS as e:
@@ -215,11 +216,11 @@ class SessionTable:
             await session.close()
         finally:
             if self.sessions.pop(session.id, None) is not None and self.membership.redis_ok:
-                self._writer.remove(session.record())
+                self._writer.remove(session.record(), written=session.counted)
 
-    def _queue_row(self, session: Session) -> None:
+    def _queue_row(self, session: Session, new: bool = True) -> None:
         if self.membership.redis_ok:
-            self._writer.add(session.record())
+            self._writer.add(session.record(), new)
         # else: the re-sync after Redis returns writes every live session
 
     # ------------------------------------------------------------ the owner's side of KILL

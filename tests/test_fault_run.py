@@ -445,7 +445,9 @@ def test_randomized_fault_run(net_cluster, netlab) -> None:  # type: ignore[no-u
         for fe in cluster.fes:
             m, b = fe.metrics(), baseline[fe.name]
             after[fe.name] = (m["fecluster_tasks"], m["fecluster_open_fds"])
-            if m["fecluster_tasks"] > b["fecluster_tasks"] + 4 or m["fecluster_open_fds"] > b["fecluster_open_fds"] + 4:
+            # A few more descriptors are the Redis pool's: its users (registry writer, membership,
+            # kill audit, statements) can need one connection each at once; a leak grows past that.
+            if m["fecluster_tasks"] > b["fecluster_tasks"] + 4 or m["fecluster_open_fds"] > b["fecluster_open_fds"] + 8:
                 return False
         return True
 
