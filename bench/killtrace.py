@@ -141,6 +141,7 @@ def main(argv: list[str] | None = None) -> int:
                 mysql_port=mysql_port,
                 grpc_port=grpc_port,
                 http_port=0,  # never Doris's 8030
+                max_connections=20_000,  # the scaling rows hold 5,000 on one FE
                 bind_host="127.0.0.1",
                 advertise_host="127.0.0.1",
                 cluster_secret=secret,
