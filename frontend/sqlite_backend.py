@@ -233,10 +233,15 @@ class SqliteBackend:
     async def _in_thread(self, work: Callable[[sqlite3.Connection], T], path: str = ":memory:") -> T:
         """``work`` on a private, sealed connection in a worker thread; a cancel interrupts it."""
         conn, _ = _sealed(path, pragmas=READ_ONLY_PRAGMAS)
+        # interrupt() only stops a statement already running: a cancel that lands
+        # while the worker is still queued or loading rows must stop it too.
+        cancelled = threading.Event()
+        conn.set_progress_handler(cancelled.is_set, 10_000)
         future = asyncio.get_running_loop().run_in_executor(self.pool, work, conn)
         try:
             return await asyncio.shield(future)
         except asyncio.CancelledError:
+            cancelled.set()
             conn.interrupt()
             await _settle(future)
             raise
@@ -540,6 +545,9 @@ class SqliteSession:
             conn.create_function("sleep", 1, self._sleep)
             for name, function in _FUNCTIONS.items():
                 conn.create_function(name, 0, function)
+            # A KILL that lands before the worker has started the statement
+            # (interrupt() is then a no-op) still stops it at its first steps.
+            conn.set_progress_handler(self._cancelled.is_set, 10_000)
             self._conn = conn
         return self._conn
 

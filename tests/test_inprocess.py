@@ -455,3 +455,27 @@ async def test_connection_writer_never_writes_a_connection_that_came_and_went() 
     await writer.flush(5)
     await writer.close()
     assert registry.batches == [{2: (_record(2), False)}]
+
+
+async def test_a_kill_that_lands_before_sqlite_starts_still_stops_the_statement(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """interrupt() is a no-op for a statement not yet running: a KILL that landed
+    while the worker was still queued let a processlist CTE run on (seen once in CI-like runs)."""
+    import time
+
+    from frontend.sqlite_backend import SqliteBackend
+
+    backend = SqliteBackend(tmp_path)
+
+    def work(conn):  # type: ignore[no-untyped-def]
+        time.sleep(0.2)  # the cancel arrives now, before SQLite has run anything
+        cte = "WITH RECURSIVE c(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM c WHERE n < 1000000000)"
+        return conn.execute(f"{cte} SELECT COUNT(*) FROM c").fetchall()
+
+    task = asyncio.ensure_future(backend._in_thread(work))
+    await asyncio.sleep(0.05)
+    task.cancel()
+    start = time.monotonic()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert time.monotonic() - start < 2  # generous: about 0.2 s
+    backend.shutdown()
