@@ -73,7 +73,6 @@ class Router:
         self.channels = channels
         self.peer_timeout = peer_timeout
         self._audit = audit
-        self._background: set[asyncio.Task[None]] = set()
         self.outcomes: Counter[str] = Counter()  # KILLs received here, by outcome (for /metrics)
 
     @property
@@ -305,7 +304,6 @@ class Router:
         return list(reply.rows)
 
     async def close(self) -> None:
-        await asyncio.gather(*self._background, return_exceptions=True)
         await self.channels.close()
 
 
