@@ -126,6 +126,7 @@ class Session:
         self.trace_id = ""  # SET session_context = 'trace_id:...'
         self.counted = False  # holds a slot of a per-user connection limit in Redis
         self.interactive = interactive  # the client said CLIENT_INTERACTIVE: interactive_timeout applies
+        self.tls: tuple[str, str] | None = None  # (protocol version, cipher) of the client's TLS link
         self.started_us = 0  # wall clock of the running statement's start, in microseconds
         self._close_transport = close_transport
         self._running: asyncio.Task[Result] | None = None

@@ -77,7 +77,6 @@ KNOWN_FAILURES: dict[tuple[str, str], str] = {
     **{(driver, "prepared"): EMBEDDED_NUMBERS for driver in ("connector-pure", "connector-c", "mysql2")},
     ("jdbc", "prepared"): EMBEDDED_NUMBERS + "; and a DATE read back through the binary protocol comes back wrong",
     ("sqlalchemy", "orm_crud"): EMBEDDED_NUMBERS,
-    ("mysqlclient", "login_tls"): "SHOW SESSION STATUS LIKE 'Ssl_cipher' returns no row (how libmariadb sees TLS)",
 }
 
 # ---------------------------------------------------------------------------------------------

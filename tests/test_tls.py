@@ -91,3 +91,31 @@ def test_plain_mysql_clients_still_connect(tls_cluster: Cluster) -> None:
         cur.execute("SELECT 1")
         assert cur.fetchall() == ((1,),)
     assert pymysql  # PyMySQL without ssl= negotiates no TLS
+
+
+@pytest.fixture(scope="module")
+def mysql_tls_fe(redis_url: str, pki: Path):  # type: ignore[no-untyped-def]
+    from tests.support import new_cluster
+
+    cluster = new_cluster(redis_url, 1, mysql_tls_cert=pki / "fe.pem", mysql_tls_key=pki / "fe.key")
+    yield cluster.fes[0]
+    cluster.stop()
+
+
+def test_show_status_names_the_clients_cipher(mysql_tls_fe: Running, pki: Path) -> None:
+    """libmariadb-based clients (mysqlclient) learn they are encrypted only by
+    asking the server: ``SHOW SESSION STATUS LIKE 'Ssl_cipher'`` (MariaDB's answer)."""
+    import MySQLdb
+
+    def status(**tls: object) -> dict[str, str]:
+        conn = MySQLdb.connect(host="127.0.0.1", port=mysql_tls_fe.mysql_port, user="root", **tls)
+        try:
+            cur = conn.cursor()
+            cur.execute("SHOW SESSION STATUS LIKE 'Ssl\\_%'")
+            return dict(cur.fetchall())
+        finally:
+            conn.close()
+
+    secure = status(ssl={"ca": str(pki / "ca.pem")})
+    assert secure["Ssl_version"].startswith("TLSv1.") and secure["Ssl_cipher"], secure
+    assert status(ssl_mode="DISABLED") == {"Ssl_cipher": "", "Ssl_version": ""}

@@ -197,8 +197,14 @@ async def show_table_status(services: Services, session: Session, m: re.Match[st
 
 
 async def show_status(services: Services, session: Session, m: re.Match[str]) -> Result:
-    """The shape tools expect; the FE keeps no MySQL status counters."""
-    return Result(["Variable_name", "Value"], [])
+    """The client link's TLS (how libmariadb clients learn they are encrypted);
+    the FE keeps no other MySQL status counters."""
+    version, cipher = session.tls or ("", "")
+    rows = [("Ssl_cipher", cipher), ("Ssl_version", version)]
+    if m.group(1) is not None:
+        pattern = unescape(m.group(1))
+        rows = [r for r in rows if like(pattern, r[0])]
+    return Result(["Variable_name", "Value"], rows)
 
 
 # ------------------------------------------------------------------ information_schema

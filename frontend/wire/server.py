@@ -68,6 +68,7 @@ class WireSession(Protocol):
 
     id: int
     killed_by: str | None
+    tls: tuple[str, str] | None
 
     async def execute(self, sql: str) -> Result: ...
 
@@ -424,6 +425,7 @@ class MysqlConnection:
         except SqlError as e:
             self.send_error(e.code, e.message, e.state)
             return False
+        self.session.tls = self._tls()
         self.user = user
         self.packets.limit = server.max_allowed_packet
         self.send(rs.ok_packet())
@@ -605,6 +607,11 @@ class MysqlConnection:
         )
         self.send(text.encode())
 
+    def _tls(self) -> tuple[str, str] | None:
+        """(protocol version, cipher) of the client's TLS link, for SHOW STATUS."""
+        tls = self.io.transport.get_extra_info("ssl_object") if self.secure else None
+        return None if tls is None else (tls.version() or "", (tls.cipher() or ("",))[0])
+
     async def _change_user(self, payload: bytes) -> bool:
         """Re-authenticate against the greeting's nonce; a new session replaces the old one.
 
@@ -629,6 +636,7 @@ class MysqlConnection:
         except SqlError as e:
             self.send_error(e.code, e.message, e.state)
             return False
+        self.session.tls = self._tls()
         self.user = user
         self.packets.limit = self.server.max_allowed_packet
         self.send(rs.ok_packet())
