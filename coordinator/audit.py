@@ -4,8 +4,8 @@
   (``PER_REQUESTER``): each requester has a stream of their own, so one user's
   flood of KILLs evicts only that user's oldest entries, never root's.
 - **Repeated denials are aggregated**: the same requester refused (1095) on the
-  same target again within ``DENIAL_WINDOW_S`` of the first is one more entry,
-  with a ``count``, at the window's end.
+  same target (and target user) again within ``DENIAL_WINDOW_S`` of the first
+  is one more entry, with a ``count``, at the window's end.
 - **Redis away**: entries wait in a bounded backlog (``BACKLOG``, oldest dropped
   first, with a count of what was dropped) and are written once Redis answers.
 
@@ -39,7 +39,7 @@ class KillAudit:
         self.timeout = timeout
         self._backlog: deque[dict[str, str]] = deque(maxlen=BACKLOG)
         self.dropped = 0  # entries the backlog had to let go while Redis was away
-        self._denials: dict[tuple[str, str, str], dict[str, str]] = {}
+        self._denials: dict[tuple[str, str, str, str], dict[str, str]] = {}
         self._flusher: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
 
@@ -50,7 +50,7 @@ class KillAudit:
         if entry.get("outcome", "").startswith("1095"):
             # The first denial is written at once; the same denial again within
             # the window is one more entry at its end, with how many there were.
-            key = (entry["requester"], entry["target"], entry["outcome"][:4])
+            key = (entry["requester"], entry["target"], entry.get("target_user", ""), entry["outcome"][:4])
             window = self._denials.get(key)
             if window is None:
                 self._denials[key] = {"count": "0"}
@@ -60,7 +60,7 @@ class KillAudit:
                 return
         self._queue(entry)
 
-    def _release_denial(self, key: tuple[str, str, str]) -> None:
+    def _release_denial(self, key: tuple[str, str, str, str]) -> None:
         window = self._denials.pop(key, None)
         if window is not None and int(window["count"]):
             self._queue(window)

@@ -29,7 +29,7 @@ log = logging.getLogger("fecluster.routing")
 class LocalSessions(Protocol):
     """What the router needs from the FE it runs in."""
 
-    async def kill_local(self, request: pb.PeerKillRequest) -> int: ...
+    async def kill_local(self, request: pb.PeerKillRequest) -> pb.KillResult: ...
 
     async def list_local(self, requester: str, where: str = "") -> list[pb.ProcessRow]: ...
 
@@ -45,10 +45,18 @@ class KillOutcome:
     owner: str  # the owner FE's address ("every FE" for KILL USER)
     killed: int  # sessions (or running statements) hit
     failures: list[FeFailure] = field(default_factory=list)  # KILL USER: FEs that did not answer
+    target_user: str = ""  # whose session it was, as the owner named it (the user of KILL USER)
 
 
 def _unreachable(fe: str, e: grpc.aio.AioRpcError) -> str:
     return f"FE {fe} did not answer: {e.code().name} {e.details() or ''}".strip()
+
+
+def _killed(reply: pb.KillResult) -> int:
+    """How many the owner's answer says it hit; its error raised."""
+    if reply.HasField("error"):
+        raise SqlError(reply.error.code, reply.error.message)
+    return reply.killed
 
 
 def _describe(target: pb.KillTarget) -> str:
@@ -99,6 +107,7 @@ class Router:
         owner: FeRecord | None = None
         outcome = "ok"
         local = False
+        target_user = target.user  # KILL USER names it; for any other target the owner does
         try:
             if target.WhichOneof("target") == "user":
                 result = await self._kill_everywhere(request)
@@ -107,10 +116,11 @@ class Router:
                 owner = await self._owner(target)
                 local = owner.server_id == self.me.server_id
                 if local:
-                    killed = await self.local.kill_local(request)
+                    reply = await self.local.kill_local(request)
                 else:
-                    killed = await self._peer_kill(owner, request)
-                result = KillOutcome(owner.address, killed)
+                    reply = await self._peer_kill(owner, request)
+                target_user = reply.target_user  # also on a refusal (1095)
+                result = KillOutcome(owner.address, _killed(reply), target_user=target_user)
         except SqlError as e:
             outcome = f"{e.code} {e.message}"
             raise
@@ -119,7 +129,7 @@ class Router:
             raise
         finally:
             self.outcomes[outcome.split(" ", 1)[0]] += 1
-            self._record(request, owner, outcome)
+            self._record(request, owner, outcome, target_user)
         if local:
             # Let the victim's 1317 go out before our own OK. Outside the try:
             # a session that killed itself is cancelled here, and its KILL
@@ -135,10 +145,10 @@ class Router:
         async def one(fe: FeRecord) -> int | FeFailure | SqlError:
             try:
                 if fe.server_id == self.me.server_id:
-                    return await self.local.kill_local(request)
+                    return _killed(await self.local.kill_local(request))
                 own = pb.PeerKillRequest()
                 own.CopyFrom(request)  # each kill stream stamps its own request_id
-                return await self._peer_kill(fe, own)
+                return _killed(await self._peer_kill(fe, own))
             except SqlError as e:
                 if e.code == errors.UNKNOWN_ERROR:
                     return FeFailure(fe.address, e.message)
@@ -150,7 +160,7 @@ class Router:
         killed = sum(r for r in results if isinstance(r, int))
         if refused and not killed and len(refused) + len(failures) == len(results):
             raise refused[0]  # e.g. 1095: a non-admin named another user
-        return KillOutcome("every FE", killed, failures)
+        return KillOutcome("every FE", killed, failures, request.target.user)
 
     async def _owner(self, target: pb.KillTarget) -> FeRecord:
         which = target.WhichOneof("target")
@@ -200,7 +210,7 @@ class Router:
             return self.me
         return self.membership.members.get(sid)
 
-    async def _peer_kill(self, owner: FeRecord, request: pb.PeerKillRequest) -> int:
+    async def _peer_kill(self, owner: FeRecord, request: pb.PeerKillRequest) -> pb.KillResult:
         target = request.target
         # A KILL held up by a partition and delivered after we answered 1105
         # must not be carried out: the owner refuses it after this moment.
@@ -211,16 +221,14 @@ class Router:
             if e.code == grpc.StatusCode.UNAVAILABLE and not await self._lease_alive(owner.server_id):
                 # The owner is gone and so are its connections.
                 if target.WhichOneof("target") == "user":
-                    return 0
+                    return pb.KillResult(owner_fe=owner.address, target_user=target.user)
                 raise (
                     errors.unknown_query(target.query_id or target.trace_id)
                     if target.query_id or target.trace_id
                     else errors.unknown_thread(target.connection_id)
                 ) from e
             raise SqlError(errors.UNKNOWN_ERROR, f"KILL not delivered: FE {owner.address} did not answer: {e}") from e
-        if reply.HasField("error"):
-            raise SqlError(reply.error.code, reply.error.message)
-        return reply.killed
+        return reply  # an error in it is the owner's answer (see _killed)
 
     async def _lease_alive(self, sid: int) -> bool:
         """True unless Redis says the server id's lease is gone (unknown counts as alive)."""
@@ -232,7 +240,7 @@ class Router:
         except REDIS_ERRORS:
             return True
 
-    def _record(self, request: pb.PeerKillRequest, owner: FeRecord | None, outcome: str) -> None:
+    def _record(self, request: pb.PeerKillRequest, owner: FeRecord | None, outcome: str, target_user: str) -> None:
         if self._audit is None:
             return
         target = request.target
@@ -242,6 +250,7 @@ class Router:
             "requester_host": request.requester_host,
             "received_on": self.me.address,
             "target": _describe(target),
+            "target_user": target_user,
             "kind": "QUERY" if target.kind == pb.KILL_QUERY else "CONNECTION",
             "owner": owner.address if owner else ("every FE" if target.user else ""),
             "outcome": outcome,

@@ -202,11 +202,9 @@ class PeerService(pb_grpc.PeerServicer):
             log.warning("refused a KILL from %s that arrived %.0f ms after its deadline", request.requester_fe, late_ms)
             late = SqlError(errors.UNKNOWN_ERROR, "KILL arrived at its owner after its deadline: not carried out")
             return pb.KillResult(error=sql_error(late), owner_fe=me, request_id=request.request_id)
-        try:
-            killed = await self.sessions.kill_local(request)
-        except SqlError as e:
-            return pb.KillResult(error=sql_error(e), owner_fe=me, request_id=request.request_id)
-        return pb.KillResult(owner_fe=me, request_id=request.request_id, killed=killed)
+        reply = await self.sessions.kill_local(request)  # with the target's user, also on a refusal
+        reply.request_id = request.request_id
+        return reply
 
     async def Kill(self, request: pb.PeerKillRequest, context: grpc.aio.ServicerContext) -> pb.KillResult:
         return await self._kill(request)
@@ -282,7 +280,7 @@ class FrontendService(pb_grpc.FrontendServicer):
             outcome = await self.router.kill(request, user.name, _peer_host(context))
         except SqlError as e:
             return pb.KillResult(error=sql_error(e))
-        return pb.KillResult(owner_fe=outcome.owner, killed=outcome.killed)
+        return pb.KillResult(owner_fe=outcome.owner, killed=outcome.killed, target_user=outcome.target_user)
 
     async def Execute(self, request: pb.ExecuteRequest, context: grpc.aio.ServicerContext) -> pb.StatementResult:
         user = await self._caller(context)

@@ -257,14 +257,28 @@ class SessionTable:
         elif which == "trace_id" and self.membership.fenced:
             raise errors.unknown_query(target.trace_id)
 
-    async def kill_local(self, request: pb.PeerKillRequest) -> int:
-        """Carry out a KILL aimed at this FE; returns how many sessions (or, for
-        KILL QUERY, running statements) it hit. Raises 1094/1095/1097."""
+    async def kill_local(self, request: pb.PeerKillRequest) -> pb.KillResult:
+        """Carry out a KILL aimed at this FE: the owner's answer, the same whether
+        the KILL arrived here or was forwarded. ``killed``: how many sessions (or,
+        for KILL QUERY, running statements) it hit; ``target_user``: whose they
+        are, also when refused; ``error``: 1094/1095/1097."""
+        reply = pb.KillResult(owner_fe=self.fe.address)
+        try:
+            reply.killed = await self._kill(request, reply)
+        except errors.SqlError as e:
+            reply.error.CopyFrom(pb.SqlError(code=e.code, sqlstate=e.sqlstate, message=e.message))
+        return reply
+
+    async def _kill(self, request: pb.PeerKillRequest, reply: pb.KillResult) -> int:
         target = request.target
-        if target.WhichOneof("target") == "user" and self.membership.fenced:
-            return 0
+        if target.WhichOneof("target") == "user":
+            reply.target_user = target.user
+            if self.membership.fenced:
+                return 0
         self._check_owner(target)
         victims = self._targets(target)
+        if target.WhichOneof("target") != "user":
+            reply.target_user = ",".join(sorted({v.user for v in victims}))
         # The owner decides. Killing your own user's sessions needs no lookup;
         # anyone else needs ADMIN_PRIV, read from the user table now (not from
         # the cache), so a REVOKE on any FE takes effect at once.

@@ -104,14 +104,57 @@ def test_privilege_matrix_across_fes(cluster3: Cluster) -> None:
 
         audit = wait_for(audited, 5, what="the kill audit entries")
         refused = [a for a in audit if a[1] == bob and a[4] == str(vid)]
-        assert refused and refused[0][2] == fe3.address and refused[0][5] == fe2.address
-        assert refused[0][6].startswith("1095")
-        assert any(a[1] == ops and a[4] == str(vid) and a[6] == "ok" and a[2] == fe1.address for a in audit)
+        assert refused and refused[0][2] == fe3.address and refused[0][6] == fe2.address
+        assert refused[0][7].startswith("1095") and refused[0][5] == alice  # the owner named whose it was
+        assert any(a[1] == ops and a[4] == str(vid) and a[7] == "ok" and a[2] == fe1.address for a in audit)
         assert fails(bob_conn, "SHOW KILL AUDIT")[0] == 1227
         # unknown id on a live FE's id space, and unknown query id
         unknown = (vid & ~0xFFFFF) | 0xFFFFE
         assert fails(bob_conn, f"KILL {unknown}") == (1094, f"Unknown thread id: {unknown}")
         assert fails(bob_conn, "KILL QUERY '0123456789abcdef-0123456789abcdef'")[0] == 1097
+
+
+def test_kill_audit_filters_by_target_user(cluster3: Cluster) -> None:
+    """Issue 14 item 8: the audit had no target user (the owner knew it, its
+    answer did not carry it), so "who killed bob's sessions?" had no answer.
+    The owner names the victim's user in its answer, refusals included, and
+    SHOW KILL AUDIT filters on it."""
+    fe1, fe2, fe3 = cluster3.fes
+    alice, bob = (f"{n}{uuid.uuid4().hex[:6]}" for n in ("alice", "bob"))
+    for name in (alice, bob):
+        fe1.query(f"CREATE USER '{name}' IDENTIFIED BY 'pw'")
+    with (
+        contextlib.closing(fe2.connect(bob, "pw")) as bob_conn,
+        contextlib.closing(fe3.connect(alice, "pw")) as alice_conn,
+        contextlib.closing(fe1.connect()) as root_conn,
+    ):
+        vid = bob_conn.thread_id()
+        assert fails(alice_conn, f"KILL {vid}") == (1095, f"You are not owner of thread {vid}")  # refused on fe2
+        with root_conn.cursor() as cur:
+            cur.execute(f"KILL {vid}")  # fe1 -> the owner fe2
+
+        def audit(where: str) -> tuple[tuple[str, ...], ...]:
+            return fe1.query(f"SHOW KILL AUDIT WHERE {where} LIMIT 50")
+
+        bobs = wait_for(lambda: len(audit(f"TargetUser = '{bob}'")) == 2 and audit(f"TargetUser = '{bob}'"),
+                        5, what="both kills of bob's session in the audit")  # fmt: skip
+        by = {e[1]: e for e in bobs}
+        assert set(by) == {"root", alice}, bobs
+        assert by["root"][7] == "ok" and by["root"][2] == fe1.address and by["root"][6] == fe2.address
+        assert by[alice][7].startswith("1095") and by[alice][2] == fe3.address and by[alice][6] == fe2.address
+        assert all(e[4] == str(vid) and e[5] == bob for e in bobs)
+        assert not audit(f"TargetUser = '{alice}'")  # alice only asked: no entry targets her sessions
+        # KILL USER names its user; a target that was not found has none
+        with root_conn.cursor() as cur:
+            cur.execute(f"KILL USER '{bob}'")
+        unknown = (vid & ~0xFFFFF) | 0xFFFFE
+        assert fails(root_conn, f"KILL {unknown}")[0] == 1094
+        by_user = wait_for(
+            lambda: audit(f"TargetUser = '{bob}' AND Target = 'USER {bob}'"), 5, what="KILL USER's entry"
+        )
+        assert by_user[0][6] == "every FE" and by_user[0][7] == "ok"
+        missed = wait_for(lambda: audit(f"Requester = 'root' AND Target = '{unknown}'"), 5, what="the unknown id")
+        assert missed[0][5] == "" and missed[0][7].startswith("1094")
 
 
 def test_peer_calls_need_the_cluster_secret(cluster3: Cluster) -> None:

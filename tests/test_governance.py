@@ -339,8 +339,9 @@ def test_one_users_flood_of_denied_kills_is_one_entry_and_evicts_nobody_else(clu
             return fe1.query(f"SHOW KILL AUDIT WHERE {where} LIMIT 50")
 
         roots = wait_for(lambda: audit(f"Requester = 'root' AND Target = '{vid}'"), 5, what="root's entry")
-        assert roots[0][6] == "ok"
+        assert roots[0][7] == "ok"
         flood = wait_for(lambda: len(audit(f"Requester = '{mallory}'")) == 2 and audit(f"Requester = '{mallory}'"),
                          20, what="the first denial, then the aggregate")  # fmt: skip
-        assert all(e[6].startswith("1095") for e in flood) and sorted(int(e[8]) for e in flood) == [1, 299], flood
+        assert all(e[7].startswith("1095") for e in flood) and sorted(int(e[9]) for e in flood) == [1, 299], flood
+        assert {e[5] for e in flood} == {"root"}  # the target's user, as the owner named it
         assert {e[2] for e in flood} == {fe2.address}  # received on fe2

@@ -329,7 +329,7 @@ async def test_a_late_kill_query_never_interrupts_the_next_statement(two_nodes: 
     deliver = a.sessions.kill_local
     rng = __import__("random").Random(1190057)
 
-    async def slow_delivery(request: pb.PeerKillRequest) -> int:
+    async def slow_delivery(request: pb.PeerKillRequest) -> pb.KillResult:
         await asyncio.sleep(rng.random() * 0.004)
         return await deliver(request)
 
@@ -420,6 +420,57 @@ async def test_kill_audit_keeps_entries_while_redis_is_away_and_writes_them_afte
     state["up"] = True
     await audit.flush()
     assert [e["target"] for e in written] == ["0", "1", "2"]
+
+
+async def test_kill_audit_aggregates_denials_per_target_and_target_user() -> None:
+    """The aggregated denial keeps the target's user (issue 14 item 8), and a
+    denial on another user's session is an entry of its own."""
+    from coordinator.audit import KillAudit
+
+    written: list[dict[str, str]] = []
+
+    class Recording:
+        async def audit_kills(self, entries: list[dict[str, str]], per: int, retention: float) -> None:
+            written.extend(entries)
+
+    audit = KillAudit(Recording(), lambda: True)  # type: ignore[arg-type]
+    denied = {"requester": "mallory", "target": "7", "outcome": "1095 You are not owner of thread 7"}
+    for _ in range(3):
+        audit.record(denied | {"target_user": "bob"})
+    audit.record(denied | {"target_user": "carol"})
+    await audit.stop()  # ends the aggregation windows
+    assert sorted((e["target_user"], e["count"]) for e in written) == [("bob", "1"), ("bob", "2"), ("carol", "1")]
+
+
+async def test_the_owner_names_the_target_user_also_when_it_refuses(two_nodes: tuple[Node, Node]) -> None:
+    """KillResult.target_user: filled by the owner (over the peer stream here),
+    on a refusal (1095) as on a kill, and written to the requester's audit entry."""
+    a, b = two_nodes
+    victim = await asyncio.to_thread(_connect, a)
+    entries: list[dict[str, object]] = []
+    b.router._audit = entries.append
+    try:
+        target = pb.KillTarget(connection_id=victim.thread_id(), kind=pb.KILL_QUERY)
+        reply = await a.sessions.kill_local(pb.PeerKillRequest(requester="nobody", target=target))
+        assert (reply.error.code, reply.target_user) == (errors.NOT_OWNER, "root")
+        with pytest.raises(SqlError) as refused:
+            await b.router.kill(target, "nobody")
+        assert refused.value.code == errors.NOT_OWNER
+        outcome = await b.router.kill(target, "root")
+        assert (outcome.owner, outcome.target_user) == (a.config.address, "root")
+        unknown = pb.KillTarget(connection_id=victim.thread_id() + 1)
+        with pytest.raises(SqlError):
+            await b.router.kill(unknown, "root")
+        by_user = await b.router.kill(pb.KillTarget(user="somebody", kind=pb.KILL_QUERY), "root")
+        assert by_user.target_user == "somebody"
+        assert [(e["target_user"], str(e["outcome"])[:4]) for e in entries] == [
+            ("root", "1095"),
+            ("root", "ok"),
+            ("", "1094"),
+            ("somebody", "ok"),
+        ]
+    finally:
+        victim.close()
 
 
 async def test_a_processlist_where_is_evaluated_on_each_owner(two_nodes: tuple[Node, Node]) -> None:

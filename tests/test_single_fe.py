@@ -141,7 +141,7 @@ def test_kill_connection_id_of_yourself_is_audited_as_done(fe: Fe) -> None:
         return next((r for r in rows if r[4] == str(own)), None)
 
     audited = wait_for(entry, 5, what="the self-kill's audit entry")
-    assert audited[6] == "ok", audited
+    assert audited[7] == "ok" and audited[5] == "root", audited  # Outcome, TargetUser
 
 
 @pytest.mark.parametrize(

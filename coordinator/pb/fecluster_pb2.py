@@ -24,15 +24,15 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1e\x63oordinator/pb/fecluster.proto\x12\x0c\x66\x65\x63luster.v1\";\n\x08SqlError\x12\x0c\n\x04\x63ode\x18\x01 \x01(\r\x12\x10\n\x08sqlstate\x18\x02 \x01(\t\x12\x0f\n\x07message\x18\x03 \x01(\t\"\xe8\x01\n\nProcessRow\x12\n\n\x02id\x18\x01 \x01(\r\x12\x0c\n\x04user\x18\x02 \x01(\t\x12\x0c\n\x04host\x18\x03 \x01(\t\x12\x12\n\nlogin_time\x18\x04 \x01(\t\x12\x0f\n\x07\x63\x61talog\x18\x05 \x01(\t\x12\n\n\x02\x64\x62\x18\x06 \x01(\t\x12\x0f\n\x07\x63ommand\x18\x07 \x01(\t\x12\x0c\n\x04time\x18\x08 \x01(\x03\x12\r\n\x05state\x18\t \x01(\t\x12\x10\n\x08query_id\x18\n \x01(\t\x12\x0c\n\x04info\x18\x0b \x01(\t\x12\n\n\x02\x66\x65\x18\x0c \x01(\t\x12\x15\n\rcloud_cluster\x18\r \x01(\t\x12\x10\n\x08trace_id\x18\x0e \x01(\t\"\xaa\x01\n\nKillTarget\x12\x17\n\rconnection_id\x18\x01 \x01(\rH\x00\x12\x12\n\x08query_id\x18\x02 \x01(\tH\x00\x12\x12\n\x08trace_id\x18\x04 \x01(\tH\x00\x12\x0e\n\x04user\x18\x05 \x01(\tH\x00\x12$\n\x04kind\x18\x03 \x01(\x0e\x32\x16.fecluster.v1.KillKind\x12\x1b\n\x13spare_connection_id\x18\x06 \x01(\rB\x08\n\x06target\"i\n\nKillResult\x12%\n\x05\x65rror\x18\x01 \x01(\x0b\x32\x16.fecluster.v1.SqlError\x12\x10\n\x08owner_fe\x18\x02 \x01(\t\x12\x12\n\nrequest_id\x18\x03 \x01(\x04\x12\x0e\n\x06killed\x18\x04 \x01(\r\"\xc1\x01\n\x0fPeerKillRequest\x12\x11\n\trequester\x18\x01 \x01(\t\x12\x14\n\x0crequester_fe\x18\x02 \x01(\t\x12(\n\x06target\x18\x03 \x01(\x0b\x32\x18.fecluster.v1.KillTarget\x12\x12\n\nrequest_id\x18\x04 \x01(\x04\x12\x16\n\x0erequester_host\x18\x05 \x01(\t\x12\x14\n\x0cissued_at_us\x18\x06 \x01(\x03\x12\x19\n\x11not_after_unix_ms\x18\x07 \x01(\x03\"3\n\x0fPeerListRequest\x12\x11\n\trequester\x18\x01 \x01(\t\x12\r\n\x05where\x18\x02 \x01(\t\"C\n\rPeerListReply\x12&\n\x04rows\x18\x01 \x03(\x0b\x32\x18.fecluster.v1.ProcessRow\x12\n\n\x02\x66\x65\x18\x02 \x01(\t\"9\n\x05Hello\x12\x0c\n\x04user\x18\x01 \x01(\t\x12\x10\n\x08password\x18\x02 \x01(\t\x12\x10\n\x08\x64\x61tabase\x18\x03 \x01(\t\"D\n\x07Welcome\x12\x15\n\rconnection_id\x18\x01 \x01(\r\x12\n\n\x02\x66\x65\x18\x02 \x01(\t\x12\x16\n\x0eserver_version\x18\x03 \x01(\t\"L\n\x0eSessionRequest\x12$\n\x05hello\x18\x01 \x01(\x0b\x32\x13.fecluster.v1.HelloH\x00\x12\r\n\x03sql\x18\x02 \x01(\tH\x00\x42\x05\n\x03msg\"$\n\x06\x43olumn\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04type\x18\x02 \x01(\t\"_\n\x05Value\x12\x0e\n\x04null\x18\x01 \x01(\x08H\x00\x12\r\n\x03int\x18\x02 \x01(\x03H\x00\x12\x0f\n\x05\x66loat\x18\x03 \x01(\x01H\x00\x12\x0e\n\x04text\x18\x04 \x01(\tH\x00\x12\x0e\n\x04\x62lob\x18\x05 \x01(\x0cH\x00\x42\x06\n\x04kind\"*\n\x03Row\x12#\n\x06values\x18\x01 \x03(\x0b\x32\x13.fecluster.v1.Value\"7\n\x07Warning\x12\r\n\x05level\x18\x01 \x01(\t\x12\x0c\n\x04\x63ode\x18\x02 \x01(\r\x12\x0f\n\x07message\x18\x03 \x01(\t\"\xd2\x01\n\x0fStatementResult\x12%\n\x07\x63olumns\x18\x01 \x03(\x0b\x32\x14.fecluster.v1.Column\x12\x1f\n\x04rows\x18\x02 \x03(\x0b\x32\x11.fecluster.v1.Row\x12\x15\n\raffected_rows\x18\x03 \x01(\x04\x12\'\n\x08warnings\x18\x04 \x03(\x0b\x32\x15.fecluster.v1.Warning\x12%\n\x05\x65rror\x18\x05 \x01(\x0b\x32\x16.fecluster.v1.SqlError\x12\x10\n\x08query_id\x18\x06 \x01(\t\"s\n\x0fSessionResponse\x12(\n\x07welcome\x18\x01 \x01(\x0b\x32\x15.fecluster.v1.WelcomeH\x00\x12/\n\x06result\x18\x02 \x01(\x0b\x32\x1d.fecluster.v1.StatementResultH\x00\x42\x05\n\x03msg\":\n\x16ShowProcesslistRequest\x12\x0c\n\x04\x66ull\x18\x01 \x01(\x08\x12\x12\n\nlocal_only\x18\x02 \x01(\x08\"&\n\x07\x46\x65\x45rror\x12\n\n\x02\x66\x65\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\"e\n\x14ShowProcesslistReply\x12&\n\x04rows\x18\x01 \x03(\x0b\x32\x18.fecluster.v1.ProcessRow\x12%\n\x06\x65rrors\x18\x02 \x03(\x0b\x32\x15.fecluster.v1.FeError\"\x1d\n\x0e\x45xecuteRequest\x12\x0b\n\x03sql\x18\x01 \x01(\t*/\n\x08KillKind\x12\x13\n\x0fKILL_CONNECTION\x10\x00\x12\x0e\n\nKILL_QUERY\x10\x01\x32\xd6\x01\n\x04Peer\x12?\n\x04Kill\x12\x1d.fecluster.v1.PeerKillRequest\x1a\x18.fecluster.v1.KillResult\x12I\n\nKillStream\x12\x1d.fecluster.v1.PeerKillRequest\x1a\x18.fecluster.v1.KillResult(\x01\x30\x01\x12\x42\n\x04List\x12\x1d.fecluster.v1.PeerListRequest\x1a\x1b.fecluster.v1.PeerListReply2\xb7\x02\n\x08\x46rontend\x12J\n\x07Session\x12\x1c.fecluster.v1.SessionRequest\x1a\x1d.fecluster.v1.SessionResponse(\x01\x30\x01\x12[\n\x0fShowProcesslist\x12$.fecluster.v1.ShowProcesslistRequest\x1a\".fecluster.v1.ShowProcesslistReply\x12:\n\x04Kill\x12\x18.fecluster.v1.KillTarget\x1a\x18.fecluster.v1.KillResult\x12\x46\n\x07\x45xecute\x12\x1c.fecluster.v1.ExecuteRequest\x1a\x1d.fecluster.v1.StatementResultb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1e\x63oordinator/pb/fecluster.proto\x12\x0c\x66\x65\x63luster.v1\";\n\x08SqlError\x12\x0c\n\x04\x63ode\x18\x01 \x01(\r\x12\x10\n\x08sqlstate\x18\x02 \x01(\t\x12\x0f\n\x07message\x18\x03 \x01(\t\"\xe8\x01\n\nProcessRow\x12\n\n\x02id\x18\x01 \x01(\r\x12\x0c\n\x04user\x18\x02 \x01(\t\x12\x0c\n\x04host\x18\x03 \x01(\t\x12\x12\n\nlogin_time\x18\x04 \x01(\t\x12\x0f\n\x07\x63\x61talog\x18\x05 \x01(\t\x12\n\n\x02\x64\x62\x18\x06 \x01(\t\x12\x0f\n\x07\x63ommand\x18\x07 \x01(\t\x12\x0c\n\x04time\x18\x08 \x01(\x03\x12\r\n\x05state\x18\t \x01(\t\x12\x10\n\x08query_id\x18\n \x01(\t\x12\x0c\n\x04info\x18\x0b \x01(\t\x12\n\n\x02\x66\x65\x18\x0c \x01(\t\x12\x15\n\rcloud_cluster\x18\r \x01(\t\x12\x10\n\x08trace_id\x18\x0e \x01(\t\"\xaa\x01\n\nKillTarget\x12\x17\n\rconnection_id\x18\x01 \x01(\rH\x00\x12\x12\n\x08query_id\x18\x02 \x01(\tH\x00\x12\x12\n\x08trace_id\x18\x04 \x01(\tH\x00\x12\x0e\n\x04user\x18\x05 \x01(\tH\x00\x12$\n\x04kind\x18\x03 \x01(\x0e\x32\x16.fecluster.v1.KillKind\x12\x1b\n\x13spare_connection_id\x18\x06 \x01(\rB\x08\n\x06target\"~\n\nKillResult\x12%\n\x05\x65rror\x18\x01 \x01(\x0b\x32\x16.fecluster.v1.SqlError\x12\x10\n\x08owner_fe\x18\x02 \x01(\t\x12\x12\n\nrequest_id\x18\x03 \x01(\x04\x12\x0e\n\x06killed\x18\x04 \x01(\r\x12\x13\n\x0btarget_user\x18\x05 \x01(\t\"\xc1\x01\n\x0fPeerKillRequest\x12\x11\n\trequester\x18\x01 \x01(\t\x12\x14\n\x0crequester_fe\x18\x02 \x01(\t\x12(\n\x06target\x18\x03 \x01(\x0b\x32\x18.fecluster.v1.KillTarget\x12\x12\n\nrequest_id\x18\x04 \x01(\x04\x12\x16\n\x0erequester_host\x18\x05 \x01(\t\x12\x14\n\x0cissued_at_us\x18\x06 \x01(\x03\x12\x19\n\x11not_after_unix_ms\x18\x07 \x01(\x03\"3\n\x0fPeerListRequest\x12\x11\n\trequester\x18\x01 \x01(\t\x12\r\n\x05where\x18\x02 \x01(\t\"C\n\rPeerListReply\x12&\n\x04rows\x18\x01 \x03(\x0b\x32\x18.fecluster.v1.ProcessRow\x12\n\n\x02\x66\x65\x18\x02 \x01(\t\"9\n\x05Hello\x12\x0c\n\x04user\x18\x01 \x01(\t\x12\x10\n\x08password\x18\x02 \x01(\t\x12\x10\n\x08\x64\x61tabase\x18\x03 \x01(\t\"D\n\x07Welcome\x12\x15\n\rconnection_id\x18\x01 \x01(\r\x12\n\n\x02\x66\x65\x18\x02 \x01(\t\x12\x16\n\x0eserver_version\x18\x03 \x01(\t\"L\n\x0eSessionRequest\x12$\n\x05hello\x18\x01 \x01(\x0b\x32\x13.fecluster.v1.HelloH\x00\x12\r\n\x03sql\x18\x02 \x01(\tH\x00\x42\x05\n\x03msg\"$\n\x06\x43olumn\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04type\x18\x02 \x01(\t\"_\n\x05Value\x12\x0e\n\x04null\x18\x01 \x01(\x08H\x00\x12\r\n\x03int\x18\x02 \x01(\x03H\x00\x12\x0f\n\x05\x66loat\x18\x03 \x01(\x01H\x00\x12\x0e\n\x04text\x18\x04 \x01(\tH\x00\x12\x0e\n\x04\x62lob\x18\x05 \x01(\x0cH\x00\x42\x06\n\x04kind\"*\n\x03Row\x12#\n\x06values\x18\x01 \x03(\x0b\x32\x13.fecluster.v1.Value\"7\n\x07Warning\x12\r\n\x05level\x18\x01 \x01(\t\x12\x0c\n\x04\x63ode\x18\x02 \x01(\r\x12\x0f\n\x07message\x18\x03 \x01(\t\"\xd2\x01\n\x0fStatementResult\x12%\n\x07\x63olumns\x18\x01 \x03(\x0b\x32\x14.fecluster.v1.Column\x12\x1f\n\x04rows\x18\x02 \x03(\x0b\x32\x11.fecluster.v1.Row\x12\x15\n\raffected_rows\x18\x03 \x01(\x04\x12\'\n\x08warnings\x18\x04 \x03(\x0b\x32\x15.fecluster.v1.Warning\x12%\n\x05\x65rror\x18\x05 \x01(\x0b\x32\x16.fecluster.v1.SqlError\x12\x10\n\x08query_id\x18\x06 \x01(\t\"s\n\x0fSessionResponse\x12(\n\x07welcome\x18\x01 \x01(\x0b\x32\x15.fecluster.v1.WelcomeH\x00\x12/\n\x06result\x18\x02 \x01(\x0b\x32\x1d.fecluster.v1.StatementResultH\x00\x42\x05\n\x03msg\":\n\x16ShowProcesslistRequest\x12\x0c\n\x04\x66ull\x18\x01 \x01(\x08\x12\x12\n\nlocal_only\x18\x02 \x01(\x08\"&\n\x07\x46\x65\x45rror\x12\n\n\x02\x66\x65\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\"e\n\x14ShowProcesslistReply\x12&\n\x04rows\x18\x01 \x03(\x0b\x32\x18.fecluster.v1.ProcessRow\x12%\n\x06\x65rrors\x18\x02 \x03(\x0b\x32\x15.fecluster.v1.FeError\"\x1d\n\x0e\x45xecuteRequest\x12\x0b\n\x03sql\x18\x01 \x01(\t*/\n\x08KillKind\x12\x13\n\x0fKILL_CONNECTION\x10\x00\x12\x0e\n\nKILL_QUERY\x10\x01\x32\xd6\x01\n\x04Peer\x12?\n\x04Kill\x12\x1d.fecluster.v1.PeerKillRequest\x1a\x18.fecluster.v1.KillResult\x12I\n\nKillStream\x12\x1d.fecluster.v1.PeerKillRequest\x1a\x18.fecluster.v1.KillResult(\x01\x30\x01\x12\x42\n\x04List\x12\x1d.fecluster.v1.PeerListRequest\x1a\x1b.fecluster.v1.PeerListReply2\xb7\x02\n\x08\x46rontend\x12J\n\x07Session\x12\x1c.fecluster.v1.SessionRequest\x1a\x1d.fecluster.v1.SessionResponse(\x01\x30\x01\x12[\n\x0fShowProcesslist\x12$.fecluster.v1.ShowProcesslistRequest\x1a\".fecluster.v1.ShowProcesslistReply\x12:\n\x04Kill\x12\x18.fecluster.v1.KillTarget\x1a\x18.fecluster.v1.KillResult\x12\x46\n\x07\x45xecute\x12\x1c.fecluster.v1.ExecuteRequest\x1a\x1d.fecluster.v1.StatementResultb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'coordinator.pb.fecluster_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_KILLKIND']._serialized_start=1949
-  _globals['_KILLKIND']._serialized_end=1996
+  _globals['_KILLKIND']._serialized_start=1970
+  _globals['_KILLKIND']._serialized_end=2017
   _globals['_SQLERROR']._serialized_start=48
   _globals['_SQLERROR']._serialized_end=107
   _globals['_PROCESSROW']._serialized_start=110
@@ -40,41 +40,41 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_KILLTARGET']._serialized_start=345
   _globals['_KILLTARGET']._serialized_end=515
   _globals['_KILLRESULT']._serialized_start=517
-  _globals['_KILLRESULT']._serialized_end=622
-  _globals['_PEERKILLREQUEST']._serialized_start=625
-  _globals['_PEERKILLREQUEST']._serialized_end=818
-  _globals['_PEERLISTREQUEST']._serialized_start=820
-  _globals['_PEERLISTREQUEST']._serialized_end=871
-  _globals['_PEERLISTREPLY']._serialized_start=873
-  _globals['_PEERLISTREPLY']._serialized_end=940
-  _globals['_HELLO']._serialized_start=942
-  _globals['_HELLO']._serialized_end=999
-  _globals['_WELCOME']._serialized_start=1001
-  _globals['_WELCOME']._serialized_end=1069
-  _globals['_SESSIONREQUEST']._serialized_start=1071
-  _globals['_SESSIONREQUEST']._serialized_end=1147
-  _globals['_COLUMN']._serialized_start=1149
-  _globals['_COLUMN']._serialized_end=1185
-  _globals['_VALUE']._serialized_start=1187
-  _globals['_VALUE']._serialized_end=1282
-  _globals['_ROW']._serialized_start=1284
-  _globals['_ROW']._serialized_end=1326
-  _globals['_WARNING']._serialized_start=1328
-  _globals['_WARNING']._serialized_end=1383
-  _globals['_STATEMENTRESULT']._serialized_start=1386
-  _globals['_STATEMENTRESULT']._serialized_end=1596
-  _globals['_SESSIONRESPONSE']._serialized_start=1598
-  _globals['_SESSIONRESPONSE']._serialized_end=1713
-  _globals['_SHOWPROCESSLISTREQUEST']._serialized_start=1715
-  _globals['_SHOWPROCESSLISTREQUEST']._serialized_end=1773
-  _globals['_FEERROR']._serialized_start=1775
-  _globals['_FEERROR']._serialized_end=1813
-  _globals['_SHOWPROCESSLISTREPLY']._serialized_start=1815
-  _globals['_SHOWPROCESSLISTREPLY']._serialized_end=1916
-  _globals['_EXECUTEREQUEST']._serialized_start=1918
-  _globals['_EXECUTEREQUEST']._serialized_end=1947
-  _globals['_PEER']._serialized_start=1999
-  _globals['_PEER']._serialized_end=2213
-  _globals['_FRONTEND']._serialized_start=2216
-  _globals['_FRONTEND']._serialized_end=2527
+  _globals['_KILLRESULT']._serialized_end=643
+  _globals['_PEERKILLREQUEST']._serialized_start=646
+  _globals['_PEERKILLREQUEST']._serialized_end=839
+  _globals['_PEERLISTREQUEST']._serialized_start=841
+  _globals['_PEERLISTREQUEST']._serialized_end=892
+  _globals['_PEERLISTREPLY']._serialized_start=894
+  _globals['_PEERLISTREPLY']._serialized_end=961
+  _globals['_HELLO']._serialized_start=963
+  _globals['_HELLO']._serialized_end=1020
+  _globals['_WELCOME']._serialized_start=1022
+  _globals['_WELCOME']._serialized_end=1090
+  _globals['_SESSIONREQUEST']._serialized_start=1092
+  _globals['_SESSIONREQUEST']._serialized_end=1168
+  _globals['_COLUMN']._serialized_start=1170
+  _globals['_COLUMN']._serialized_end=1206
+  _globals['_VALUE']._serialized_start=1208
+  _globals['_VALUE']._serialized_end=1303
+  _globals['_ROW']._serialized_start=1305
+  _globals['_ROW']._serialized_end=1347
+  _globals['_WARNING']._serialized_start=1349
+  _globals['_WARNING']._serialized_end=1404
+  _globals['_STATEMENTRESULT']._serialized_start=1407
+  _globals['_STATEMENTRESULT']._serialized_end=1617
+  _globals['_SESSIONRESPONSE']._serialized_start=1619
+  _globals['_SESSIONRESPONSE']._serialized_end=1734
+  _globals['_SHOWPROCESSLISTREQUEST']._serialized_start=1736
+  _globals['_SHOWPROCESSLISTREQUEST']._serialized_end=1794
+  _globals['_FEERROR']._serialized_start=1796
+  _globals['_FEERROR']._serialized_end=1834
+  _globals['_SHOWPROCESSLISTREPLY']._serialized_start=1836
+  _globals['_SHOWPROCESSLISTREPLY']._serialized_end=1937
+  _globals['_EXECUTEREQUEST']._serialized_start=1939
+  _globals['_EXECUTEREQUEST']._serialized_end=1968
+  _globals['_PEER']._serialized_start=2020
+  _globals['_PEER']._serialized_end=2234
+  _globals['_FRONTEND']._serialized_start=2237
+  _globals['_FRONTEND']._serialized_end=2548
 # @@protoc_insertion_point(module_scope)

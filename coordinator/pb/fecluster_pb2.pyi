@@ -73,16 +73,18 @@ class KillTarget(_message.Message):
     def __init__(self, connection_id: _Optional[int] = ..., query_id: _Optional[str] = ..., trace_id: _Optional[str] = ..., user: _Optional[str] = ..., kind: _Optional[_Union[KillKind, str]] = ..., spare_connection_id: _Optional[int] = ...) -> None: ...
 
 class KillResult(_message.Message):
-    __slots__ = ("error", "owner_fe", "request_id", "killed")
+    __slots__ = ("error", "owner_fe", "request_id", "killed", "target_user")
     ERROR_FIELD_NUMBER: _ClassVar[int]
     OWNER_FE_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     KILLED_FIELD_NUMBER: _ClassVar[int]
+    TARGET_USER_FIELD_NUMBER: _ClassVar[int]
     error: SqlError
     owner_fe: str
     request_id: int
     killed: int
-    def __init__(self, error: _Optional[_Union[SqlError, _Mapping]] = ..., owner_fe: _Optional[str] = ..., request_id: _Optional[int] = ..., killed: _Optional[int] = ...) -> None: ...
+    target_user: str
+    def __init__(self, error: _Optional[_Union[SqlError, _Mapping]] = ..., owner_fe: _Optional[str] = ..., request_id: _Optional[int] = ..., killed: _Optional[int] = ..., target_user: _Optional[str] = ...) -> None: ...
 
 class PeerKillRequest(_message.Message):
     __slots__ = ("requester", "requester_fe", "target", "request_id", "requester_host", "issued_at_us", "not_after_unix_ms")

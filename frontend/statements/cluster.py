@@ -28,8 +28,12 @@ if TYPE_CHECKING:
 _KILL = re.compile(r"^kill(?:\s+(?:hard|soft))?(?:\s+(connection|query))?\s+(?:user\s+(.+)|(.+))$", FLAGS)
 _PROCESSLIST = re.compile(r"^show\s+(full\s+)?processlist$", FLAGS)
 _SHOW_AUDIT = re.compile(r"^show\s+kill\s+audit(?:\s+where\s+(.+?))?(?:\s+limit\s+(\d{1,6}))?$", FLAGS)
-_AUDIT_COLUMNS = ("time", "requester", "received_on", "kind", "target", "owner", "outcome", "requester_host", "count")
-_AUDIT_NAMES = ("Time", "Requester", "ReceivedOn", "Kind", "Target", "Owner", "Outcome", "RequesterHost", "Count")
+_AUDIT_COLUMNS = (
+    "time", "requester", "received_on", "kind", "target", "target_user", "owner", "outcome", "requester_host", "count"
+)  # fmt: skip
+_AUDIT_NAMES = (
+    "Time", "Requester", "ReceivedOn", "Kind", "Target", "TargetUser", "Owner", "Outcome", "RequesterHost", "Count"
+)  # fmt: skip
 _AUDIT_SCAN = 10_000  # entries read when a WHERE filters them
 
 
@@ -131,7 +135,7 @@ async def processlist_table(services: Services, session: Session, tree: exp.Expr
 
 async def show_audit(services: Services, session: Session, m: re.Match[str]) -> Result:
     """``SHOW KILL AUDIT [WHERE <condition on its columns>] [LIMIT n]``, newest first:
-    filter by requester, FE, outcome, time, target (ADMIN_PRIV)."""
+    filter by requester, FE, outcome, time, target, target user (ADMIN_PRIV)."""
     await need_admin(services, session)
     where, limit = m.group(1), int(m.group(2) or 100)
     entries = await services.read_audit(_AUDIT_SCAN if where else limit)
