@@ -9,6 +9,12 @@ if TYPE_CHECKING:
     from frontend.wire.results import Column
 
 
+class Unsigned(int):
+    """An integer of an UNSIGNED column: the wire layer sends it with the UNSIGNED flag."""
+
+    __slots__ = ()
+
+
 @dataclass
 class SqlWarning:
     """One row of SHOW WARNINGS."""

@@ -30,14 +30,14 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 from sqlglot import exp
 
 from coordinator import errors
 from coordinator.errors import SqlError
 from frontend.backend import Column, Index, check_db_name, valid_db_name
-from frontend.result import Result
+from frontend.result import Result, Unsigned
 from frontend.sqlparse import ByteBoundedCache, parse
 
 T = TypeVar("T")
@@ -55,6 +55,12 @@ READ_ONLY_PRAGMAS = frozenset(
 _REFUSED_FUNCTIONS = frozenset({"load_extension", "readfile", "writefile", "edit", "fts3_tokenizer"})
 # Virtual tables that would show raw pages or other statements, if this SQLite has them.
 _REFUSED_TABLES = frozenset({"sqlite_dbpage", "dbstat", "sqlite_stmt", "sqlite_dbdata", "sqlite_dbptr"})
+# Declared types of the exact columns (see _declared_type): "TEXT" in the name
+# gives TEXT affinity, and neither may contain "INT" (that would be INTEGER).
+EXACT_DECIMAL = "DECIMAL_TEXT_S"  # + the scale: the converter pads to it, as MySQL prints
+UNSIGNED_BIGINT = "UNSIGNED_BIG_TEXT"
+NUMERIC_COLLATION = "fe_numeric"
+MAX_DECIMAL_SCALE = 30  # MySQL's maximum
 _SAVEPOINT_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]{0,63}$")
 
 
@@ -108,19 +114,50 @@ def _time(text: str) -> datetime.timedelta:
 
 # Values of columns declared with these types come back as MySQL's drivers
 # expect them (sqlite3.PARSE_DECLTYPES: the first word of the declared type).
-# DECIMAL is stored with NUMERIC affinity: exact up to 15 significant digits.
 _CONVERTERS: dict[str, Callable[[bytes], Any]] = {
-    "DECIMAL": _or_text(decimal.Decimal),
-    "DATE": _or_text(datetime.date.fromisoformat),
+    "DECIMAL": _or_text(decimal.Decimal),  # tables made before exact DECIMAL: NUMERIC, 15 digits
+    "DATE": _or_text(lambda text: datetime.date.fromisoformat(text[:10])),  # MySQL keeps a datetime's date
     "DATETIME": _or_text(datetime.datetime.fromisoformat),
     "TIMESTAMP": _or_text(datetime.datetime.fromisoformat),
     "TIME": _or_text(_time),
     "BLOB": bytes,
+    UNSIGNED_BIGINT: _or_text(lambda text: Unsigned(int(text))),
 }
+# DECIMAL(p,s) and BIGINT UNSIGNED need more than a double's 15 digits or an
+# int64: they are stored as exact text (the declared type's "TEXT" gives the
+# column TEXT affinity) and compared as numbers by the NUMERIC_COLLATION that
+# every connection registers, so WHERE, ORDER BY, MIN/MAX, UNIQUE and indexes
+# order them as MySQL does. Arithmetic on them is SQLite's (a double).
+_EXACT_CONTEXT = decimal.Context(prec=100)
+
+
+def _decimal_converter(scale: int) -> Callable[[bytes], Any]:
+    exponent = decimal.Decimal(1).scaleb(-scale)
+    return _or_text(lambda text: _EXACT_CONTEXT.quantize(decimal.Decimal(text), exponent))
+
+
+for _scale in range(MAX_DECIMAL_SCALE + 1):
+    _CONVERTERS[f"{EXACT_DECIMAL}{_scale}"] = _decimal_converter(_scale)
 for _name, _convert in _CONVERTERS.items():
     sqlite3.register_converter(_name, _convert)
 _BLOB_TYPES = {"BLOB", "TINYBLOB", "MEDIUMBLOB", "LONGBLOB", "BINARY", "VARBINARY"}
 _DATETIME_TYPES = {"DATETIME", "DATETIME64", "TIMESTAMP", "TIMESTAMPTZ", "TIMESTAMPLTZ", "TIMESTAMPNTZ"}
+_DECIMAL_TYPES = {"DECIMAL", "BIGDECIMAL", "DECIMAL32", "DECIMAL64", "DECIMAL128", "DECIMAL256"}
+
+
+def _numeric_key(text: str) -> tuple[int, decimal.Decimal | str]:
+    try:
+        value = decimal.Decimal(text)
+    except decimal.InvalidOperation:
+        return (1, text)  # not a number (SQLite stores what it is given): after every number
+    return (0, value) if value.is_finite() else (1, text)
+
+
+def _compare_numeric(a: str, b: str) -> int:
+    if a == b:
+        return 0
+    ka, kb = _numeric_key(a), _numeric_key(b)
+    return -1 if ka < kb else (1 if ka > kb else 0)  # type: ignore[operator]
 
 
 def _declared_type(column: exp.ColumnDef) -> None:
@@ -136,8 +173,13 @@ def _declared_type(column: exp.ColumnDef) -> None:
             column.set("kind", exp.DataType.build("INTEGER"))  # SQLite's AUTOINCREMENT needs INTEGER PRIMARY KEY
         return
     params = [e.sql("mysql") for e in kind.expressions]
-    if name in ("DECIMAL", "BIGDECIMAL", "DECIMAL32", "DECIMAL64", "DECIMAL128", "DECIMAL256"):
-        text = "DECIMAL" + (f"({','.join(params)})" if params else "")
+    exact = False
+    if name in _DECIMAL_TYPES:
+        precision = int(params[0]) if params and params[0].isdigit() else 10
+        scale = int(params[1]) if len(params) > 1 and params[1].isdigit() else 0
+        text, exact = f"{EXACT_DECIMAL}{min(scale, MAX_DECIMAL_SCALE)}({precision},{scale})", True
+    elif name == "UBIGINT":
+        text, exact = UNSIGNED_BIGINT, True
     elif name in _DATETIME_TYPES:
         text = ("TIMESTAMP" if name.startswith("TIMESTAMP") else "DATETIME") + (f"({params[0]})" if params else "")
     elif name in ("DATE", "TIME"):
@@ -147,6 +189,18 @@ def _declared_type(column: exp.ColumnDef) -> None:
     else:
         return
     column.set("kind", exp.DataType(this=exp.DataType.Type.USERDEFINED, kind=text))
+    if exact:
+        collate = exp.CollateColumnConstraint(this=exp.var(NUMERIC_COLLATION))
+        column.append("constraints", exp.ColumnConstraint(kind=collate))
+
+
+def mysql_declared_type(declared: str) -> str:
+    """A column's SQLite declared type as the MySQL type it stands for."""
+    if declared.startswith(EXACT_DECIMAL):
+        return "DECIMAL" + declared[declared.index("(") :]
+    if declared == UNSIGNED_BIGINT:
+        return "BIGINT UNSIGNED"
+    return declared
 
 
 def _sealed(
@@ -155,6 +209,7 @@ def _sealed(
     conn = sqlite3.connect(
         path, check_same_thread=False, isolation_level=None, timeout=BUSY_TIMEOUT, detect_types=detect_types
     )
+    conn.create_collation(NUMERIC_COLLATION, _compare_numeric)
     seal = _Seal(pragmas)
     conn.set_authorizer(seal)
     return conn, seal
@@ -265,7 +320,7 @@ class SqliteBackend:
 
         def read(conn: sqlite3.Connection) -> list[Column]:
             rows = conn.execute('SELECT name, type, "notnull", dflt_value, pk FROM pragma_table_info(?)', (table,))
-            found = [Column(r[0], r[1] or "", not r[2], r[3], bool(r[4])) for r in rows]
+            found = [Column(r[0], mysql_declared_type(r[1] or ""), not r[2], r[3], bool(r[4])) for r in rows]
             if not found:
                 raise SqlError(errors.NO_SUCH_TABLE, f"Table '{database}.{table}' doesn't exist")
             return found
@@ -355,7 +410,14 @@ class SqliteBackend:
         self.pool.shutdown(wait=False, cancel_futures=True)
 
 
-Translation = tuple[str, frozenset[str], bool]
+class Translation(NamedTuple):
+    sql: str  # SQLite's text
+    databases: frozenset[str]  # the databases it names (attached before it runs)
+    count_sql: str | None = None  # SELECT SQL_CALC_FOUND_ROWS: its row count without the LIMIT, for FOUND_ROWS()
+    explain: bool = False  # EXPLAIN <statement>: SQLite's plan, answered in MySQL's EXPLAIN columns
+    then: tuple[str, ...] = ()  # run right after it: CREATE TABLE's inline KEY/INDEX as CREATE INDEX
+
+
 # Bounded by the statements' text (each entry is at most CACHED_STATEMENT bytes in and about as much out).
 _TRANSLATED: ByteBoundedCache[tuple[str, str | None], Translation] = ByteBoundedCache(
     1024 * 1024, CACHED_STATEMENT, lambda key: 2 * len(key[0])
@@ -390,12 +452,25 @@ def translate_tree(tree: exp.Expression, database: str | None) -> Translation:
         _declared_type(column)
     index = _index_statement(tree)
     if index is not None:
-        return index, frozenset(dbs), False
+        return Translation(index, frozenset(dbs))
+    inline_indexes = _inline_indexes(tree)
+    if inline_indexes:
+        return Translation(tree.sql(dialect="sqlite"), frozenset(dbs), then=inline_indexes)
     if not isinstance(tree, exp.Create | exp.Alter):  # a column DEFAULT keeps CURRENT_TIMESTAMP (constant for SQLite)
         tree = tree.transform(_mysql_function)
     _binary_literals(tree)
-    returns_rows = isinstance(tree, exp.Query | exp.Show | exp.Describe)
-    return tree.sql(dialect="sqlite"), frozenset(dbs), returns_rows
+    _exact_literals(tree)
+    count_sql = None
+    modifiers = (tree.args.get("operation_modifiers") or []) if isinstance(tree, exp.Select) else []
+    if any(m.name.upper() == "SQL_CALC_FOUND_ROWS" for m in modifiers):
+        tree.set("operation_modifiers", [m for m in modifiers if m.name.upper() != "SQL_CALC_FOUND_ROWS"] or None)
+        unlimited = tree.copy()
+        unlimited.set("limit", None)
+        unlimited.set("offset", None)
+        count_sql = f"SELECT COUNT(*) FROM ({unlimited.sql(dialect='sqlite')})"
+    if isinstance(tree, exp.Describe) and isinstance(tree.this, exp.Query | exp.Insert | exp.Update | exp.Delete):
+        return Translation(f"EXPLAIN QUERY PLAN {tree.this.sql(dialect='sqlite')}", frozenset(dbs), explain=True)
+    return Translation(tree.sql(dialect="sqlite"), frozenset(dbs), count_sql)
 
 
 def _binary_literals(tree: exp.Expression) -> None:
@@ -405,6 +480,62 @@ def _binary_literals(tree: exp.Expression) -> None:
         text = literal.this
         if literal.is_string and not text.isascii() and any("\udc80" <= c <= "\udcff" for c in text):
             literal.replace(exp.HexString(this=text.encode("utf-8", "surrogateescape").hex()))
+
+
+_INT64_MAX = (1 << 63) - 1
+# Where a number is a value to store or compare with, not to compute with.
+_VALUE_PLACES = (exp.Tuple, exp.EQ, exp.NEQ, exp.GT, exp.GTE, exp.LT, exp.LTE, exp.NullSafeEQ, exp.In, exp.Between)
+
+
+def _needs_text(number: str) -> bool:
+    """Whether SQLite would read this numeric literal inexactly (as a double)."""
+    mantissa, _, exponent = number.lower().partition("e")
+    if exponent:
+        return False  # written as a double: it is one
+    if "." not in mantissa:
+        return abs(int(mantissa)) > _INT64_MAX
+    return len(mantissa.replace(".", "").lstrip("0")) > 15
+
+
+def _exact_literals(tree: exp.Expression) -> None:
+    """Numbers beyond a double or an int64, where they are values (INSERT,
+    UPDATE ... SET, comparisons), become text, so an exact column (DECIMAL,
+    BIGINT UNSIGNED) stores and finds them digit for digit."""
+    for literal in list(tree.find_all(exp.Literal)):
+        if literal.is_string or not _needs_text(literal.this):
+            continue
+        node, text = literal, literal.this
+        if isinstance(node.parent, exp.Neg):
+            node, text = node.parent, "-" + text
+        if isinstance(node.parent, _VALUE_PLACES):
+            node.replace(exp.Literal.string(text))
+
+
+def _inline_indexes(tree: exp.Expression) -> tuple[str, ...]:
+    """CREATE TABLE's ``[UNIQUE] KEY name (cols)``, which SQLite lacks, as the
+    CREATE [UNIQUE] INDEX statements to run once the table exists (FULLTEXT and
+    SPATIAL are plain indexes here). An unnamed one is named after its first
+    column, as MySQL names it."""
+    schema = tree.this if isinstance(tree, exp.Create) else None
+    if not isinstance(schema, exp.Schema) or not isinstance(schema.this, exp.Table):
+        return ()
+    table = schema.this
+    exists = "IF NOT EXISTS " if tree.args.get("exists") else ""
+    statements = []
+    for item in list(schema.expressions):
+        if isinstance(item, exp.UniqueColumnConstraint) and isinstance(item.this, exp.Schema):
+            unique, name, columns = "UNIQUE ", item.this.name, item.this.expressions
+        elif isinstance(item, exp.IndexColumnConstraint):
+            unique, name, columns = "", item.name, item.expressions
+        else:
+            continue
+        item.pop()
+        name = name or columns[0].name
+        statements.append(
+            f"CREATE {unique}INDEX {exists}{_quoted(table.db)}.{_quoted(name)} ON {_quoted(table.name)}"
+            f" ({', '.join(c.sql(dialect='sqlite') for c in columns)})"
+        )
+    return tuple(statements)
 
 
 def _quoted(name: str) -> str:
@@ -496,6 +627,29 @@ def _mysql_function(node: exp.Expression) -> exp.Expression:
     return node
 
 
+EXPLAIN_COLUMNS = ("id", "select_type", "table", "type", "possible_keys", "key", "key_len", "ref", "rows", "Extra")
+_PLAN_STEP = re.compile(
+    r"^(SCAN|SEARCH)\s+(?:TABLE\s+)?(\S+)(?:\s+AS\s+\S+)?"
+    r"(?:\s+USING\s+(?:(COVERING\s+)?INDEX\s+(\S+)|(INTEGER PRIMARY KEY)))?"
+)
+
+
+def _explain_row(detail: str) -> tuple[Any, ...]:
+    """One step of SQLite's query plan in MySQL's EXPLAIN columns; SQLite's own
+    words stay in Extra (a step that is not a table access has only those)."""
+    m = _PLAN_STEP.match(detail)
+    if m is None:
+        return (1, "SIMPLE", None, None, None, None, None, None, None, detail)
+    verb, table, covering, index, rowid = m.groups()
+    key = "PRIMARY" if rowid else index
+    if verb == "SCAN":
+        kind = "ALL" if key is None else "index"
+    else:
+        kind = "range" if re.search(r"[<>]", detail) else ("const" if rowid else "ref")
+    extra = "Using index" if covering else None
+    return (1, "SIMPLE", table.split(".")[-1], kind, key, key, None, None, None, extra or detail)
+
+
 def _now() -> str:
     return datetime.datetime.now().strftime("%Y-%m-%d %H:%M:%S")
 
@@ -529,6 +683,7 @@ class SqliteSession:
         self._cancelled = threading.Event()
         self._autocommit = True
         self._begin_pending = False  # BEGIN said, not yet issued (see the class doc)
+        self._found_rows = 0  # FOUND_ROWS(): rows of the last SELECT (without its LIMIT if SQL_CALC_FOUND_ROWS)
         self.database: str | None = None
 
     @property
@@ -543,6 +698,7 @@ class SqliteSession:
         if self._conn is None:
             conn, self._seal = _sealed(detect_types=sqlite3.PARSE_DECLTYPES)
             conn.create_function("sleep", 1, self._sleep)
+            conn.create_function("found_rows", 0, lambda: self._found_rows)
             for name, function in _FUNCTIONS.items():
                 conn.create_function(name, 0, function)
             # A KILL that lands before the worker has started the statement
@@ -607,15 +763,23 @@ class SqliteSession:
                 translation = translate(sql, database)
             else:
                 translation = translate_tree(parse(sql), database)
-            sqlite_sql, dbs, _ = translation
             conn = self._connection()
-            self._attach(conn, dbs)
-            self._begin_if_due(conn, dbs)
-            cursor = conn.execute(sqlite_sql)
+            self._attach(conn, translation.databases)
+            self._begin_if_due(conn, translation.databases)
+            cursor = conn.execute(translation.sql)
+            for statement in translation.then:
+                conn.execute(statement)
+            if translation.explain:
+                return Result(list(EXPLAIN_COLUMNS), [_explain_row(row[3]) for row in cursor.fetchall()])
             if cursor.description is None:
                 return Result(affected_rows=max(cursor.rowcount, 0))
             columns = [d[0] for d in cursor.description]
-            return Result(columns=columns, rows=_fetch(cursor))
+            rows = _fetch(cursor)
+            found = len(rows)
+            if translation.count_sql is not None:
+                found = conn.execute(translation.count_sql).fetchone()[0]
+            self._found_rows = found
+            return Result(columns=columns, rows=rows)
         except sqlite3.Error as e:
             raise sql_error(e, self.backend.data_dir) from e
 

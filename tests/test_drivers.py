@@ -26,8 +26,9 @@ Drivers and how they run
   (tests/drivers/mysql2_check.js) as one process per target that runs every check
   and prints JSON lines, which the cells here assert.
 
-Expected failures on fecluster live in KNOWN_FAILURES below: one line per
-(driver, check), what is left to do. A MariaDB cell never xfails.
+Expected failures on fecluster would live in KNOWN_FAILURES below, one line per
+(driver, check) saying what is left to do; it is empty: every cell passes.
+A MariaDB cell never xfails.
 """
 
 from __future__ import annotations
@@ -65,19 +66,7 @@ JDBC_JAR = Path("/usr/share/java/mariadb-java-client.jar")
 # (driver, check) -> why it still fails on fecluster (measured 2026-11-27 on the
 # project's own wire codec, embedded SQLite backend). Applied to the fecluster
 # target only, strictly: a cell that starts passing must leave this table.
-EMBEDDED_NUMBERS = (
-    "embedded backend: SQLite stores DECIMAL(30,10) and BIGINT UNSIGNED max inexactly (15 digits, a double);"
-    " README, 'differences that remain'"
-)
-KNOWN_FAILURES: dict[tuple[str, str], str] = {
-    **{
-        (driver, "types_table"): EMBEDDED_NUMBERS
-        for driver in ("pymysql", "mysqlclient", "connector-pure", "connector-c")
-    },
-    **{(driver, "prepared"): EMBEDDED_NUMBERS for driver in ("connector-pure", "connector-c", "mysql2")},
-    ("jdbc", "prepared"): EMBEDDED_NUMBERS + "; and a DATE read back through the binary protocol comes back wrong",
-    ("sqlalchemy", "orm_crud"): EMBEDDED_NUMBERS,
-}
+KNOWN_FAILURES: dict[tuple[str, str], str] = {}
 
 # ---------------------------------------------------------------------------------------------
 # The values every driver must round-trip byte for byte.

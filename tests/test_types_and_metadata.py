@@ -14,6 +14,7 @@ from collections.abc import Iterator
 
 import pymysql
 import pytest
+from pymysql.constants import FLAG
 
 from tests.support import Fe, fails
 
@@ -53,6 +54,71 @@ def test_declared_types_come_back_typed(fe: Fe, db: str) -> None:
     assert row[3] == datetime.timedelta(hours=12, minutes=30, seconds=5)
     assert row[4] == b"abc"
     assert row[5:] == ("x", 1)
+
+
+def test_decimal_and_bigint_unsigned_are_exact(fe: Fe, db: str) -> None:
+    """Issue 11/13: SQLite kept DECIMAL(30,10) and BIGINT UNSIGNED's maximum as
+    doubles (15 digits); they come back digit for digit, padded to the scale,
+    and compare and sort as numbers."""
+    big = "12345678901234567890.0123456789"
+    with contextlib.closing(fe.connect(database=db)) as conn:
+        _run(conn, "CREATE TABLE n (id INT PRIMARY KEY, d DECIMAL(30,10), p DECIMAL(10,2), u BIGINT UNSIGNED)")
+        _run(
+            conn,
+            f"INSERT INTO n VALUES (1, {big}, 19.5, 18446744073709551615), (2, -{big}, 9.99, 5), (3, 10, 100, 12)",
+        )
+        with conn.cursor() as cur:
+            cur.execute("SELECT d, p, u FROM n WHERE id = 1")
+            row = cur.fetchone()
+            types = [c[1] for c in cur.description]
+        assert row == (decimal.Decimal(big), decimal.Decimal("19.50"), 18446744073709551615)
+        assert str(row[1]) == "19.50"
+        assert types[:2] == [pymysql.constants.FIELD_TYPE.NEWDECIMAL] * 2
+        assert _run(conn, f"SELECT id FROM n WHERE d = {big}") == ((1,),)
+        assert _run(conn, "SELECT id FROM n WHERE u = 18446744073709551615") == ((1,),)
+        assert _run(conn, "SELECT id FROM n ORDER BY d") == ((2,), (3,), (1,))
+        assert _run(conn, "SELECT id FROM n WHERE p > 10 ORDER BY u DESC") == ((1,), (3,))
+        assert _run(conn, "SELECT id FROM n WHERE u > 6 AND u < 100") == ((3,),)
+        described = {r[0]: r[1] for r in _run(conn, "DESCRIBE n")}
+        assert described["d"] == "decimal(30,10)" and described["u"] == "bigint unsigned"
+        with conn.cursor(pymysql.cursors.SSCursor) as cur:
+            cur.execute("SELECT u FROM n WHERE id = 2")
+            assert cur.fetchone() == (5,)
+            unsigned = cur._result.fields[0].flags & FLAG.UNSIGNED
+        assert unsigned, "a BIGINT UNSIGNED column goes out with the UNSIGNED flag"
+
+
+def test_doris_ddl_inline_keys_found_rows_and_explain(fe: Fe, db: str) -> None:
+    """Issue 13: Doris's CREATE TABLE clauses, inline KEY/UNIQUE KEY,
+    FOUND_ROWS() and EXPLAIN were syntax errors or 1305 on the embedded backend."""
+    with contextlib.closing(fe.connect(database=db)) as conn:
+        _run(
+            conn,
+            "CREATE TABLE IF NOT EXISTS events (k BIGINT, day DATE, v VARCHAR(20), KEY by_day (day),"
+            " UNIQUE KEY by_v (v)) ENGINE=OLAP DUPLICATE KEY(k, day) COMMENT 'doris table'"
+            " PARTITION BY RANGE(day) (PARTITION p1 VALUES [('2026-01-01'), ('2027-01-01')))"
+            ' DISTRIBUTED BY HASH(k) BUCKETS 10 PROPERTIES ("replication_num" = "1")',
+        )
+        _run(conn, "CREATE TABLE agg (k INT, n BIGINT SUM) AGGREGATE KEY(k) DISTRIBUTED BY RANDOM BUCKETS AUTO")
+        _run(conn, "INSERT INTO events VALUES (1, '2026-11-27', 'a'), (2, '2026-11-28', 'b'), (3, '2026-11-29', 'c')")
+        assert fails(conn, "INSERT INTO events VALUES (4, '2026-11-30', 'a')")[0] == 1105  # UNIQUE KEY by_v holds
+        index = {(r[2], r[1], r[4]) for r in _run(conn, "SHOW INDEX FROM events")}
+        assert index == {("by_day", 1, "day"), ("by_v", 0, "v")}
+        assert _run(conn, "SELECT SQL_CALC_FOUND_ROWS k FROM events ORDER BY k LIMIT 1") == ((1,),)
+        assert _run(conn, "SELECT FOUND_ROWS()") == ((3,),)
+        assert _run(conn, "SELECT FOUND_ROWS()") == ((1,),)  # the previous SELECT returned one row
+        with conn.cursor() as cur:
+            cur.execute("EXPLAIN SELECT * FROM events WHERE day = '2026-11-27'")
+            plan = cur.fetchall()
+            names = tuple(d[0] for d in cur.description)
+        assert names == (
+            "id", "select_type", "table", "type", "possible_keys", "key", "key_len", "ref", "rows", "Extra",
+        )  # fmt: skip
+        assert [(r[2], r[3], r[5]) for r in plan] == [("events", "ref", "by_day")]
+    name = f"u{uuid.uuid4().hex[:8]}"
+    fe.query(f"CREATE USER '{name}' IDENTIFIED BY 'pw'")
+    with contextlib.closing(fe.connect(name, "pw", database=db)) as user:
+        assert fails(user, "EXPLAIN SELECT * FROM events")[0] == 1142  # EXPLAIN needs what running it needs
 
 
 def test_now_and_curdate(fe: Fe, db: str) -> None:

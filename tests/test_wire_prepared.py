@@ -168,6 +168,7 @@ def _all_types_packet(stmt_id: int) -> tuple[bytes, list[Any]]:
         (r.NEWDECIMAL, lenenc_bytes(b"-12.340"), Decimal("-12.340")),
         (r.DECIMAL, lenenc_bytes(b"1"), Decimal(1)),
         (r.DATE, bytes.fromhex("04da070a11"), dt.date(2010, 10, 17)),
+        (r.DATE, bytes.fromhex("07ea070b1b000000"), dt.date(2026, 11, 27)),  # MariaDB Connector/J's DATE
         (r.DATETIME, bytes.fromhex("0bda070a11131b1e01000000"), dt.datetime(2010, 10, 17, 19, 27, 30, 1)),
         (r.TIMESTAMP, bytes.fromhex("07da070a11131b1e"), dt.datetime(2010, 10, 17, 19, 27, 30)),
         (r.DATETIME, bytes.fromhex("04da070a11"), dt.datetime(2010, 10, 17)),

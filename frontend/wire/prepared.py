@@ -318,7 +318,7 @@ def _read_datetime(cur: Cursor, kind: int) -> Any:
     if length == 11:
         micro = cur.u32()
     try:
-        if kind == r.DATE and length == 4:
+        if kind == r.DATE:  # a DATE is a date, whatever length it came in (Connector/J sends 7 bytes)
             return dt.date(year, month, day)
         return dt.datetime(year, month, day, hour, minute, second, micro)
     except ValueError:

@@ -61,6 +61,7 @@ from functools import lru_cache
 from typing import Any
 
 from coordinator.errors import sqlstate
+from frontend.result import Unsigned
 from frontend.wire.handshake import BINARY_CHARSET, UTF8MB4_GENERAL_CI
 from frontend.wire.packets import lenenc_bytes, lenenc_int
 
@@ -202,6 +203,8 @@ def column_for_value(name: str, value: Any) -> Column:
     if isinstance(value, bool):
         return _simple(name, "bool")
     if isinstance(value, int):
+        if type(value) is Unsigned and 0 <= value <= _UINT64_MAX:
+            return _simple(name, "uint")
         if _INT64_MIN <= value <= _INT64_MAX:
             return _simple(name, "int")
         if 0 <= value <= _UINT64_MAX:
