@@ -132,6 +132,8 @@ def _tables(node: exp.Expression | None, ctes: set[str]) -> list[exp.Table]:
 def needs(tree: exp.Expression, current_db: str | None) -> list[Need]:
     """What ``tree`` needs, table by table; ``current_db`` qualifies bare names
     (SqlError 1046 when a bare name meets no current database)."""
+    if isinstance(tree, exp.Describe) and isinstance(tree.this, exp.Query | exp.Insert | exp.Update | exp.Delete):
+        return needs(tree.this, current_db)  # EXPLAIN <statement>: what running it would need, as in MySQL
     if any(isinstance(t.this, exp.Func) for t in tree.find_all(exp.Table)):
         return _admin("SELECT")  # a table-valued function (pragma_table_info(...)) names no table to check
     ctes = {c.alias_or_name.lower() for c in tree.find_all(exp.CTE)}

@@ -18,7 +18,7 @@ from coordinator import errors, privileges
 from coordinator.errors import SqlError
 from frontend import constants
 from frontend.result import Result
-from frontend.sqlparse import ByteBoundedCache, parse
+from frontend.sqlparse import ByteBoundedCache, parse, without_doris_clauses
 from frontend.sqltext import FLAGS, statement_text
 from frontend.statements import Handlers, Services, cluster, databases, metadata, transactions, users, variables
 from frontend.variables import VERSION
@@ -57,7 +57,7 @@ _FE_OWNED_WORDS = re.compile(
 )
 
 # Functions of the session's backend connection: a SELECT naming them goes there.
-_SESSION_STATE_FUNCTIONS = {"SLEEP", "LAST_INSERT_ID", "ROW_COUNT"}
+_SESSION_STATE_FUNCTIONS = {"SLEEP", "LAST_INSERT_ID", "ROW_COUNT", "FOUND_ROWS"}
 
 
 def session_value(session: Session, node: exp.Expression) -> Any:
@@ -135,6 +135,7 @@ class Executor:
         return await self._general(session, text)
 
     async def _general(self, session: Session, text: str) -> Result:
+        text = without_doris_clauses(text)
         relay_all = self.services.backend.relays and self._is_admin(session)  # no privilege to check
         if relay_all and _FE_OWNED_WORDS.search(text) is None:  # nothing the FE answers: no tree needed
             return self._warnings(session, await session.backend.execute(text, session.db))

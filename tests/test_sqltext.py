@@ -6,6 +6,7 @@ import time
 
 import pytest
 
+from frontend.sqlparse import without_doris_clauses
 from frontend.sqltext import like, redact, statement_text, strip_comments, unescape, unquote
 
 
@@ -82,3 +83,28 @@ def test_like_never_backtracks() -> None:
     for _ in range(100):
         assert not like("%" * 30 + "a%" * 30 + "!", "a" * 200)
     assert time.perf_counter() - start < 2  # generous: about 10 ms here
+
+
+@pytest.mark.parametrize(
+    ("sql", "expected"),
+    [
+        (
+            "CREATE TABLE t (k INT, v VARCHAR(10)) DUPLICATE KEY(k) DISTRIBUTED BY HASH(k) BUCKETS 10"
+            " PROPERTIES ('replication_num' = '1')",
+            "CREATE TABLE t (k INT, v VARCHAR(10))",
+        ),
+        (
+            "CREATE TABLE a (k INT, n BIGINT SUM, sum INT, m INT MAX NOT NULL) ENGINE=OLAP AGGREGATE KEY(k)"
+            " COMMENT 'x' AUTO PARTITION BY RANGE (date_trunc(d, 'month')) () DISTRIBUTED BY RANDOM BUCKETS AUTO"
+            " ROLLUP (r1 (k)) BROKER PROPERTIES ('a' = 'b')",
+            "CREATE TABLE a (k INT, n BIGINT , sum INT, m INT NOT NULL) COMMENT 'x'",
+        ),
+        # MySQL's own syntax stays as it is, PARTITION BY included.
+        ("CREATE TABLE t (k INT) PARTITION BY RANGE (k) (PARTITION p0 VALUES LESS THAN (10))", None),
+        ("CREATE TABLE t (id INT PRIMARY KEY, UNIQUE KEY u (id)) ENGINE=InnoDB", None),
+        ("CREATE TABLE t AS SELECT (1) AS properties", None),
+        ("SELECT 'DISTRIBUTED BY' FROM t", None),
+    ],
+)
+def test_without_doris_clauses(sql: str, expected: str | None) -> None:
+    assert without_doris_clauses(sql) == (sql if expected is None else expected)
