@@ -1,7 +1,8 @@
 """What tools read about tables: DESCRIBE, SHOW [FULL] COLUMNS, SHOW CREATE
-TABLE, and ``information_schema`` SCHEMATA, TABLES and COLUMNS (built by the
-FE from the backend's catalogue, only what the user may see, then the query
-evaluated over those rows off the event loop)."""
+TABLE, SHOW INDEX, and ``information_schema`` SCHEMATA, TABLES, COLUMNS,
+STATISTICS and KEY_COLUMN_USAGE (built by the FE from the backend's catalogue,
+only what the user may see, then the query evaluated over those rows off the
+event loop)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from sqlglot import exp
 from coordinator import errors
 from coordinator.errors import SqlError
 from coordinator.privileges import may_see_database, may_see_table
-from frontend.backend import Column
+from frontend.backend import Column, Index
 from frontend.result import Result
 from frontend.sqltext import FLAGS, STRING, like, unescape, unquote
 from frontend.statements import Handlers, Services
@@ -153,18 +154,34 @@ _INDEX_COLUMNS = (
 )  # fmt: skip
 
 
+def _keys(columns: list[Column], indexes: list[Index]) -> list[Index]:
+    """The table's keys as MySQL lists them: PRIMARY (from the columns, in key
+    order when the backend gives positions), then the backend's other indexes."""
+    primary = sorted((c for c in columns if c.primary_key), key=lambda c: int(c.primary_key))
+    keys = [Index("PRIMARY", True, [c.name for c in primary])] if primary else []
+    return keys + [i for i in indexes if i.name.upper() != "PRIMARY"]
+
+
+def _key_parts(columns: list[Column], keys: list[Index]) -> list[tuple[Index, int, str, str]]:
+    """(key, position in it, column, NULLABLE as MySQL spells it) for every column of every key.
+    A PRIMARY KEY's columns are NOT NULL in MySQL whatever was declared."""
+    nullable = {c.name.lower(): c.nullable for c in columns}
+    return [
+        (key, seq, name, "YES" if key.name != "PRIMARY" and nullable.get(name.lower(), True) else "")
+        for key in keys
+        for seq, name in enumerate(key.columns, 1)
+    ]
+
+
 async def show_index(services: Services, session: Session, m: re.Match[str]) -> Result:
     db, table = _table_ref(session, m.group(1), m.group(2), m.group(3))
     columns = await _columns(services, session, db, table)
-    nullable = {c.name: c.nullable for c in columns}
-
-    def row(key: str, unique: bool, seq: int, column: str) -> tuple[Any, ...]:
-        null = "YES" if nullable.get(column, True) else ""
-        return (table, 0 if unique else 1, key, seq, column, "A", None, None, None, null, "BTREE", "", "", "YES", None)
-
-    rows = [row("PRIMARY", True, i, c.name) for i, c in enumerate((c for c in columns if c.primary_key), 1)]
-    for index in await services.backend.indexes(db, table):
-        rows += [row(index.name, index.unique, i, name) for i, name in enumerate(index.columns, 1)]
+    keys = _keys(columns, await services.backend.indexes(db, table))
+    rows = [
+        (table, 0 if key.unique else 1, key.name, seq, name, "A", None, None, None, null, "BTREE", "", "", "YES",
+         None)
+        for key, seq, name, null in _key_parts(columns, keys)
+    ]  # fmt: skip
     return Result(list(_INDEX_COLUMNS), rows)
 
 
@@ -219,7 +236,17 @@ _COLUMNS = (
     "IS_NULLABLE", "DATA_TYPE", "CHARACTER_MAXIMUM_LENGTH", "NUMERIC_PRECISION", "NUMERIC_SCALE",
     "COLUMN_TYPE", "COLUMN_KEY", "EXTRA", "COLUMN_COMMENT",
 )  # fmt: skip
-SUPPORTED = {"schemata", "tables", "columns"}
+_STATISTICS = (
+    "TABLE_CATALOG", "TABLE_SCHEMA", "TABLE_NAME", "NON_UNIQUE", "INDEX_SCHEMA", "INDEX_NAME", "SEQ_IN_INDEX",
+    "COLUMN_NAME", "COLLATION", "CARDINALITY", "SUB_PART", "PACKED", "NULLABLE", "INDEX_TYPE", "COMMENT",
+    "INDEX_COMMENT",
+)  # fmt: skip
+_KEY_COLUMN_USAGE = (
+    "CONSTRAINT_CATALOG", "CONSTRAINT_SCHEMA", "CONSTRAINT_NAME", "TABLE_CATALOG", "TABLE_SCHEMA", "TABLE_NAME",
+    "COLUMN_NAME", "ORDINAL_POSITION", "POSITION_IN_UNIQUE_CONSTRAINT", "REFERENCED_TABLE_SCHEMA",
+    "REFERENCED_TABLE_NAME", "REFERENCED_COLUMN_NAME",
+)  # fmt: skip
+SUPPORTED = {"schemata", "tables", "columns", "statistics", "key_column_usage"}
 
 
 def information_schema_tables(tree: exp.Expression, current_db: str | None) -> set[str] | None:
@@ -265,10 +292,44 @@ def _type_parts(declared: str) -> tuple[str, int | None, int | None, int | None]
     return base.split(" ")[0], None, None, None
 
 
+class _Catalogue:
+    """One query's reads of the backend's catalogue, each table's read once
+    (a join of COLUMNS and STATISTICS asks twice). A table dropped since it was
+    listed has no rows."""
+
+    def __init__(self, services: Services) -> None:
+        self.services = services
+        self._columns: dict[tuple[str, str], list[Column]] = {}
+        self._key_parts: dict[tuple[str, str], list[tuple[Index, int, str, str]]] = {}
+
+    async def columns(self, db: str, table: str) -> list[Column]:
+        if (db, table) not in self._columns:
+            try:
+                self._columns[db, table] = await self.services.backend.columns(db, table)
+            except SqlError as e:
+                if e.code not in (errors.NO_SUCH_TABLE, errors.BAD_DB):
+                    raise
+                self._columns[db, table] = []
+        return self._columns[db, table]
+
+    async def key_parts(self, db: str, table: str) -> list[tuple[Index, int, str, str]]:
+        if (db, table) not in self._key_parts:
+            columns = await self.columns(db, table)
+            try:
+                indexes = await self.services.backend.indexes(db, table) if columns else []
+            except SqlError as e:
+                if e.code not in (errors.NO_SUCH_TABLE, errors.BAD_DB):
+                    raise
+                columns, indexes = [], []
+            self._key_parts[db, table] = _key_parts(columns, _keys(columns, indexes))
+        return self._key_parts[db, table]
+
+
 async def information_schema_query(
     services: Services, session: Session, tree: exp.Expression, names: set[str]
 ) -> Result:
     visible = await _visible(services, session)
+    catalogue = _Catalogue(services)
     tables: dict[str, tuple[tuple[str, ...], list[tuple[Any, ...]]]] = {}
     if "schemata" in names:
         rows = [("def", INFORMATION_SCHEMA, "utf8mb4", "utf8mb4_general_ci", None)]
@@ -285,13 +346,31 @@ async def information_schema_query(
         rows = []
         for db, names_ in visible:
             for t in names_:
-                for i, c in enumerate(await services.backend.columns(db, t), 1):
+                for i, c in enumerate(await catalogue.columns(db, t), 1):
                     data_type, length, precision, scale = _type_parts(c.declared_type)
                     rows.append(
                         ("def", db, t, c.name, i, _default(c), "YES" if c.nullable else "NO", data_type, length,
                          precision, scale, mysql_type(c.declared_type), "PRI" if c.primary_key else "", "", "")
                     )  # fmt: skip
         tables["columns"] = (_COLUMNS, rows)
+    if "statistics" in names:
+        rows = [
+            ("def", db, t, 0 if key.unique else 1, db, key.name, seq, column, "A", None, None, None, null, "BTREE",
+             "", "")
+            for db, names_ in visible
+            for t in names_
+            for key, seq, column, null in await catalogue.key_parts(db, t)
+        ]  # fmt: skip
+        tables["statistics"] = (_STATISTICS, rows)
+    if "key_column_usage" in names:  # PRIMARY and UNIQUE keys (the FE knows no foreign keys)
+        rows = [
+            ("def", db, key.name, "def", db, t, column, seq, None, None, None, None)
+            for db, names_ in visible
+            for t in names_
+            for key, seq, column, _ in await catalogue.key_parts(db, t)
+            if key.unique
+        ]
+        tables["key_column_usage"] = (_KEY_COLUMN_USAGE, rows)
     query = tree.copy()
     for table in query.find_all(exp.Table):
         if table.name.lower() in tables:
