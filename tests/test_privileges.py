@@ -1,9 +1,12 @@
 """Data privileges and the sealed embedded backend, as a logged-in user sees
 them over the MySQL protocol (issue 13, items 1 and 2).
 
-The cluster3 FEs share Redis (users, grants) but each has its own data
-directory, so a test that reads on FE B what it granted on FE A creates the
-same database on both."""
+The privilege tests run on both backends (``cluster``): the cluster3 FEs over
+SQLite, and two FEs over one private MariaDB (``--backend mysql://root@...``,
+where the FE's check is all that stands between a user and the server: the FE
+connects as root). The FEs share Redis (users, grants); over SQLite each has
+its own data directory, so a test that reads on FE B what it granted on FE A
+creates the same database on both."""
 
 from __future__ import annotations
 
@@ -17,7 +20,8 @@ import pymysql
 import pytest
 
 from frontend.client import Client, FeError
-from tests.support import Cluster, Fe, fails, wait_for
+from tests.mariadb import MariaDB
+from tests.support import Cluster, Fe, fails, new_cluster, wait_for
 
 
 def _name(prefix: str) -> str:
@@ -36,23 +40,65 @@ def _run(conn: pymysql.Connection, sql: str) -> tuple[tuple[object, ...], ...]:
         return cur.fetchall()
 
 
-@pytest.fixture
-def rootdb(cluster3: Cluster) -> Iterator[str]:
-    """root's database with a secret, on the first two FEs."""
+@pytest.fixture(scope="module")
+def mysql_cluster(redis_url: str, backend_mariadb: MariaDB) -> Iterator[Cluster]:
+    """Two FEs over the private MariaDB, connecting to it as its root."""
+    cluster = new_cluster(redis_url, 2, backend=f"mysql://root@127.0.0.1:{backend_mariadb.port}")
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture(params=["sqlite", "mysql"])
+def cluster(request: pytest.FixtureRequest) -> Cluster:
+    """FEs over the embedded backend (cluster3), then FEs over MariaDB."""
+    name = "cluster3" if request.param == "sqlite" else "mysql_cluster"
+    return request.getfixturevalue(name)  # type: ignore[no-any-return]
+
+
+def _relays(cluster: Cluster) -> bool:
+    """The cluster's FEs share one MySQL server."""
+    return str(cluster.fes[0].flags["backend"]).startswith("mysql://")
+
+
+def _data_fes(cluster: Cluster) -> list[Fe]:
+    """The FEs whose data a test must create: the first two over SQLite, one over a shared server."""
+    return cluster.fes[:1] if _relays(cluster) else cluster.fes[:2]
+
+
+@contextlib.contextmanager
+def _rootdb(cluster: Cluster) -> Iterator[str]:
     db = _name("rootdb")
-    for fe in cluster3.fes[:2]:
+    for fe in _data_fes(cluster):
         with contextlib.closing(fe.connect()) as root:
             _run(root, f"CREATE DATABASE {db}")
             _run(root, f"CREATE TABLE {db}.secrets (id INT, secret VARCHAR(20))")
             _run(root, f"INSERT INTO {db}.secrets VALUES (1, 'hunter2')")
             _run(root, f"CREATE TABLE {db}.open (id INT)")
-    yield db
-    for fe in cluster3.fes[:2]:
-        fe.query(f"DROP DATABASE IF EXISTS {db}")
+    try:
+        yield db
+    finally:
+        for fe in _data_fes(cluster):
+            fe.query(f"DROP DATABASE IF EXISTS {db}")
 
 
-def test_a_user_without_grants_reads_and_drops_nothing(fe: Fe, rootdb: str) -> None:
+@pytest.fixture
+def rootdb(cluster: Cluster) -> Iterator[str]:
+    """root's database with a secret, on the first two FEs (over SQLite) or on the server."""
+    with _rootdb(cluster) as db:
+        yield db
+
+
+@pytest.fixture
+def sqlite_rootdb(cluster3: Cluster) -> Iterator[str]:
+    with _rootdb(cluster3) as db:
+        yield db
+
+
+def test_a_user_without_grants_reads_and_drops_nothing(cluster: Cluster, rootdb: str) -> None:
     """Issue 13: alice read rootdb.secrets and ran DROP DATABASE rootdb."""
+    fe = cluster.fes[0]
     name, password = _user(fe)
     with contextlib.closing(fe.connect(name, password)) as alice:
         assert fails(alice, f"SELECT * FROM {rootdb}.secrets") == (
@@ -79,7 +125,8 @@ def test_a_user_without_grants_reads_and_drops_nothing(fe: Fe, rootdb: str) -> N
     assert fe.query(f"SELECT secret FROM {rootdb}.secrets") == (("hunter2",),)
 
 
-def test_insert_select_needs_select_on_its_source(fe: Fe, rootdb: str) -> None:
+def test_insert_select_needs_select_on_its_source(cluster: Cluster, rootdb: str) -> None:
+    fe = cluster.fes[0]
     name, password = _user(fe)
     own = _name("own")
     fe.query(f"CREATE DATABASE {own}")
@@ -106,14 +153,14 @@ _MATRIX = {
 }
 
 
-@pytest.mark.parametrize("level", ["*.*.*", "internal.{db}.*", "{db}.{t}"])
+@pytest.mark.parametrize("level", ["*.*.*", "internal.{db}.*", "{db}.*", "{db}.{t}"])
 @pytest.mark.parametrize("privilege", sorted(_MATRIX))
 def test_privilege_matrix_granted_and_revoked_on_another_fe(
-    cluster3: Cluster, rootdb: str, privilege: str, level: str
+    cluster: Cluster, rootdb: str, privilege: str, level: str
 ) -> None:
     """Granted on FE 1, in force on FE 2 (a connection opened before the
     grant); revoked on FE 1, refused on FE 2 right after."""
-    fe1, fe2 = cluster3.fes[:2]
+    fe1, fe2 = cluster.fes[:2]
     name, password = _user(fe1)
     template, needs_table = _MATRIX[privilege]
     scope = level.format(db=rootdb, t="t1")
@@ -135,11 +182,11 @@ def test_privilege_matrix_granted_and_revoked_on_another_fe(
         wait_for(lambda: fails(user, statement())[0] == 1142, 5, what="the revoke in force on FE 2")
 
 
-def test_a_revoke_on_one_fe_is_in_force_on_another_within_a_bound(cluster3: Cluster, rootdb: str) -> None:
+def test_a_revoke_on_one_fe_is_in_force_on_another_within_a_bound(cluster: Cluster, rootdb: str) -> None:
     """No Redis read per statement: FE 2 checks its cache, which every FE
     reloads on the user table's pub/sub message. Measured here: the time from
     REVOKE returning on FE 1 until FE 2 refuses (a few ms on this machine)."""
-    fe1, fe2 = cluster3.fes[:2]
+    fe1, fe2 = cluster.fes[:2]
     name, password = _user(fe1)
     fe1.query(f"GRANT SELECT_PRIV ON {rootdb}.* TO '{name}'")
     worst = 0.0
@@ -153,6 +200,81 @@ def test_a_revoke_on_one_fe_is_in_force_on_another_within_a_bound(cluster3: Clus
             fe1.query(f"GRANT SELECT_PRIV ON {rootdb}.* TO '{name}'")
     print(f"REVOKE on FE 1 -> refused on FE 2: worst of 5 {worst * 1000:.1f} ms")
     assert worst < 0.5
+
+
+# Text the FE's check and the server read differently: the check (sqlglot) sees
+# only {db}.open, a MySQL server also runs what hides from the check.
+_SMUGGLED = {
+    # The FE's comment stripper takes `x\` for an escaped backtick, so the /*! */ stays in the
+    # text; sqlglot skips it as a comment, MariaDB runs its body.
+    "backslash in a backtick name": (
+        None,
+        "SELECT 1 AS `x\\`, id FROM {db}.open /*! UNION SELECT secret, 1 FROM {db}.secrets */",
+    ),
+    # The session's sql_mode changes how the server reads quotes; the FE's parse stays MySQL's default.
+    "NO_BACKSLASH_ESCAPES": (
+        "SET sql_mode = 'NO_BACKSLASH_ESCAPES'",
+        "SELECT id FROM {db}.open WHERE id = 'x\\' UNION SELECT secret FROM {db}.secrets -- '",
+    ),
+    "ANSI_QUOTES": (
+        "SET sql_mode = 'ANSI_QUOTES'",
+        'SELECT 1 AS "x\\" UNION SELECT secret FROM {db}.secrets -- " FROM {db}.open',
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(_SMUGGLED))
+def test_what_the_check_reads_is_what_the_backend_runs(cluster: Cluster, rootdb: str, case: str) -> None:
+    """A user with SELECT on {db}.open only never reads {db}.secrets, however the statement is spelled."""
+    fe = cluster.fes[0]
+    name, password = _user(fe)
+    fe.query(f"GRANT SELECT_PRIV ON {rootdb}.open TO '{name}'")
+    fe.query(f"INSERT INTO {rootdb}.open VALUES (7)")
+    setup, sql = _SMUGGLED[case]
+    with contextlib.closing(fe.connect(name, password)) as user:
+        if setup:
+            with contextlib.suppress(pymysql.err.MySQLError):
+                _run(user, setup)
+        try:
+            answer: object = _run(user, sql.format(db=rootdb))
+        except pymysql.err.MySQLError as e:
+            answer = e
+    if "hunter2" in str(answer) and _relays(cluster):
+        pytest.xfail(
+            "privilege bypass over a MySQL backend, not fixed yet: the FE checks sqlglot's tree but relays "
+            "the text (frontend/executor.py _general)"
+        )
+    assert "hunter2" not in str(answer)
+
+
+def test_a_grant_names_the_database_as_the_server_spells_it(mysql_cluster: Cluster) -> None:
+    """Over MySQL, databases `Sales` and `sales` are two (lower_case_table_names = 0, the Linux
+    default): a grant on one is no grant on the other."""
+    fe = mysql_cluster.fes[0]
+    upper = _name("Case")
+    lower = upper.lower()
+    name, password = _user(fe)
+    for db in (upper, lower):
+        fe.query(f"CREATE DATABASE {db}")
+        fe.query(f"CREATE TABLE {db}.t (owner VARCHAR(20))")
+        fe.query(f"INSERT INTO {db}.t VALUES ('{db}')")
+    try:
+        fe.query(f"GRANT SELECT_PRIV ON {upper}.* TO '{name}'")
+        with contextlib.closing(fe.connect(name, password)) as user:
+            assert _run(user, f"SELECT owner FROM {upper}.t") == ((upper,),)
+            try:
+                answer: object = _run(user, f"SELECT owner FROM {lower}.t")
+            except pymysql.err.MySQLError as e:
+                answer = e
+        if answer == ((lower,),):
+            pytest.xfail(
+                "not fixed yet: grants are compared in lower case (coordinator/privileges.py), so a grant "
+                "on a database also opens the databases spelled the same in another case"
+            )
+        assert isinstance(answer, pymysql.err.MySQLError) and answer.args[0] == 1142
+    finally:
+        for db in (upper, lower):
+            fe.query(f"DROP DATABASE IF EXISTS {db}")
 
 
 def test_grant_statements_refuse_what_doris_refuses(fe: Fe) -> None:
@@ -176,12 +298,13 @@ def _data_dirs(cluster: Cluster) -> list[Path]:
 
 
 def test_vacuum_into_attach_and_pragma_are_refused_and_reveal_no_path(
-    cluster3: Cluster, rootdb: str, tmp_path: Path
+    cluster3: Cluster, sqlite_rootdb: str, tmp_path: Path
 ) -> None:
     """Issue 13: as alice, VACUUM rootdb2 INTO '/any/path' wrote a copy of
     root's database; PRAGMA database_list revealed the data paths; ATTACH was
     reachable. Refused for alice by the privilege check, and for root too by
     SQLite's authorizer (root first reads the database so it is attached)."""
+    rootdb = sqlite_rootdb
     fe = cluster3.fes[0]
     name, password = _user(fe)
     own = _name("own")
@@ -237,8 +360,8 @@ def test_sqlite_errors_carry_no_data_path(cluster3: Cluster) -> None:
             assert not any(str(p) in message for p in _data_dirs(cluster3)) and ".sqlite" not in message, message
 
 
-def test_the_grpc_listener_checks_the_same_privileges(cluster3: Cluster, rootdb: str) -> None:
-    fe = cluster3.fes[0]
+def test_the_grpc_listener_checks_the_same_privileges(cluster: Cluster, rootdb: str) -> None:
+    fe = cluster.fes[0]
     name, password = _user(fe)
     with Client(fe.address, name, password) as alice:
         with pytest.raises(FeError) as e:
