@@ -48,6 +48,10 @@ class BackendSession(Protocol):
         """Run ``sql``; ``tree``, when given, is its parse (the caller's to give up)."""
         ...
 
+    async def execute_bound(self, sql: str, database: str | None, params: Sequence[Any]) -> Result:
+        """Run ``sql`` with its ``?`` markers bound to ``params`` (a prepared statement's execute)."""
+        ...
+
     @property
     def in_transaction(self) -> bool:
         """A transaction is open (or BEGIN was said): the wire's SERVER_STATUS_IN_TRANS."""

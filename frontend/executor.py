@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+from collections.abc import Sequence
 from dataclasses import replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -30,6 +31,26 @@ _SELECT_INT = re.compile(r"^select\s+(-?\d{1,18})$", FLAGS)
 PARSE_CACHE_ENTRY = 1024  # longer statements are parsed off the loop (4 KB took up to 30 ms), never cached
 # Bounded by the statements' text; a tree costs some tens of times its text.
 _PARSED: ByteBoundedCache[str, exp.Expression] = ByteBoundedCache(256 * 1024, PARSE_CACHE_ENTRY, len)
+
+
+Prepared = tuple[str, Sequence[Any]]  # a prepared statement's text (``?`` markers) and its parameters
+_BINDABLE_START = re.compile(r"^\s*(?:/\*.*?\*/\s*)*(?:select|insert|update|delete|replace)\b", FLAGS)
+
+
+def _bindable(tree: exp.Expression, param_count: int, db: str | None) -> bool:
+    """Whether the backend may run ``tree`` with bound parameters: a data
+    statement over tables, nothing the FE answers itself, no @variables."""
+    try:
+        return (
+            isinstance(tree, exp.Select | exp.Insert | exp.Update | exp.Delete)
+            and not _is_constant_select(tree)
+            and sum(1 for _ in tree.find_all(exp.Placeholder)) == param_count
+            and tree.find(exp.Parameter, exp.SessionParameter) is None
+            and not cluster.references_processlist(tree)
+            and metadata.information_schema_tables(tree, db) is None
+        )
+    except SqlError:
+        return False  # the text path gives the error
 
 
 def _parse(sql: str) -> exp.Expression:
@@ -122,7 +143,13 @@ class Executor:
         m = _SELECT_INT.match(sql.strip().rstrip(";").strip())
         return Result([m.group(1)], [(int(m.group(1)),)]) if m else None
 
-    async def run(self, session: Session, sql: str) -> Result:
+    async def run(self, session: Session, sql: str, prepared: Prepared | None = None) -> Result:
+        """Run ``sql``; ``prepared``, for a prepared statement's execute, is its
+        text with ``?`` markers and the parameters that ``sql`` substitutes."""
+        if prepared is not None and not self.services.backend.relays:
+            bound = await self._bound(session, *prepared)
+            if bound is not None:
+                return bound
         text = statement_text(sql)
         if not text:
             raise SqlError(errors.EMPTY_QUERY, "Query was empty")
@@ -167,6 +194,23 @@ class Executor:
         else:
             result = await session.backend.execute(text, session.db)
         return self._warnings(session, result)
+
+    async def _bound(self, session: Session, template: str, params: Sequence[Any]) -> Result | None:
+        """A prepared data statement with its parameters bound by the backend
+        (parsed, checked and translated once per text); None for anything else,
+        which takes the text path with the parameters substituted."""
+        if len(template) > PARSE_CACHE_ENTRY or not _BINDABLE_START.match(template):
+            return None
+        text = statement_text(template)
+        try:
+            tree = _parse(text)
+        except SqlError:
+            return None  # the text path gives the error
+        if not _bindable(tree, len(params), session.db):
+            return None
+        session.warnings = []
+        self.authorize(session, tree)
+        return self._warnings(session, await session.backend.execute_bound(text, session.db, params))
 
     @staticmethod
     def _warnings(session: Session, result: Result) -> Result:

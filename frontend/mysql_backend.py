@@ -63,7 +63,7 @@ from frontend.sqlite_backend import MAX_RESULT_BYTES, MAX_RESULT_ROWS, SqliteBac
 from frontend.wire import client as wc
 from frontend.wire.packets import PacketTooLarge, frame
 from frontend.wire.results import SERVER_MORE_RESULTS_EXISTS, SERVER_STATUS_AUTOCOMMIT, SERVER_STATUS_IN_TRANS
-from frontend.wire.sqltext import quote_string
+from frontend.wire.sqltext import quote_string, split_placeholders, substitute
 from frontend.wire.transport import WireProtocol
 
 log = logging.getLogger("fecluster.mysql_backend")
@@ -598,6 +598,9 @@ class MysqlSession:
                     conn.abort()
                     conn.broken = True
             raise
+
+    async def execute_bound(self, sql: str, database: str | None, params: Sequence[Any]) -> Result:
+        return await self.execute(substitute(split_placeholders(sql), list(params)), database)
 
     async def execute(self, sql: str, database: str | None, tree: exp.Expression | None = None) -> Result:
         conn = await self._connection(database)

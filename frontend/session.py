@@ -35,7 +35,7 @@ from frontend.variables import Variables
 
 if TYPE_CHECKING:
     from frontend.backend import Backend, BackendSession
-    from frontend.executor import Executor
+    from frontend.executor import Executor, Prepared
 
 CATALOG = "internal"
 _HINT = re.compile(r"/\*\+[^*]*?\bMAX_EXECUTION_TIME\s*\(\s*(\d+)\s*\)", re.IGNORECASE)
@@ -165,8 +165,9 @@ class Session:
 
     # ------------------------------------------------------------ statements
 
-    async def execute(self, sql: str) -> Result:
-        """Run one statement; a KILL turns it into SqlError 1317, a time limit into 3024."""
+    async def execute(self, sql: str, prepared: Prepared | None = None) -> Result:
+        """Run one statement; a KILL turns it into SqlError 1317, a time limit into 3024.
+        ``prepared``: a prepared statement's text and parameters (``sql`` substitutes them)."""
         if self.killed_by is not None:
             raise errors.interrupted(self.killed_by)
         executor = self._host.executor
@@ -181,7 +182,7 @@ class Session:
         self.command = "Query"
         self.state_since = time.monotonic()
         self.started_us = time.time_ns() // 1000
-        task = asyncio.ensure_future(executor.run(self, sql))
+        task = asyncio.ensure_future(executor.run(self, sql, prepared))
         self._running = task
         limit = time_limit(sql, self.variables)
         timer = None

@@ -39,6 +39,7 @@ from coordinator.errors import SqlError
 from frontend.backend import Column, Index, check_db_name, valid_db_name
 from frontend.result import Result, Unsigned
 from frontend.sqlparse import ByteBoundedCache, parse
+from frontend.wire.results import format_timedelta
 
 T = TypeVar("T")
 MAX_ATTACHED = 10  # SQLite's default SQLITE_MAX_ATTACHED
@@ -665,6 +666,30 @@ def _curtime() -> str:
 _FUNCTIONS: dict[str, Callable[[], str]] = {"now": _now, "curdate": _curdate, "curtime": _curtime}
 
 
+def _bindable(value: Any) -> Any:
+    """A wire parameter as SQLite binds it, stored as the text form would store it."""
+    if value is None or isinstance(value, float | bytes):
+        return value
+    if isinstance(value, int):
+        # bool as 0/1; beyond an int64 as text (exact in a BIGINT UNSIGNED column)
+        return int(value) if -(1 << 63) <= value < (1 << 63) else str(value)
+    if isinstance(value, str):
+        try:
+            value.encode()
+        except UnicodeEncodeError:  # a client's binary bytes, kept as surrogates by the wire layer
+            return value.encode("utf-8", "surrogateescape")
+        return value
+    if isinstance(value, decimal.Decimal):
+        return format(value, "f")  # text: exact in a DECIMAL column, a number elsewhere
+    if isinstance(value, datetime.datetime):
+        return value.isoformat(" ")
+    if isinstance(value, datetime.date | datetime.time):
+        return value.isoformat()
+    if isinstance(value, datetime.timedelta):
+        return format_timedelta(value)
+    return str(value)
+
+
 class SqliteSession:
     """One client session's SQLite connection, opened on first use.
 
@@ -753,7 +778,7 @@ class SqliteSession:
         conn.execute("BEGIN")
         self._begin_pending = False
 
-    def _run(self, sql: str, database: str | None, tree: exp.Expression | None) -> Result:
+    def _run(self, sql: str, database: str | None, tree: exp.Expression | None, params: tuple[Any, ...] = ()) -> Result:
         try:
             # Translated here, in the worker thread: parsing must not stall the
             # event loop (seconds for a bulk INSERT); short statements are cached.
@@ -766,7 +791,7 @@ class SqliteSession:
             conn = self._connection()
             self._attach(conn, translation.databases)
             self._begin_if_due(conn, translation.databases)
-            cursor = conn.execute(translation.sql)
+            cursor = conn.execute(translation.sql, params)
             for statement in translation.then:
                 conn.execute(statement)
             if translation.explain:
@@ -803,6 +828,12 @@ class SqliteSession:
     async def execute(self, sql: str, database: str | None, tree: exp.Expression | None = None) -> Result:
         self.database = database
         return await self._call(self._run, sql, database, tree)
+
+    async def execute_bound(self, sql: str, database: str | None, params: Sequence[Any]) -> Result:
+        """``sql`` translated once (cached by its text) and its parameters bound
+        by SQLite: a prepared statement's executes skip the parse."""
+        self.database = database
+        return await self._call(self._run, sql, database, None, tuple(map(_bindable, params)))
 
     # ------------------------------------------------------------ transactions
 

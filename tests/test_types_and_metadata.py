@@ -11,6 +11,7 @@ import datetime
 import decimal
 import uuid
 from collections.abc import Iterator
+from typing import Any
 
 import pymysql
 import pytest
@@ -210,3 +211,44 @@ def test_functions_and_statements_tools_send(fe: Fe, db: str) -> None:
         assert _run(conn, "SELECT @who, @n + 1, @unset") == (("x", 42, None),)
         _run(conn, "INSERT INTO t (id, n) VALUES (2, @n)")
         assert _run(conn, "SELECT n FROM t WHERE id = @n - 39") == ((41,),)
+
+
+def test_prepared_statements_bind_on_the_embedded_backend(fe: Fe, db: str) -> None:
+    """COM_STMT_EXECUTE of a data statement binds its parameters in SQLite
+    (parsed and translated once per text): the same answers as the text path,
+    the same privilege check, and what the FE answers itself still answered."""
+    import mysql.connector
+
+    fe.query(f"CREATE TABLE {db}.p (id INT PRIMARY KEY, d DECIMAL(30,10), u BIGINT UNSIGNED, b BLOB, s VARCHAR(20))")
+    name = f"u{uuid.uuid4().hex[:8]}"
+    fe.query(f"CREATE USER '{name}' IDENTIFIED BY 'pw'")
+
+    def connect(user: str = "root", password: str = "") -> Any:
+        return mysql.connector.connect(
+            host="127.0.0.1", port=fe.mysql_port, user=user, password=password, database=db, use_pure=True
+        )
+
+    big = [decimal.Decimal(f"1234567890123456789{i}.0123456789") for i in range(3)]  # 30 digits
+    with contextlib.closing(connect()) as conn:
+        cur = conn.cursor(prepared=True)
+        for i in range(3):
+            cur.execute("INSERT INTO p VALUES (?, ?, ?, ?, ?)", (i, big[i], 18446744073709551615 - i, b"\x00\xff", "é"))
+            assert cur.rowcount == 1
+        cur.execute("UPDATE p SET s = ? WHERE id >= ?", ("x", 1))
+        assert cur.rowcount == 2
+        cur.execute("SELECT id, d, u, b, s FROM p WHERE d > ? ORDER BY id LIMIT ?", (big[0], 5))
+        assert cur.fetchall() == [
+            (1, big[1], 18446744073709551614, bytearray(b"\x00\xff"), "x"),
+            (2, big[2], 18446744073709551613, bytearray(b"\x00\xff"), "x"),
+        ]
+        cur.execute("SELECT id FROM p WHERE u = ?", (18446744073709551615,))
+        assert cur.fetchall() == [(0,)]
+        cur.execute("SELECT CONNECTION_ID() = ?, ?", (conn.connection_id, "kept"))  # the FE's own answer
+        assert cur.fetchall() == [(1, "kept")]
+        cur.execute("SELECT COUNT(*) FROM information_schema.processlist WHERE ID = ?", (conn.connection_id,))
+        assert cur.fetchall() == [(1,)]
+    with contextlib.closing(connect(name, "pw")) as conn:
+        cur = conn.cursor(prepared=True)
+        with pytest.raises(mysql.connector.Error) as denied:
+            cur.execute("SELECT id FROM p WHERE id = ?", (1,))
+        assert denied.value.errno == 1142

@@ -58,7 +58,7 @@ class FakeSession:
         self.killed_by: str | None = None
         self.close_transport = close
 
-    async def execute(self, sql: str) -> Result:
+    async def execute(self, sql: str, prepared: Any = None) -> Result:
         if sql == "SELECT 1":
             return Result(["1"], [(1,)])
         if sql == "TYPES":

@@ -70,7 +70,7 @@ class WireSession(Protocol):
     killed_by: str | None
     tls: tuple[str, str] | None
 
-    async def execute(self, sql: str) -> Result: ...
+    async def execute(self, sql: str, prepared: tuple[str, Sequence[Any]] | None = None) -> Result: ...
 
     async def use(self, database: str) -> None: ...
 
@@ -496,12 +496,12 @@ class MysqlConnection:
     async def _ok(self, payload: bytes) -> None:
         self.send(rs.ok_packet())
 
-    async def _run(self, sql: str) -> Result | None:
+    async def _run(self, sql: str, prepared: tuple[str, Sequence[Any]] | None = None) -> Result | None:
         """Execute one statement; on error the ERR is sent and None returned."""
         assert self.session is not None
         self.server.questions += 1
         try:
-            return await self.session.execute(sql)
+            return await self.session.execute(sql, prepared)
         except SqlError as e:
             self.send_error(e.code, e.message, e.state)
         except Exception as e:  # a bug of ours: log it, answer 1105, keep the connection
@@ -656,7 +656,7 @@ class MysqlConnection:
         except ValueError as e:
             self.send_error(ps.ER_WRONG_ARGUMENTS, f"Incorrect arguments to mysqld_stmt_execute: {e}")
             return
-        result = await self._run(sql)
+        result = await self._run(sql, (execution.statement.sql, execution.params))
         if result is not None:
             await self._send_result(result, self._status(), binary=True)
 
