@@ -53,6 +53,10 @@ def _bindable(tree: exp.Expression, param_count: int, db: str | None) -> bool:
         return False  # the text path gives the error
 
 
+def _mysql_text(tree: exp.Expression) -> str:
+    return tree.sql(dialect="mysql", comments=False)
+
+
 def _parse(sql: str) -> exp.Expression:
     """Cached: callers must not change the tree (copy it first)."""
     return _PARSED.get(sql, lambda: parse(sql))
@@ -186,6 +190,10 @@ class Executor:
             return await self._constant_select(session, tree)
         self.authorize(session, tree)
         if self.services.backend.relays:  # the backend keeps the user variables itself
+            if not relay_all:
+                # What was checked is what runs: the server must not read the text
+                # another way (comments it executes, quotes under its sql_mode).
+                text = _mysql_text(tree) if cached else await asyncio.to_thread(_mysql_text, tree)
             result = await session.backend.execute(text, session.db)
         elif not cached:
             result = await session.backend.execute(text, session.db, _user_variables(session, tree))

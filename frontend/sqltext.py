@@ -54,7 +54,7 @@ def strip_comments(sql: str) -> str:
         c = sql[i]
         if quote:
             out.append(c)
-            if c == "\\" and i + 1 < n:
+            if c == "\\" and quote != "`" and i + 1 < n:  # no escapes inside a `name`
                 out.append(sql[i + 1])
                 i += 1
             elif c == quote:
