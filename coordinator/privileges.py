@@ -64,15 +64,22 @@ def _name(part: str) -> str:
     part = part.strip()
     if len(part) >= 2 and part[0] == part[-1] == "`":
         part = part[1:-1].replace("``", "`")
-    return part.lower()
+    return part
 
 
-def parse_scope(text: str) -> Scope:
+def folded(name: str, fold_case: bool) -> str:
+    """A database or table name as grants hold and compare it: lower case when
+    the backend folds case (SQLite; MySQL with lower_case_table_names != 0),
+    else as spelled (MySQL on Linux by default: `Sales` and `sales` are two)."""
+    return name.lower() if fold_case else name
+
+
+def parse_scope(text: str, fold_case: bool = True) -> Scope:
     """``*.*.*``, ``*.*``, ``internal.db.*``, ``db.*``, ``db.tbl``,
     ``internal.db.tbl`` -> a Scope; ValueError for anything else."""
     parts = [_name(p) for p in text.split(".")]
     if len(parts) == 3:
-        if parts[0] not in ("*", CATALOG):
+        if parts[0].lower() not in ("*", CATALOG):
             raise ValueError(f"unknown catalog '{parts[0]}': only '{CATALOG}' exists")
         parts = parts[1:]
     if len(parts) == 1 and parts[0] == "*":
@@ -86,7 +93,7 @@ def parse_scope(text: str) -> Scope:
         return Scope()
     if "*" in db or ("*" in table and table != "*"):
         raise ValueError(f"not a privilege level: {text}")
-    return Scope(db, None if table == "*" else table)
+    return Scope(folded(db, fold_case), None if table == "*" else folded(table, fold_case))
 
 
 def scope_of_key(key: str) -> Scope:
@@ -108,11 +115,11 @@ def _admin(command: str) -> list[Need]:
     return [Need(ADMIN_PRIV, command)]
 
 
-def _table_need(table: exp.Table, privilege: str, command: str, current_db: str | None) -> Need:
+def _table_need(table: exp.Table, privilege: str, command: str, current_db: str | None, fold_case: bool) -> Need:
     db = table.db or current_db
     if not db:
         raise SqlError(errors.NO_DB, "No database selected")
-    return Need(privilege, command, db.lower(), table.name.lower())
+    return Need(privilege, command, folded(db, fold_case), folded(table.name, fold_case))
 
 
 def _tables(node: exp.Expression | None, ctes: set[str]) -> list[exp.Table]:
@@ -129,11 +136,11 @@ def _tables(node: exp.Expression | None, ctes: set[str]) -> list[exp.Table]:
     ]
 
 
-def needs(tree: exp.Expression, current_db: str | None) -> list[Need]:
+def needs(tree: exp.Expression, current_db: str | None, fold_case: bool = True) -> list[Need]:
     """What ``tree`` needs, table by table; ``current_db`` qualifies bare names
     (SqlError 1046 when a bare name meets no current database)."""
     if isinstance(tree, exp.Describe) and isinstance(tree.this, exp.Query | exp.Insert | exp.Update | exp.Delete):
-        return needs(tree.this, current_db)  # EXPLAIN <statement>: what running it would need, as in MySQL
+        return needs(tree.this, current_db, fold_case)  # EXPLAIN <statement>: what running it would need, as in MySQL
     if any(isinstance(t.this, exp.Func) for t in tree.find_all(exp.Table)):
         return _admin("SELECT")  # a table-valued function (pragma_table_info(...)) names no table to check
     ctes = {c.alias_or_name.lower() for c in tree.find_all(exp.CTE)}
@@ -159,7 +166,7 @@ def needs(tree: exp.Expression, current_db: str | None) -> list[Need]:
             names = [t.name for node in (tree.this, *(tree.args.get("tables") or ())) for t in _tables(node, set())]
             if not names:
                 return _admin(command)
-            return [Need(priv, command, name.lower()) for name in names]
+            return [Need(priv, command, folded(name, fold_case)) for name in names]
         if kind not in _TABLE_KINDS:
             return _admin(command)
         if isinstance(tree, exp.Create):
@@ -188,7 +195,7 @@ def needs(tree: exp.Expression, current_db: str | None) -> list[Need]:
         if id(t) in ignored:
             continue
         privilege, command = targets.get(id(t), (SELECT_PRIV, "SELECT"))
-        result.append(_table_need(t, privilege, command, current_db))
+        result.append(_table_need(t, privilege, command, current_db, fold_case))
     return result
 
 
@@ -224,22 +231,22 @@ def check(user: UserRecord | None, name: str, wanted: list[Need]) -> None:
             raise denial(name, need)
 
 
-def may_see_database(user: UserRecord | None, db: str) -> bool:
+def may_see_database(user: UserRecord | None, db: str, fold_case: bool = True) -> bool:
     """Any data privilege on the database or on one of its tables."""
     if user is None:
         return False
     if user.privileges & DATA_PRIVILEGES:
         return True
-    db = db.lower()
+    db = folded(db, fold_case)
     return any(scope == db or scope.startswith(db + ".") for scope, _ in user.grants)
 
 
-def may_see_table(user: UserRecord | None, db: str, table: str) -> bool:
+def may_see_table(user: UserRecord | None, db: str, table: str, fold_case: bool = True) -> bool:
     if user is None:
         return False
     if user.privileges & DATA_PRIVILEGES:
         return True
-    db, table = db.lower(), table.lower()
+    db, table = folded(db, fold_case), folded(table, fold_case)
     return any(scope in (db, f"{db}.{table}") for scope, _ in user.grants)
 
 

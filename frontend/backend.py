@@ -90,6 +90,13 @@ class Backend(Protocol):
     """True for a backend that is a SQL server of its own (MySQL): statements go
     to it as written (SLEEP, SET and user variables included), the answer comes
     back with its own metadata. False for the embedded one (the FE translates)."""
+    names_fold_case: bool
+    """Database and table names compare case-insensitively (SQLite; a MySQL
+    server with lower_case_table_names != 0): what grants are compared with."""
+
+    async def start(self) -> None:
+        """Learn what the backend is (before the FE serves)."""
+        ...
 
     def session(self, on_thread: Callable[[int], None] | None = None) -> BackendSession:
         """``on_thread`` is called when the session's backend connection opens (its thread id)."""

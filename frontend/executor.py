@@ -238,7 +238,7 @@ class Executor:
         user = self.services.accounts.cached(session.user)
         if user is not None and user.is_admin:
             return
-        privileges.check(user, session.user, privileges.needs(tree, session.db))
+        privileges.check(user, session.user, privileges.needs(tree, session.db, self.services.backend.names_fold_case))
 
     async def _constant_select(self, session: Session, tree: exp.Expression) -> Result:
         def substitute(node: exp.Expression) -> exp.Expression:

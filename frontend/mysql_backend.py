@@ -360,6 +360,8 @@ class MysqlBackend:
 
     def __init__(self, url: str) -> None:
         self.address = BackendAddress.parse(url)
+        # Until start() has asked the server: case-sensitive, which can only refuse more.
+        self.names_fold_case = False
         self._control: Connection | None = None
         self._control_lock = asyncio.Lock()
         self._idle: list[Connection] = []
@@ -385,6 +387,18 @@ class MysqlBackend:
             conn.close()
         else:
             self._idle.append(conn)
+
+    async def start(self) -> None:
+        """Ask the server how it compares names (lower_case_table_names: 0 on
+        Linux by default, names as spelled). Unreachable: stay case-sensitive."""
+        try:
+            async with asyncio.timeout(CONNECT_TIMEOUT):
+                result = await self._catalog("SELECT @@lower_case_table_names")
+            self.names_fold_case = int(_text(result.rows[0][0])) != 0
+        except (SqlError, OSError, TimeoutError, ValueError, IndexError) as e:
+            log.warning(
+                "backend %s: lower_case_table_names unknown (%s); names compare case-sensitively", self.address.host, e
+            )
 
     async def _catalog(self, sql: str) -> Result:
         async with self._utility() as conn:

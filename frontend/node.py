@@ -129,6 +129,7 @@ class Node:
         self.audit.start()
         await self.accounts.start()
         await self.cluster_variables.reload()
+        await self.backend.start()
         self.sessions.start()
         await self.grpc.start()
         await self.mysql.start()

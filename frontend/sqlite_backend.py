@@ -277,6 +277,10 @@ async def _settle(future: asyncio.Future[Any]) -> None:
 
 class SqliteBackend:
     relays = False
+    names_fold_case = True  # SQLite's table names; database files are named in lower case
+
+    async def start(self) -> None:
+        pass
 
     def __init__(self, data_dir: Path, max_threads: int = 32) -> None:
         self.data_dir = data_dir

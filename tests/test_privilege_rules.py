@@ -187,3 +187,15 @@ def test_the_parse_cache_is_bounded_in_bytes() -> None:
     assert cache.bytes <= 1000 and len(cache) == 20
     cache.get("x" * 200, lambda: 2)  # too big to keep
     assert len(cache) == 20 and cache.bytes <= 1000
+
+
+def test_names_keep_their_case_when_the_backend_does() -> None:
+    """A MySQL server with lower_case_table_names = 0 holds `Sales` and `sales`
+    apart: grants and needs then compare names as spelled."""
+    from coordinator.privileges import Scope, needs, parse_scope
+
+    assert parse_scope("Sales.*") == Scope("sales") and parse_scope("Sales.*", False) == Scope("Sales")
+    assert parse_scope("internal.Sales.T", False) == Scope("Sales", "T")
+    tree = parse("SELECT * FROM Sales.T JOIN t2")
+    assert [(n.db, n.table) for n in needs(tree, "Cur", fold_case=False)] == [("Sales", "T"), ("Cur", "t2")]
+    assert [(n.db, n.table) for n in needs(tree, "Cur")] == [("sales", "t"), ("cur", "t2")]

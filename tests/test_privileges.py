@@ -262,11 +262,6 @@ def test_a_grant_names_the_database_as_the_server_spells_it(mysql_cluster: Clust
                 answer: object = _run(user, f"SELECT owner FROM {lower}.t")
             except pymysql.err.MySQLError as e:
                 answer = e
-        if answer == ((lower,),):
-            pytest.xfail(
-                "not fixed yet: grants are compared in lower case (coordinator/privileges.py), so a grant "
-                "on a database also opens the databases spelled the same in another case"
-            )
         assert isinstance(answer, pymysql.err.MySQLError) and answer.args[0] == 1142
     finally:
         for db in (upper, lower):

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 from coordinator import errors
 from coordinator.errors import SqlError
-from coordinator.privileges import CREATE_PRIV, DROP_PRIV, Need, check, may_see_database, may_see_table
+from coordinator.privileges import CREATE_PRIV, DROP_PRIV, Need, check, folded, may_see_database, may_see_table
 from frontend.backend import check_db_name
 from frontend.result import OK, Result
 from frontend.sqltext import FLAGS, unquote
@@ -30,7 +30,9 @@ def _denied_database(session: Session, db: str) -> SqlError:
 
 async def use(services: Services, session: Session, m: re.Match[str]) -> Result:
     db = unquote(m.group(1))
-    if db.lower() != "information_schema" and not may_see_database(services.accounts.cached(session.user), db):
+    if db.lower() != "information_schema" and not may_see_database(
+        services.accounts.cached(session.user), db, services.backend.names_fold_case
+    ):
         raise _denied_database(session, db)
     await session.use(db)
     return OK
@@ -38,7 +40,10 @@ async def use(services: Services, session: Session, m: re.Match[str]) -> Result:
 
 async def show_databases(services: Services, session: Session, m: re.Match[str]) -> Result:
     user = services.accounts.cached(session.user)
-    names = ["information_schema", *(n for n in await services.backend.databases() if may_see_database(user, n))]
+    names = [
+        "information_schema",
+        *(n for n in await services.backend.databases() if may_see_database(user, n, services.backend.names_fold_case)),
+    ]
     return Result(["Database"], [(n,) for n in names])
 
 
@@ -47,11 +52,13 @@ async def show_tables(services: Services, session: Session, m: re.Match[str]) ->
     if db is None:
         raise SqlError(errors.NO_DB, "No database selected")
     user = services.accounts.cached(session.user)
-    if not may_see_database(user, db):
+    if not may_see_database(user, db, services.backend.names_fold_case):
         raise _denied_database(session, db)
     if not await services.backend.has_database(db):
         raise SqlError(errors.BAD_DB, f"Unknown database '{db}'")
-    names = [t for t in await services.backend.tables(db) if may_see_table(user, db, t)]
+    names = [
+        t for t in await services.backend.tables(db) if may_see_table(user, db, t, services.backend.names_fold_case)
+    ]
     if m.group(1):  # FULL: tools (SQLAlchemy's get_table_names) read the type column
         return Result([f"Tables_in_{db}", "Table_type"], [(t, "BASE TABLE") for t in names])
     return Result([f"Tables_in_{db}"], [(t,) for t in names])
@@ -64,14 +71,22 @@ async def create_database(services: Services, session: Session, m: re.Match[str]
     name = check_db_name(unquote(m.group(2)))
     if name.lower() in _RESERVED:  # would shadow (or pose as) the FE's own schemas
         raise _denied_database(session, name)
-    check(services.accounts.cached(session.user), session.user, [Need(CREATE_PRIV, "CREATE", name.lower())])
+    check(
+        services.accounts.cached(session.user),
+        session.user,
+        [Need(CREATE_PRIV, "CREATE", folded(name, services.backend.names_fold_case))],
+    )
     await services.backend.create_database(name, bool(m.group(1)))
     return Result(affected_rows=1)
 
 
 async def drop_database(services: Services, session: Session, m: re.Match[str]) -> Result:
     name = unquote(m.group(2))
-    check(services.accounts.cached(session.user), session.user, [Need(DROP_PRIV, "DROP", name.lower())])
+    check(
+        services.accounts.cached(session.user),
+        session.user,
+        [Need(DROP_PRIV, "DROP", folded(name, services.backend.names_fold_case))],
+    )
     await services.backend.drop_database(check_db_name(name), bool(m.group(1)))
     if session.db and session.db.lower() == name.lower():
         session.db = None

@@ -71,7 +71,7 @@ def _table_ref(session: Session, first: str, second: str | None, from_db: str | 
 
 
 async def _columns(services: Services, session: Session, db: str, table: str) -> list[Column]:
-    if not may_see_table(services.accounts.cached(session.user), db, table):
+    if not may_see_table(services.accounts.cached(session.user), db, table, services.backend.names_fold_case):
         raise SqlError(
             errors.TABLE_ACCESS_DENIED, f"SELECT command denied to user '{session.user}'@'%' for table '{table}'"
         )
@@ -197,11 +197,13 @@ async def show_table_status(services: Services, session: Session, m: re.Match[st
     if not db:
         raise SqlError(errors.NO_DB, "No database selected")
     user = services.accounts.cached(session.user)
-    if not may_see_database(user, db):
+    if not may_see_database(user, db, services.backend.names_fold_case):
         raise SqlError(errors.DB_ACCESS_DENIED, f"Access denied for user '{session.user}'@'%' to database '{db}'")
     if not await services.backend.has_database(db):
         raise SqlError(errors.BAD_DB, f"Unknown database '{db}'")
-    names = [t for t in await services.backend.tables(db) if may_see_table(user, db, t)]
+    names = [
+        t for t in await services.backend.tables(db) if may_see_table(user, db, t, services.backend.names_fold_case)
+    ]
     if m.group(2) is not None:
         pattern = unescape(m.group(2))
         names = [t for t in names if like(pattern, t)]
@@ -276,8 +278,17 @@ async def _visible(services: Services, session: Session) -> list[tuple[str, list
     user = services.accounts.cached(session.user)
     out = []
     for db in await services.backend.databases():
-        if may_see_database(user, db):
-            out.append((db, [t for t in await services.backend.tables(db) if may_see_table(user, db, t)]))
+        if may_see_database(user, db, services.backend.names_fold_case):
+            out.append(
+                (
+                    db,
+                    [
+                        t
+                        for t in await services.backend.tables(db)
+                        if may_see_table(user, db, t, services.backend.names_fold_case)
+                    ],
+                )
+            )
     return out
 
 

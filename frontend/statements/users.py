@@ -69,9 +69,9 @@ def _privileges(text: str, scope: Scope) -> frozenset[str]:
     return frozenset(names)
 
 
-def _scope(text: str) -> Scope:
+def _scope(text: str, fold_case: bool) -> Scope:
     try:
-        return parse_scope(text)
+        return parse_scope(text, fold_case)
     except ValueError as e:
         raise SqlError(errors.PARSE_ERROR, f"You have an error in your SQL syntax: {e}") from e
 
@@ -115,14 +115,14 @@ async def drop_user(services: Services, session: Session, m: re.Match[str]) -> R
 
 async def grant(services: Services, session: Session, m: re.Match[str]) -> Result:
     await need_admin(services, session)
-    scope = _scope(m.group(2))
+    scope = _scope(m.group(2), services.backend.names_fold_case)
     await services.accounts.grant(unquote(m.group(3)), _privileges(m.group(1), scope), scope)
     return OK
 
 
 async def revoke(services: Services, session: Session, m: re.Match[str]) -> Result:
     await need_admin(services, session)
-    scope = _scope(m.group(2))
+    scope = _scope(m.group(2), services.backend.names_fold_case)
     await services.accounts.revoke(unquote(m.group(3)), _privileges(m.group(1), scope), scope)
     return OK
 
