@@ -86,6 +86,10 @@ class FeCluster:
     name: str = field(default_factory=lambda: f"bench{uuid.uuid4().hex[:8]}")
     fes: list[Fe] = field(default_factory=list)
     backend: str = ""  # --backend; default: a sqlite directory per FE
+    # A command that runs ``frontend.cli`` itself (a profiling launcher): the
+    # FE's arguments, from "node" on, are appended to it.
+    launcher: tuple[str, ...] = ()
+    env: dict[str, str] = field(default_factory=dict)  # added to the FEs' environment
 
     def start(self) -> FeCluster:
         secret = uuid.uuid4().hex
@@ -104,8 +108,10 @@ class FeCluster:
                 cluster_secret=secret,
                 backend=self.backend or f"sqlite://{self.workdir / tag}",
             )
+            if self.launcher:
+                args = [*self.launcher, *args[args.index("node") :]]
             log = self.workdir / f"{tag}.log"
-            proc = procs.spawn(args, env=procs.node_env(), log=log)
+            proc = procs.spawn(args, env={**procs.node_env(), **self.env}, log=log)
             self.fes.append(Fe(Endpoint(f"fe{i + 1}", "127.0.0.1", mysql_port), grpc_port, proc, log))
         for fe in self.fes:
             try:
