@@ -31,7 +31,7 @@ class Column:
     declared_type: str  # the backend's declared type, e.g. INTEGER, TEXT(20), DECIMAL(10,2)
     nullable: bool
     default: str | None  # the default's SQL text
-    primary_key: bool
+    primary_key: int  # 0: not in the primary key; else its position in it, from 1
 
 
 @dataclass(frozen=True)

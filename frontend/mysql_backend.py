@@ -477,10 +477,13 @@ class MysqlBackend:
         return [_text(row[0]) for row in result.rows]
 
     async def columns(self, database: str, table: str) -> list[Column]:
+        schema, name = quote_string(database), quote_string(table)
         result = await self._catalog(
-            "SELECT column_name, column_type, is_nullable, column_default, column_key "
-            f"FROM information_schema.columns WHERE table_schema = {quote_string(database)} "
-            f"AND table_name = {quote_string(table)} ORDER BY ordinal_position"
+            "SELECT c.column_name, c.column_type, c.is_nullable, c.column_default, s.seq_in_index "
+            "FROM information_schema.columns c LEFT JOIN information_schema.statistics s"
+            " ON s.table_schema = c.table_schema AND s.table_name = c.table_name"
+            " AND s.column_name = c.column_name AND s.index_name = 'PRIMARY'"
+            f" WHERE c.table_schema = {schema} AND c.table_name = {name} ORDER BY c.ordinal_position"
         )
         if not result.rows:
             if not await self.has_database(database):
@@ -492,9 +495,9 @@ class MysqlBackend:
                 _text(kind).upper(),
                 _text(nullable) == "YES",
                 None if default is None or _text(default) == "NULL" else _text(default),
-                _text(key) == "PRI",
+                0 if position is None else int(_text(position)),
             )
-            for name, kind, nullable, default, key in result.rows
+            for name, kind, nullable, default, position in result.rows
         ]
 
     async def indexes(self, database: str, table: str) -> list[Index]:

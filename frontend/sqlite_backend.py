@@ -325,7 +325,7 @@ class SqliteBackend:
 
         def read(conn: sqlite3.Connection) -> list[Column]:
             rows = conn.execute('SELECT name, type, "notnull", dflt_value, pk FROM pragma_table_info(?)', (table,))
-            found = [Column(r[0], mysql_declared_type(r[1] or ""), not r[2], r[3], bool(r[4])) for r in rows]
+            found = [Column(r[0], mysql_declared_type(r[1] or ""), not r[2], r[3], int(r[4])) for r in rows]
             if not found:
                 raise SqlError(errors.NO_SUCH_TABLE, f"Table '{database}.{table}' doesn't exist")
             return found
@@ -343,7 +343,8 @@ class SqliteBackend:
                 if row[2] == "pk":
                     continue  # a PRIMARY KEY's own index: reported as PRIMARY from the columns
                 names = [r[0] for r in conn.execute("SELECT name FROM pragma_index_info(?) ORDER BY seqno", (row[0],))]
-                found.append(Index(row[0], bool(row[1]), names))
+                name = row[0].removeprefix(_index_name(table, ""))  # older tables' indexes: as they were named
+                found.append(Index(name, bool(row[1]), names))
             return found
 
         return await self._in_thread(read, str(self.path(database)))
@@ -458,9 +459,7 @@ def translate_tree(tree: exp.Expression, database: str | None) -> Translation:
     index = _index_statement(tree)
     if index is not None:
         return Translation(index, frozenset(dbs))
-    inline_indexes = _inline_indexes(tree)
-    if inline_indexes:
-        return Translation(tree.sql(dialect="sqlite"), frozenset(dbs), then=inline_indexes)
+    then = _inline_indexes(tree)
     if not isinstance(tree, exp.Create | exp.Alter):  # a column DEFAULT keeps CURRENT_TIMESTAMP (constant for SQLite)
         tree = tree.transform(_mysql_function)
     _binary_literals(tree)
@@ -475,7 +474,7 @@ def translate_tree(tree: exp.Expression, database: str | None) -> Translation:
         count_sql = f"SELECT COUNT(*) FROM ({unlimited.sql(dialect='sqlite')})"
     if isinstance(tree, exp.Describe) and isinstance(tree.this, exp.Query | exp.Insert | exp.Update | exp.Delete):
         return Translation(f"EXPLAIN QUERY PLAN {tree.this.sql(dialect='sqlite')}", frozenset(dbs), explain=True)
-    return Translation(tree.sql(dialect="sqlite"), frozenset(dbs), count_sql)
+    return Translation(tree.sql(dialect="sqlite"), frozenset(dbs), count_sql, then=then)
 
 
 def _binary_literals(tree: exp.Expression) -> None:
@@ -517,34 +516,54 @@ def _exact_literals(tree: exp.Expression) -> None:
 
 
 def _inline_indexes(tree: exp.Expression) -> tuple[str, ...]:
-    """CREATE TABLE's ``[UNIQUE] KEY name (cols)``, which SQLite lacks, as the
-    CREATE [UNIQUE] INDEX statements to run once the table exists (FULLTEXT and
-    SPATIAL are plain indexes here). An unnamed one is named after its first
-    column, as MySQL names it."""
+    """CREATE TABLE's keys other than the PRIMARY KEY (``[UNIQUE] KEY name
+    (cols)``, which SQLite lacks, and a column's UNIQUE) as the CREATE [UNIQUE]
+    INDEX statements to run once the table exists, named as MySQL names them
+    (FULLTEXT and SPATIAL are plain indexes here)."""
     schema = tree.this if isinstance(tree, exp.Create) else None
     if not isinstance(schema, exp.Schema) or not isinstance(schema.this, exp.Table):
         return ()
     table = schema.this
     exists = "IF NOT EXISTS " if tree.args.get("exists") else ""
-    statements = []
+    keys: list[tuple[str, str, list[exp.Expression]]] = []  # (UNIQUE or "", name or "", columns)
     for item in list(schema.expressions):
+        if isinstance(item, exp.ColumnDef):
+            for constraint in list(item.args.get("constraints") or ()):
+                if isinstance(constraint.args.get("kind"), exp.UniqueColumnConstraint):
+                    keys.append(("UNIQUE ", "", [exp.column(item.name)]))
+                    constraint.pop()
+            continue
         if isinstance(item, exp.UniqueColumnConstraint) and isinstance(item.this, exp.Schema):
-            unique, name, columns = "UNIQUE ", item.this.name, item.this.expressions
+            keys.append(("UNIQUE ", item.this.name, item.this.expressions))
         elif isinstance(item, exp.IndexColumnConstraint):
-            unique, name, columns = "", item.name, item.expressions
+            keys.append(("", item.name, item.expressions))
         else:
             continue
         item.pop()
-        name = name or columns[0].name
+    statements, used = [], set()
+    for unique, name, columns in keys:
+        if not name:  # MySQL: the first column's name, then <name>_2, _3, ...
+            base, n = columns[0].name, 2
+            name = base
+            while name.lower() in used:
+                name, n = f"{base}_{n}", n + 1
+        used.add(name.lower())
         statements.append(
-            f"CREATE {unique}INDEX {exists}{_quoted(table.db)}.{_quoted(name)} ON {_quoted(table.name)}"
-            f" ({', '.join(c.sql(dialect='sqlite') for c in columns)})"
+            f"CREATE {unique}INDEX {exists}{_quoted(table.db)}.{_quoted(_index_name(table.name, name))}"
+            f" ON {_quoted(table.name)} ({', '.join(c.sql(dialect='sqlite') for c in columns)})"
         )
     return tuple(statements)
 
 
 def _quoted(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
+
+
+INDEX_NAME_SEPARATOR = "$"  # SQLite names indexes per database, MySQL per table: "<table>$<index>"
+
+
+def _index_name(table: str, index: str) -> str:
+    return f"{table}{INDEX_NAME_SEPARATOR}{index}"
 
 
 def _index_statement(tree: exp.Expression) -> str | None:
@@ -563,7 +582,7 @@ def _index_statement(tree: exp.Expression) -> str | None:
         unique = "UNIQUE " if tree.args.get("unique") else ""
         exists = "IF NOT EXISTS " if tree.args.get("exists") else ""
         return (
-            f"CREATE {unique}INDEX {exists}{_quoted(table.db)}.{_quoted(index.name)}"
+            f"CREATE {unique}INDEX {exists}{_quoted(table.db)}.{_quoted(_index_name(table.name, index.name))}"
             f" ON {_quoted(table.name)} ({columns})"
         )
     if isinstance(tree, exp.Drop):
@@ -573,7 +592,7 @@ def _index_statement(tree: exp.Expression) -> str | None:
         if not isinstance(table, exp.Table) or len(names) != 1:
             return None
         exists = "IF EXISTS " if tree.args.get("exists") else ""
-        return f"DROP INDEX {exists}{_quoted(table.db)}.{_quoted(names[0])}"
+        return f"DROP INDEX {exists}{_quoted(table.db)}.{_quoted(_index_name(table.name, names[0]))}"
     return None
 
 
@@ -646,7 +665,7 @@ def _explain_row(detail: str) -> tuple[Any, ...]:
     if m is None:
         return (1, "SIMPLE", None, None, None, None, None, None, None, detail)
     verb, table, covering, index, rowid = m.groups()
-    key = "PRIMARY" if rowid else index
+    key = "PRIMARY" if rowid else ((index and index.partition(INDEX_NAME_SEPARATOR)[2]) or index)
     if verb == "SCAN":
         kind = "ALL" if key is None else "index"
     else:
@@ -795,9 +814,9 @@ class SqliteSession:
             conn = self._connection()
             self._attach(conn, translation.databases)
             self._begin_if_due(conn, translation.databases)
+            if translation.then:
+                return self._create_with_indexes(conn, translation)
             cursor = conn.execute(translation.sql, params)
-            for statement in translation.then:
-                conn.execute(statement)
             if translation.explain:
                 return Result(list(EXPLAIN_COLUMNS), [_explain_row(row[3]) for row in cursor.fetchall()])
             if cursor.description is None:
@@ -811,6 +830,21 @@ class SqliteSession:
             return Result(columns=columns, rows=rows)
         except sqlite3.Error as e:
             raise sql_error(e, self.backend.data_dir) from e
+
+    @staticmethod
+    def _create_with_indexes(conn: sqlite3.Connection, translation: Translation) -> Result:
+        """CREATE TABLE and its keys' CREATE INDEX as one: all of them or none."""
+        conn.execute("SAVEPOINT fe_create_table")
+        try:
+            conn.execute(translation.sql)
+            for statement in translation.then:
+                conn.execute(statement)
+        except BaseException:
+            conn.execute("ROLLBACK TO fe_create_table")
+            raise
+        finally:
+            conn.execute("RELEASE fe_create_table")
+        return Result()
 
     async def _call(self, work: Callable[..., T], *args: Any) -> T:
         """``work`` in a worker thread; a cancel (KILL) interrupts SQLite and

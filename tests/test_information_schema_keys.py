@@ -117,12 +117,10 @@ def _not_yet(reason: str) -> pytest.MarkDecorator:
     [
         pytest.param(
             ["CREATE TABLE {db}.{t} (id INT NOT NULL, a INT NOT NULL, PRIMARY KEY (a, id))"],
-            marks=_not_yet("frontend/backend.py Column.primary_key is a bool: the key's columns come in table order"),
             id="primary-key-order",
         ),
         pytest.param(
             ["CREATE TABLE {db}.{t} (id INT PRIMARY KEY, b INT UNIQUE)"],
-            marks=_not_yet("a column's UNIQUE is SQLite's sqlite_autoindex_<table>_<n> (MySQL: the column's name)"),
             id="column-unique",
         ),
         pytest.param(
@@ -130,12 +128,10 @@ def _not_yet(reason: str) -> pytest.MarkDecorator:
                 "CREATE TABLE {db}.t1 (id INT PRIMARY KEY, b INT, KEY ix (b))",
                 "CREATE TABLE {db}.t2 (id INT PRIMARY KEY, b INT, KEY ix (b))",
             ],
-            marks=_not_yet("index names are per database in SQLite: 'index ix already exists' (t2 made, no index)"),
             id="one-name-two-tables",
         ),
         pytest.param(
             ["CREATE TABLE {db}.{t} (id INT PRIMARY KEY, b INT, UNIQUE (b), UNIQUE (b))"],
-            marks=_not_yet("the second unnamed key is named b again (MySQL: b_2)"),
             id="unnamed-twice",
         ),
     ],
