@@ -29,6 +29,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import sqlglot
+from sqlglot import exp
 from sqlglot.errors import ParseError
 
 from coordinator import errors
@@ -36,18 +37,37 @@ from coordinator.accounts import Accounts
 from coordinator.ids import ConnectionIds, IdsExhausted, QueryIds, server_id_of, server_id_of_query
 from coordinator.membership import Membership
 from coordinator.pb import fecluster_pb2 as pb
-from coordinator.processlist import SCHEMA_COLUMNS, schema_row
+from coordinator.processlist import SCHEMA_COLUMNS, narrowing, schema_row
 from coordinator.redis_client import REDIS_ERRORS
 from coordinator.registry import ConnectionWriter, FeRecord
 from coordinator.users import UserRecord, connection_limit, may_kill, native_password_hash
 from frontend.backend import Backend
 from frontend.executor import Executor
 from frontend.session import Session
+from frontend.sqlparse import ByteBoundedCache
 from frontend.variables import Schema, Variables
 
 log = logging.getLogger("fecluster.sessions")
 
 FENCED_MESSAGE = "this FE lost its registry lease; reconnect"
+
+
+_FILTERS: ByteBoundedCache[str, exp.Select] = ByteBoundedCache(256 * 1024, 4096, len)
+
+
+def _filter_query(where: str) -> exp.Select:
+    """``SELECT ID FROM processlist WHERE <where>``, parsed once per condition (cached: not to be changed)."""
+
+    def parse() -> exp.Select:
+        try:
+            query = sqlglot.parse_one(f"SELECT ID FROM processlist WHERE {where}", read="mysql")
+        except ParseError as e:
+            raise errors.SqlError(errors.PARSE_ERROR, f"bad processlist filter: {where[:60]}") from e
+        if not isinstance(query, exp.Select) or query.args.get("where") is None:
+            raise errors.SqlError(errors.PARSE_ERROR, f"bad processlist filter: {where[:60]}")
+        return query
+
+    return _FILTERS.get(where, parse)
 
 
 class SessionTable:
@@ -314,13 +334,15 @@ class SessionTable:
         """This FE's sessions the requester may see (those it may kill), filtered
         by ``where`` (an information_schema.processlist condition) if given."""
         user = await self.accounts.fresh(requester)
-        rows = [s.process_row() for s in self.sessions.values() if may_kill(user, s.user)]
-        if not where or not rows:
+        if not where:
+            return [s.process_row() for s in self.sessions.values() if may_kill(user, s.user)]
+        query = _filter_query(where)
+        narrow = narrowing(query.args["where"].this)
+        rows = [
+            s.process_row() for s in self.sessions.values() if narrow.admits(s.id, s.user) and may_kill(user, s.user)
+        ]
+        if narrow.complete or not rows:
             return rows
-        try:
-            query = sqlglot.parse_one(f"SELECT ID FROM processlist WHERE {where}", read="mysql")
-        except ParseError as e:
-            raise errors.SqlError(errors.PARSE_ERROR, f"bad processlist filter: {where[:60]}") from e
         table = [schema_row(r, 0) for r in rows]
         matching = {r[0] for r in (await self.backend.query_rows(query, "processlist", SCHEMA_COLUMNS, table)).rows}
         return [r for r in rows if r.id in matching]

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import pytest
+import sqlglot
 
 from coordinator import errors
 from coordinator.errors import SqlError
 from coordinator.pb import fecluster_pb2 as pb
-from coordinator.processlist import COLUMNS, INFO_LIMIT, format_row
+from coordinator.processlist import COLUMNS, INFO_LIMIT, format_row, narrowing
 from coordinator.users import ADMIN_PRIV, UserRecord, may_kill, native_password_hash, root_user
 from frontend.statements.cluster import parse_kill_target
 from tests.support import SEED_COLUMNS
@@ -105,3 +106,29 @@ def test_a_quoted_kill_query_argument_is_a_query_id_or_a_trace_id() -> None:
 def test_kill_user_names_the_user_and_spares_the_requester(user: str) -> None:
     target = parse_kill_target("query", "", 7, user=user)
     assert target.user == "bob" and target.spare_connection_id == 7 and target.kind == pb.KILL_QUERY
+
+
+@pytest.mark.parametrize(
+    ("where", "ids", "users", "complete"),
+    [
+        ("ID = 5", {5}, None, True),
+        ("5 = id AND user = 'bob'", {5}, {"bob"}, True),
+        ("ID IN (1, 2, 3) AND ID IN (2, 3, 4)", {2, 3}, None, True),
+        ("`USER` IN ('a', 'b') AND COMMAND = 'Query'", None, {"a", "b"}, False),
+        ("(ID = 7) AND TIME > 3", {7}, None, False),
+        ("ID = 5 OR USER = 'bob'", None, None, False),  # an OR pins nothing
+        ("ID = '5'", None, None, False),  # text against a number: left to the full evaluation
+        ("USER = 5", None, None, False),
+        ("INFO LIKE '%x%'", None, None, False),
+    ],
+)
+def test_processlist_narrowing(where: str, ids: set[int] | None, users: set[str] | None, complete: bool) -> None:
+    """What an owner may decide from its session table alone, before it builds rows."""
+    condition = sqlglot.parse_one(f"SELECT ID FROM processlist WHERE {where}", read="mysql").args["where"].this
+    narrow = narrowing(condition)
+    assert (narrow.ids, narrow.users, narrow.complete) == (
+        None if ids is None else frozenset(ids),
+        None if users is None else frozenset(users),
+        complete,
+    )
+    assert narrow.admits(5, "bob") == ((ids is None or 5 in ids) and (users is None or "bob" in users))
