@@ -3,16 +3,26 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from functools import cache
+from typing import TYPE_CHECKING, Any, ClassVar
 
 if TYPE_CHECKING:
     from frontend.wire.results import Column
 
 
-class Unsigned(int):
-    """An integer of an UNSIGNED column: the wire layer sends it with the UNSIGNED flag."""
+class SizedInt(int):
+    """An integer of a column declared with a MySQL integer type: the wire layer
+    sends that type (``kind``: TINYINT ... BIGINT) and its UNSIGNED flag.
+    One subclass per declared type (``sized_int``); plain ints are BIGINT."""
 
     __slots__ = ()
+    kind: ClassVar[str] = "BIGINT"
+    unsigned: ClassVar[bool] = False
+
+
+@cache
+def sized_int(kind: str, unsigned: bool = False) -> type[SizedInt]:
+    return type(f"{kind.title()}{'Unsigned' if unsigned else ''}", (SizedInt,), {"kind": kind, "unsigned": unsigned})
 
 
 @dataclass

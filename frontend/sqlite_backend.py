@@ -37,7 +37,7 @@ from sqlglot import exp
 from coordinator import errors
 from coordinator.errors import SqlError
 from frontend.backend import Column, Index, check_db_name, valid_db_name
-from frontend.result import Result, Unsigned
+from frontend.result import Result, sized_int
 from frontend.sqlparse import ByteBoundedCache, parse
 from frontend.wire.results import format_timedelta
 
@@ -122,8 +122,36 @@ _CONVERTERS: dict[str, Callable[[bytes], Any]] = {
     "TIMESTAMP": _or_text(datetime.datetime.fromisoformat),
     "TIME": _or_text(_time),
     "BLOB": bytes,
-    UNSIGNED_BIGINT: _or_text(lambda text: Unsigned(int(text))),
+    UNSIGNED_BIGINT: _or_text(lambda text: sized_int("BIGINT", True)(int(text))),
 }
+# Integer columns narrower than BIGINT or UNSIGNED (declared e.g. "SMALLINT_UNSIGNED"):
+# their values carry the declared type to the wire. A value SQLite holds beyond the
+# type's range (it enforces none) reads as the range's end, as MySQL's non-strict mode stores it.
+_INTEGER_RANGES = {"TINYINT": 8, "SMALLINT": 16, "MEDIUMINT": 24, "INT": 32, "BIGINT": 64}
+
+
+def _integer_converter(kind: str, unsigned: bool) -> Callable[[bytes], Any]:
+    bits = _INTEGER_RANGES[kind]
+    low, high = (0, (1 << bits) - 1) if unsigned else (-(1 << (bits - 1)), (1 << (bits - 1)) - 1)
+    cls = sized_int(kind, unsigned)
+
+    def convert(raw: bytes) -> Any:
+        try:
+            value = int(raw)
+        except ValueError:
+            try:
+                value = round(float(raw))  # a fraction SQLite kept: MySQL rounds it
+            except (ValueError, OverflowError):
+                return _text(raw)  # text SQLite kept in an integer column
+        return cls(min(max(value, low), high))
+
+    return convert
+
+
+for _kind in _INTEGER_RANGES:
+    _CONVERTERS[_kind] = _integer_converter(_kind, False)
+    if _kind != "BIGINT":  # BIGINT UNSIGNED is stored as text: UNSIGNED_BIGINT
+        _CONVERTERS[f"{_kind}_UNSIGNED"] = _integer_converter(_kind, True)
 # DECIMAL(p,s) and BIGINT UNSIGNED need more than a double's 15 digits or an
 # int64: they are stored as exact text (the declared type's "TEXT" gives the
 # column TEXT affinity) and compared as numbers by the NUMERIC_COLLATION that
@@ -161,17 +189,31 @@ def _compare_numeric(a: str, b: str) -> int:
     return -1 if ka < kb else (1 if ka > kb else 0)  # type: ignore[operator]
 
 
-def _declared_type(column: exp.ColumnDef) -> None:
+_SIZED_INTEGERS = {
+    "TINYINT": "TINYINT", "UTINYINT": "TINYINT_UNSIGNED", "SMALLINT": "SMALLINT", "USMALLINT": "SMALLINT_UNSIGNED",
+    "MEDIUMINT": "MEDIUMINT", "UMEDIUMINT": "MEDIUMINT_UNSIGNED", "INT": "INT", "UINT": "INT_UNSIGNED",
+}  # fmt: skip
+
+
+def _declared_type(column: exp.ColumnDef, primary_key: frozenset[str] = frozenset()) -> None:
     """A MySQL column type as the SQLite declared type our converters and
-    DESCRIBE read (sqlglot would write DECIMAL as REAL, TIMESTAMP as TIMESTAMPTZ)."""
+    DESCRIBE read (sqlglot would write DECIMAL as REAL, TIMESTAMP as TIMESTAMPTZ).
+    A primary key's integer column stays SQLite's INTEGER (the rowid: point
+    lookups in one b-tree), so it goes out as BIGINT."""
     kind = column.args.get("kind")
     if not isinstance(kind, exp.DataType):
         return
     name = kind.this.name if hasattr(kind.this, "name") else str(kind.this)
     constraints = column.args.get("constraints") or ()
-    if any(isinstance(c.args.get("kind"), exp.AutoIncrementColumnConstraint) for c in constraints):
+    kinds = [c.args.get("kind") for c in constraints]
+    if any(isinstance(k, exp.AutoIncrementColumnConstraint) for k in kinds):
         if kind.is_type(*exp.DataType.INTEGER_TYPES):
             column.set("kind", exp.DataType.build("INTEGER"))  # SQLite's AUTOINCREMENT needs INTEGER PRIMARY KEY
+        return
+    if name in _SIZED_INTEGERS:
+        key = column.name.lower() in primary_key or any(isinstance(k, exp.PrimaryKeyColumnConstraint) for k in kinds)
+        if not key:
+            column.set("kind", exp.DataType(this=exp.DataType.Type.USERDEFINED, kind=_SIZED_INTEGERS[name]))
         return
     params = [e.sql("mysql") for e in kind.expressions]
     exact = False
@@ -197,6 +239,8 @@ def _declared_type(column: exp.ColumnDef) -> None:
 
 def mysql_declared_type(declared: str) -> str:
     """A column's SQLite declared type as the MySQL type it stands for."""
+    if declared.endswith("_UNSIGNED"):
+        return declared.removesuffix("_UNSIGNED") + " UNSIGNED"
     if declared.startswith(EXACT_DECIMAL):
         return "DECIMAL" + declared[declared.index("(") :]
     if declared == UNSIGNED_BIGINT:
@@ -454,8 +498,9 @@ def translate_tree(tree: exp.Expression, database: str | None) -> Translation:
             db.set("this", db.name.lower())
         table.set("catalog", None)  # internal.db.t: the catalog is the FE's only one
         dbs.add(table.db.lower())
+    primary_key = frozenset(c.name.lower() for key in tree.find_all(exp.PrimaryKey) for c in key.expressions if c.name)
     for column in tree.find_all(exp.ColumnDef):
-        _declared_type(column)
+        _declared_type(column, primary_key)
     index = _index_statement(tree)
     if index is not None:
         return Translation(index, frozenset(dbs))

@@ -89,6 +89,31 @@ def test_decimal_and_bigint_unsigned_are_exact(fe: Fe, db: str) -> None:
         assert unsigned, "a BIGINT UNSIGNED column goes out with the UNSIGNED flag"
 
 
+def test_integer_columns_go_out_with_their_declared_width(fe: Fe, db: str) -> None:
+    """Issue 13: every integer column went out as BIGINT; drivers map the wire
+    type (JDBC's getObject gives Integer for INT, Long for BIGINT)."""
+    with contextlib.closing(fe.connect(database=db)) as conn:
+        _run(
+            conn,
+            "CREATE TABLE w (id INT PRIMARY KEY, t TINYINT, tu TINYINT UNSIGNED, s SMALLINT, m MEDIUMINT UNSIGNED,"
+            " i INT, iu INT UNSIGNED, b BIGINT)",
+        )
+        _run(conn, "INSERT INTO w VALUES (1, -128, 255, -32768, 16777215, 300, 4294967295, -5)")
+        _run(conn, "INSERT INTO w VALUES (2, 1000, -1, 0, 0, 0, 0, 0)")  # SQLite keeps these; MySQL would clamp
+        with conn.cursor(pymysql.cursors.SSCursor) as cur:
+            cur.execute("SELECT t, tu, s, m, i, iu, b FROM w ORDER BY id")
+            fields = [(f.type_code, f.length, bool(f.flags & FLAG.UNSIGNED)) for f in cur._result.fields]
+            rows = cur.fetchall()
+    FT = pymysql.constants.FIELD_TYPE
+    assert fields == [
+        (FT.TINY, 4, False), (FT.TINY, 3, True), (FT.SHORT, 6, False), (FT.INT24, 8, True),
+        (FT.LONG, 11, False), (FT.LONG, 10, True), (FT.LONGLONG, 20, False),
+    ]  # fmt: skip
+    assert list(rows) == [(-128, 255, -32768, 16777215, 300, 4294967295, -5), (127, 0, 0, 0, 0, 0, 0)]
+    described = {r[0]: r[1] for r in fe.query(f"DESCRIBE {db}.w")}
+    assert (described["tu"], described["iu"], described["s"]) == ("tinyint unsigned", "int unsigned", "smallint")
+
+
 def test_doris_ddl_inline_keys_found_rows_and_explain(fe: Fe, db: str) -> None:
     """Issue 13: Doris's CREATE TABLE clauses, inline KEY/UNIQUE KEY,
     FOUND_ROWS() and EXPLAIN were syntax errors or 1305 on the embedded backend."""

@@ -61,7 +61,7 @@ from functools import lru_cache
 from typing import Any
 
 from coordinator.errors import sqlstate
-from frontend.result import Unsigned
+from frontend.result import SizedInt
 from frontend.wire.handshake import BINARY_CHARSET, UTF8MB4_GENERAL_CI
 from frontend.wire.packets import lenenc_bytes, lenenc_int
 
@@ -196,6 +196,23 @@ def _simple(name: str, kind: str) -> Column:
     raise ValueError(kind)
 
 
+# MySQL's integer types: wire type and display width (signed, unsigned), as MariaDB sends them.
+_INTEGER_TYPES = {
+    "TINYINT": (TINY, 4, 3),
+    "SMALLINT": (SHORT, 6, 5),
+    "MEDIUMINT": (INT24, 9, 8),
+    "INT": (LONG, 11, 10),
+    "BIGINT": (LONGLONG, 20, 20),
+}
+
+
+@lru_cache(maxsize=4096)
+def _sized(name: str, kind: str, unsigned: bool) -> Column:
+    wire_type, width, unsigned_width = _INTEGER_TYPES[kind]
+    flags = _NUMERIC | (UNSIGNED_FLAG if unsigned else 0)
+    return Column(name, wire_type, unsigned_width if unsigned else width, flags, BINARY_CHARSET)
+
+
 def column_for_value(name: str, value: Any) -> Column:
     """The column a backend that declares nothing gets, from one sample value."""
     if value is None:
@@ -203,8 +220,8 @@ def column_for_value(name: str, value: Any) -> Column:
     if isinstance(value, bool):
         return _simple(name, "bool")
     if isinstance(value, int):
-        if type(value) is Unsigned and 0 <= value <= _UINT64_MAX:
-            return _simple(name, "uint")
+        if isinstance(value, SizedInt):
+            return _sized(name, value.kind, value.unsigned)
         if _INT64_MIN <= value <= _INT64_MAX:
             return _simple(name, "int")
         if 0 <= value <= _UINT64_MAX:
