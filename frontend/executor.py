@@ -57,6 +57,25 @@ def _mysql_text(tree: exp.Expression) -> str:
     return tree.sql(dialect="mysql", comments=False)
 
 
+# A prepared statement's text -> what its executes need: the text the backend
+# binds and the privileges it takes (None: not bindable, the text path runs it).
+BoundPlan = tuple[str, list[privileges.Need]] | None
+_BOUND: ByteBoundedCache[tuple[str, str | None, bool, int], BoundPlan] = ByteBoundedCache(
+    256 * 1024, PARSE_CACHE_ENTRY, lambda key: len(key[0])
+)
+
+
+def _bound_plan(template: str, db: str | None, fold_case: bool, param_count: int) -> BoundPlan:
+    text = statement_text(template)
+    try:
+        tree = _parse(text)
+        if not _bindable(tree, param_count, db):
+            return None
+        return text, privileges.needs(tree, db, fold_case)
+    except SqlError:
+        return None  # the text path gives the error
+
+
 def _parse(sql: str) -> exp.Expression:
     """Cached: callers must not change the tree (copy it first)."""
     return _PARSED.get(sql, lambda: parse(sql))
@@ -209,15 +228,17 @@ class Executor:
         which takes the text path with the parameters substituted."""
         if len(template) > PARSE_CACHE_ENTRY or not _BINDABLE_START.match(template):
             return None
-        text = statement_text(template)
-        try:
-            tree = _parse(text)
-        except SqlError:
-            return None  # the text path gives the error
-        if not _bindable(tree, len(params), session.db):
+        fold = self.services.backend.names_fold_case
+        plan = _BOUND.get(
+            (template, session.db, fold, len(params)), lambda: _bound_plan(template, session.db, fold, len(params))
+        )
+        if plan is None:
             return None
+        text, needs = plan
         session.warnings = []
-        self.authorize(session, tree)
+        user = self.services.accounts.cached(session.user)
+        if user is None or not user.is_admin:
+            privileges.check(user, session.user, needs)
         return self._warnings(session, await session.backend.execute_bound(text, session.db, params))
 
     @staticmethod
