@@ -17,7 +17,7 @@ import pymysql
 import pytest
 from pymysql.constants import FLAG
 
-from tests.support import Fe, fails
+from tests.support import Fe, fails, wait_for
 
 
 def _run(conn: pymysql.Connection, sql: str) -> tuple[tuple[object, ...], ...]:
@@ -272,8 +272,19 @@ def test_prepared_statements_bind_on_the_embedded_backend(fe: Fe, db: str) -> No
         assert cur.fetchall() == [(1, "kept")]
         cur.execute("SELECT COUNT(*) FROM information_schema.processlist WHERE ID = ?", (conn.connection_id,))
         assert cur.fetchall() == [(1,)]
+    fe.query(f"GRANT SELECT_PRIV ON {db}.p TO '{name}'")
     with contextlib.closing(connect(name, "pw")) as conn:
         cur = conn.cursor(prepared=True)
-        with pytest.raises(mysql.connector.Error) as denied:
-            cur.execute("SELECT id FROM p WHERE id = ?", (1,))
-        assert denied.value.errno == 1142
+        cur.execute("SELECT id FROM p WHERE id = ?", (1,))
+        assert cur.fetchall() == [(1,)]
+        fe.query(f"REVOKE SELECT_PRIV ON {db}.p FROM '{name}'")
+
+        def refusal() -> int | None:  # the same text again: its grants checked again
+            try:
+                cur.execute("SELECT id FROM p WHERE id = ?", (1,))
+                cur.fetchall()
+            except mysql.connector.Error as e:
+                return int(e.errno)
+            return None
+
+        assert wait_for(refusal, 5, what="the revoke in force") == 1142
