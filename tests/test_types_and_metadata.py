@@ -250,7 +250,13 @@ def test_prepared_statements_bind_on_the_embedded_backend(fe: Fe, db: str) -> No
 
     def connect(user: str = "root", password: str = "") -> Any:
         return mysql.connector.connect(
-            host="127.0.0.1", port=fe.mysql_port, user=user, password=password, database=db, use_pure=True
+            host="127.0.0.1",
+            port=fe.mysql_port,
+            user=user,
+            password=password,
+            database=db,
+            use_pure=True,
+            autocommit=True,
         )
 
     big = [decimal.Decimal(f"1234567890123456789{i}.0123456789") for i in range(3)]  # 30 digits
