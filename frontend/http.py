@@ -705,7 +705,7 @@ class HttpListener:
             entries = await self.ops.audit(limit)
         except SqlError as e:
             raise HttpError(503, f"{UNKNOWN_ERROR}: {e.message}") from None
-        keys = ("entry_id", "time", "requester", "received_on", "kind", "target", "owner", "outcome")
+        keys = ("entry_id", "time", "requester", "received_on", "kind", "target", "target_user", "owner", "outcome")
         return envelope([{k: str(entry.get(k, "")) for k in keys} for entry in entries])
 
 

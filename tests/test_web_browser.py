@@ -114,6 +114,7 @@ def test_operator_kills_a_runaway_query_on_another_fe(cluster3: Cluster, operato
         expect(audit_row).to_contain_text(name)
         expect(audit_row).to_contain_text(fe2.address)
         expect(audit_row).to_contain_text("ok")
+        expect(audit_row.locator("td:nth-child(6)")).to_have_text("root")  # the victim's user, from its owner
         SCREENSHOT.parent.mkdir(exist_ok=True)
         page.screenshot(path=str(SCREENSHOT), full_page=True)
 

@@ -129,7 +129,7 @@ async function refreshAudit() {
     const entries = await api("/api/audit?limit=50");
     $("#audit tbody").replaceChildren(...entries.map((e) => el("tr", {},
       el("td", {}, e.time), el("td", {}, e.requester), el("td", {}, e.received_on), el("td", {}, e.kind),
-      el("td", {}, e.target), el("td", {}, e.owner), el("td", {}, e.outcome))));
+      el("td", {}, e.target), el("td", {}, e.target_user || ""), el("td", {}, e.owner), el("td", {}, e.outcome))));
     $("#audit-section").hidden = false;
   } catch (e) {
     $("#audit-section").hidden = true;
