@@ -72,7 +72,22 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="after the default rows, the processlist at scale (python -m bench.scale: 20,000 sessions over 3 FEs "
         "held by 4 child processes, about 1.5 minutes more)",
     )
-    return p.parse_args(argv)
+    p.add_argument(
+        "--only",
+        default="",
+        metavar="STEPS",
+        help="run only these steps, comma-separated: " + ", ".join(STEPS) + " (default: all)",
+    )
+    args = p.parse_args(argv)
+    chosen = {s.strip() for s in args.only.split(",") if s.strip()}
+    if chosen - set(STEPS):
+        p.error(f"unknown step(s) for --only: {', '.join(sorted(chosen - set(STEPS)))}")
+    args.only = chosen
+    return args
+
+
+STEPS = ("connect", "select1", "kill", "prepared", "timeout", "kill-small", "processlist", "memory", "kill-big")
+"""The measurement steps of a run, in order (``--only`` picks some)."""
 
 
 def machine() -> dict[str, Any]:
@@ -123,6 +138,9 @@ class Bench:
         self.workdir = Path(tempfile.mkdtemp(prefix="fecluster-bench-"))
 
     # ------------------------------------------------------------ helpers
+
+    def wants(self, step: str) -> bool:
+        return not self.args.only or step in self.args.only
 
     @property
     def n_connect(self) -> int:
@@ -213,46 +231,51 @@ class Bench:
                 m = maria.endpoint if maria else None
                 msel, mk, mv = stack.enter_context(self.connections(m, m, m)) if m else (None, None, None)
 
-                ops: dict[str, workloads.Op] = {"fe.connect": workloads.connect_close(fe1)}
-                if m:
-                    ops["maria.connect"] = workloads.connect_close(m)
-                self.measure("connect + close", ops, self.n_connect, warmup=20, block=50)
+                if self.wants("connect"):
+                    ops: dict[str, workloads.Op] = {"fe.connect": workloads.connect_close(fe1)}
+                    if m:
+                        ops["maria.connect"] = workloads.connect_close(m)
+                    self.measure("connect + close", ops, self.n_connect, warmup=20, block=50)
 
-                ops = {"fe.select1": workloads.select_1(sel)}
-                if msel:
-                    ops["maria.select1"] = workloads.select_1(msel)
-                self.measure("SELECT 1", ops, self.n_select, warmup=50, block=100)
+                if self.wants("select1"):
+                    ops = {"fe.select1": workloads.select_1(sel)}
+                    if msel:
+                        ops["maria.select1"] = workloads.select_1(msel)
+                    self.measure("SELECT 1", ops, self.n_select, warmup=50, block=100)
 
-                live3 = c3.wait_registered(control3)
-                ops = {"fe.kill.same": kill(k3, v3s, d), "fe.kill.cross": kill(k3, v3c, d)}
-                if mk and mv:
-                    ops["maria.kill"] = kill(mk, mv, d)
-                self.measure(
-                    "KILL QUERY",
-                    ops,
-                    self.n,
-                    warmup=3,
-                    extra={"fe.kill.same": {"live": live3}, "fe.kill.cross": {"live": live3}},
-                )
+                if self.wants("kill"):
+                    live3 = c3.wait_registered(control3)
+                    ops = {"fe.kill.same": kill(k3, v3s, d), "fe.kill.cross": kill(k3, v3c, d)}
+                    if mk and mv:
+                        ops["maria.kill"] = kill(mk, mv, d)
+                    self.measure(
+                        "KILL QUERY",
+                        ops,
+                        self.n,
+                        warmup=3,
+                        extra={"fe.kill.same": {"live": live3}, "fe.kill.cross": {"live": live3}},
+                    )
 
-                if maria and msel:
+                if maria and msel and self.wants("processlist"):
                     self.maria_processlist(maria, msel)
 
-                table = f"fecluster_bench_{os.getpid()}"
-                point = {"fe.prepared": workloads.PreparedPointSelect(fe1, "bench", table)}
-                if m:
-                    point["maria.prepared"] = workloads.PreparedPointSelect(m, "test", table)
-                try:
-                    self.measure("prepared point select", dict(point), self.n_select, warmup=50, block=100)
-                finally:
-                    for op in point.values():
-                        op.close()
-                self.measure(
-                    "statement timeout precision",
-                    {"fe.timeout": workloads.timeout_overshoot(sel)},
-                    max(5, self.n // 4),
-                    warmup=1,
-                )
+                if self.wants("prepared"):
+                    table = f"fecluster_bench_{os.getpid()}"
+                    point = {"fe.prepared": workloads.PreparedPointSelect(fe1, "bench", table)}
+                    if m:
+                        point["maria.prepared"] = workloads.PreparedPointSelect(m, "test", table)
+                    try:
+                        self.measure("prepared point select", dict(point), self.n_select, warmup=50, block=100)
+                    finally:
+                        for op in point.values():
+                            op.close()
+                if self.wants("timeout"):
+                    self.measure(
+                        "statement timeout precision",
+                        {"fe.timeout": workloads.timeout_overshoot(sel)},
+                        max(5, self.n // 4),
+                        warmup=1,
+                    )
 
                 def measure_kills(tag: str, size: int, live3: int, live1: int) -> None:
                     names = (f"fe3.{tag}.same", f"fe3.{tag}.cross", f"fe1.{tag}.same")
@@ -266,10 +289,13 @@ class Bench:
                         extra={name: {"live": live} for name, live in zip(names, lives, strict=True)},
                     )
 
-                live3 = self._fill(c3, pool3, self.small - control3, control3)
-                live1 = self._fill(c1, pool1, self.small - control1, control1)
-                measure_kills("small", self.small, live3, live1)
+                if self.wants("kill-small"):
+                    live3 = self._fill(c3, pool3, self.small - control3, control3)
+                    live1 = self._fill(c1, pool1, self.small - control1, control1)
+                    measure_kills("small", self.small, live3, live1)
 
+                if not {"processlist", "memory", "kill-big"} & self.args.only and self.args.only:
+                    return
                 live3 = self._fill(c3, pool3, 3 * self.per_fe, control3)
                 self.say(f"SHOW PROCESSLIST x{self.n_processlist}, {live3} live connections on 3 FEs")
                 self.settle()

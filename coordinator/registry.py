@@ -421,9 +421,11 @@ class ConnectionWriter:
     one pipeline per batch: nothing on the handshake path waits for Redis, a
     burst of thousands of connects is a handful of round trips, and the Redis
     connection pool is never exhausted. Changes wait ``coalesce`` seconds to
-    gather; a connection that comes and goes within one batch is never written
-    at all. A failed batch is not retried: the caller's ``on_error`` schedules
-    a full re-sync from the live sessions."""
+    gather (``flush`` cuts the wait short); a connection that comes and goes
+    within one batch is never written at all, and the batch's Redis round trip
+    never lands on a handshake still in progress. A failed batch is not
+    retried: the caller's ``on_error`` schedules a full re-sync from the live
+    sessions."""
 
     def __init__(self, registry: Registry, on_error: Callable[[BaseException], None], coalesce: float = 0.0) -> None:
         self.registry = registry
@@ -432,6 +434,7 @@ class ConnectionWriter:
         self._pending: dict[int, tuple[ConnectionRecord, str]] = {}  # state: "new", "changed" or "gone"
         self._dropped_traces: dict[str, int] = {}
         self._wake = asyncio.Event()
+        self._now = asyncio.Event()  # a flush is waiting: write without gathering more
         self._idle = asyncio.Event()
         self._idle.set()
         self._task: asyncio.Task[None] | None = None
@@ -439,35 +442,44 @@ class ConnectionWriter:
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="registry-writer")
 
-    def add(self, record: ConnectionRecord, new: bool = True) -> None:
-        """A new connection's row, or (``new=False``) a live one's changed row."""
+    def add(self, record: ConnectionRecord, new: bool = True, urgent: bool = False) -> None:
+        """A new connection's row, or (``new=False``) a live one's changed row.
+        ``urgent``: write without waiting for the coalescing window (a session
+        holding a user-limit slot: its row is what lets a survivor free the slot
+        should this FE die)."""
         pending = self._pending.get(record.id)
         self._pending[record.id] = (record, "new" if new or (pending and pending[1] == "new") else "changed")
-        self._kick()
+        self._kick(urgent)
 
     def remove(self, record: ConnectionRecord, written: bool = False) -> None:
         """A connection ended; ``written``: something of it is in Redis already
-        (its user-limit slot), so the removal must go out even if its row did not."""
+        (its user-limit slot), so the removal must go out even if its row did
+        not, and at once (the slot is free only when it is written)."""
         pending = self._pending.get(record.id)
         if pending is not None and pending[1] == "new" and not written:
             del self._pending[record.id]  # came and went before it was written: nothing to write
         else:
             self._pending[record.id] = (record, "gone")
-        self._kick()
+        self._kick(written)
 
     def drop_trace(self, trace_id: str, conn_id: int) -> None:
         self._dropped_traces[trace_id] = conn_id
         self._kick()
 
-    def _kick(self) -> None:
+    def _kick(self, urgent: bool = False) -> None:
         self._idle.clear()
         self._wake.set()
+        if urgent:
+            self._now.set()
 
     async def _run(self) -> None:
         while True:
             await self._wake.wait()
-            if self.coalesce:
-                await asyncio.sleep(self.coalesce)
+            if self.coalesce and not self._now.is_set():
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(self.coalesce):
+                        await self._now.wait()
+            self._now.clear()
             self._wake.clear()
             batch = {i: (record, state != "gone") for i, (record, state) in self._pending.items()}
             self._pending = {}
@@ -483,7 +495,10 @@ class ConnectionWriter:
                 self._idle.set()
 
     async def flush(self, timeout: float) -> None:
-        """Wait until every change so far has been written (or failed)."""
+        """Wait until every change so far has been written (or failed), without
+        waiting for the coalescing window to end."""
+        if not self._idle.is_set():
+            self._now.set()
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(timeout):
                 await self._idle.wait()

@@ -46,6 +46,8 @@ log = logging.getLogger("fecluster.node")
 
 __version__ = "0.1.0"
 T = TypeVar("T")
+REGISTRY_COALESCE_S = 0.01
+"""How long connects and disconnects gather before one pipeline writes them."""
 
 
 class Node:
@@ -77,7 +79,9 @@ class Node:
         )
         self.cluster_variables = ClusterVariables(self.registry, cfg.redis_timeout)
         self.audit = KillAudit(self.registry, lambda: self.membership.redis_ok, cfg.redis_timeout)
-        self.writer = ConnectionWriter(self.registry, self._registry_write_failed)
+        # Rows wait up to REGISTRY_COALESCE_S to be written together, after the
+        # handshakes that queued them (a trace id is flushed at once).
+        self.writer = ConnectionWriter(self.registry, self._registry_write_failed, coalesce=REGISTRY_COALESCE_S)
         self.backend = open_backend(cfg.backend, Path(self._tmp.name) if self._tmp else Path())
         self._backend_kills: set[asyncio.Task[None]] = set()
         self.registry.on_purged = self._dead_fe_connections

@@ -240,7 +240,7 @@ class SessionTable:
 
     def _queue_row(self, session: Session, new: bool = True) -> None:
         if self.membership.redis_ok:
-            self._writer.add(session.record(), new)
+            self._writer.add(session.record(), new, urgent=session.counted)
         # else: the re-sync after Redis returns writes every live session
 
     # ------------------------------------------------------------ the owner's side of KILL

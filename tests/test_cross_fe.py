@@ -205,8 +205,9 @@ def test_processlist_on_each_fe_lists_all_three_and_matches_the_registry(cluster
                 assert {k: seen.get(k) for k in expected} == expected
                 assert [r[1] for r in rows] == sorted(r[1] for r in rows)  # ordered by Id
                 assert [r[1] for r in rows if r[0] == "Yes"] == [me.thread_id()]
-                registry = _registry_rows(cluster3)
-                assert registry == seen  # row for row, owner for owner
+                # Row for row, owner for owner, once the registry writer's batch
+                # (coalesced for up to 10 ms after a connect) has gone out.
+                wait_for(lambda seen=seen: _registry_rows(cluster3) == seen, 2, what=f"the registry to hold {seen}")
                 cur.execute("SHOW WARNINGS")
                 assert cur.fetchall() == ()
                 cur.execute("SET show_all_fe_connection = false")

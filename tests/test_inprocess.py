@@ -508,6 +508,28 @@ async def test_connection_writer_never_writes_a_connection_that_came_and_went() 
     assert registry.batches == [{2: (_record(2), False)}]
 
 
+async def test_connection_writer_waits_out_its_window_unless_told_not_to() -> None:
+    """Rows gather for ``coalesce`` seconds; a row holding a user-limit slot
+    (``urgent``), a removal that frees one, and a ``flush`` go out at once."""
+    registry = _RecordingRegistry()
+    writer = ConnectionWriter(registry, lambda e: None, coalesce=30)
+    writer.start()
+    writer.add(_record(1))
+    await asyncio.sleep(0.05)
+    assert registry.batches == []  # still gathering
+    writer.add(_record(2), urgent=True)
+    await asyncio.sleep(0.05)
+    assert registry.batches == [{1: (_record(1), True), 2: (_record(2), True)}]
+    writer.remove(_record(2), written=True)
+    await asyncio.sleep(0.05)
+    assert registry.batches[1:] == [{2: (_record(2), False)}]
+    writer.add(_record(3))
+    async with asyncio.timeout(1):
+        await writer.flush(5)
+    assert registry.batches[2:] == [{3: (_record(3), True)}]
+    await writer.close()
+
+
 async def test_a_kill_that_lands_before_sqlite_starts_still_stops_the_statement(tmp_path) -> None:  # type: ignore[no-untyped-def]
     """interrupt() is a no-op for a statement not yet running: a KILL that landed
     while the worker was still queued let a processlist CTE run on (seen once in CI-like runs)."""
