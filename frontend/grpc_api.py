@@ -317,6 +317,8 @@ class FrontendService(pb_grpc.FrontendServicer):
             log.exception("statement failed on gRPC session %d", session.id)
             internal = SqlError(errors.UNKNOWN_ERROR, f"internal error: {e!r}")
             return pb.StatementResult(error=sql_error(internal), query_id=session.query_id)
+        finally:
+            self.sessions.answered(session)  # its answer is the next message out
         return statement_result(result, session.query_id)
 
     async def Session(

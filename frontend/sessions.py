@@ -98,6 +98,7 @@ class SessionTable:
         self.sessions: dict[int, Session] = {}
         self._writer = writer
         self._reserved: set[int] = set()
+        self._answers: dict[int, asyncio.Future[None]] = {}  # sessions a KILL waits to see answered
         self._conn_ids = ConnectionIds(membership.server_id or 1)
         self._query_ids = QueryIds(membership.server_id or 1)
 
@@ -231,7 +232,35 @@ class SessionTable:
         if sum(1 for s in self.sessions.values() if s.user == user.name) >= share:
             raise errors.too_many_user_connections(user.name)
 
+    def answered(self, session: Session) -> None:
+        """The listener has written the answer of ``session``'s statement (or is
+        about to, in this loop step): a KILL waiting for it may answer now."""
+        waiter = self._answers.pop(session.id, None)
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    async def _until_answered(self, hit: list[Session]) -> None:
+        """Wait (at most ``ANSWER_WAIT_S``) until the statements a KILL QUERY
+        interrupted have answered their clients: the KILL's own answer (the
+        killer's OK, or the reply to a peer) then never goes out ahead of the
+        victim's 1317, nor takes the event loop while the victim's backend
+        thread lets go. Not when the KILL hit its own statement: it ends here."""
+        current = asyncio.current_task()
+        if current is not None and current.cancelling():
+            return
+        loop = asyncio.get_running_loop()
+        waiters = []
+        for session in hit:
+            if session.running and session.id in self.sessions:
+                waiter = self._answers.get(session.id)
+                if waiter is None or waiter.done():
+                    waiter = self._answers[session.id] = loop.create_future()
+                waiters.append(waiter)
+        if waiters:
+            await asyncio.wait(waiters, timeout=ANSWER_WAIT_S)
+
     async def close(self, session: Session) -> None:
+        self.answered(session)
         try:
             await session.close()
         finally:
@@ -322,13 +351,17 @@ class SessionTable:
         who = f"{request.requester}@{request.requester_host or '?'}"
         reason = f"by KILL {how} from {who} via FE {request.requester_fe}"
         killed = 0
+        interrupted = []
         for victim in victims:
             if query:
-                killed += victim.kill_query(reason, request.issued_at_us or None)
+                if victim.kill_query(reason, request.issued_at_us or None):
+                    interrupted.append(victim)
             else:
                 killed += victim.kill_connection(reason)
-            log.info("KILL %s %d (user %s) %s", how, victim.id, victim.user, reason)
-        return killed
+            _log_after_answers("KILL %s %d (user %s) %s", how, victim.id, victim.user, reason)
+        if interrupted:
+            await self._until_answered(interrupted)
+        return killed + len(interrupted)
 
     async def list_local(self, requester: str, where: str = "") -> list[pb.ProcessRow]:
         """This FE's sessions the requester may see (those it may kill), filtered
@@ -407,6 +440,20 @@ class SessionTable:
         deadline = time.monotonic() + 2
         while self.sessions and time.monotonic() < deadline:
             await asyncio.sleep(0.02)
+
+
+LOG_DELAY_S = 0.01
+ANSWER_WAIT_S = 0.05
+"""How long a KILL QUERY waits for the statements it interrupted to answer before it answers itself."""
+
+
+def _log_after_answers(msg: str, *args: object) -> None:
+    """Log a KILL carried out, stamped now but written ``LOG_DELAY_S`` later:
+    the line's formatting and write are not paid between the cancel and the
+    victim's answer (nor the killer's OK)."""
+    if log.isEnabledFor(logging.INFO):
+        record = log.makeRecord(log.name, logging.INFO, __file__, 0, msg, args, None)
+        asyncio.get_running_loop().call_later(LOG_DELAY_S, log.handle, record)
 
 
 def _name(target: pb.KillTarget) -> str:

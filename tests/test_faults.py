@@ -117,7 +117,7 @@ def test_redis_restarting_empty_is_repaired_without_restarting_fes(redis_server,
     fe1.query(f"KILL QUERY {victim.thread_id()}")
     assert error_code(run.join()) == 1317
     with contextlib.closing(fe2.connect("frank", "pw")) as frank:
-        assert frank.thread_id() in cluster.registry_ids()
+        wait_for(lambda: frank.thread_id() in cluster.registry_ids(), 2, what="frank's registry row")
     for c in conns:
         c.close()
 

@@ -47,7 +47,7 @@ def test_grpc_session_is_a_connection_like_any_other(cluster3: Cluster) -> None:
     fe_a, _, fe_c = cluster3.fes
     with Client(fe_a.address) as client, client.session() as session, contextlib.closing(fe_c.connect()) as mysql:
         assert session.fe == fe_a.address
-        assert session.connection_id in cluster3.registry_ids()
+        wait_for(lambda: session.connection_id in cluster3.registry_ids(), 2, what="its registry row")
         assert session.execute("SELECT 1").rows == [(1,)]
         # listed by a MySQL client on another FE, with A in the FE column
         with mysql.cursor() as cur:
@@ -202,7 +202,7 @@ def test_client_that_disconnects_ends_its_session_at_once(cluster3: Cluster) -> 
     with Client(fe.address) as client:
         session = client.session()
         conn_id = session.connection_id
-        assert conn_id in cluster3.registry_ids()
+        wait_for(lambda: conn_id in cluster3.registry_ids(), 2, what="its registry row")
         run = Background(session, "SELECT SLEEP(30)")
         wait_running(fe, conn_id)
         session.close()  # cancels the stream mid-statement

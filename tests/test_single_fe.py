@@ -101,7 +101,7 @@ def test_kill_connection_closes_it_and_unregisters_it(cluster3: Cluster) -> None
     fe = cluster3.fes[0]
     victim, killer = fe.connect(), fe.connect()
     vid = victim.thread_id()
-    assert vid in cluster3.registry_ids()
+    wait_for(lambda: vid in cluster3.registry_ids(), 2, what="its registry row")  # written within 10 ms
     with killer.cursor() as cur:
         cur.execute(f"KILL CONNECTION {vid}")
     code, _ = fails(victim, "SELECT 1")

@@ -142,6 +142,9 @@ class FakeNode:
     async def close(self, session: FakeSession) -> None:  # type: ignore[override]
         self.closed.append(session.id)
 
+    def answered(self, session: FakeSession) -> None:  # type: ignore[override]
+        pass
+
 
 @pytest.fixture(scope="module")
 def pki(tmp_path_factory: pytest.TempPathFactory) -> Path:

@@ -114,6 +114,10 @@ class SessionFactory(Protocol):
 
     async def close(self, session: WireSession) -> None: ...
 
+    def answered(self, session: WireSession) -> None:
+        """The answer of the session's statement has been written (a KILL may be waiting for it)."""
+        ...
+
 
 def _err(code: int, message: str, state: str | None = None) -> bytes:
     return rs.err_packet(code, message, state or _STATES.get(code))
@@ -500,13 +504,17 @@ class MysqlConnection:
         """Execute one statement; on error the ERR is sent and None returned."""
         assert self.session is not None
         self.server.questions += 1
+        session = self.session
         try:
-            return await self.session.execute(sql, prepared)
+            return await session.execute(sql, prepared)
         except SqlError as e:
             self.send_error(e.code, e.message, e.state)
         except Exception as e:  # a bug of ours: log it, answer 1105, keep the connection
             log.exception("statement failed on connection %d", self.conn_id)
             self.send_error(errors.UNKNOWN_ERROR, f"internal error: {e!r}")
+        finally:
+            # An error is written by now; a result is, in this loop step.
+            self.server.factory.answered(session)
         return None
 
     async def _query(self, payload: bytes) -> None:
