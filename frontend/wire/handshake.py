@@ -208,11 +208,23 @@ def parse_handshake_response(payload: bytes, server_caps: int = SERVER_CAPABILIT
 def parse_attrs(cur: Cursor) -> dict[str, str]:
     """``int<lenenc>`` total length, then key/value ``string<lenenc>`` pairs within it."""
     size = cur.lenenc_int()
-    block = Cursor(cur.take(size))
+    block = cur.take(size)
     attrs: dict[str, str] = {}
-    while not block.at_end():
-        key = block.lenenc_bytes()
-        value = block.lenenc_bytes()
+    pos, end = 0, len(block)
+    while pos < end:
+        key, pos = _lenenc_at(block, pos, end)
+        value, pos = _lenenc_at(block, pos, end)
         if len(attrs) < MAX_CONNECT_ATTRS:
             attrs[_text(key)] = _text(value)
     return attrs
+
+
+def _lenenc_at(data: bytes, pos: int, end: int) -> tuple[bytes, int]:
+    """The ``string<lenenc>`` at ``pos`` and the offset after it (short strings
+    without a ``Cursor``: a handshake carries a dozen of them)."""
+    n = data[pos]
+    if n < 0xFB and pos + 1 + n <= end:
+        return data[pos + 1 : pos + 1 + n], pos + 1 + n
+    cur = Cursor(data, pos)
+    value = cur.lenenc_bytes()  # long, or truncated: MalformedPacket
+    return value, cur.pos

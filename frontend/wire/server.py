@@ -202,9 +202,15 @@ class MysqlServer:
             connection.abort()
 
     def _accepted(self, io: WireProtocol) -> None:
+        """A plain connection: the greeting (or the refusal) goes out now, in
+        the accept callback; a task takes over to read the client's answer."""
         connection = MysqlConnection(self, io.transport.get_extra_info("peername"))
         connection.attach(io)
-        self._spawn(self._serve(connection, connection.serve_plain()))
+        if connection.begin(io.write):
+            io.write(connection.greeting())
+            self._spawn(self._serve(connection, connection.serve_plain()))
+        else:
+            connection.finish()
 
     def _spawn(self, body: Coroutine[Any, Any, None]) -> None:
         task = asyncio.get_running_loop().create_task(body)
@@ -314,8 +320,8 @@ class MysqlConnection:
     # ------------------------------------------------------------ lifecycle
 
     async def serve_plain(self) -> None:
-        """A connection accepted by the protocol server (no TLS offered)."""
-        await self._lifecycle(self.io.write, self._greet_plain)
+        """A connection accepted by the protocol server (no TLS offered), greeted already (``begin``)."""
+        await self._lifecycle(self._first_plain)
 
     async def serve_socket(self, sock: socket.socket) -> None:
         """A raw accepted socket (TLS offered): the protocol is attached once the first packet is read."""
@@ -325,13 +331,13 @@ class MysqlConnection:
                 sock.send(data)  # a small packet into an empty socket buffer: never blocks
 
         try:
-            await self._lifecycle(send_early, lambda greeting: self._greet_socket(sock, greeting))
+            if self.begin(send_early):
+                await self._lifecycle(lambda: self._greet_socket(sock, self.greeting()))
         finally:
             if not self._attached:
                 sock.close()
 
-    async def _greet_plain(self, greeting: bytes) -> bytes | None:
-        self.io.write(greeting)
+    async def _first_plain(self) -> bytes | None:
         payload = await self.packets.read()
         return None if hs.is_ssl_request(payload) else payload  # CLIENT_SSL was never offered
 
@@ -351,28 +357,35 @@ class MysqlConnection:
         self.packets.seq = (header[3] + 1) & 0xFF
         return await self.packets.read() if tls else payload
 
-    async def _lifecycle(
-        self, send_early: Callable[[bytes], None], greet: Callable[[bytes], Awaitable[bytes | None]]
-    ) -> None:
+    def begin(self, send_early: Callable[[bytes], None]) -> bool:
+        """Reserve the connection's id, or tell the client why not (and return False)."""
         factory = self.server.factory
         refusal = factory.refusal()
         if refusal is not None:
             send_early(frame([rs.err_packet(refusal.code, refusal.message, protocol41=False)], 0)[0])
-            return
+            return False
         try:
             self.conn_id = factory.reserve_id()
         except IdsExhausted:
             send_early(
                 frame([rs.err_packet(errors.TOO_MANY_CONNECTIONS, "Too many connections", protocol41=False)], 0)[0]
             )
-            return
+            return False
+        self.nonce = hs.make_nonce()
+        return True
+
+    def greeting(self) -> bytes:
+        """The framed HandshakeV10 for the id ``begin`` reserved."""
+        server = self.server
+        return frame([hs.build_handshake(self.conn_id, self.nonce, server.capabilities, server.server_version)], 0)[0]
+
+    async def _lifecycle(self, greet: Callable[[], Awaitable[bytes | None]]) -> None:
+        """From the greeting (sent, or sent by ``greet``) to the end; the id ``begin`` reserved is given back."""
+        factory = self.server.factory
         try:
             try:
                 async with asyncio.timeout(self.server.connect_timeout):
-                    self.nonce = hs.make_nonce()
-                    server = self.server
-                    greeting = hs.build_handshake(self.conn_id, self.nonce, server.capabilities, server.server_version)
-                    first = await greet(frame([greeting], 0)[0])
+                    first = await greet()
                     opened = first is not None and await self._login(first)
             except (TimeoutError, *_CLIENT_GONE, ssl.SSLError, PacketTooLarge) as e:
                 log.debug("handshake from %s ended: %r", self.peer, e)
