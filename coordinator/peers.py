@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+from collections.abc import Coroutine, Generator
+from typing import Any, TypeVar
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -12,8 +14,56 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from coordinator.pb import fecluster_pb2 as pb
 from coordinator.pb import fecluster_pb2_grpc as pb_grpc
 
+T = TypeVar("T")
+
 SECRET_HEADER = "x-fecluster-secret"
 LEASE_HEALTH = "fecluster.Lease"  # health service name: SERVING if Redis answers that FE now
+
+
+def start_eagerly(coro: Coroutine[Any, Any, T]) -> asyncio.Future[T]:
+    """Run ``coro`` up to its first suspension now, in the caller's loop step
+    (what Python 3.12's eager tasks do), and finish it in a Task from there.
+    A peer's KILL reaches ``kill_query`` in the step its message arrived in,
+    not one loop turn later. The result is a future either way."""
+    try:
+        first = coro.send(None)
+    except StopIteration as done:
+        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        future.set_result(done.value)
+        return future
+    except Exception as e:  # noqa: BLE001 - handed over as the future's outcome
+        future = asyncio.get_running_loop().create_future()
+        future.set_exception(e)
+        return future
+    return asyncio.ensure_future(_Resumed(coro, first))
+
+
+class _Resumed:
+    """A started coroutine, awaitable once: what it waits on first is handed
+    to the awaiting task, then every send and throw is passed through."""
+
+    def __init__(self, coro: Coroutine[Any, Any, Any], first: Any) -> None:
+        self._coro = coro
+        self._first = first
+
+    def __await__(self) -> Generator[Any, Any, Any]:
+        coro, waiting = self._coro, self._first
+        while True:
+            try:
+                sent = yield waiting
+            except GeneratorExit:
+                coro.close()
+                raise
+            except BaseException as e:  # noqa: BLE001 - a cancel, passed on to the coroutine
+                try:
+                    waiting = coro.throw(e)
+                except StopIteration as done:
+                    return done.value
+            else:
+                try:
+                    waiting = coro.send(sent)
+                except StopIteration as done:
+                    return done.value
 
 
 class PeerUnreachable(Exception):

@@ -24,7 +24,7 @@ from coordinator.errors import SqlError
 from coordinator.ids import IdsExhausted
 from coordinator.pb import fecluster_pb2 as pb
 from coordinator.pb import fecluster_pb2_grpc as pb_grpc
-from coordinator.peers import LEASE_HEALTH, SECRET_HEADER
+from coordinator.peers import LEASE_HEALTH, SECRET_HEADER, start_eagerly
 from coordinator.processlist import INFO_LIMIT
 from coordinator.routing import Router
 from coordinator.users import UserRecord
@@ -214,7 +214,7 @@ class PeerService(pb_grpc.PeerServicer):
     ) -> AsyncIterator[pb.KillResult]:
         """Each request is handled on its own, so one slow privilege lookup holds up no other kill."""
         replies: asyncio.Queue[pb.KillResult | None] = asyncio.Queue()
-        handlers: set[asyncio.Task[None]] = set()
+        handlers: set[asyncio.Future[None]] = set()
 
         async def handle(request: pb.PeerKillRequest) -> None:
             try:
@@ -228,9 +228,12 @@ class PeerService(pb_grpc.PeerServicer):
         async def read() -> None:
             try:
                 async for request in requests:
-                    task = asyncio.create_task(handle(request))
-                    handlers.add(task)
-                    task.add_done_callback(handlers.discard)
+                    # Up to the victim's cancel in this step; a privilege lookup
+                    # (or the wait for the victim's answer) goes on in a task.
+                    handling = start_eagerly(handle(request))
+                    if not handling.done():
+                        handlers.add(handling)
+                        handling.add_done_callback(handlers.discard)
                 await asyncio.gather(*handlers)
             finally:
                 replies.put_nowait(None)

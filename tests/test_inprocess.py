@@ -552,3 +552,49 @@ async def test_a_kill_that_lands_before_sqlite_starts_still_stops_the_statement(
         await task
     assert time.monotonic() - start < 2  # generous: about 0.2 s
     backend.shutdown()
+
+
+async def test_start_eagerly_runs_the_first_step_now_and_finishes_in_a_task() -> None:
+    from coordinator.peers import start_eagerly
+
+    steps: list[str] = []
+
+    async def quick() -> int:
+        steps.append("quick")
+        return 1
+
+    done = start_eagerly(quick())
+    assert steps == ["quick"] and done.done() and done.result() == 1
+
+    gate: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+
+    async def waits() -> int:
+        steps.append("before")
+        value = await gate
+        steps.append("after")
+        return value + 1
+
+    later = start_eagerly(waits())
+    assert steps[-1] == "before" and not later.done()  # the first step ran in our step
+    gate.set_result(41)
+    assert await later == 42 and steps[-1] == "after"
+
+    async def forever() -> None:
+        try:
+            await asyncio.sleep(30)
+        except asyncio.CancelledError:
+            steps.append("cancelled")
+            raise
+
+    stuck = start_eagerly(forever())
+    await asyncio.sleep(0)
+    stuck.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await stuck
+    assert steps[-1] == "cancelled"
+
+    async def fails() -> None:
+        raise ValueError("at once")
+
+    failed = start_eagerly(fails())
+    assert isinstance(failed.exception(), ValueError)
