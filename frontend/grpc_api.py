@@ -31,7 +31,7 @@ from coordinator.users import UserRecord
 from frontend import tls
 from frontend.client import PASSWORD_HEADER, USER_HEADER
 from frontend.config import Config
-from frontend.result import Result
+from frontend.result import Result, whole
 from frontend.sessions import SessionTable
 from frontend.wire import results as rs
 
@@ -313,7 +313,7 @@ class FrontendService(pb_grpc.FrontendServicer):
 
     async def _run(self, session: Session, sql: str) -> pb.StatementResult:
         try:
-            result = await session.execute(sql)
+            result = await whole(await session.execute(sql))
         except SqlError as e:
             return pb.StatementResult(error=sql_error(e), query_id=session.query_id)
         except Exception as e:  # a bug of ours: log it, answer 1105, keep the session (as over MySQL)

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from functools import cache
 from typing import TYPE_CHECKING, Any, ClassVar
+
+from coordinator import errors
+from coordinator.errors import SqlError
 
 if TYPE_CHECKING:
     from frontend.wire.results import Column
@@ -45,6 +49,10 @@ class Result:
     # id. None / 0 elsewhere: the wire layer infers the types.
     wire_columns: list[Column] | None = None
     last_insert_id: int = 0
+    # The rows after ``rows``, batch by batch, for a backend that streams a
+    # large result: fetched as the client reads them. Whoever sends the result
+    # must exhaust it or ``aclose()`` it (the statement runs until then).
+    more: AsyncIterator[list[tuple[Any, ...]]] | None = None
 
     @property
     def has_rows(self) -> bool:
@@ -52,3 +60,24 @@ class Result:
 
 
 OK = Result()
+
+
+WHOLE_RESULT_ROWS = 1_000_000  # past it, an answer sent as one message is refused
+
+
+async def whole(result: Result, max_rows: int = WHOLE_RESULT_ROWS) -> Result:
+    """``result`` with every streamed row in ``rows``, for an answer sent as
+    one message (the gRPC API): SqlError 1105 past ``max_rows``."""
+    if result.more is None:
+        return result
+    more, result.more = result.more, None
+    try:
+        async for batch in more:
+            result.rows.extend(batch)
+            if len(result.rows) > max_rows:
+                raise SqlError(
+                    errors.UNKNOWN_ERROR, f"Result too large: more than {max_rows} rows; add a LIMIT or a WHERE"
+                )
+    finally:
+        await more.aclose()
+    return result

@@ -20,10 +20,10 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from coordinator import errors
 from coordinator.pb import fecluster_pb2 as pb
@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     from frontend.backend import Backend, BackendSession
     from frontend.executor import Executor, Prepared
 
+T = TypeVar("T")
 CATALOG = "internal"
 _HINT = re.compile(r"/\*\+[^*]*?\bMAX_EXECUTION_TIME\s*\(\s*(\d+)\s*\)", re.IGNORECASE)
 
@@ -129,9 +130,10 @@ class Session:
         self.tls: tuple[str, str] | None = None  # (protocol version, cipher) of the client's TLS link
         self.started_us = 0  # wall clock of the running statement's start, in microseconds
         self._close_transport = close_transport
-        self._running: asyncio.Task[Result] | None = None
+        self._running: asyncio.Task[Any] | None = None
         self._interrupt: errors.SqlError | None = None  # what the cancelled statement answers
         self._close_after_statement = False  # a KILL of its own connection: answer 1927, then close
+        self._streaming = False  # its rows are being sent, batch by batch (Result.more)
         self._backend: BackendSession | None = None
         self.backend_thread = 0  # the backend connection's thread id (MySQL backend), in the registry row
 
@@ -182,18 +184,34 @@ class Session:
         self.command = "Query"
         self.state_since = time.monotonic()
         self.started_us = time.time_ns() // 1000
-        task = asyncio.ensure_future(executor.run(self, sql, prepared))
-        self._running = task
         limit = time_limit(sql, self.variables)
         timer = None
         if limit is not None:
             timer = asyncio.get_running_loop().call_later(
                 limit.seconds, self._interrupt_with, errors.statement_timeout(limit.name)
             )
+        streaming = False
         try:
-            result = await task
+            result = await self._step(executor.run(self, sql, prepared))
+            if result.more is not None:  # the statement runs on while its rows are sent
+                result.more = self._rest(result.more, timer)
+                streaming = True
             self.state = "OK"
             return result
+        finally:
+            if not streaming:
+                self._statement_ended(timer)
+
+    async def _step(self, step: Awaitable[T]) -> T:
+        """A step of the running statement (the statement, or one batch of its
+        streamed rows) as a task a KILL or a time limit can cancel."""
+        if self._interrupt is not None:  # it came between two batches
+            self.state = "ERR"
+            raise self._interrupt
+        task = asyncio.ensure_future(step)
+        self._running = task
+        try:
+            return await task
         except asyncio.CancelledError:
             # Our KILL (or time limit) cancelled the statement's task; a cancel
             # of this task itself (client gone, shutdown) must propagate.
@@ -215,17 +233,35 @@ class Session:
         except Exception:
             self.state = "ERR"
             raise
+
+    async def _rest(
+        self, more: AsyncIterator[list[Any]], timer: asyncio.TimerHandle | None
+    ) -> AsyncIterator[list[Any]]:
+        """The rest of a streamed result, batch by batch as the client reads:
+        the statement is running (processlist, KILL, time limits) until its
+        last batch is out or the reader lets go."""
+        self._streaming = True
+        self.state = "Sending data"
+        try:
+            while (batch := await self._step(anext(more, None))) is not None:
+                yield batch
+            self.state = "OK"
         finally:
-            if self._close_after_statement:
-                # After the adapter has written this statement's answer (same loop step).
-                asyncio.get_running_loop().call_soon(self._close_transport, None)
-                self._close_after_statement = False
-            if timer is not None:
-                timer.cancel()
-            self._running = None
-            self._interrupt = None
-            self.command = "Sleep"
-            self.state_since = time.monotonic()
+            await more.aclose()  # the backend lets go of its cursor
+            self._streaming = False
+            self._statement_ended(timer)
+
+    def _statement_ended(self, timer: asyncio.TimerHandle | None) -> None:
+        if self._close_after_statement:
+            # After the adapter has written this statement's answer (same loop step).
+            asyncio.get_running_loop().call_soon(self._close_transport, None)
+            self._close_after_statement = False
+        if timer is not None:
+            timer.cancel()
+        self._running = None
+        self._interrupt = None
+        self.command = "Sleep"
+        self.state_since = time.monotonic()
 
     def set_user_variable(self, name: str, value: Any) -> None:
         name = name.lower()
@@ -271,8 +307,13 @@ class Session:
         return self._interrupt_with(errors.interrupted(reason))
 
     def _interrupt_with(self, error: errors.SqlError) -> bool:
-        if self._running is None or self._running.done() or self._interrupt is not None:
+        if self._interrupt is not None:
             return False  # once: a second cancel would cut the backend's cleanup short
+        if self._running is None or self._running.done():
+            if not self._streaming:
+                return False
+            self._interrupt = error  # between two batches of a streamed result: the next one answers it
+            return True
         self._interrupt = error
         self._running.cancel()
         return True

@@ -12,9 +12,11 @@ ATTACH/DETACH (except the backend's own, run with a flag set), and so
 table-valued functions), ``load_extension`` and virtual tables. Error
 messages never carry the data directory's paths.
 
-Results are fetched in batches and capped (``MAX_RESULT_ROWS``,
-``MAX_RESULT_BYTES``): a SELECT of millions of rows fails with a clear error
-instead of filling the FE's memory (the wire layer still gets one list).
+A session's result is streamed: its first batch comes with the answer, the
+rest (``Result.more``) is fetched a batch at a time in a worker thread as the
+client reads, so a SELECT of millions of rows holds one batch in the FE.
+Results the FE builds itself (information_schema, constant SELECTs) are
+fetched whole and capped (``MAX_RESULT_ROWS``, ``MAX_RESULT_BYTES``).
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ import re
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, NamedTuple, TypeVar
@@ -777,6 +779,7 @@ class SqliteSession:
         self._autocommit = True
         self._begin_pending = False  # BEGIN said, not yet issued (see the class doc)
         self._found_rows = 0  # FOUND_ROWS(): rows of the last SELECT (without its LIMIT if SQL_CALC_FOUND_ROWS)
+        self._counting_rows = True  # a streamed SELECT adds its batches to _found_rows
         self.database: str | None = None
 
     @property
@@ -867,12 +870,13 @@ class SqliteSession:
             if cursor.description is None:
                 return Result(affected_rows=max(cursor.rowcount, 0))
             columns = [d[0] for d in cursor.description]
-            rows = _fetch(cursor)
-            found = len(rows)
+            rows = cursor.fetchmany(FETCH_BATCH)
+            self._found_rows = len(rows)
+            more = self._rest(cursor) if len(rows) == FETCH_BATCH else None
+            self._counting_rows = translation.count_sql is None
             if translation.count_sql is not None:
-                found = conn.execute(translation.count_sql).fetchone()[0]
-            self._found_rows = found
-            return Result(columns=columns, rows=rows)
+                self._found_rows = conn.execute(translation.count_sql).fetchone()[0]
+            return Result(columns=columns, rows=rows, more=more)
         except sqlite3.Error as e:
             raise sql_error(e, self.backend.data_dir) from e
 
@@ -890,6 +894,24 @@ class SqliteSession:
         finally:
             conn.execute("RELEASE fe_create_table")
         return Result()
+
+    async def _rest(self, cursor: sqlite3.Cursor) -> AsyncIterator[list[tuple[Any, ...]]]:
+        """A large result's further rows, a batch per call in a worker thread
+        (a KILL interrupts it): memory holds a batch, not the result."""
+        try:
+            while batch := await self._call(self._next_batch, cursor):
+                yield batch
+        finally:
+            await self._call(cursor.close)  # the statement lets go of its read snapshot now
+
+    def _next_batch(self, cursor: sqlite3.Cursor) -> list[tuple[Any, ...]]:
+        try:
+            batch = cursor.fetchmany(FETCH_BATCH)
+        except sqlite3.Error as e:
+            raise sql_error(e, self.backend.data_dir) from e
+        if self._counting_rows:
+            self._found_rows += len(batch)
+        return batch
 
     async def _call(self, work: Callable[..., T], *args: Any) -> T:
         """``work`` in a worker thread; a cancel (KILL) interrupts SQLite and

@@ -262,13 +262,15 @@ def infer_columns(names: Sequence[str], rows: Sequence[Sequence[Any]]) -> list[C
     return columns
 
 
-def stable_columns(names: Sequence[str], rows: Sequence[Sequence[Any]]) -> list[Column]:
+def stable_columns(names: Sequence[str], rows: Sequence[Sequence[Any]], unseen_as_text: bool = False) -> list[Column]:
     """Columns whose binary encoding fits **every** value (``infer_columns`` looks at one).
 
     The binary protocol writes each value in its column's type, so a column
     whose values differ in kind must be widened: signed and unsigned 64-bit
     integers to DECIMAL, DATE with DATETIME to DATETIME, the larger scale wins;
     anything else mixed becomes a string column (every value has a text form).
+    ``unseen_as_text``: a column with no value in ``rows`` is a string column,
+    not NULL (rows that come later may have values).
     """
     columns = []
     for i, name in enumerate(names):
@@ -282,7 +284,9 @@ def stable_columns(names: Sequence[str], rows: Sequence[Sequence[Any]]) -> list[
                 chosen = column
             elif column is not chosen:
                 chosen = _widen(name, chosen, column)
-        columns.append(chosen if chosen is not None else _simple(name, "null"))
+        if chosen is None:
+            chosen = _simple(name, "str" if unseen_as_text else "null")
+        columns.append(chosen)
     return columns
 
 

@@ -27,7 +27,7 @@ import logging
 import socket
 import ssl
 import time
-from collections.abc import Awaitable, Callable, Coroutine, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator, Sequence
 from typing import Any, Protocol
 
 from coordinator import errors
@@ -568,27 +568,54 @@ class MysqlConnection:
         if result.wire_columns is not None:  # a relaying backend's own column definitions
             columns: Sequence[rs.Column] = result.wire_columns
         elif binary:
-            columns = rs.stable_columns(result.columns, rows)
+            # A streamed result's later batches are unseen: a column NULL so far goes out as text.
+            columns = rs.stable_columns(result.columns, rows, unseen_as_text=result.more is not None)
         else:
             columns = rs.infer_columns(result.columns, rows)
-        encode_rows = rs.binary_rows(columns, rows) if binary else map(rs.text_row, rows)
+
+        def encode(batch: Sequence[Sequence[Any]]) -> Iterator[bytes]:
+            return rs.binary_rows(columns, batch) if binary else map(rs.text_row, batch)
+
         header = rs.result_header(columns, self.deprecate_eof, status)
         end = rs.result_end(self.deprecate_eof, status, len(result.warnings))
-        if len(rows) <= _ONE_WRITE_ROWS:
-            data, self.packets.seq = frame([*header, *encode_rows, end], self.packets.seq)
+        if result.more is None and len(rows) <= _ONE_WRITE_ROWS:
+            data, self.packets.seq = frame([*header, *encode(rows), end], self.packets.seq)
             self.io.write(data)
             return
-        await self._stream(header, encode_rows, end)
+        await self._stream(header, encode, rows, result.more, end)
 
-    async def _stream(self, header: Sequence[bytes], rows: Iterator[bytes], end: bytes) -> None:
-        """A large result in ~256 KiB writes, waiting for the client whenever the transport is full."""
+    async def _stream(
+        self,
+        header: Sequence[bytes],
+        encode: Callable[[Sequence[Sequence[Any]]], Iterator[bytes]],
+        rows: Sequence[Sequence[Any]],
+        more: AsyncIterator[list[tuple[Any, ...]]] | None,
+        end: bytes,
+    ) -> None:
+        """A large result in ~256 KiB writes, waiting for the client whenever
+        the transport is full; a streamed one fetches its next batch only then.
+        A statement that fails mid-result (a KILL, a time limit) ends it with
+        its ERR packet in place of the next row, as MySQL does."""
         out = PacketWriter(self.io.write, self.packets.seq)
         out.extend(header)
         add = out.add
-        for row in rows:
-            if add(row):
-                out.flush()
-                await self.io.drain()
+
+        async def write(batch: Sequence[Sequence[Any]]) -> None:
+            for row in encode(batch):
+                if add(row):
+                    out.flush()
+                    await self.io.drain()
+
+        try:
+            await write(rows)
+            if more is not None:
+                async for batch in more:
+                    await write(batch)
+        except SqlError as e:
+            end = _err(e.code, e.message, e.state)
+        finally:
+            if more is not None:
+                await more.aclose()  # the statement ends here, also when the client went away
         add(end)
         out.flush()
         self.packets.seq = out.seq
