@@ -619,6 +619,8 @@ class MysqlConnection:
         add(end)
         out.flush()
         self.packets.seq = out.seq
+        if more is not None and self.session is not None:
+            self.server.factory.answered(self.session)  # a KILL that stopped the rows may answer now
 
     async def _init_db(self, payload: bytes) -> None:
         assert self.session is not None
