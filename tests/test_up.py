@@ -125,3 +125,16 @@ def test_up_without_redis_server_says_how_to_get_one(tmp_path) -> None:  # type:
     out, _ = proc.communicate(timeout=60)
     assert proc.returncode == 2
     assert "redis-server not found" in out and "--redis-url" in out
+
+
+def test_free_ports_are_outside_the_kernels_ephemeral_range() -> None:
+    """A port from bind(0) may go to an outgoing connection before the test's
+    listener binds it ("Address already in use" under a benchmark's load)."""
+    from frontend.procs import _RESERVED_PORTS, _ephemeral_range, free_port
+
+    low, _ = _ephemeral_range()
+    ports = {free_port() for _ in range(50)}
+    assert all(p < low and p not in _RESERVED_PORTS for p in ports), ports
+    for port in ports:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", port))  # free indeed
