@@ -75,41 +75,44 @@ def test_statistics_and_key_column_usage_are_mariadbs_rows(
 ) -> None:
     """Issue 13: the embedded backend had no STATISTICS or KEY_COLUMN_USAGE (1109)."""
     maria, db = reference
+    with _made_on_both(fe, maria, db, statements) as conn:
+        statistics, usage = _keys(conn, db)
+        assert (statistics, usage) == _keys(maria, db)
+        assert [(r[5], r[3], r[6], r[7], r[11]) for r in statistics] == [
+            ("PRIMARY", 0, 1, "id", ""),
+            ("uk_t", 0, 1, "a", "YES"),
+            ("uk_t", 0, 2, "c", ""),
+            ("ix_t", 1, 1, "b", "YES"),
+        ]
+        assert [(r[2], r[6], r[7]) for r in usage] == [("PRIMARY", "id", 1), ("uk_t", "a", 1), ("uk_t", "c", 2)]
+        # SELECT * gives MySQL's 16 columns, by name; CARDINALITY is NULL (not counted)
+        with conn.cursor() as cur:
+            cur.execute(f"SELECT * FROM information_schema.STATISTICS WHERE table_schema = '{db}'")
+            names = [d[0] for d in cur.description]
+            assert len(names) == 16 and names[9] == "CARDINALITY"
+            assert {r[9] for r in cur.fetchall()} == {None}
+            cur.execute(f"SELECT * FROM information_schema.key_column_usage WHERE table_schema = '{db}'")
+            assert [d[0] for d in cur.description] == [c.strip() for c in KEY_COLUMN_USAGE.split(",")]
+        # Joined with COLUMNS, as reflection tools do.
+        joined = (
+            "SELECT s.INDEX_NAME, s.COLUMN_NAME, c.COLUMN_TYPE FROM information_schema.statistics s"
+            " JOIN information_schema.columns c USING (TABLE_SCHEMA, TABLE_NAME, COLUMN_NAME)"
+            f" WHERE s.TABLE_SCHEMA = '{db}' AND s.NON_UNIQUE = 0"
+        )
+        assert _run(conn, joined) == [("PRIMARY", "id", "int"), ("uk_t", "a", "int"), ("uk_t", "c", "int")]
+
+
+@contextlib.contextmanager
+def _made_on_both(fe: Fe, maria: pymysql.Connection, db: str, statements: list[str]) -> Iterator[pymysql.Connection]:
+    """The same tables in ``db`` on the FE and on the reference MariaDB; -> a connection to the FE."""
     fe.query(f"CREATE DATABASE {db}")
     try:
         with contextlib.closing(fe.connect()) as conn:
             _make(conn, db, "t", statements)
             _make(maria, db, "t", statements)
-            statistics, usage = _keys(conn, db)
-            assert (statistics, usage) == _keys(maria, db)
-            assert [(r[5], r[3], r[6], r[7], r[11]) for r in statistics] == [
-                ("PRIMARY", 0, 1, "id", ""),
-                ("uk_t", 0, 1, "a", "YES"),
-                ("uk_t", 0, 2, "c", ""),
-                ("ix_t", 1, 1, "b", "YES"),
-            ]
-            assert [(r[2], r[6], r[7]) for r in usage] == [("PRIMARY", "id", 1), ("uk_t", "a", 1), ("uk_t", "c", 2)]
-            # SELECT * gives MySQL's 16 columns, by name; CARDINALITY is NULL (not counted)
-            with conn.cursor() as cur:
-                cur.execute(f"SELECT * FROM information_schema.STATISTICS WHERE table_schema = '{db}'")
-                names = [d[0] for d in cur.description]
-                assert len(names) == 16 and names[9] == "CARDINALITY"
-                assert {r[9] for r in cur.fetchall()} == {None}
-                cur.execute(f"SELECT * FROM information_schema.key_column_usage WHERE table_schema = '{db}'")
-                assert [d[0] for d in cur.description] == [c.strip() for c in KEY_COLUMN_USAGE.split(",")]
-            # Joined with COLUMNS, as reflection tools do.
-            joined = (
-                "SELECT s.INDEX_NAME, s.COLUMN_NAME, c.COLUMN_TYPE FROM information_schema.statistics s"
-                " JOIN information_schema.columns c USING (TABLE_SCHEMA, TABLE_NAME, COLUMN_NAME)"
-                f" WHERE s.TABLE_SCHEMA = '{db}' AND s.NON_UNIQUE = 0"
-            )
-            assert _run(conn, joined) == [("PRIMARY", "id", "int"), ("uk_t", "a", "int"), ("uk_t", "c", "int")]
+            yield conn
     finally:
         fe.query(f"DROP DATABASE IF EXISTS {db}")
-
-
-def _not_yet(reason: str) -> pytest.MarkDecorator:
-    return pytest.mark.xfail(reason=f"not yet on the embedded backend: {reason}", strict=False)
 
 
 @pytest.mark.parametrize(
@@ -140,14 +143,8 @@ def test_keys_mysql_spells_its_own_way(
     fe: Fe, reference: tuple[pymysql.Connection, str], statements: list[str]
 ) -> None:
     maria, db = reference
-    fe.query(f"CREATE DATABASE {db}")
-    try:
-        with contextlib.closing(fe.connect()) as conn:
-            _make(maria, db, "t", statements)
-            _make(conn, db, "t", statements)
-            assert _keys(conn, db) == _keys(maria, db)
-    finally:
-        fe.query(f"DROP DATABASE IF EXISTS {db}")
+    with _made_on_both(fe, maria, db, statements) as conn:
+        assert _keys(conn, db) == _keys(maria, db)
 
 
 def test_a_user_sees_the_keys_of_the_tables_they_may_see(any_fe: Fe, backend_mariadb: MariaDB) -> None:
