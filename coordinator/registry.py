@@ -123,6 +123,8 @@ _CONNECTION_FIELDS = frozenset(ConnectionRecord.__dataclass_fields__)
 class LiveConnection(Protocol):
     """A live session as the registry sees it."""
 
+    id: int
+
     def record(self) -> ConnectionRecord: ...
 
 
@@ -416,6 +418,10 @@ class Registry:
         await self.redis.aclose()
 
 
+def _row(entry: ConnectionRecord | LiveConnection) -> ConnectionRecord:
+    return entry if isinstance(entry, ConnectionRecord) else entry.record()
+
+
 class ConnectionWriter:
     """Connects and disconnects reach Redis in the background, coalesced into
     one pipeline per batch: nothing on the handshake path waits for Redis, a
@@ -431,7 +437,10 @@ class ConnectionWriter:
         self.registry = registry
         self._on_error = on_error
         self.coalesce = coalesce
-        self._pending: dict[int, tuple[ConnectionRecord, str]] = {}  # state: "new", "changed" or "gone"
+        # A row, or the live connection to take it from when the batch is written
+        # (most connections that come and go are never asked for one); state:
+        # "new", "changed" or "gone".
+        self._pending: dict[int, tuple[ConnectionRecord | LiveConnection, str]] = {}
         self._dropped_traces: dict[str, int] = {}
         self._wake = asyncio.Event()
         self._now = asyncio.Event()  # a flush is waiting: write without gathering more
@@ -442,7 +451,7 @@ class ConnectionWriter:
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="registry-writer")
 
-    def add(self, record: ConnectionRecord, new: bool = True, urgent: bool = False) -> None:
+    def add(self, record: ConnectionRecord | LiveConnection, new: bool = True, urgent: bool = False) -> None:
         """A new connection's row, or (``new=False``) a live one's changed row.
         ``urgent``: write without waiting for the coalescing window (a session
         holding a user-limit slot: its row is what lets a survivor free the slot
@@ -451,7 +460,7 @@ class ConnectionWriter:
         self._pending[record.id] = (record, "new" if new or (pending and pending[1] == "new") else "changed")
         self._kick(urgent)
 
-    def remove(self, record: ConnectionRecord, written: bool = False) -> None:
+    def remove(self, record: ConnectionRecord | LiveConnection, written: bool = False) -> None:
         """A connection ended; ``written``: something of it is in Redis already
         (its user-limit slot), so the removal must go out even if its row did
         not, and at once (the slot is free only when it is written)."""
@@ -481,7 +490,7 @@ class ConnectionWriter:
                         await self._now.wait()
             self._now.clear()
             self._wake.clear()
-            batch = {i: (record, state != "gone") for i, (record, state) in self._pending.items()}
+            batch = {i: (_row(entry), state != "gone") for i, (entry, state) in self._pending.items()}
             self._pending = {}
             traces, self._dropped_traces = self._dropped_traces, {}
             if batch or traces:

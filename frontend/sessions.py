@@ -265,11 +265,11 @@ class SessionTable:
             await session.close()
         finally:
             if self.sessions.pop(session.id, None) is not None and self.membership.redis_ok:
-                self._writer.remove(session.record(), written=session.counted)
+                self._writer.remove(session, written=session.counted)
 
     def _queue_row(self, session: Session, new: bool = True) -> None:
         if self.membership.redis_ok:
-            self._writer.add(session.record(), new, urgent=session.counted)
+            self._writer.add(session, new, urgent=session.counted)
         # else: the re-sync after Redis returns writes every live session
 
     # ------------------------------------------------------------ the owner's side of KILL

@@ -256,13 +256,20 @@ class MysqlConnection:
         self.session: WireSession | None = None
         self.user: UserRecord | None = None
         self.nonce = b""
-        self.statements = ps.StatementRegistry(server.max_prepared_statements, server.max_allowed_packet)
+        self._statements: ps.StatementRegistry | None = None  # made at the first prepared-statement command
         self.secure = False  # the client switched to TLS
         self._attached = False
         if isinstance(peer, tuple) and len(peer) >= 2:
             self.ip, self.peer = str(peer[0]), f"{peer[0]}:{peer[1]}"
         else:
             self.ip = self.peer = "localhost"
+
+    @property
+    def statements(self) -> ps.StatementRegistry:
+        if self._statements is None:
+            server = self.server
+            self._statements = ps.StatementRegistry(server.max_prepared_statements, server.max_allowed_packet)
+        return self._statements
 
     def attach(self, io: WireProtocol) -> None:
         self.io = io
