@@ -48,6 +48,7 @@ MAX_ATTACHED = 10  # SQLite's default SQLITE_MAX_ATTACHED
 CACHED_STATEMENT = 4096  # longer statements are not cached
 BUSY_TIMEOUT = 5.0  # seconds a writer waits for another FE's lock on a shared data directory
 FETCH_BATCH = 1000
+TYPED_ROWS = 10 * FETCH_BATCH  # at most this many rows read ahead to type a column NULL so far
 MAX_RESULT_ROWS = 1_000_000
 MAX_RESULT_BYTES = 64 * 1024 * 1024  # estimated: text and blob lengths, 8 per number, 16 per value
 # PRAGMAs that only read a table's definition: allowed on the backend's own catalogue
@@ -260,6 +261,11 @@ def _sealed(
     seal = _Seal(pragmas)
     conn.set_authorizer(seal)
     return conn, seal
+
+
+def _unseen_column(rows: list[tuple[Any, ...]]) -> bool:
+    """Some column has no value but NULL in ``rows``."""
+    return bool(rows) and any(all(row[i] is None for row in rows) for i in range(len(rows[0])))
 
 
 def _value_size(value: Any) -> int:
@@ -871,8 +877,15 @@ class SqliteSession:
                 return Result(affected_rows=max(cursor.rowcount, 0))
             columns = [d[0] for d in cursor.description]
             rows = cursor.fetchmany(FETCH_BATCH)
+            # The wire layer types the columns from the first rows: read on while a
+            # column has shown nothing but NULL (a bounded number of batches).
+            while len(rows) % FETCH_BATCH == 0 and len(rows) < TYPED_ROWS and _unseen_column(rows):
+                batch = cursor.fetchmany(FETCH_BATCH)
+                rows.extend(batch)
+                if not batch:
+                    break
             self._found_rows = len(rows)
-            more = self._rest(cursor) if len(rows) == FETCH_BATCH else None
+            more = self._rest(cursor) if rows and len(rows) % FETCH_BATCH == 0 else None
             self._counting_rows = translation.count_sql is None
             if translation.count_sql is not None:
                 self._found_rows = conn.execute(translation.count_sql).fetchone()[0]

@@ -294,3 +294,24 @@ def test_prepared_statements_bind_on_the_embedded_backend(fe: Fe, db: str) -> No
             return None
 
         assert wait_for(refusal, 5, what="the revoke in force") == 1142
+
+
+def test_a_streamed_result_keeps_its_types(fe: Fe, db: str) -> None:
+    """A result of more than one batch streams; its columns are typed from the
+    rows read first, read on while a column is still all NULL, so a binary
+    (prepared) result sends INT as INT even when its first 1,500 are NULL."""
+    import mysql.connector
+
+    fe.query(f"CREATE TABLE {db}.s (id INT PRIMARY KEY, n INT, d DECIMAL(10,2))")
+    values = ", ".join(f"({i}, {'NULL' if i < 1500 else i}, {i}.5)" for i in range(5000))
+    fe.query(f"INSERT INTO {db}.s VALUES {values}")
+    conn = mysql.connector.connect(host="127.0.0.1", port=fe.mysql_port, user="root", database=db, use_pure=True)
+    try:
+        cur = conn.cursor(prepared=True)
+        cur.execute("SELECT id, n, d FROM s WHERE id >= ? ORDER BY id", (0,))
+        rows = cur.fetchall()
+    finally:
+        conn.close()
+    assert len(rows) == 5000 and rows[1499] == (1499, None, decimal.Decimal("1499.50"))
+    assert rows[1500] == (1500, 1500, decimal.Decimal("1500.50"))
+    assert rows[-1] == (4999, 4999, decimal.Decimal("4999.50"))
