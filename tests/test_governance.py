@@ -107,6 +107,7 @@ def test_kill_user_with_a_stopped_fe_warns_and_kills_the_rest(make_cluster) -> N
 # ---------------------------------------------------------------- timeouts
 
 
+@pytest.mark.slow  # several seconds of waiting: CI runs it, iteration does not
 def test_set_global_query_timeout_on_one_fe_times_out_a_statement_on_another(make_cluster) -> None:  # type: ignore[no-untyped-def]
     cluster = make_cluster(2)
     fe1, fe2 = cluster.fes
@@ -155,6 +156,7 @@ def test_max_execution_time_and_the_hint_end_statements_with_3024(fe: Fe) -> Non
             cur.execute("SELECT 1")  # the session goes on
 
 
+@pytest.mark.slow  # several seconds of waiting: CI runs it, iteration does not
 def test_idle_session_past_wait_timeout_is_told_4031_and_closed(fe: Fe) -> None:
     conn = fe.connect()
     own = conn.thread_id()
@@ -173,6 +175,7 @@ def test_idle_session_past_wait_timeout_is_told_4031_and_closed(fe: Fe) -> None:
     conn.close()
 
 
+@pytest.mark.slow  # several seconds of waiting: CI runs it, iteration does not
 def test_processlist_time_of_an_idle_session_counts_its_idle_time(fe: Fe) -> None:
     with contextlib.closing(fe.connect()) as conn:
         own = conn.thread_id()

@@ -37,6 +37,7 @@ def _run(conn: pymysql.Connection, sql: str) -> tuple[tuple[Any, ...], ...]:
 _BACKTRACKING_LIKE = "SHOW VARIABLES LIKE '" + "%" * 40 + "!'"
 
 
+@pytest.mark.slow  # several seconds of waiting: CI runs it, iteration does not
 def test_a_huge_select_streams_in_bounded_memory(fe: Fe) -> None:
     """Issue 13: a 3M-row SELECT added 660 MB RSS (then it was refused past
     1M rows); now the rows stream a batch at a time as the client reads."""
