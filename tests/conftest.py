@@ -3,6 +3,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import subprocess
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -71,6 +72,15 @@ def cluster3(redis_url: str) -> Iterator[Cluster]:
 @pytest.fixture(scope="session")
 def fe(cluster3: Cluster):  # type: ignore[no-untyped-def]
     return cluster3.fes[0]
+
+
+@pytest.fixture
+def db(fe: Fe) -> Iterator[str]:
+    """An empty database of its own on ``fe``, dropped afterwards."""
+    name = f"t{uuid.uuid4().hex[:8]}"
+    fe.query(f"CREATE DATABASE {name}")
+    yield name
+    fe.query(f"DROP DATABASE IF EXISTS {name}")
 
 
 @pytest.fixture

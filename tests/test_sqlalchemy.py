@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import datetime
 import decimal
-import uuid
-from collections.abc import Iterator
 
 import pytest
 
@@ -14,14 +12,6 @@ from tests.support import Fe
 
 sqlalchemy = pytest.importorskip("sqlalchemy")
 from sqlalchemy import orm  # noqa: E402
-
-
-@pytest.fixture
-def db(fe: Fe) -> Iterator[str]:
-    name = f"sa{uuid.uuid4().hex[:8]}"
-    fe.query(f"CREATE DATABASE {name}")
-    yield name
-    fe.query(f"DROP DATABASE IF EXISTS {name}")
 
 
 def test_sqlalchemy_orm_round_trip(fe: Fe, db: str) -> None:

@@ -10,11 +10,9 @@ import contextlib
 import datetime
 import decimal
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import pymysql
-import pytest
 from pymysql.constants import FLAG
 
 from tests.support import Fe, fails, wait_for
@@ -24,14 +22,6 @@ def _run(conn: pymysql.Connection, sql: str) -> tuple[tuple[object, ...], ...]:
     with conn.cursor() as cur:
         cur.execute(sql)
         return cur.fetchall()
-
-
-@pytest.fixture
-def db(fe: Fe) -> Iterator[str]:
-    name = f"ty{uuid.uuid4().hex[:8]}"
-    fe.query(f"CREATE DATABASE {name}")
-    yield name
-    fe.query(f"DROP DATABASE IF EXISTS {name}")
 
 
 def test_declared_types_come_back_typed(fe: Fe, db: str) -> None:
