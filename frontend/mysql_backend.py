@@ -404,6 +404,11 @@ class MysqlBackend:
         async with self._utility() as conn:
             return await conn.query(sql)
 
+    async def service_query(self, sql: str) -> Result:
+        """``sql`` as the service account (the ``--backend`` URL's user), on a
+        utility connection: account management, catalogue reads."""
+        return await self._catalog(sql)
+
     async def kill(self, thread_id: int, query: bool = True) -> None:
         """``KILL [QUERY] thread_id`` on the control connection (an unknown thread is fine)."""
         if not thread_id:
