@@ -106,5 +106,6 @@ def test_the_threshold_is_logged_for_an_operator(caplog: pytest.LogCaptureFixtur
     with caplog.at_level(logging.WARNING, logger="fecluster.auth"):
         sequential(throttle, clock, "root", "192.0.2.7", 8)
     lines = [r.getMessage() for r in caplog.records if r.name == "fecluster.auth"]
-    assert lines[0] == "3 failed logins for user 'root' from 192.0.2.7; delaying each further attempt by 1 s (up to 120 s)"
+    first = "3 failed logins for user 'root' from 192.0.2.7; delaying each further attempt by 1 s (up to 120 s)"
+    assert lines[0] == first
     assert len(lines) == 3  # 3, then 4 and 8 (each doubling), not one per failure
