@@ -112,4 +112,6 @@ async def test_a_failing_node_is_a_503_not_a_dead_server(served: tuple[FakeOps, 
     assert r.status_code == 503 and r.json()["code"] == 503
     ops.broken = False
     assert (await client.get("/rest/v1/session")).status_code == 200
-    assert (await client.get("/metrics")).text == "fake 1\n"
+    metrics = (await client.get("/metrics")).text
+    assert metrics.startswith("fake 1\n")  # the FE's own, then the HTTP port's
+    assert 'fecluster_http_connections{state="busy"} 1' in metrics and "fecluster_login_delays_total 0" in metrics
