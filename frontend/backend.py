@@ -10,7 +10,7 @@ modules and the session core never touch SQLite (or any other engine).
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -19,6 +19,7 @@ from sqlglot import exp
 from coordinator import errors
 from coordinator.errors import SqlError
 from frontend.result import Result
+from frontend.wire.answer import Command
 
 _DB_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]{0,63}$")
 
@@ -41,6 +42,19 @@ class Index:
     name: str
     unique: bool
     columns: list[str]
+
+
+@dataclass(frozen=True)
+class BackendLogin:
+    """Who a session's backend connection logs in as, and how it speaks: a
+    relaying backend (MySQL) connects as the session's own user, with the
+    client's protocol options, so the engine judges every statement and its
+    answers can be relayed byte for byte."""
+
+    user: str
+    stage1: bytes | None  # SHA1(password) learned at login (b"": no password; None: unknown)
+    capabilities: int = 0  # the client's CLIENT_* flags (DEPRECATE_EOF, FOUND_ROWS, MULTI_STATEMENTS ...)
+    charset: int = 45  # the client's collation id (utf8mb4_general_ci)
 
 
 class BackendSession(Protocol):
@@ -83,6 +97,27 @@ class BackendSession(Protocol):
         ...
 
     def close(self) -> None: ...
+
+    # A relaying backend (MySQL) only: commands relayed as the client sent them.
+
+    def relay(
+        self,
+        payload: bytes,
+        command: Command,
+        database: str | None,
+        interrupted: Callable[[], SqlError | None],
+        statement_id: int = 0,
+    ) -> AsyncIterator[bytes]:
+        """The server's answer to ``payload``, as framed packets (``frontend.mysql_backend.MysqlSession``)."""
+        ...
+
+    def interrupt(self) -> None:
+        """Stop the relayed statement on the server; its answer still comes."""
+        ...
+
+    def has_statement(self, statement_id: int) -> bool: ...
+
+    async def send_only(self, payload: bytes) -> None: ...
 
 
 class Backend(Protocol):

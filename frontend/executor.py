@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import re
 from collections.abc import Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -147,6 +147,63 @@ def _user_variables(session: Session, tree: exp.Expression) -> exp.Expression:
     return tree.transform(lambda n: _literal(session_value(session, n)) if isinstance(n, exp.Parameter) else n)
 
 
+@dataclass(frozen=True)
+class Route:
+    """Where a statement goes over a relaying backend: to the engine as sent
+    (``relay``), or to the FE's own handlers; what the FE observes of a
+    relayed one (the database a ``USE`` selects, a change of sql_mode)."""
+
+    relay: bool
+    use: str | None = None
+    sql_mode: bool = False
+
+
+FE_OWNED = Route(relay=False)
+RELAY = Route(relay=True)
+# Session variables the FE keeps for itself (time limits, trace ids, the
+# processlist's scope, idle timeouts): a SET naming one is the FE's to carry out.
+FE_VARIABLES = frozenset(
+    {
+        "session_context",
+        "query_timeout",
+        "max_execution_time",
+        "show_all_fe_connection",
+        "max_user_connections",
+        "wait_timeout",
+        "interactive_timeout",
+        "cloud_cluster",
+    }
+)
+_OWNED_START = re.compile(
+    r"^(?:kill\b|show\s+(?:full\s+)?processlist\b|show\s+kill\s+audit\b|show\s+grants\b"
+    r"|(?:create|drop|alter|rename)\s+user\b|grant\b|revoke\b|set\s+password\b|set\s+property\b)",
+    FLAGS,
+)
+_FE_WORDS = re.compile(r"processlist|connection_id", re.IGNORECASE)
+_SET_FE = re.compile(r"\b(?:global|persist|persist_only|" + "|".join(sorted(FE_VARIABLES)) + r")\b", re.IGNORECASE)
+_USE = re.compile(r"^use\s+(`(?:[^`]|``)+`|[^\s`;]+)$", FLAGS)
+
+
+def route(session: Session, sql: str) -> Route:
+    """Whether a statement is the engine's (relayed as the client sent it) or the FE's."""
+    text = statement_text(sql)
+    if _OWNED_START.match(text) or _FE_WORDS.search(sql):
+        return FE_OWNED
+    head = text[:8].lower()
+    if head.startswith("set"):
+        if _SET_FE.search(text):
+            return FE_OWNED
+        return Route(relay=True, sql_mode="sql_mode" in text.lower() or "ansi" in text.lower())
+    if head.startswith("show") and variables.SHOW_WARNINGS.match(text) and session.fe_answered:
+        return FE_OWNED  # the warnings of the FE's own last statement
+    if head.startswith("use"):
+        m = _USE.match(text)
+        if m:
+            name = m.group(1)
+            return Route(relay=True, use=name[1:-1].replace("``", "`") if name.startswith("`") else name)
+    return RELAY
+
+
 class Executor:
     def __init__(self, services: Services) -> None:
         self.services = services
@@ -159,6 +216,8 @@ class Executor:
             *transactions.HANDLERS,
             *variables.HANDLERS,
         ]
+
+    route = staticmethod(route)
 
     def immediate(self, sql: str) -> Result | None:
         """Statements answered without awaiting anything (``SELECT 1``, the

@@ -29,11 +29,14 @@ from coordinator.processlist import INFO_LIMIT
 from coordinator.routing import Router
 from coordinator.users import UserRecord
 from frontend import tls
+from frontend.backend import BackendLogin
 from frontend.client import PASSWORD_HEADER, USER_HEADER
 from frontend.config import Config
 from frontend.result import Result, whole
 from frontend.sessions import SessionTable
 from frontend.wire import results as rs
+from frontend.wire.auth import stage1_of_password
+from frontend.wire.client import CLIENT_CAPABILITIES
 
 if TYPE_CHECKING:
     from coordinator.membership import Membership
@@ -287,14 +290,20 @@ class FrontendService(pb_grpc.FrontendServicer):
 
     async def Execute(self, request: pb.ExecuteRequest, context: grpc.aio.ServicerContext) -> pb.StatementResult:
         user = await self._caller(context)
-        session = await self._open(user, context, asyncio.Event())
+        password = str(dict(context.invocation_metadata() or ()).get(PASSWORD_HEADER, ""))
+        session = await self._open(user, context, asyncio.Event(), password=password)
         try:
             return await self._run(session, request.sql)
         finally:
             await self.sessions.close(session)
 
     async def _open(
-        self, user: UserRecord, context: grpc.aio.ServicerContext, killed: asyncio.Event, database: str = ""
+        self,
+        user: UserRecord,
+        context: grpc.aio.ServicerContext,
+        killed: asyncio.Event,
+        database: str = "",
+        password: str = "",
     ) -> Session:
         if not self.sessions.accepting:
             await context.abort(grpc.StatusCode.UNAVAILABLE, "this FE is shutting down")
@@ -303,8 +312,16 @@ class FrontendService(pb_grpc.FrontendServicer):
         except IdsExhausted:
             await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, "Too many connections")
         try:
+            # The backend connection (a relaying backend) logs in as the user, speaking DEPRECATE_EOF.
+            login = BackendLogin(user.name, stage1_of_password(password), CLIENT_CAPABILITIES)
             return await self.sessions.open(
-                conn_id, user, _peer_host(context), "grpc", lambda error: killed.set(), database=database
+                conn_id,
+                user,
+                _peer_host(context),
+                "grpc",
+                lambda error: killed.set(),
+                database=database,
+                login=login,
             )
         except SqlError as e:
             status = grpc.StatusCode.NOT_FOUND if e.code == errors.BAD_DB else grpc.StatusCode.UNAVAILABLE
@@ -339,7 +356,7 @@ class FrontendService(pb_grpc.FrontendServicer):
             await context.abort(grpc.StatusCode.UNAUTHENTICATED, f"Access denied for user '{hello.user}'")
         assert user is not None
         killed = asyncio.Event()
-        session = await self._open(user, context, killed, hello.database)
+        session = await self._open(user, context, killed, hello.database, hello.password)
         try:
             me = self.sessions.fe.address
             yield pb.SessionResponse(welcome=pb.Welcome(connection_id=session.id, fe=me, server_version="fecluster"))

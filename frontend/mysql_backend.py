@@ -48,21 +48,32 @@ import shutil
 import ssl
 import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from sqlglot import exp
 
 from coordinator import errors
 from coordinator.errors import SqlError
-from frontend.backend import Column, Index, check_db_name
+from coordinator.users import ROOT
+from frontend.backend import BackendLogin, Column, Index, check_db_name
 from frontend.result import Result, SqlWarning
 from frontend.sqlite_backend import MAX_RESULT_BYTES, MAX_RESULT_ROWS, SqliteBackend
 from frontend.wire import client as wc
-from frontend.wire.packets import PacketTooLarge, frame
-from frontend.wire.results import SERVER_MORE_RESULTS_EXISTS, SERVER_STATUS_AUTOCOMMIT, SERVER_STATUS_IN_TRANS
+from frontend.wire import commands
+from frontend.wire import handshake as hs
+from frontend.wire.answer import Answer, Command, last_packet
+from frontend.wire.auth import scramble_with_stage1, stage1_of_password
+from frontend.wire.packets import MalformedPacket, PacketTooLarge, frame
+from frontend.wire.prepared import unknown_statement
+from frontend.wire.results import (
+    SERVER_MORE_RESULTS_EXISTS,
+    SERVER_STATUS_AUTOCOMMIT,
+    SERVER_STATUS_IN_TRANS,
+    err_packet,
+)
 from frontend.wire.sqltext import quote_string, split_placeholders, substitute
 from frontend.wire.transport import WireProtocol
 
@@ -75,6 +86,25 @@ SETTLE_TIMEOUT = 5.0  # how long a killed statement may take to answer before it
 IDLE_UTILITY = 4
 MAX_PENDING_SETS = 64
 READ_BUFFER = 1 << 20  # bytes of a backend's answer buffered before reading pauses
+_WITH_STATEMENT_ID = frozenset(
+    {
+        commands.COM_STMT_EXECUTE,
+        commands.COM_STMT_SEND_LONG_DATA,
+        commands.COM_STMT_CLOSE,
+        commands.COM_STMT_RESET,
+        commands.COM_STMT_FETCH,
+    }
+)
+# Options a relayed client's backend connection takes from the client, so the
+# server's answers are what the client expects, byte for byte.
+_FROM_CLIENT = (
+    hs.CLIENT_DEPRECATE_EOF
+    | hs.CLIENT_FOUND_ROWS
+    | hs.CLIENT_MULTI_STATEMENTS
+    | hs.CLIENT_MULTI_RESULTS
+    | hs.CLIENT_PS_MULTI_RESULTS
+    | hs.CLIENT_INTERACTIVE
+)
 
 
 @dataclass(frozen=True)
@@ -135,8 +165,13 @@ class _Answer:
 class Connection:
     """One client connection to the backend, speaking COM_QUERY with DEPRECATE_EOF."""
 
-    def __init__(self, address: BackendAddress) -> None:
+    def __init__(self, address: BackendAddress, login: BackendLogin | None = None, database: str | None = None) -> None:
         self.address = address
+        self.login = login  # None: the service account
+        self.database = database  # named in the handshake
+        # The client's options where the answer is relayed to it byte for byte.
+        caps = login.capabilities if login is not None else wc.CLIENT_CAPABILITIES
+        self.deprecate_eof = bool(caps & hs.CLIENT_DEPRECATE_EOF)
         self.thread_id = 0
         self.status = SERVER_STATUS_AUTOCOMMIT
         self.db: str | None = None
@@ -178,14 +213,13 @@ class Connection:
                     if secure is None:
                         raise OSError("TLS with the backend failed")
                     io.transport = secure  # type: ignore[assignment]
-                response = wc.handshake_response(greeting, a.user, a.password, wc.hs.CLIENT_SSL if a.tls else 0)
-                io.write(frame([response], seq)[0])
+                io.write(frame([self._handshake_response(greeting)], seq)[0])
                 answer = await io.read()
                 if answer[:1] == b"\xfe":  # auth switch: mysql_native_password with a new nonce
                     plugin, _, rest = answer[1:].partition(b"\x00")
                     if plugin.decode() != wc.hs.NATIVE_PASSWORD:
                         raise SqlError(errors.ACCESS_DENIED, f"backend asks for auth plugin {plugin.decode()!r}")
-                    io.write(frame([wc.scramble(a.password, rest[:20])], io.seq)[0])
+                    io.write(frame([self._scramble(rest[:20])], io.seq)[0])
                     answer = await io.read()
                 if answer[:1] == b"\xff":
                     code, _, message = wc.parse_err(answer)
@@ -205,10 +239,48 @@ class Connection:
             ) from e
         return self
 
+    def _scramble(self, nonce: bytes) -> bytes:
+        login = self.login
+        if login is None:
+            return wc.scramble(self.address.password, nonce)
+        return scramble_with_stage1(login.stage1 or b"", nonce)
+
+    def _handshake_response(self, greeting: wc.Greeting) -> bytes:
+        a, login = self.address, self.login
+        tls = hs.CLIENT_SSL if a.tls else 0
+        if login is None:
+            return wc.handshake_response(greeting, a.user, a.password, tls, database=self.database)
+        caps = login.capabilities
+        return wc.handshake_response(
+            greeting,
+            login.user,
+            "",
+            tls | (caps & _FROM_CLIENT),
+            auth=self._scramble(greeting.nonce),
+            charset=login.charset,
+            database=self.database,
+            without=_FROM_CLIENT & ~caps,
+        )
+
     @property
     def busy(self) -> bool:
         """A command was sent whose answer has not been read to its end."""
         return self._answer is not None and not self.broken
+
+    def start_relay(self, payload: bytes) -> WireProtocol:
+        """Send a client's command whose answer is relayed (``MysqlSession.relay``)."""
+        self._send(payload)
+        self._answer = _Answer()  # busy until end_relay: a cancelled relay is seen as such
+        assert self._io is not None
+        return self._io
+
+    def end_relay(self, status: int) -> None:
+        self.status = status
+        self._answer = None
+
+    def send_raw(self, payload: bytes) -> None:
+        """A command without an answer (COM_STMT_CLOSE, COM_STMT_SEND_LONG_DATA)."""
+        self._send(payload)
 
     def _send(self, payload: bytes) -> None:
         io = self._io
@@ -237,11 +309,13 @@ class Connection:
         self._answer = _Answer()
         return await self._read_answer()
 
-    async def finish(self) -> None:
-        """Read the rest of a cancelled command's answer (its 1317, or its result), dropping it."""
+    async def finish(self) -> Result | None:
+        """Read the rest of a cancelled command's answer: its result if the
+        server completed it after all, None if it failed (its 1317)."""
         if self._answer is not None:
             with contextlib.suppress(SqlError):
-                await self._read_answer()
+                return await self._read_answer()
+        return None
 
     async def _read_answer(self) -> Result:
         answer = self._answer
@@ -261,8 +335,8 @@ class Connection:
     def _feed(self, answer: _Answer, payload: bytes) -> None:
         """One packet of the answer; sets ``answer.done`` after its last."""
         if answer.phase == 2:
-            if wc.is_end(payload):
-                ok = wc.parse_ok(payload)
+            if wc.is_end(payload) and (self.deprecate_eof or len(payload) < 9):
+                ok = wc.parse_ok(payload) if self.deprecate_eof else wc.parse_eof(payload)
                 self.status = ok.status
                 if answer.too_large:
                     answer.error = _too_large()
@@ -284,10 +358,13 @@ class Connection:
                     if self.on_overflow is not None:
                         self.on_overflow()  # KILL QUERY: the server stops sending
             return
+        if answer.phase == 3:  # the EOF after the column definitions (no DEPRECATE_EOF)
+            answer.phase = 2
+            return
         if answer.phase == 1:
             answer.columns.append(wc.parse_column_definition(payload))
             if len(answer.columns) == answer.count:
-                answer.phase = 2
+                answer.phase = 2 if self.deprecate_eof else 3
             return
         head = payload[:1]
         if head == b"\xff":
@@ -372,8 +449,12 @@ class MysqlBackend:
 
     # ------------------------------------------------------------ connections
 
-    async def connect(self) -> Connection:
-        return await Connection(self.address).open()
+    async def connect(self, login: BackendLogin | None = None, database: str | None = None) -> Connection:
+        """A connection as the service account, or as ``login``'s user (the
+        cluster's root runs as the service account)."""
+        if login is not None and login.user == ROOT:
+            login = replace(login, user=self.address.user, stage1=stage1_of_password(self.address.password))
+        return await Connection(self.address, login, database).open()
 
     @contextlib.asynccontextmanager
     async def _utility(self) -> AsyncIterator[Connection]:
@@ -453,8 +534,10 @@ class MysqlBackend:
 
     # ------------------------------------------------------------ Backend
 
-    def session(self, on_thread: Callable[[int], None] | None = None) -> MysqlSession:
-        return MysqlSession(self, on_thread)
+    def session(
+        self, on_thread: Callable[[int], None] | None = None, login: BackendLogin | None = None
+    ) -> MysqlSession:
+        return MysqlSession(self, on_thread, login)
 
     async def databases(self) -> list[str]:
         result = await self._catalog("SHOW DATABASES")
@@ -554,14 +637,39 @@ def _text(value: Any) -> str:
 
 
 class MysqlSession:
-    """One client session's backend connection, opened on its first statement."""
+    """One client session's backend connection, opened on its first statement,
+    logged in as the session's user (``BackendLogin``).
 
-    def __init__(self, backend: MysqlBackend, on_thread: Callable[[int], None] | None) -> None:
+    **Relay** (``relay``): a command the FE does not own goes to the server as
+    the client's bytes, and the answer comes back as the server's packets,
+    framed as they came (the sequence ids match: both sides count from the
+    command), a chunk at a time as the client reads. ``frontend.wire.answer``
+    finds the answer's end and keeps the status flags; nothing else is read.
+
+    **Interrupts never lie.** A KILL, a time limit or the client going away
+    does not cancel a relayed statement's reading: ``interrupt`` sends KILL
+    QUERY on the control connection and the relay goes on to the server's own
+    end of the answer. If the server says 1317, the statement had no effect and
+    the client gets the FE's 1317 (or 3024) naming why; if the server finished
+    first (a COMMIT that committed), the client gets the server's OK. The next
+    command waits until the KILL QUERY has been answered, so it can never hit
+    a later statement (the server clears a pending KILL QUERY when its next
+    command starts).
+    """
+
+    def __init__(
+        self, backend: MysqlBackend, on_thread: Callable[[int], None] | None, login: BackendLogin | None = None
+    ) -> None:
         self.backend = backend
         self._on_thread = on_thread
+        self._login = login
         self._conn: Connection | None = None
         self._autocommit = True
         self._pending_sets: list[str] = []  # SETs said before the connection opened (drivers' connect-time SETs)
+        self._relaying = False  # a relayed answer is being read
+        self._killing: asyncio.Task[None] | None = None  # a KILL QUERY on its way to the server
+        self._statement_ids: dict[int, bytes] = {}  # the client's prepared-statement id -> the server's (4 bytes)
+        self.last_error: tuple[int, str, str] | None = None  # how the last relayed answer failed, if it did
 
     @property
     def thread_id(self) -> int:
@@ -580,7 +688,8 @@ class MysqlSession:
         if conn is not None and conn.broken:
             raise conn._lost()
         if conn is None:
-            conn = await self.backend.connect()
+            conn = await self.backend.connect(self._login, database)
+            conn.db = database
             try:
                 if not self._autocommit:
                     await conn.query("SET autocommit = 0")
@@ -601,11 +710,130 @@ class MysqlSession:
             await self._run(conn, lambda: conn.init_db(database))
         return conn
 
+    # ------------------------------------------------------------ relay
+
+    def has_statement(self, statement_id: int) -> bool:
+        """A prepared statement of the client's that lives on the server."""
+        return statement_id in self._statement_ids
+
+    def _server_payload(self, payload: bytes) -> bytes:
+        """A COM_STMT_* payload with the client's statement id replaced by the server's."""
+        server_id = self._statement_ids.get(int.from_bytes(payload[1:5], "little"))
+        if server_id is None:
+            raise unknown_statement(int.from_bytes(payload[1:5], "little"), "mysqld_stmt")
+        return payload[:1] + server_id + payload[5:]
+
+    async def send_only(self, payload: bytes) -> None:
+        """COM_STMT_SEND_LONG_DATA / COM_STMT_CLOSE: the server answers nothing."""
+        conn = self._conn
+        if conn is None or conn.broken or len(payload) < 5:
+            return
+        await self._settled()
+        if payload[0] == commands.COM_STMT_CLOSE:
+            server_payload = self._server_payload(payload)
+            del self._statement_ids[int.from_bytes(payload[1:5], "little")]
+            conn.send_raw(server_payload)
+        else:
+            conn.send_raw(self._server_payload(payload))
+
+    async def relay(
+        self,
+        payload: bytes,
+        command: Command,
+        database: str | None,
+        interrupted: Callable[[], SqlError | None],
+        statement_id: int = 0,
+    ) -> AsyncIterator[bytes]:
+        """The server's answer to ``payload`` (a whole command), in chunks of
+        whole packets framed as they came. ``interrupted`` says whether the FE
+        interrupted the statement (and with what) when the server answers 1317.
+        ``statement_id``: for COM_STMT_PREPARE, the id the client will know
+        the statement by (the server's own id is mapped to it)."""
+        await self._settled()
+        conn = await self._connection(database)
+        error = interrupted()
+        if error is not None:  # a KILL while the connection opened: the statement never starts
+            yield frame([err_packet(error.code, error.message, error.state)], 1)[0]
+            return
+        if payload[0] in _WITH_STATEMENT_ID:
+            payload = self._server_payload(payload)
+        io = conn.start_relay(payload)
+        answer = Answer(command, conn.deprecate_eof, conn.status)
+        self._relaying = True
+        done = False
+        first = command == Command.PREPARE
+        try:
+            while not done:
+                data, done = await self._read(conn, io, answer)
+                if first:
+                    first = False
+                    if data[4:5] == b"\x00" and statement_id:  # the prepare-OK: the client knows our id
+                        self._statement_ids[statement_id] = data[5:9]
+                        data = data[:5] + statement_id.to_bytes(4, "little") + data[9:]
+                if done:
+                    conn.end_relay(answer.status)
+                    self.last_error = answer.error
+                    if answer.error is not None and answer.error[0] == errors.QUERY_INTERRUPTED:
+                        error = interrupted()
+                        if error is not None:  # our interrupt: the FE says why, in the server's place
+                            last = last_packet(data)
+                            data = (
+                                data[:last]
+                                + frame([err_packet(error.code, error.message, error.state)], data[last + 3])[0]
+                            )
+                yield data
+        finally:
+            self._relaying = False
+            if not done:  # the reader let go (the client went away): stop the statement, keep in step
+                await self._abandon(conn, io, answer)
+
+    async def _read(self, conn: Connection, io: WireProtocol, answer: Answer) -> tuple[bytes, bool]:
+        try:
+            if self._killing is None:
+                return await io.read_answer(answer)
+            async with asyncio.timeout(SETTLE_TIMEOUT):  # interrupted: the server must answer soon
+                return await io.read_answer(answer)
+        except TimeoutError:
+            log.warning("backend thread %d did not answer its KILL QUERY; killing it", conn.thread_id)
+            self.backend.kill_soon(conn.thread_id, query=False)
+            raise conn._lost() from None
+        except (OSError, asyncio.IncompleteReadError, PacketTooLarge, MalformedPacket) as e:
+            raise conn._lost(e) from e
+
+    async def _abandon(self, conn: Connection, io: WireProtocol, answer: Answer) -> None:
+        if conn.broken:
+            return
+        self.interrupt()
+        try:
+            done = False
+            while not done:
+                _, done = await self._read(conn, io, answer)
+            conn.end_relay(answer.status)
+        except SqlError:
+            pass
+
+    def interrupt(self) -> None:
+        """Stop the relayed statement: KILL QUERY on the control connection.
+        The relay reads on to the server's answer."""
+        conn = self._conn
+        if not self._relaying or conn is None or self._killing is not None:
+            return
+        self._killing = asyncio.get_running_loop().create_task(self.backend.kill(conn.thread_id, query=True))
+
+    async def _settled(self) -> None:
+        """A KILL QUERY still on its way must land before the next command is sent."""
+        killing, self._killing = self._killing, None
+        if killing is not None:
+            with contextlib.suppress(Exception):
+                await killing
+
     async def _run(self, conn: Connection, work: Callable[[], Awaitable[T]]) -> T:
-        """``work`` (one command on ``conn``). A cancel (KILL, time limit, client
-        gone, shutdown) kills the statement on the backend, then reads the rest
-        of its answer (the server's 1317) so the connection stays in step; no
-        answer within SETTLE_TIMEOUT: the backend connection is killed."""
+        """``work`` (one command on ``conn``, decoded: the FE's own use and the
+        gRPC API). A cancel (KILL, time limit, client gone, shutdown) kills the
+        statement on the backend, then reads the rest of its answer so the
+        connection stays in step; no answer within SETTLE_TIMEOUT: the backend
+        connection is killed. If the server finished the statement anyway, its
+        result stands (an effect is never reported as interrupted)."""
         try:
             return await work()
         except asyncio.CancelledError:
@@ -613,12 +841,15 @@ class MysqlSession:
                 await self.backend.kill(conn.thread_id, query=True)
                 try:
                     async with asyncio.timeout(SETTLE_TIMEOUT):
-                        await conn.finish()
+                        done = await conn.finish()
                 except TimeoutError:
                     log.warning("backend thread %d did not answer its KILL QUERY; killing it", conn.thread_id)
                     self.backend.kill_soon(conn.thread_id, query=False)
                     conn.abort()
                     conn.broken = True
+                else:
+                    if done is not None:
+                        return cast(T, done)  # it took effect: the truth, not the interrupt
             raise
 
     async def execute_bound(self, sql: str, database: str | None, params: Sequence[Any]) -> Result:

@@ -53,6 +53,10 @@ class Result:
     # large result: fetched as the client reads them. Whoever sends the result
     # must exhaust it or ``aclose()`` it (the statement runs until then).
     more: AsyncIterator[list[tuple[Any, ...]]] | None = None
+    # A relaying backend's answer as its packets, framed as they came (the
+    # MySQL listener writes them through unchanged); nothing else is set.
+    # Whoever sends it must exhaust it or ``aclose()`` it.
+    relay: AsyncIterator[bytes] | None = None
 
     @property
     def has_rows(self) -> bool:

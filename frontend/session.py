@@ -32,10 +32,11 @@ from coordinator.users import UserRecord
 from frontend.result import Result, SqlWarning
 from frontend.sqltext import redact
 from frontend.variables import Variables
+from frontend.wire.answer import Command
 
 if TYPE_CHECKING:
-    from frontend.backend import Backend, BackendSession
-    from frontend.executor import Executor, Prepared
+    from frontend.backend import Backend, BackendLogin, BackendSession
+    from frontend.executor import Executor, Prepared, Route
 
 T = TypeVar("T")
 CATALOG = "internal"
@@ -107,8 +108,10 @@ class Session:
         close_transport: Callable[[errors.SqlError | None], None],
         variables: Variables,
         interactive: bool = False,
+        login: BackendLogin | None = None,
     ) -> None:
         self._host = host
+        self.login = login  # who the backend connection logs in as (a relaying backend)
         self.id = conn_id
         self.user = user.name
         self.host = peer  # the processlist's Host column: the client's address
@@ -136,11 +139,17 @@ class Session:
         self._streaming = False  # its rows are being sent, batch by batch (Result.more)
         self._backend: BackendSession | None = None
         self.backend_thread = 0  # the backend connection's thread id (MySQL backend), in the registry row
+        self.fe_answered = False  # the last statement was the FE's own (its warnings are the FE's)
+        self._relaying = False  # a relayed statement's answer is being read
 
     @property
     def backend(self) -> BackendSession:
         if self._backend is None:
-            self._backend = self._host.backend.session(self._backend_opened)
+            backend = self._host.backend
+            if backend.relays:
+                self._backend = backend.session(self._backend_opened, login=self.login)
+            else:
+                self._backend = backend.session(self._backend_opened)
         return self._backend
 
     def _backend_opened(self, thread_id: int) -> None:
@@ -167,32 +176,113 @@ class Session:
 
     # ------------------------------------------------------------ statements
 
-    async def execute(self, sql: str, prepared: Prepared | None = None) -> Result:
+    async def execute(self, sql: str, prepared: Prepared | None = None, raw: bytes | None = None) -> Result:
         """Run one statement; a KILL turns it into SqlError 1317, a time limit into 3024.
-        ``prepared``: a prepared statement's text and parameters (``sql`` substitutes them)."""
+        ``prepared``: a prepared statement's text and parameters (``sql`` substitutes them).
+        ``raw``: the client's COM_QUERY as it came, relayed unchanged when the
+        statement is the engine's (a relaying backend)."""
         if self.killed_by is not None:
             raise errors.interrupted(self.killed_by)
         executor = self._host.executor
-        self.query_id = self._host.next_query_id()
-        self.info = statement_info(sql)
-        immediate = executor.immediate(sql)
+        immediate = executor.immediate(sql) if not self._host.backend.relays else None
         if immediate is not None:
+            self.query_id = self._host.next_query_id()
+            self.info = statement_info(sql)
             self.state = "OK"
             self.warnings = []
             self.state_since = time.monotonic()
             return immediate
+        route = executor.route(self, sql) if self._host.backend.relays else None
+        if route is not None and route.relay:
+            if raw is not None:
+                return self.relay(raw, Command.QUERY, sql, route=route)
+            result = await self._timed(sql, lambda: self.backend.execute(sql, self.db))  # gRPC: decoded rows
+            self._observe(route, ok=True)
+            return result
+        self.fe_answered = True
+        return await self._timed(sql, lambda: executor.run(self, sql, prepared))
+
+    def _begin(self, sql: str) -> asyncio.TimerHandle | None:
+        """A statement starts: the processlist shows it, its time limit runs."""
+        self.query_id = self._host.next_query_id()
+        self.info = statement_info(sql)
         self.command = "Query"
         self.state_since = time.monotonic()
         self.started_us = time.time_ns() // 1000
         limit = time_limit(sql, self.variables)
-        timer = None
-        if limit is not None:
-            timer = asyncio.get_running_loop().call_later(
-                limit.seconds, self._interrupt_with, errors.statement_timeout(limit.name)
-            )
+        if limit is None:
+            return None
+        return asyncio.get_running_loop().call_later(
+            limit.seconds, self._interrupt_with, errors.statement_timeout(limit.name)
+        )
+
+    def relay(
+        self, payload: bytes, command: Command, sql: str, statement_id: int = 0, route: Route | None = None
+    ) -> Result:
+        """A command for the engine, relayed as the client sent it: the answer
+        is the server's packets (``Result.relay``), read as the client takes
+        them. The statement runs until its answer's last packet is out."""
+        if self.killed_by is not None:
+            raise errors.interrupted(self.killed_by)
+        self.fe_answered = False
+        timer = self._begin(sql)
+        chunks = self.backend.relay(payload, command, self.db, lambda: self._interrupt, statement_id)
+        return Result(relay=self._relayed(chunks, timer, route))
+
+    async def _relayed(
+        self, chunks: AsyncIterator[bytes], timer: asyncio.TimerHandle | None, route: Route | None
+    ) -> AsyncIterator[bytes]:
+        self._relaying = True
+        self.state = "Sending data"
+        ok = False
+        try:
+            async for chunk in chunks:
+                yield chunk
+            ok = True
+            self.state = "OK"
+        except errors.SqlError as e:
+            self.state = "ERR"
+            if e.code == errors.SERVER_LOST and self.killed_by is None:
+                self.killed_by = "by the loss of the backend connection"
+                self._close_after_statement = True
+            raise
+        finally:
+            await chunks.aclose()
+            self._relaying = False
+            self._statement_ended(timer)
+            if route is not None:
+                self._observe(route, ok and not self._backend_failed())
+
+    def relays(self, sql: str) -> bool:
+        """Whether ``sql`` is the engine's, relayed as the client sent it."""
+        return self._host.backend.relays and self._host.executor.route(self, sql).relay
+
+    def has_statement(self, statement_id: int) -> bool:
+        """A prepared statement of this session that lives on the backend server."""
+        return self._backend is not None and self._backend.has_statement(statement_id)
+
+    async def send_only(self, payload: bytes) -> None:
+        """A relayed command the server does not answer (COM_STMT_CLOSE, COM_STMT_SEND_LONG_DATA)."""
+        if self._backend is not None:
+            await self._backend.send_only(payload)
+
+    def _backend_failed(self) -> bool:
+        return bool(getattr(self._backend, "last_error", None))
+
+    def _observe(self, route: Route, ok: bool) -> None:
+        """What the FE keeps of a relayed statement that succeeded."""
+        if not ok:
+            return
+        if route.use is not None:
+            self.db = route.use
+            self._host.record_changed(self)
+
+    async def _timed(self, sql: str, run: Callable[[], Awaitable[Result]]) -> Result:
+        """A statement the FE runs (or the gRPC path decodes) as a task a KILL can cancel."""
+        timer = self._begin(sql)
         streaming = False
         try:
-            result = await self._step(executor.run(self, sql, prepared))
+            result = await self._step(run())
             if result.more is not None:  # the statement runs on while its rows are sent
                 result.more = self._rest(result.more, timer)
                 streaming = True
@@ -294,7 +384,9 @@ class Session:
 
     @property
     def autocommit(self) -> bool:
-        """SERVER_STATUS_AUTOCOMMIT for the wire layer."""
+        """SERVER_STATUS_AUTOCOMMIT for the wire layer (a relaying backend's own, as it last said)."""
+        if self._backend is not None and self._host.backend.relays:
+            return self._backend.autocommit
         return bool(self.variables.get("autocommit"))
 
     # ------------------------------------------------------------ kill
@@ -309,6 +401,12 @@ class Session:
     def _interrupt_with(self, error: errors.SqlError) -> bool:
         if self._interrupt is not None:
             return False  # once: a second cancel would cut the backend's cleanup short
+        if self._relaying and self._backend is not None:
+            # Not a cancel: the server is told (KILL QUERY) and its own answer
+            # decides what the client hears (an effect means no error).
+            self._interrupt = error
+            self._backend.interrupt()
+            return True
         if self._running is None or self._running.done():
             if not self._streaming:
                 return False

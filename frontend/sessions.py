@@ -41,7 +41,7 @@ from coordinator.processlist import SCHEMA_COLUMNS, narrowing, schema_row
 from coordinator.redis_client import REDIS_ERRORS
 from coordinator.registry import ConnectionWriter, FeRecord
 from coordinator.users import UserRecord, connection_limit, may_kill, native_password_hash
-from frontend.backend import Backend
+from frontend.backend import Backend, BackendLogin
 from frontend.executor import Executor
 from frontend.session import Session
 from frontend.sqlparse import ByteBoundedCache
@@ -186,6 +186,7 @@ class SessionTable:
         database: str | None = None,
         variables: Variables | None = None,
         interactive: bool = False,
+        login: BackendLogin | None = None,
     ) -> Session:
         """Make an authenticated session live, or raise SqlError (the id is then given back)."""
         try:
@@ -196,7 +197,15 @@ class SessionTable:
                 # Its handshake began under a server id this FE has lost since.
                 raise errors.SqlError(errors.UNKNOWN_ERROR, "this FE changed its server id during login: reconnect")
             session = Session(
-                self, conn_id, user, peer, protocol, close_transport, variables or self.new_variables(), interactive
+                self,
+                conn_id,
+                user,
+                peer,
+                protocol,
+                close_transport,
+                variables or self.new_variables(),
+                interactive,
+                login,
             )
             if database:
                 await session.use(database)

@@ -69,6 +69,31 @@ def verify_native(auth_string: str | None, nonce: bytes, response: bytes) -> boo
     return ok and len(response) == 20 and auth_string is not None and stage2 is not _UNKNOWN_USER_STAGE2
 
 
+def stage1(auth_string: str, nonce: bytes, response: bytes) -> bytes | None:
+    """SHA1(password) recovered from a scramble that verifies (``b""`` for a user
+    without password), else None. The FE logs in to a MySQL backend as the
+    user with it (``scramble_with_stage1``): no second secret is kept."""
+    if auth_string == "":
+        return b"" if response == b"" else None
+    if len(response) != 20 or not verify_native(auth_string, nonce, response):
+        return None
+    mask = sha1(nonce[:20] + bytes.fromhex(auth_string)).digest()
+    return bytes(a ^ b for a, b in zip(response, mask, strict=True))
+
+
+def stage1_of_password(password: str) -> bytes:
+    """SHA1(password), ``b""`` for no password (gRPC and HTTP logins carry the password)."""
+    return sha1(password.encode()).digest() if password else b""
+
+
+def scramble_with_stage1(stage1_hash: bytes, nonce: bytes) -> bytes:
+    """The client's scramble computed from SHA1(password) instead of the password."""
+    if not stage1_hash:
+        return b""
+    mask = sha1(nonce[:20] + sha1(stage1_hash).digest()).digest()
+    return bytes(a ^ b for a, b in zip(stage1_hash, mask, strict=True))
+
+
 def auth_switch_request(nonce: bytes, plugin: str = NATIVE_PASSWORD) -> bytes:
     """The AuthSwitchRequest payload for ``plugin`` with ``nonce`` (20 bytes, no NUL)."""
     return b"\xfe" + plugin.encode() + b"\x00" + nonce + b"\x00"

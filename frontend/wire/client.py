@@ -81,12 +81,30 @@ def parse_greeting(payload: bytes) -> Greeting:
     return Greeting(version, thread_id, nonce[:20], caps, status, plugin)
 
 
-def handshake_response(greeting: Greeting, user: str, password: str, extra_caps: int = 0) -> bytes:
-    caps = (CLIENT_CAPABILITIES | extra_caps) & (greeting.capabilities | hs.CLIENT_PROTOCOL_41)
-    auth = scramble(password, greeting.nonce) if greeting.plugin == hs.NATIVE_PASSWORD else b""
-    head = struct.pack("<IIB23x", caps, MAX_PACKET, hs.UTF8MB4_GENERAL_CI)
+def handshake_response(
+    greeting: Greeting,
+    user: str,
+    password: str,
+    extra_caps: int = 0,
+    *,
+    auth: bytes | None = None,
+    charset: int = hs.UTF8MB4_GENERAL_CI,
+    database: str | None = None,
+    without: int = 0,
+) -> bytes:
+    """HandshakeResponse41; ``auth`` is a ready scramble (else made from
+    ``password``); ``without`` drops default capabilities (a relayed client's)."""
+    caps = ((CLIENT_CAPABILITIES | extra_caps) & ~without) & (greeting.capabilities | hs.CLIENT_PROTOCOL_41)
+    if database:
+        caps |= hs.CLIENT_CONNECT_WITH_DB & greeting.capabilities
+    else:
+        caps &= ~hs.CLIENT_CONNECT_WITH_DB
+    if auth is None:
+        auth = scramble(password, greeting.nonce) if greeting.plugin == hs.NATIVE_PASSWORD else b""
+    head = struct.pack("<IIB23x", caps, MAX_PACKET, charset)
     auth_field = lenenc_bytes(auth) if caps & hs.CLIENT_PLUGIN_AUTH_LENENC_CLIENT_DATA else bytes((len(auth),)) + auth
-    return head + user.encode() + b"\x00" + auth_field + hs.NATIVE_PASSWORD.encode() + b"\x00"
+    db = database.encode("utf-8", "surrogateescape") + b"\x00" if caps & hs.CLIENT_CONNECT_WITH_DB and database else b""
+    return head + user.encode() + b"\x00" + auth_field + db + hs.NATIVE_PASSWORD.encode() + b"\x00"
 
 
 def ssl_request(greeting: Greeting) -> bytes:

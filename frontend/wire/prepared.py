@@ -108,6 +108,8 @@ class PreparedStatement:
     long_data_size: int = 0
     long_data_error: SqlError | None = None
     """What went wrong in COM_STMT_SEND_LONG_DATA (which has no reply): the next execute reports it."""
+    relayed: bool = False
+    """It lives on the backend server (a relaying backend): its commands are relayed, with ids mapped."""
 
     @property
     def param_count(self) -> int:
@@ -147,14 +149,15 @@ class StatementRegistry:
     def __len__(self) -> int:
         return len(self._statements)
 
-    def prepare(self, sql: str, columns: Sequence[r.Column] = ()) -> PreparedStatement:
-        """Register ``sql``; raises SqlError 1461 past ``max_statements``, 1390 past 65535 markers."""
+    def prepare(self, sql: str, columns: Sequence[r.Column] = (), relayed: bool = False) -> PreparedStatement:
+        """Register ``sql``; raises SqlError 1461 past ``max_statements``, 1390 past 65535 markers.
+        A ``relayed`` statement is the server's to read: only its id and text are kept here."""
         if len(self._statements) >= self.max_statements:
             raise SqlError(
                 ER_MAX_PREPARED_STMT_COUNT_REACHED,
                 f"Can't create more than max_prepared_stmt_count statements (current value: {self.max_statements})",
             )
-        segments = split_placeholders(sql)
+        segments = [sql] if relayed else split_placeholders(sql)
         if len(segments) - 1 > MAX_PARAMS:
             raise SqlError(ER_PS_MANY_PARAM, "Prepared statement contains too many placeholders")
         stmt_id = self._next_id
@@ -162,7 +165,7 @@ class StatementRegistry:
         while stmt_id in self._statements:  # wrapped around: skip ids still open (at most max_statements)
             stmt_id = self._next_id
             self._next_id = self._next_id % 0xFFFFFFFF + 1
-        stmt = PreparedStatement(stmt_id, sql, segments, list(columns))
+        stmt = PreparedStatement(stmt_id, sql, segments, list(columns), relayed=relayed)
         self._statements[stmt_id] = stmt
         return stmt
 
@@ -172,12 +175,20 @@ class StatementRegistry:
             raise unknown_statement(stmt_id, command)
         return stmt
 
-    def close(self, payload: bytes) -> None:
+    def close(self, payload: bytes) -> PreparedStatement | None:
         """COM_STMT_CLOSE: no reply, unknown ids ignored."""
         cur = Cursor(payload)
         if cur.u8() != COM_STMT_CLOSE:
             raise MalformedPacket("not a COM_STMT_CLOSE")
-        self._statements.pop(cur.u32(), None)
+        return self._statements.pop(cur.u32(), None)
+
+    def forget(self, stmt_id: int) -> None:
+        """A relayed prepare the server refused: its id goes back."""
+        self._statements.pop(stmt_id, None)
+
+    def peek(self, payload: bytes) -> PreparedStatement | None:
+        """The statement a COM_STMT_* payload names, if any (no parse beyond the id)."""
+        return self._statements.get(int.from_bytes(payload[1:5], "little")) if len(payload) >= 5 else None
 
     def reset(self, payload: bytes) -> PreparedStatement:
         """COM_STMT_RESET: drops the statement's long data; the caller answers OK."""

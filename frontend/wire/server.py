@@ -34,11 +34,13 @@ from coordinator import errors
 from coordinator.errors import SqlError
 from coordinator.ids import IdsExhausted
 from coordinator.users import UserRecord
+from frontend.backend import BackendLogin
 from frontend.result import Result
 from frontend.wire import auth, commands
 from frontend.wire import handshake as hs
 from frontend.wire import prepared as ps
 from frontend.wire import results as rs
+from frontend.wire.answer import Command, next_seq, with_more_results
 from frontend.wire.packets import (
     DEFAULT_MAX_ALLOWED_PACKET,
     PRE_AUTH_LIMIT,
@@ -70,7 +72,19 @@ class WireSession(Protocol):
     killed_by: str | None
     tls: tuple[str, str] | None
 
-    async def execute(self, sql: str, prepared: tuple[str, Sequence[Any]] | None = None) -> Result: ...
+    async def execute(
+        self, sql: str, prepared: tuple[str, Sequence[Any]] | None = None, raw: bytes | None = None
+    ) -> Result: ...
+
+    def relays(self, sql: str) -> bool:
+        """Whether ``sql`` is the engine's, to relay as the client sent it (a relaying backend)."""
+        ...
+
+    def relay(self, payload: bytes, command: Command, sql: str, statement_id: int = 0) -> Result: ...
+
+    async def send_only(self, payload: bytes) -> None:
+        """A relayed command the server does not answer (COM_STMT_CLOSE, COM_STMT_SEND_LONG_DATA)."""
+        ...
 
     async def use(self, database: str) -> None: ...
 
@@ -108,6 +122,7 @@ class SessionFactory(Protocol):
         *,
         database: str | None = None,
         interactive: bool = False,
+        login: BackendLogin | None = None,
     ) -> WireSession:
         """A registered session; raises SqlError (e.g. 1049 unknown database) to refuse it."""
         ...
@@ -256,6 +271,7 @@ class MysqlConnection:
         self.session: WireSession | None = None
         self.user: UserRecord | None = None
         self.nonce = b""
+        self.stage1: bytes | None = None  # SHA1(password), learned from a verified scramble (the backend login)
         self._statements: ps.StatementRegistry | None = None  # made at the first prepared-statement command
         self.secure = False  # the client switched to TLS
         self._attached = False
@@ -445,6 +461,7 @@ class MysqlConnection:
                 self.close_by_kill,
                 database=response.database,
                 interactive=bool(self.capabilities & hs.CLIENT_INTERACTIVE),
+                login=self._backend_login(user),
             )
         except SqlError as e:
             self.send_error(e.code, e.message, e.state)
@@ -455,6 +472,10 @@ class MysqlConnection:
         self.send(rs.ok_packet())
         return True
 
+    def _backend_login(self, user: UserRecord) -> BackendLogin:
+        """How this client's backend connection logs in and speaks (a relaying backend)."""
+        return BackendLogin(user.name, self.stage1, self.capabilities, self.charset)
+
     async def _authenticate(self, name: str, plugin: str | None, response: bytes) -> UserRecord | None:
         """Verify (after an auth switch if needed); on failure send 1045 and return None."""
         user = await self.server.factory.user(name)
@@ -462,6 +483,7 @@ class MysqlConnection:
             self.send(auth.auth_switch_request(self.nonce))
             response = auth.parse_auth_switch_response(await self.packets.read())
         if user is not None and auth.verify_native(user.auth_string, self.nonce, response):
+            self.stage1 = auth.stage1(user.auth_string, self.nonce, response)
             return user
         if user is None:
             auth.verify_native(None, self.nonce, response)  # the same work as a wrong password
@@ -510,6 +532,7 @@ class MysqlConnection:
             commands.COM_STMT_SEND_LONG_DATA: self._stmt_long_data,
             commands.COM_STMT_CLOSE: self._stmt_close,
             commands.COM_STMT_RESET: self._stmt_reset,
+            commands.COM_STMT_FETCH: self._stmt_fetch,
             commands.COM_SET_OPTION: self._set_option,
             commands.COM_RESET_CONNECTION: self._reset_connection,
             commands.COM_FIELD_LIST: self._field_list,
@@ -520,13 +543,15 @@ class MysqlConnection:
     async def _ok(self, payload: bytes) -> None:
         self.send(rs.ok_packet())
 
-    async def _run(self, sql: str, prepared: tuple[str, Sequence[Any]] | None = None) -> Result | None:
+    async def _run(
+        self, sql: str, prepared: tuple[str, Sequence[Any]] | None = None, raw: bytes | None = None
+    ) -> Result | None:
         """Execute one statement; on error the ERR is sent and None returned."""
         assert self.session is not None
         self.server.questions += 1
         session = self.session
         try:
-            return await session.execute(sql, prepared)
+            return await session.execute(sql, prepared, raw)
         except SqlError as e:
             self.send_error(e.code, e.message, e.state)
         except Exception as e:  # a bug of ours: log it, answer 1105, keep the connection
@@ -539,9 +564,12 @@ class MysqlConnection:
 
     async def _query(self, payload: bytes) -> None:
         sql = commands.decode_text(commands.parse_query(payload), self.charset)
+        assert self.session is not None
         statements = [sql]
         if self.multi_statements and ";" in sql:
             statements = split_statements(sql)  # a scan only when a ';' may separate statements
+            if len(statements) > 1 and all(self.session.relays(s) for s in statements):
+                statements = [sql]  # all the engine's: the server runs them as one, as sent
         elif not sql.strip():
             statements = []
         if not statements:
@@ -549,11 +577,50 @@ class MysqlConnection:
             return
         last = len(statements) - 1
         for i, statement in enumerate(statements):
-            result = await self._run(statement)
+            raw = payload if last == 0 else bytes((commands.COM_QUERY,)) + commands.encode_text(statement, self.charset)
+            result = await self._run(statement, raw=raw)
             if result is None:
                 return  # MySQL stops a multi-statement query at the first error
+            if result.relay is not None:
+                if not await self._forward(result.relay, more=i < last):
+                    return
+                continue
             status = self._status() | (rs.SERVER_MORE_RESULTS_EXISTS if i < last else 0)
             await self._send_result(result, status, binary=False)
+
+    async def _forward(self, chunks: AsyncIterator[bytes], more: bool = False) -> bool:
+        """A relayed answer, written as the server framed it, a chunk at a
+        time as the client reads (bounded: the backend connection pauses while
+        its buffer is full). ``more``: another statement's answer follows, so
+        the last packet says MORE_RESULTS_EXISTS. False if the answer failed."""
+        io = self.io
+        held: bytes | None = None  # with ``more``, the chunk that may hold the last packet
+        written = b""  # the last chunk written: the sequence goes on after it
+        ok = True
+        try:
+            async for data in chunks:
+                if more:
+                    held, data = data, held or b""
+                if data:
+                    io.write(data)
+                    written = data
+                    if io.write_paused:
+                        await io.drain()
+            if held is not None:
+                written = with_more_results(held, self.deprecate_eof)
+                io.write(written)
+            if written and more:
+                self.packets.seq = next_seq(written)
+        except SqlError as e:  # the backend failed or went away: the statement's answer is this ERR
+            ok = False
+            if written:
+                self.packets.seq = next_seq(written)
+            self.send_error(e.code, e.message, e.state)
+        finally:
+            await chunks.aclose()
+            if self.session is not None:
+                self.server.factory.answered(self.session)
+        return ok
 
     def _status(self) -> int:
         """SERVER_STATUS_AUTOCOMMIT / IN_TRANS as the session says: drivers
@@ -688,7 +755,13 @@ class MysqlConnection:
             self.charset = request.charset
         try:
             self.session = await factory.open(
-                self.conn_id, user, self.peer, "mysql", self.close_by_kill, database=request.database
+                self.conn_id,
+                user,
+                self.peer,
+                "mysql",
+                self.close_by_kill,
+                database=request.database,
+                login=self._backend_login(user),
             )
         except SqlError as e:
             self.send_error(e.code, e.message, e.state)
@@ -703,10 +776,45 @@ class MysqlConnection:
 
     async def _stmt_prepare(self, payload: bytes) -> None:
         sql = commands.decode_text(ps.parse_prepare(payload), self.charset)
+        session = self.session
+        assert session is not None
+        if session.relays(sql):  # the engine's: it validates, types and keeps the statement
+            stmt = self.statements.prepare(sql, relayed=True)
+            try:
+                ok = await self._forward(session.relay(payload, Command.PREPARE, sql, stmt.id).relay or _nothing())
+            except SqlError:
+                self.statements.forget(stmt.id)
+                raise
+            if not ok or not session.has_statement(stmt.id):
+                self.statements.forget(stmt.id)
+            return
         stmt = self.statements.prepare(sql)
         self.send(*ps.prepare_ok(stmt, self.deprecate_eof))
 
+    async def _relayed_statement(self, payload: bytes, command: Command) -> bool:
+        """A COM_STMT_* for a statement that lives on the server: relayed with
+        its id mapped. False if the statement is the FE's own."""
+        stmt = self.statements.peek(payload)
+        if stmt is None or not stmt.relayed or self.session is None:
+            return False
+        self.server.questions += 1
+        try:
+            result = self.session.relay(payload, command, stmt.sql)
+        except SqlError as e:
+            self.send_error(e.code, e.message, e.state)
+        else:
+            assert result.relay is not None
+            await self._forward(result.relay)
+        return True
+
+    async def _stmt_fetch(self, payload: bytes) -> None:
+        if not await self._relayed_statement(payload, Command.FETCH):
+            stmt_id = int.from_bytes(payload[1:5], "little")
+            raise ps.unknown_statement(stmt_id, "mysqld_stmt_fetch")
+
     async def _stmt_execute(self, payload: bytes) -> None:
+        if await self._relayed_statement(payload, Command.QUERY):
+            return
         execution = self.statements.parse_execute(payload, self.charset)
         try:
             sql = execution.sql()
@@ -718,16 +826,31 @@ class MysqlConnection:
             await self._send_result(result, self._status(), binary=True)
 
     async def _stmt_long_data(self, payload: bytes) -> None:
+        stmt = self.statements.peek(payload)
+        if stmt is not None and stmt.relayed and self.session is not None:
+            with contextlib.suppress(SqlError):  # no reply, ever: the client is not reading one
+                await self.session.send_only(payload)
+            return
         with contextlib.suppress(MalformedPacket):  # no reply, ever: the client is not reading one
             self.statements.send_long_data(payload)
 
     async def _stmt_close(self, payload: bytes) -> None:
         with contextlib.suppress(MalformedPacket):  # no reply, ever
-            self.statements.close(payload)
+            stmt = self.statements.close(payload)
+            if stmt is not None and stmt.relayed and self.session is not None:
+                with contextlib.suppress(SqlError):
+                    await self.session.send_only(payload)
 
     async def _stmt_reset(self, payload: bytes) -> None:
+        if await self._relayed_statement(payload, Command.SIMPLE):
+            return
         self.statements.reset(payload)
         self.send(rs.ok_packet())
+
+
+async def _nothing() -> AsyncIterator[bytes]:
+    return
+    yield b""
 
 
 async def _recv_exactly(loop: asyncio.AbstractEventLoop, sock: socket.socket, n: int) -> bytes:

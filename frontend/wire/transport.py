@@ -19,6 +19,7 @@ import struct
 from collections.abc import Callable
 from typing import cast
 
+from frontend.wire.answer import Answer, scan
 from frontend.wire.packets import MAX_PACKET, PRE_AUTH_LIMIT, PacketTooLarge
 
 _U32 = struct.Struct("<I")
@@ -152,6 +153,27 @@ class WireProtocol(asyncio.Protocol):
         self._resume_if_drained()
         return b"".join(parts)
 
+    async def read_answer(self, answer: Answer, chunk: int = 256 * 1024) -> tuple[bytes, bool]:
+        """The next whole packets of ``answer``, framed as they came (about
+        ``chunk`` bytes at most, or one packet if larger), and whether the
+        answer's last is among them. For a relay: sequence ids are kept."""
+        buf = self._buf
+        while True:
+            taken, seq, done = scan(answer, buf, chunk)
+            if taken:
+                data = bytes(buf[:taken])
+                del buf[:taken]
+                self.seq = seq
+                self._resume_if_drained()
+                return data, done
+            if len(buf) >= 4:
+                length = (buf[0] | buf[1] << 8 | buf[2] << 16) + 4
+                if length > self.limit + 4:
+                    raise PacketTooLarge(length - 4, self.limit)
+                await self._fill(length)
+            else:
+                await self._fill(4)
+
     def _resume_if_drained(self) -> None:
         if self._paused and len(self._buf) <= (self.buffer_limit or self.limit):
             self._paused = False
@@ -161,6 +183,11 @@ class WireProtocol(asyncio.Protocol):
 
     def write(self, data: bytes) -> None:
         self.transport.write(data)
+
+    @property
+    def write_paused(self) -> bool:
+        """The transport's write buffer is over its high-water mark: ``drain`` before writing more."""
+        return self._write_paused
 
     async def drain(self) -> None:
         """Wait while the transport's write buffer is over its high-water mark."""
