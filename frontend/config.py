@@ -47,6 +47,21 @@ class Config:
         default=1024, metadata={"help": "MySQL and gRPC sessions this FE holds at once (Doris's qe_max_connection)"}
     )
     connect_timeout: float = field(default=10.0, metadata={"help": "seconds a MySQL client has to log in"})
+    login_failures_free: int = field(
+        default=3,
+        metadata={
+            "help": "failed logins of a user from one client address before each further attempt waits "
+            "(MySQL's connection_control_failed_connections_threshold)"
+        },
+    )
+    login_delay: float = field(
+        default=1.0,
+        metadata={
+            "help": "seconds each failure past --login-failures-free adds to the next attempt's wait "
+            "(MySQL's connection_control_min_connection_delay); 0: no throttling"
+        },
+    )
+    login_max_delay: float = field(default=120.0, metadata={"help": "the longest wait of one login attempt, seconds"})
     mysql_tls_cert: str = field(
         default="", metadata={"help": "PEM certificate for TLS on the MySQL port (default: --tls-cert)"}
     )

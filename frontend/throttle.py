@@ -30,7 +30,7 @@ from dataclasses import dataclass
 log = logging.getLogger("fecluster.auth")
 
 FREE_FAILURES = 3  # MySQL's connection_control_failed_connections_threshold default
-ADDRESS_FREE_FAILURES = 30  # one address, any user names: a NAT of several people mistyping
+ADDRESS_FREE_FAILURES = 100  # one address, any user names: a NAT of many people mistyping
 STEP_S = 1.0  # connection_control_min_connection_delay: 1000 ms
 MAX_DELAY_S = 120.0
 FORGET_AFTER_S = 900.0  # a quarter of an hour without a failure forgets the key

@@ -64,13 +64,13 @@ def test_rotating_user_names_from_one_address_still_costs() -> None:
     clock = Clock()
     throttle = LoginThrottle(clock=clock)
     delays = []
-    for i in range(60):
+    for i in range(110):
         delay = throttle.delay_for(f"user{i}", "10.0.0.9")
         delays.append(delay)
         clock.now += delay
         throttle.failed(f"user{i}", "10.0.0.9")
-    assert delays[:30] == [0.0] * 30
-    assert delays[30:33] == [1.0, 2.0, 3.0]
+    assert delays[:100] == [0.0] * 100
+    assert delays[100:103] == [1.0, 2.0, 3.0]
 
 
 def test_concurrent_attempts_line_up_instead_of_multiplying_the_rate() -> None:

@@ -12,12 +12,23 @@ from frontend.http.admission import Admission, Conn
 from frontend.http.api import Api
 from frontend.http.ops import HttpSettings, WebOps
 from frontend.http.protocol import MAX_HEAD, HttpError, Request, error_response, read_body, read_head, write_response
-from frontend.throttle import LoginThrottle
+from frontend.throttle import ADDRESS_FREE_FAILURES, FREE_FAILURES, MAX_DELAY_S, STEP_S, LoginThrottle
 
 log = logging.getLogger("fecluster.http")
 
 MAX_REQUESTS_PER_CONNECTION = 1000
 BACKLOG = 1024  # a burst of connects waits in the kernel's queue, not in SYN retries (1 s each)
+
+
+def throttle_for(config: object) -> LoginThrottle:
+    """A login throttle from the FE's settings (``--login-*``; the defaults when a setting is absent)."""
+    free = int(getattr(config, "login_failures_free", FREE_FAILURES))
+    return LoginThrottle(
+        free=free,
+        address_free=max(free, ADDRESS_FREE_FAILURES),
+        step=float(getattr(config, "login_delay", STEP_S)),
+        max_delay=float(getattr(config, "login_max_delay", MAX_DELAY_S)),
+    )
 
 
 class HttpListener:
@@ -30,7 +41,7 @@ class HttpListener:
     ) -> None:
         self.config = config
         self.ops = ops
-        self.throttle = throttle if throttle is not None else LoginThrottle()
+        self.throttle = throttle if throttle is not None else throttle_for(config)
         self.admission = admission if admission is not None else Admission()
         self.api = Api(ops, self.throttle, self._pause)
         self.api.extra_metrics = self._metrics
