@@ -1,22 +1,36 @@
 """User administration: the cluster's user table lives in Redis (see
 ``coordinator.accounts``); every statement here needs ADMIN_PRIV except
-changing or showing your own password and grants."""
+changing or showing your own password and grants.
+
+Over a relaying MySQL backend each user also has an account of its own there
+(``frontend.backend_accounts``): CREATE USER, DROP USER, SET PASSWORD, GRANT
+and REVOKE change the backend first, under the account's server-wide lock,
+then the cluster table; an error from the backend leaves the table unchanged,
+and an error writing the table undoes the backend change. An OK therefore means
+both changed; the sync repairs whatever an FE that died midway left.
+"""
 
 from __future__ import annotations
 
+import logging
 import re
+from collections.abc import Awaitable
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from coordinator import errors
 from coordinator.errors import SqlError
-from coordinator.privileges import GRANTS_COLUMNS, SCOPED_PRIVILEGES, Scope, grants_row, parse_scope
-from coordinator.users import KNOWN_PRIVILEGES
+from coordinator.privileges import GRANTS_COLUMNS, SCOPED_PRIVILEGES, Scope, granted, grants_row, parse_scope, revoked
+from coordinator.users import KNOWN_PRIVILEGES, UserRecord, native_password_hash
 from frontend.result import OK, Result
 from frontend.sqltext import FLAGS, STRING, USER, unescape, unquote
 from frontend.statements import Handlers, Services
 
 if TYPE_CHECKING:
+    from frontend.backend_accounts import BackendAccounts
     from frontend.session import Session
+
+log = logging.getLogger("fecluster.users")
 
 _WITH_LIMIT = r"(?:\s+with\s+max_user_connections\s+(\d{1,9}))?"
 _CREATE_USER = re.compile(
@@ -43,6 +57,23 @@ async def need_admin(services: Services, session: Session) -> None:
             errors.SPECIFIC_ACCESS_DENIED,
             "Access denied; you need (at least one of) the ADMIN_PRIV privilege(s) for this operation",
         )
+
+
+def backend_accounts(services: Services) -> BackendAccounts | None:
+    """The backend's per-user accounts when the backend relays (duck-typed until
+    ``Services`` carries them)."""
+    if not getattr(services.backend, "relays", False):
+        return None
+    return getattr(services.backend, "accounts", None)
+
+
+async def _undo(what: str, work: Awaitable[object]) -> None:
+    """Put the backend back after the cluster table refused a change; a failure
+    here is left to the sync (logged), the original error is what the client sees."""
+    try:
+        await work
+    except Exception as e:  # noqa: BLE001 - any failure: the sync repairs it, the first error is reported
+        log.warning("could not undo %s on the backend (the sync will repair it): %s", what, e)
 
 
 def _password_hash(text: str) -> str:
@@ -81,9 +112,29 @@ async def create_user(services: Services, session: Session, m: re.Match[str]) ->
     name, password = unquote(m.group(2)), unescape(m.group(4) or "")
     auth_string = _password_hash(password) if m.group(3) else None
     limit = int(m.group(5) or 0)
-    await services.accounts.create(
-        name, password, bool(m.group(1)), auth_string=auth_string, max_user_connections=limit
-    )
+    if_not_exists = bool(m.group(1))
+    ba = backend_accounts(services)
+    if ba is not None:
+        ba.check_name(name)
+    if ba is None or not ba.managed(name):
+        await services.accounts.create(
+            name, password, if_not_exists, auth_string=auth_string, max_user_connections=limit
+        )
+        return OK
+    async with ba.lock(name):
+        if await services.accounts.fresh(name) is not None:
+            if if_not_exists:
+                return OK
+            raise SqlError(errors.CANNOT_USER, f"Operation CREATE USER failed for '{name}'@'%'")
+        stored = native_password_hash(password) if auth_string is None else auth_string
+        await ba.create(UserRecord(name, stored, max_user_connections=limit))
+        try:
+            await services.accounts.create(
+                name, password, if_not_exists, auth_string=auth_string, max_user_connections=limit
+            )
+        except BaseException:
+            await _undo(f"CREATE USER '{name}'", ba.drop(name))
+            raise
     return OK
 
 
@@ -109,21 +160,62 @@ async def set_property(services: Services, session: Session, m: re.Match[str]) -
 
 async def drop_user(services: Services, session: Session, m: re.Match[str]) -> Result:
     await need_admin(services, session)
-    await services.accounts.drop(unquote(m.group(2)), bool(m.group(1)))
+    name, if_exists = unquote(m.group(2)), bool(m.group(1))
+    ba = backend_accounts(services)
+    if ba is None or not ba.managed(name):
+        await services.accounts.drop(name, if_exists)
+        return OK
+    async with ba.lock(name):
+        user = await services.accounts.fresh(name)
+        dropped = user is not None and await ba.drop(name)
+        try:
+            await services.accounts.drop(name, if_exists)
+        except BaseException:
+            if dropped and user is not None:
+                await _undo(f"DROP USER '{name}'", ba.create(user))
+            raise
     return OK
 
 
 async def grant(services: Services, session: Session, m: re.Match[str]) -> Result:
     await need_admin(services, session)
     scope = _scope(m.group(2), services.backend.names_fold_case)
-    await services.accounts.grant(unquote(m.group(3)), _privileges(m.group(1), scope), scope)
+    name, privileges = unquote(m.group(3)), _privileges(m.group(1), scope)
+    ba = backend_accounts(services)
+    if ba is None or not ba.managed(name):
+        await services.accounts.grant(name, privileges, scope)
+        return OK
+    async with ba.lock(name):
+        user = await services.accounts.fresh(name)
+        if user is not None:
+            await ba.apply_grants(granted(user, scope, privileges))
+        try:
+            await services.accounts.grant(name, privileges, scope)
+        except BaseException:
+            if user is not None:
+                await _undo(f"GRANT to '{name}'", ba.apply_grants(user))
+            raise
     return OK
 
 
 async def revoke(services: Services, session: Session, m: re.Match[str]) -> Result:
     await need_admin(services, session)
     scope = _scope(m.group(2), services.backend.names_fold_case)
-    await services.accounts.revoke(unquote(m.group(3)), _privileges(m.group(1), scope), scope)
+    name, privileges = unquote(m.group(3)), _privileges(m.group(1), scope)
+    ba = backend_accounts(services)
+    if ba is None or not ba.managed(name):
+        await services.accounts.revoke(name, privileges, scope)
+        return OK
+    async with ba.lock(name):
+        user = await services.accounts.fresh(name)
+        if user is not None:
+            await ba.apply_grants(revoked(user, scope, privileges))
+        try:
+            await services.accounts.revoke(name, privileges, scope)
+        except BaseException:
+            if user is not None:
+                await _undo(f"REVOKE from '{name}'", ba.apply_grants(user))
+            raise
     return OK
 
 
@@ -131,8 +223,21 @@ async def set_password(services: Services, session: Session, m: re.Match[str]) -
     name = unquote(m.group(1)) if m.group(1) else session.user
     if name != session.user:
         await need_admin(services, session)
-    password = m.group(2) if m.group(2) is not None else m.group(3)
-    await services.accounts.set_password(name, unescape(password or ""))
+    password = unescape((m.group(2) if m.group(2) is not None else m.group(3)) or "")
+    ba = backend_accounts(services)
+    if ba is None or not ba.managed(name):
+        await services.accounts.set_password(name, password)
+        return OK
+    async with ba.lock(name):
+        user = await services.accounts.fresh(name)
+        if user is not None:
+            await ba.set_password(replace(user, auth_string=native_password_hash(password)))
+        try:
+            await services.accounts.set_password(name, password)
+        except BaseException:
+            if user is not None:
+                await _undo(f"SET PASSWORD for '{name}'", ba.set_password(user))
+            raise
     return OK
 
 
