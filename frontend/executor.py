@@ -53,10 +53,6 @@ def _bindable(tree: exp.Expression, param_count: int, db: str | None) -> bool:
         return False  # the text path gives the error
 
 
-def _mysql_text(tree: exp.Expression) -> str:
-    return tree.sql(dialect="mysql", comments=False)
-
-
 # A prepared statement's text -> what its executes need: the text the backend
 # binds and the privileges it takes (None: not bindable, the text path runs it).
 BoundPlan = tuple[str, list[privileges.Need]] | None
@@ -90,15 +86,6 @@ def _is_constant_select(tree: exp.Expression) -> bool:
         and not any(f.name.upper() in _SESSION_STATE_FUNCTIONS for f in tree.find_all(exp.Anonymous))
     )
 
-
-# What the FE must see in a statement before a relaying backend may have it:
-# its own tables and the session functions it answers itself. A statement of an
-# admin naming none of these goes to the backend unparsed (a sqlglot parse
-# costs more than the backend's round trip).
-_FE_OWNED_WORDS = re.compile(
-    r"processlist|information_schema|connection_id|database|schema|user|version|@@|current_|now|cur(?:date|time)",
-    re.IGNORECASE,
-)
 
 # Functions of the session's backend connection: a SELECT naming them goes there.
 _SESSION_STATE_FUNCTIONS = {"SLEEP", "LAST_INSERT_ID", "ROW_COUNT", "FOUND_ROWS"}
@@ -244,36 +231,33 @@ class Executor:
         return await self._general(session, text)
 
     async def _general(self, session: Session, text: str) -> Result:
-        text = without_doris_clauses(text)
-        relay_all = self.services.backend.relays and self._is_admin(session)  # no privilege to check
-        if relay_all and _FE_OWNED_WORDS.search(text) is None:  # nothing the FE answers: no tree needed
-            return self._warnings(session, await session.backend.execute(text, session.db))
+        relays = self.services.backend.relays
+        if not relays:
+            text = without_doris_clauses(text)  # a Doris backend reads them itself
         cached = len(text) <= PARSE_CACHE_ENTRY
         # Longer statements are parsed off the loop (seconds for a bulk INSERT)
         # and handed to the backend as a tree, so it does not parse them again.
         try:
             tree = _parse(text) if cached else await asyncio.to_thread(parse, text)
         except SqlError:
-            if relay_all and "processlist" not in text.lower():  # MySQL syntax sqlglot lacks: the server's to judge
+            if relays:  # syntax sqlglot lacks: the server's to judge
                 return self._warnings(session, await session.backend.execute(text, session.db))
             raise
         if cluster.references_processlist(tree):
             return await cluster.processlist_table(self.services, session, tree)
-        # information_schema: the backend's own for an admin over a relaying backend (every table, its
-        # types); otherwise built by the FE from what the user may see.
-        schema_tables = None if relay_all else metadata.information_schema_tables(tree, session.db)
+        if relays:
+            # Only a statement naming CONNECTION_ID() reaches here: the FE's id in
+            # a constant SELECT; anywhere else the server's statement, as sent.
+            if _is_constant_select(tree):
+                return await self._constant_select(session, tree)
+            return self._warnings(session, await session.backend.execute(text, session.db))
+        schema_tables = metadata.information_schema_tables(tree, session.db)
         if schema_tables is not None:  # built from what the user may see: no privilege check needed
             return await metadata.information_schema_query(self.services, session, tree, schema_tables)
         if _is_constant_select(tree):
             return await self._constant_select(session, tree)
         self.authorize(session, tree)
-        if self.services.backend.relays:  # the backend keeps the user variables itself
-            if not relay_all:
-                # What was checked is what runs: the server must not read the text
-                # another way (comments it executes, quotes under its sql_mode).
-                text = _mysql_text(tree) if cached else await asyncio.to_thread(_mysql_text, tree)
-            result = await session.backend.execute(text, session.db)
-        elif not cached:
+        if not cached:
             result = await session.backend.execute(text, session.db, _user_variables(session, tree))
         elif tree.find(exp.Parameter) is not None:  # a copy: the cached tree stays as parsed
             result = await session.backend.execute(text, session.db, _user_variables(session, tree.copy()))
@@ -306,10 +290,6 @@ class Executor:
             session.warnings = list(result.warnings)  # SHOW WARNINGS, answered by the FE
         return result
 
-    def _is_admin(self, session: Session) -> bool:
-        user = self.services.accounts.cached(session.user)
-        return user is not None and user.is_admin
-
     def authorize(self, session: Session, tree: exp.Expression) -> None:
         """The data-privilege check, before anything reaches a backend: the
         user's grants from this FE's cache (reloaded on every change anywhere,
@@ -334,7 +314,9 @@ class Executor:
         assert isinstance(query, exp.Select) and isinstance(tree, exp.Select)
         # The columns are named as the client wrote them, not as substituted.
         columns = [p.alias_or_name if p.alias else p.sql(dialect="mysql") for p in tree.expressions]
-        row = constants.fold(query) if query.args.get("where") is None else None
+        # Folded here only for the embedded backend; a server computes its own constants.
+        relays = self.services.backend.relays
+        row = constants.fold(query) if query.args.get("where") is None and not relays else None
         if row is not None:
             return Result(columns, [row])  # typed as MySQL types them, without a trip through SQLite
         result = await self.services.backend.constant_select(query)

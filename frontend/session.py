@@ -94,6 +94,10 @@ class SessionHost(Protocol):
 
     def record_changed(self, session: Session) -> None: ...
 
+    def may_use(self, user: str, database: str) -> bool:
+        """``user`` holds a privilege on ``database`` (or one of its tables)."""
+        ...
+
     async def trace_changed(self, session: Session, old: str) -> None: ...
 
 
@@ -360,6 +364,13 @@ class Session:
         self.user_variables[name] = value
 
     async def use(self, database: str) -> None:
+        """The session's database, however it is named (login, COM_INIT_DB,
+        COM_CHANGE_USER, the gRPC hello, USE): checked like MySQL's USE, 1044
+        without a privilege on it, 1049 when it does not exist."""
+        if database.lower() != "information_schema" and not self._host.may_use(self.user, database):
+            raise errors.SqlError(
+                errors.DB_ACCESS_DENIED, f"Access denied for user '{self.user}'@'%' to database '{database}'"
+            )
         if not await self._host.backend.has_database(database):
             raise errors.SqlError(errors.BAD_DB, f"Unknown database '{database}'")
         self.db = database

