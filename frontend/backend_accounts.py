@@ -54,7 +54,8 @@ account's. Scopes: ``db.tbl`` -> ```db`.`tbl```; ``db.*`` / ``internal.db.*``
 -> ```db`.*`` with ``_``, ``%`` and ``\\`` escaped (MySQL reads a database
 grant as a LIKE pattern: unescaped, ``my_db`` would also open ``myxdb`` and a
 cluster grant on a database named ``%`` would open every schema);
-``*.*.*`` -> the same privileges on every user database, one database-level
+a cluster grant on a system schema is refused (1044, ``check_scope``) and
+never mapped; ``*.*.*`` -> the same privileges on every user database, one database-level
 grant each, kept in step with the list of databases (``SHOW DATABASES`` less
 information_schema, mysql, performance_schema, sys) whenever a user's grants
 are applied and at every sync, and at once for a database made through the FE
@@ -286,6 +287,8 @@ def desired_grants(user: UserRecord, databases: Iterable[str], mariadb: bool = T
         by_key.setdefault(key, set()).add(privilege)
     for key, privileges in by_key.items():
         scope = scope_of_key(key)
+        if is_system_schema(scope.db):  # never granted, whatever the cluster table says
+            continue
         if scope.table is None:
             got = db_level(privileges)
             level: Level = (db_pattern(scope.db or ""), None)
@@ -297,6 +300,10 @@ def desired_grants(user: UserRecord, databases: Iterable[str], mariadb: bool = T
         if got:
             out.setdefault(level, set()).update(got)
     return {level: frozenset(p) for level, p in out.items() if p}
+
+
+def is_system_schema(db: str | None) -> bool:
+    return db is not None and db.lower() in SYSTEM_SCHEMAS
 
 
 def grant_diff(
@@ -361,6 +368,12 @@ class BackendAccounts:
                 errors.CANNOT_USER,
                 f"Operation CREATE USER failed for '{name}'@'%': the name is the backend's service account",
             )
+
+    def check_scope(self, user: str, scope: Scope) -> None:
+        """Refuse a cluster grant on the backend's own schemas (1044): they are
+        the server's (accounts, hashes, instrumentation), not user data."""
+        if is_system_schema(scope.db):
+            raise SqlError(errors.DB_ACCESS_DENIED, f"Access denied for user '{user}'@'%' to database '{scope.db}'")
 
     async def _q(self, sql: str) -> list[tuple[Any, ...]]:
         result = await self.backend.service_query(sql)
@@ -458,9 +471,11 @@ class BackendAccounts:
 
     # ------------------------------------------------------------ changes
 
-    async def create(self, user: UserRecord) -> list[str]:
+    async def create(self, user: UserRecord, strict: bool = True) -> list[str]:
         """CREATE USER with the cluster's hash, the mark, then the user's grants.
-        On any error the account is dropped again and the error raised."""
+        On any error the account is dropped again and the error raised; with
+        ``strict`` False (the sync) a grant the server refuses is logged and
+        skipped instead, so one dropped table cannot lock a user out."""
         self.check_name(user.name)
         await self._ensure_role()
         done = [f"CREATE USER {account(user.name)} IDENTIFIED WITH {NATIVE} AS '{backend_hash(user.auth_string)}'"]
@@ -469,7 +484,7 @@ class BackendAccounts:
             mark = f"GRANT {ident(MARK_ROLE)} TO {account(user.name)}"
             await self._q(mark)
             done.append(mark)
-            done += await self.apply_grants(user)
+            done += await self.apply_grants(user, strict=strict)
         except BaseException:
             with contextlib.suppress(SqlError):
                 await self._q(f"DROP USER IF EXISTS {account(user.name)}")
@@ -491,24 +506,32 @@ class BackendAccounts:
     async def set_password(self, user: UserRecord) -> None:
         await self._q(f"ALTER USER {account(user.name)} IDENTIFIED WITH {NATIVE} AS '{backend_hash(user.auth_string)}'")
 
-    async def apply_grants(self, user: UserRecord, databases: Iterable[str] | None = None) -> list[str]:
+    async def apply_grants(
+        self, user: UserRecord, databases: Iterable[str] | None = None, strict: bool = True
+    ) -> list[str]:
         """Make the account's grants equal what ``user``'s privileges map to:
-        GRANT what is missing, then REVOKE what is extra. Returns the statements run."""
+        GRANT what is missing, then REVOKE what is extra. Returns the statements
+        run. The server refuses a table-level GRANT on a table that does not
+        exist (1146, as MariaDB does for its own GRANT); ``strict``: raise it,
+        else log and go on with the rest."""
         dbs = await self.databases() if databases is None else list(databases)
         desired = desired_grants(user, dbs, await self._is_mariadb())
         actual = (await self._grants(grantee(user.name))).get(grantee(user.name), {})
-        return await self._converge(user.name, desired, actual)
+        return await self._converge(user.name, desired, actual, strict)
 
-    async def _converge(self, name: str, desired: Grants, actual: Grants) -> list[str]:
+    async def _converge(self, name: str, desired: Grants, actual: Grants, strict: bool) -> list[str]:
         to_grant, to_revoke = grant_diff(desired, actual)
+        statements = [f"GRANT {', '.join(sorted(p))} ON {_on(level)} TO {account(name)}" for level, p in to_grant]
+        statements += [f"REVOKE {', '.join(sorted(p))} ON {_on(level)} FROM {account(name)}" for level, p in to_revoke]
         done = []
-        for level, privileges in to_grant:
-            sql = f"GRANT {', '.join(sorted(privileges))} ON {_on(level)} TO {account(name)}"
-            await self._q(sql)
-            done.append(sql)
-        for level, privileges in to_revoke:
-            sql = f"REVOKE {', '.join(sorted(privileges))} ON {_on(level)} FROM {account(name)}"
-            await self._q(sql)
+        for sql in statements:
+            try:
+                await self._q(sql)
+            except SqlError as e:
+                if strict or e.code in (errors.SERVER_LOST, errors.CONN_HOST_ERROR):
+                    raise
+                log.warning("backend account %s: %s refused: %s", account(name), sql, e.message)
+                continue
             done.append(sql)
         return done
 
@@ -573,7 +596,12 @@ class BackendAccounts:
                     if current is None:
                         continue
                     user = current
-                repairs += await self._repair(user, accounts.get(name), dbs)
+                try:
+                    repairs += await self._repair(user, accounts.get(name), dbs)
+                except SqlError as e:
+                    if e.code in (errors.SERVER_LOST, errors.CONN_HOST_ERROR):
+                        raise
+                    log.warning("backend account %s: repair failed: %s", account(name), e.message)
         for name in sorted(marked - set(wanted) - {ROOT}):
             async with self.lock(name, timeout=0) as got:
                 if not got or (fresh is not None and await fresh(name) is not None):
@@ -587,7 +615,7 @@ class BackendAccounts:
         who = account(user.name)
         if had is None:
             done = [f"{who}: created (missing)"]
-            await self.create(user)
+            await self.create(user, strict=False)
             log.info("backend account %s: created (missing)", who)
             return done
         done = []
@@ -596,7 +624,7 @@ class BackendAccounts:
             await self.set_password(user)
             done.append(f"{who}: password hash reset")
             log.info("backend account %s: password hash reset (drift)", who)
-        for sql in await self.apply_grants(user, dbs):
+        for sql in await self.apply_grants(user, dbs, strict=False):
             done.append(f"{who}: {sql}")
             log.info("backend account %s: %s (drift)", who, sql)
         return done

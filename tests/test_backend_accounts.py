@@ -47,6 +47,7 @@ def test_stage1_helpers_agree_with_the_wire_auth() -> None:
         assert auth.verify_native(stored, nonce, client)
         stage1 = stage1_from_scramble(stored, nonce, client)
         assert stage1 == stage1_from_password(password) == auth.stage1_of_password(password)
+        assert stage1 == auth.stage1(stored, nonce, client)  # the relay's own copy agrees
         # SHA1(pw) answers any other nonce as the password itself would.
         other = os.urandom(20)
         assert scramble_with_stage1(stage1, other) == auth.scramble(password, other)
@@ -70,7 +71,9 @@ def test_privilege_table() -> None:
     user = UserRecord(
         "u",
         privileges=frozenset({"SELECT_PRIV", "NODE_PRIV", "GRANT_PRIV"}),
-        grants=frozenset({("a_b", "LOAD_PRIV"), ("d.t", "ALTER_PRIV"), ("d.t", "CREATE_PRIV")}),
+        grants=frozenset(
+            {("a_b", "LOAD_PRIV"), ("d.t", "ALTER_PRIV"), ("d.t", "CREATE_PRIV"), ("mysql.user", "SELECT_PRIV")}
+        ),
     )
     got = desired_grants(user, ["x", "50%"])
     assert got == {
@@ -318,7 +321,7 @@ async def test_reconcile_repairs_drift(
     kept, lost, repassed, gone = (new_name(p) for p in ("k", "l", "r", "g"))
     users = [
         user(kept, grants=frozenset({(f"{a}.t1", "SELECT_PRIV")})),
-        user(lost, privileges=frozenset({"SELECT_PRIV"})),
+        user(lost, privileges=frozenset({"SELECT_PRIV"}), grants=frozenset({(f"{a}.t2", "LOAD_PRIV")})),
         user(repassed),
         user(gone),
     ]
@@ -339,7 +342,14 @@ async def test_reconcile_repairs_drift(
             assert run(conn, "SELECT COUNT(*) FROM mysql.user")[0][0] > 0  # the drift is real
         assert try_login(server, repassed, "other") == 0
 
-        cluster = [*users[:3], user(clash, "y")]  # `gone` left the cluster
+        # A table of a cluster grant dropped: the server refuses a GRANT on it (1146),
+        # which must not keep the recreated account from its other grants.
+        cluster = [
+            users[0],
+            replace(users[1], grants=users[1].grants | {(f"{a}.vanished", "SELECT_PRIV")}),
+            users[2],
+            user(clash, "y"),
+        ]  # `gone` left the cluster
         with caplog.at_level(logging.INFO, logger="fecluster.backend_accounts"):
             repairs = await ba.reconcile(cluster)
         text = "\n".join(repairs)
@@ -357,10 +367,12 @@ async def test_reconcile_repairs_drift(
             assert run(conn, f"SELECT a FROM {a}.t1") == ((1,),)
         with contextlib.closing(login(server, lost)) as conn:
             assert run(conn, f"SELECT a FROM {b}.t1") == ((1,),)
+            assert run(conn, f"INSERT INTO {a}.t2 VALUES (4)") == ()
+        assert any("vanished" in r.getMessage() and r.levelno == logging.WARNING for r in caplog.records)
         assert try_login(server, repassed, "other") == 1045 and try_login(server, repassed) == 0
         assert try_login(server, gone) == 1045
         assert try_login(server, operator, "x") == 0 and try_login(server, clash, "x") == 0
-        assert await ba.reconcile(cluster) == []  # in step now
+        assert await ba.reconcile(cluster) == []  # in step now (the refused grant is refused again, not a repair)
     finally:
         for name in (operator, clash, *(u.name for u in users)):
             svc_sql(server, f"DROP USER IF EXISTS '{name}'@'%'")
@@ -464,6 +476,19 @@ async def test_backend_refusal_leaves_the_table_unchanged(server: MariaDB, state
     with pytest.raises(SqlError) as e:  # MariaDB refuses a 65-character table name
         await statements(f"GRANT SELECT_PRIV ON d.{'t' * 65} TO '{name}'")
     assert e.value.code == 1103 and "Incorrect table name" in e.value.message  # the server's own answer
+    assert statements.table.users[name] == before
+    with pytest.raises(SqlError) as e:  # as MariaDB's own GRANT: no table-level grant on a missing table
+        await statements(f"GRANT SELECT_PRIV ON {name}db.no_such_table TO '{name}'")
+    assert e.value.code == errors.NO_SUCH_TABLE
+    for scope in ("mysql.user", "mysql.*", "internal.PERFORMANCE_SCHEMA.*", "sys.*"):  # the server's, not user data
+        with pytest.raises(SqlError) as e:
+            await statements(f"GRANT SELECT_PRIV ON {scope} TO '{name}'")
+        assert (
+            e.value.code == errors.DB_ACCESS_DENIED
+            and "Access denied for user 'root'@'%' to database" in e.value.message
+        )
+    with contextlib.closing(login(server, name)) as conn:
+        assert run(conn, "SELECT user FROM mysql.user") == errors.TABLE_ACCESS_DENIED
     assert statements.table.users[name] == before
     clash = new_name("c")
     svc_sql(server, f"CREATE USER '{clash}'@'%'")  # an operator's account of that name

@@ -185,6 +185,7 @@ async def grant(services: Services, session: Session, m: re.Match[str]) -> Resul
     if ba is None or not ba.managed(name):
         await services.accounts.grant(name, privileges, scope)
         return OK
+    ba.check_scope(session.user, scope)
     async with ba.lock(name):
         user = await services.accounts.fresh(name)
         if user is not None:
