@@ -1,11 +1,16 @@
 """The user table as each FE sees it: a cache of Redis, refreshed when any FE
 changes a user (pub/sub) and read through on a miss, so authentication needs
-no Redis round trip and keeps working while Redis is away."""
+no Redis round trip and keeps working while Redis is away.
+
+A change answers only once it is in force everywhere: every write bumps the
+table's version in the same step, each FE acknowledges the version it has
+loaded, and the writer waits until every live FE has (or is fenced or dead)."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import replace
 
@@ -13,10 +18,15 @@ from coordinator import errors
 from coordinator.errors import SqlError
 from coordinator.privileges import Scope, granted, revoked
 from coordinator.redis_client import REDIS_ERRORS
-from coordinator.registry import Registry
+from coordinator.registry import FeRecord, Registry
 from coordinator.users import ROOT, UserRecord, native_password_hash, root_user
 
 log = logging.getLogger("fecluster.accounts")
+
+ACK_POLL_S = (0.001, 0.002, 0.005, 0.01, 0.02)
+"""How often the writer looks for the other FEs' acknowledgements (then every 20 ms)."""
+ACK_WAIT_CAP_S = 30.0
+"""Never wait longer than this for an FE, whatever its lease says."""
 
 
 def _unavailable(e: BaseException) -> SqlError:
@@ -53,7 +63,7 @@ class Accounts:
         ticket = self._reloads_started
         try:
             async with asyncio.timeout(self.timeout):
-                users = await self.registry.users()
+                users, version = await self.registry.users_versioned()
             if not users:
                 # Every cluster's table holds root from the first start on: an
                 # empty one means Redis lost its data. Write ours back instead
@@ -67,6 +77,12 @@ class Accounts:
         if ticket > self._reloads_applied:
             self._reloads_applied = ticket
             self._users = users
+        # Applied (or superseded by a newer read, applied already): tell the writers.
+        try:
+            async with asyncio.timeout(self.timeout):
+                await self.registry.ack_users(version)
+        except REDIS_ERRORS as e:
+            log.warning("could not acknowledge user table version %d: %s", version, e)
 
     async def restore(self) -> None:
         """Redis came back empty: write back every user this FE knows, so a
@@ -110,12 +126,47 @@ class Accounts:
     async def _write(self, user: UserRecord, *, only_new: bool = False) -> bool:
         try:
             async with asyncio.timeout(self.timeout):
-                created = await self.registry.put_user(user, only_new=only_new)
+                version = await self.registry.put_user(user, only_new=only_new)
         except REDIS_ERRORS as e:
             raise _unavailable(e) from e
-        if created or not only_new:
+        if version:
             self._users[user.name] = user
-        return created
+            await self._in_force(version)
+        return bool(version)
+
+    async def _in_force(self, version: int) -> None:
+        """Return once the user table of ``version`` is loaded on every live FE, so the
+        change counts for the very next statement anywhere. This FE reloads itself; the
+        others are told by pub/sub (and, a message lost, by their next renew tick) and
+        acknowledge. An FE that has not, by the time its lease runs out, is fenced or dead
+        (docs/fencing.md): the wait ends then, or when Redis fails, and is logged."""
+        started = time.monotonic()
+        await self.reload()
+        polls = iter(ACK_POLL_S)
+        deadline: float | None = None
+        behind: dict[int, tuple[FeRecord, int]] = {}
+        while True:
+            try:
+                async with asyncio.timeout(self.timeout):
+                    behind = await self.registry.users_not_loaded(version)
+            except REDIS_ERRORS as e:
+                log.warning("user table version %d: could not read the acknowledgements: %s", version, e)
+                return
+            if not behind:
+                return
+            now = time.monotonic()
+            if deadline is None:  # the leases as they were when the change was made
+                deadline = now + min(max(ms for _, ms in behind.values()) / 1000, ACK_WAIT_CAP_S)
+            if now >= deadline:
+                break
+            await asyncio.sleep(min(next(polls, ACK_POLL_S[-1]), max(0.0, deadline - now)))
+        log.warning(
+            "user table version %d: not acknowledged after %.2fs by %s (their leases ran out meanwhile: "
+            "they are fenced or dead)",
+            version,
+            time.monotonic() - started,
+            ", ".join(f"server id {sid} ({record.address})" for sid, (record, _) in sorted(behind.items())),
+        )
 
     async def create(
         self,
@@ -136,12 +187,14 @@ class Accounts:
             raise SqlError(errors.CANNOT_USER, "Operation DROP USER failed for 'root'@'%': root cannot be dropped")
         try:
             async with asyncio.timeout(self.timeout):
-                deleted = await self.registry.delete_user(name)
+                version = await self.registry.delete_user(name)
         except REDIS_ERRORS as e:
             raise _unavailable(e) from e
         self._users.pop(name, None)
-        if not deleted and not if_exists:
+        if not version and not if_exists:
             raise SqlError(errors.CANNOT_USER, f"Operation DROP USER failed for '{name}'@'%'")
+        if version:
+            await self._in_force(version)
 
     async def _existing(self, name: str) -> UserRecord:
         user = await self.fresh(name)

@@ -16,6 +16,12 @@ clusters side by side::
     fecluster:{c}:globals         hash    variable name -> value (json): SET GLOBAL
     fecluster:{c}:traces          hash    trace id -> connection id (SET session_context)
     fecluster:{c}:events          pub/sub invalidation messages ("users", "globals")
+    fecluster:{c}:registry        string  marker: set by the first lease script and kept by every one
+                                          after; missing means this Redis never held the cluster, or lost it
+    fecluster:{c}:quarantine      string  PX ttl: set when an FE re-takes its lease and finds the registry
+                                          lost; while it exists nobody takes a server id not already its own
+    fecluster:{c}:users-version   int     bumped by every user-table write, in the same script
+    fecluster:{c}:users-loaded    hash    sid -> the users-version that FE has loaded (its acknowledgement)
 
 This module is the only one that knows these names and the only one (with
 ``coordinator.redis_client``, which makes the client) that talks to Redis.
@@ -28,27 +34,104 @@ import contextlib
 import json
 import random
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any, Protocol
 
 import redis.asyncio as aioredis
+from redis.exceptions import WatchError
 
 from coordinator.ids import MAX_SERVER_ID, server_id_of
 from coordinator.users import UserRecord
 
-# GET == token -> PEXPIRE (1); missing -> SET again (2, the registry was lost);
-# held by someone else -> 0.
+# KEYS: lease, marker, quarantine, fes; ARGV: token, ttl ms, server id.
+# GET == token -> PEXPIRE (1); missing -> SET again (2); missing, and the
+# registry lost (no marker, or no record of ours) -> SET again and start the
+# quarantine, so live FEs re-claim their ids before anyone takes a new one (3);
+# held by someone else -> 0. The marker is written in the same step as the lease.
 _RENEW = """
 local v = redis.call('GET', KEYS[1])
 if v == ARGV[1] then
   redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  if redis.call('EXISTS', KEYS[2]) == 0 then
+    redis.call('SET', KEYS[2], '1')
+  end
   return 1
 elseif not v then
   redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+  local lost = redis.call('EXISTS', KEYS[2]) == 0 or redis.call('HEXISTS', KEYS[4], ARGV[3]) == 0
+  redis.call('SET', KEYS[2], '1')
+  if lost then
+    redis.call('SET', KEYS[3], ARGV[3], 'NX', 'PX', ARGV[2])
+    return 3
+  end
   return 2
 end
 return 0
+"""
+
+# KEYS: marker, quarantine. Before taking a new server id: the quarantine's
+# remaining ms if one runs (> 0); -1 if the marker was missing (written now:
+# a new cluster, or a registry lost that no live FE has noticed yet); 0 otherwise.
+_CLAIM_STATE = """
+local q = redis.call('PTTL', KEYS[2])
+if q > 0 then
+  return q
+end
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  redis.call('SET', KEYS[1], '1')
+  return -1
+end
+return 0
+"""
+
+# KEYS: lease, quarantine, fes; ARGV: token, ttl ms, server id, the FE record
+# expected ('' none). Take a free id unless a quarantine runs: {1, ''} taken;
+# {0, ''} leased by someone; {2, record} its lease is gone but another record
+# is there (the caller asks that FE, then claims with it expected); {-1, ms left}.
+_CLAIM = """
+local q = redis.call('PTTL', KEYS[2])
+if q > 0 then
+  return {-1, tostring(q)}
+end
+if redis.call('EXISTS', KEYS[1]) == 1 then
+  return {0, ''}
+end
+local prior = redis.call('HGET', KEYS[3], ARGV[3]) or ''
+if prior ~= ARGV[4] then
+  return {2, prior}
+end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return {1, ''}
+"""
+
+# KEYS: users, users-version; ARGV: name, record json, only_new (1/0).
+# The write and the version bump are one step: a version names one table.
+_PUT_USER = """
+if ARGV[3] == '1' then
+  if redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[2]) == 0 then
+    return 0
+  end
+else
+  redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+end
+return redis.call('INCR', KEYS[2])
+"""
+
+_DELETE_USER = """
+if redis.call('HDEL', KEYS[1], ARGV[1]) == 0 then
+  return 0
+end
+return redis.call('INCR', KEYS[2])
+"""
+
+# KEYS: users-loaded; ARGV: server id, version. Acknowledgements only move forward.
+_ACK_USERS = """
+local v = tonumber(redis.call('HGET', KEYS[1], ARGV[1]) or '0')
+if v < tonumber(ARGV[2]) then
+  redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+end
+return 1
 """
 
 _DROP_IF_EQUAL = """
@@ -138,6 +221,10 @@ class Keys:
         self.events = f"{self.prefix}:events"
         self.globals = f"{self.prefix}:globals"
         self.traces = f"{self.prefix}:traces"
+        self.marker = f"{self.prefix}:registry"
+        self.quarantine = f"{self.prefix}:quarantine"
+        self.users_version = f"{self.prefix}:users-version"
+        self.users_loaded = f"{self.prefix}:users-loaded"
 
     def lease(self, server_id: int) -> str:
         return f"{self.prefix}:lease:{server_id}"
@@ -170,6 +257,15 @@ def _s(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
 
+class Quarantined(Exception):
+    """The registry was found lost moments ago: live FEs re-claim their server ids
+    first, and nobody takes a new one for ``seconds`` more."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(f"registry quarantine: {seconds:.2f}s left")
+        self.seconds = seconds
+
+
 class Registry:
     """Typed access to one cluster's keys. Raises redis errors to the caller,
     which decides how to degrade (see ``coordinator.membership``)."""
@@ -178,30 +274,81 @@ class Registry:
         self.redis = redis
         self.keys = Keys(cluster)
         self._renew = redis.register_script(_RENEW)
+        self._claim_state = redis.register_script(_CLAIM_STATE)
+        self._claim = redis.register_script(_CLAIM)
         self._release = redis.register_script(_RELEASE)
         self._drop_trace = redis.register_script(_DROP_IF_EQUAL)
         self._admit = redis.register_script(_ADMIT)
+        self._put_user = redis.register_script(_PUT_USER)
+        self._delete_user = redis.register_script(_DELETE_USER)
+        self._ack_users = redis.register_script(_ACK_USERS)
         # Told the rows of a dead FE's connections as they are purged (the FE
         # kills their backend threads: the registry knows no backend).
         self.on_purged: Callable[[list[ConnectionRecord]], None] | None = None
+        # The server id this FE holds (kept by Membership): acknowledgements name it.
+        self.server_id = 0
+        self.users_acked = 0  # the users-version this FE last acknowledged
 
     # ------------------------------------------------------------ leases
 
-    async def acquire_lease(self, token: str, ttl_ms: int, preferred: int | None = None) -> int:
-        """Take a free server id and clear whatever a dead previous holder left."""
+    async def claim_state(self) -> float:
+        """Before taking a new server id: seconds of quarantine left (> 0); -1.0 if
+        this Redis held no registry (the marker is written now: a new cluster, or a
+        registry lost that no live FE has re-claimed yet); 0.0 otherwise."""
+        ms = int(await self._claim_state(keys=[self.keys.marker, self.keys.quarantine]))
+        return -1.0 if ms < 0 else ms / 1000
+
+    async def acquire_lease(
+        self,
+        token: str,
+        ttl_ms: int,
+        preferred: int | None = None,
+        *,
+        holder_alive: Callable[[FeRecord], Awaitable[bool]] | None = None,
+    ) -> int:
+        """Take a free server id and clear whatever a dead previous holder left.
+
+        An id whose lease is gone but whose FE record remains is taken only if
+        ``holder_alive`` says that FE does not answer (death needs evidence: its
+        lease may have lapsed in a Redis outage while it serves on). Raises
+        ``Quarantined`` while a lost registry's quarantine runs."""
         candidates = list(range(1, MAX_SERVER_ID + 1))
         random.shuffle(candidates)
         if preferred:
             candidates.insert(0, preferred)
+        keys = self.keys
         for server_id in candidates:
-            if await self.redis.set(self.keys.lease(server_id), token, nx=True, px=ttl_ms):
-                await self.purge_server(server_id)
+            expected = ""
+            while True:
+                status, extra = await self._claim(
+                    keys=[keys.lease(server_id), keys.quarantine, keys.fes], args=[token, ttl_ms, server_id, expected]
+                )
+                status, extra = int(status), _s(extra)
+                if status == -1:
+                    raise Quarantined(int(extra) / 1000)
+                if status != 2:
+                    break
+                if not extra:  # the record went meanwhile: claim it as a free id
+                    expected = ""
+                    continue
+                # The id's lease is gone but its FE left a record: taken only if that FE is dead.
+                if holder_alive is not None and await holder_alive(FeRecord.from_json(extra)):
+                    break
+                expected = extra  # claim it unless the record changed meanwhile
+            if status == 1:
+                await self.purge_dead(server_id, token)
                 return server_id
         raise RuntimeError(f"no free server id: all {MAX_SERVER_ID} are leased")
 
     async def renew_lease(self, server_id: int, token: str, ttl_ms: int) -> int:
-        """1 renewed, 2 re-taken after the key vanished, 0 held by another FE."""
-        return int(await self._renew(keys=[self.keys.lease(server_id)], args=[token, ttl_ms]))
+        """1 renewed, 2 re-taken after the key vanished, 3 re-taken and the registry
+        was lost (a quarantine starts), 0 held by another FE."""
+        keys = self.keys
+        return int(
+            await self._renew(
+                keys=[keys.lease(server_id), keys.marker, keys.quarantine, keys.fes], args=[token, ttl_ms, server_id]
+            )
+        )
 
     async def release_lease(self, server_id: int, token: str) -> None:
         await self._release(keys=[self.keys.lease(server_id)], args=[token])
@@ -214,19 +361,21 @@ class Registry:
     async def put_fe(self, record: FeRecord) -> None:
         await self.redis.hset(self.keys.fes, str(record.server_id), record.to_json())
 
-    async def live_fes(self) -> dict[int, FeRecord]:
-        """FE records whose lease is alive; reaps the records of dead ones."""
+    async def fes(self) -> tuple[dict[int, FeRecord], set[int]]:
+        """Every FE record, and the server ids whose lease is alive. Purges nothing:
+        a record whose lease is gone may be an FE that serves on (see Membership)."""
         raw = await self.redis.hgetall(self.keys.fes)
         records = {int(_s(k)): FeRecord.from_json(v) for k, v in raw.items()}
         if not records:
-            return {}
+            return {}, set()
         sids = sorted(records)
         alive = await self.redis.mget([self.keys.lease(s) for s in sids])
-        for sid, lease in zip(sids, alive, strict=True):
-            if lease is None:
-                await self.purge_server(sid)
-                del records[sid]
-        return records
+        return records, {sid for sid, lease in zip(sids, alive, strict=True) if lease is not None}
+
+    async def live_fes(self) -> dict[int, FeRecord]:
+        """FE records whose lease is alive."""
+        records, leased = await self.fes()
+        return {sid: r for sid, r in records.items() if sid in leased}
 
     async def purge_server(self, server_id: int) -> None:
         """Remove a server id's FE record and every connection (and trace id) it registered."""
@@ -240,6 +389,34 @@ class Registry:
         await pipe.execute()
         if self.on_purged is not None and records:
             self.on_purged(records)
+
+    async def purge_dead(self, server_id: int, lease_token: str | None = None) -> list[ConnectionRecord] | None:
+        """Purge a server id's record and rows only if its lease is still gone (or, with
+        ``lease_token``, held by that token) and nobody wrote its rows meanwhile, in one
+        transaction: an FE that re-took its lease, or is writing rows, is alive. Returns the
+        purged rows (handed to ``on_purged``), or None if it did not purge."""
+        lease_key, set_key = self.keys.lease(server_id), self.keys.fe_conns(server_id)
+        async with self.redis.pipeline(transaction=True) as pipe:
+            try:
+                await pipe.watch(lease_key, set_key)
+                holder = await pipe.get(lease_key)
+                if (holder is not None and lease_token is None) or (
+                    lease_token is not None and (holder is None or _s(holder) != lease_token)
+                ):
+                    return None
+                members = [int(_s(m)) for m in await pipe.smembers(set_key)]
+                raw = await pipe.hmget(self.keys.conns, [str(i) for i in members]) if members else []
+                records = [ConnectionRecord.from_json(r) for r in raw if r is not None]
+                pipe.multi()
+                self._forget(pipe, members, records)
+                pipe.delete(set_key)
+                pipe.hdel(self.keys.fes, str(server_id))
+                await pipe.execute()
+            except WatchError:
+                return None
+        if self.on_purged is not None and records:
+            self.on_purged(records)
+        return records
 
     # ------------------------------------------------------------ connections
 
@@ -333,18 +510,62 @@ class Registry:
         raw = await self.redis.hgetall(self.keys.users)
         return {_s(k): UserRecord.from_json(_s(k), v) for k, v in raw.items()}
 
-    async def put_user(self, user: UserRecord, *, only_new: bool = False) -> bool:
-        if only_new:
-            created = await self.redis.hsetnx(self.keys.users, user.name, user.to_json())
-        else:
-            created = await self.redis.hset(self.keys.users, user.name, user.to_json()) >= 0
-        await self.redis.publish(self.keys.events, "users")
-        return bool(created)
+    async def users_versioned(self) -> tuple[dict[str, UserRecord], int]:
+        """The whole user table and the users-version it is, read in one transaction."""
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.hgetall(self.keys.users)
+        pipe.get(self.keys.users_version)
+        raw, version = await pipe.execute()
+        return {_s(k): UserRecord.from_json(_s(k), v) for k, v in raw.items()}, int(version or 0)
 
-    async def delete_user(self, name: str) -> bool:
-        deleted = await self.redis.hdel(self.keys.users, name)
-        await self.redis.publish(self.keys.events, "users")
-        return bool(deleted)
+    async def users_version(self) -> int:
+        return int(await self.redis.get(self.keys.users_version) or 0)
+
+    async def put_user(self, user: UserRecord, *, only_new: bool = False) -> int:
+        """Write a user (``only_new``: only if absent) and bump the users-version in the
+        same step; announce it. Returns the new version, 0 if nothing was written."""
+        version = int(
+            await self._put_user(
+                keys=[self.keys.users, self.keys.users_version], args=[user.name, user.to_json(), int(only_new)]
+            )
+        )
+        if version:
+            await self.redis.publish(self.keys.events, "users")
+        return version
+
+    async def delete_user(self, name: str) -> int:
+        """The new users-version, 0 if there was no such user."""
+        version = int(await self._delete_user(keys=[self.keys.users, self.keys.users_version], args=[name]))
+        if version:
+            await self.redis.publish(self.keys.events, "users")
+        return version
+
+    async def ack_users(self, version: int) -> None:
+        """This FE has loaded the user table of ``version`` (the writer waits for it)."""
+        if self.server_id:
+            await self._ack_users(keys=[self.keys.users_loaded], args=[self.server_id, version])
+        self.users_acked = version
+
+    async def users_not_loaded(self, version: int) -> dict[int, tuple[FeRecord, int]]:
+        """Live FEs (record and lease) that have not acknowledged ``version`` yet, with
+        their lease's remaining ms: by then each has loaded it, or is fenced or dead."""
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.hgetall(self.keys.fes)
+        pipe.hgetall(self.keys.users_loaded)
+        raw_fes, raw_loaded = await pipe.execute()
+        loaded = {int(_s(k)): int(v) for k, v in raw_loaded.items()}
+        behind = {
+            sid: FeRecord.from_json(v)
+            for k, v in raw_fes.items()
+            if loaded.get(sid := int(_s(k)), 0) < version and sid != self.server_id
+        }
+        if not behind:
+            return {}
+        pipe = self.redis.pipeline(transaction=False)
+        for sid in behind:
+            pipe.pttl(self.keys.lease(sid))
+        ttls = await pipe.execute()
+        return {sid: (record, int(ms)) for (sid, record), ms in zip(behind.items(), ttls, strict=True) if int(ms) > 0}
 
     # ------------------------------------------------------------ cluster variables
 

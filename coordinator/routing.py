@@ -82,6 +82,10 @@ class Router:
         self.peer_timeout = peer_timeout
         self._audit = audit
         self.outcomes: Counter[str] = Counter()  # KILLs received here, by outcome (for /metrics)
+        # Death needs evidence (docs/fencing.md): the membership asks an FE whose lease is gone
+        # whether it answers before purging it or taking its server id. Wired here, where the
+        # channels are, so every router's membership has it.
+        membership.peer_answers = channels.reaches_redis
 
     @property
     def me(self) -> FeRecord:
