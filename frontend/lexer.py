@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from itertools import islice
+from itertools import chain, islice
 from typing import NamedTuple
 
 # Token kinds.
@@ -86,14 +86,19 @@ _SPACE = " \t\n\v\f\r"  # my_isspace; other control chars are not whitespace
 _DASHES = r"--(?=[\x00-\x20\x7f]|\Z)"
 
 
-def _gap_re(opener: str) -> re.Pattern[str]:
+def _gap_items(opener: str) -> str:
     # A line comment ends at a newline or a NUL (MY_LEX_COMMENT stops at both);
     # a block comment at the first */ (C comments do not nest).
-    return re.compile(rf"(?:[{_SPACE}]++|#[^\n\x00]*+|{_DASHES}[^\n\x00]*+|{opener}[^*]*+\*++(?:[^/*][^*]*+\*++)*+/)*+")
+    return rf"[{_SPACE}]++|#[^\n\x00]*+|{_DASHES}[^\n\x00]*+|{opener}[^*]*+\*++(?:[^/*][^*]*+\*++)*+/"
 
 
-_GAP_MARIADB = _gap_re(r"/\*(?!!|M!)")  # /*! and /*M! are executable comments, handled apart
-_GAP_MYSQL = _gap_re(r"/\*(?!!)")  # MySQL: /*M! is a plain comment
+_GAP_ITEMS_MARIADB = _gap_items(r"/\*(?!!|M!)")  # /*! and /*M! are executable comments, handled apart
+_GAP_ITEMS_MYSQL = _gap_items(r"/\*(?!!)")  # MySQL: /*M! is a plain comment
+_GAP_MARIADB = re.compile(f"(?:{_GAP_ITEMS_MARIADB})*+")
+_GAP_MYSQL = re.compile(f"(?:{_GAP_ITEMS_MYSQL})*+")
+# Between statements: gaps and empty statements.
+_SKIP_MARIADB = re.compile(f"(?:{_GAP_ITEMS_MARIADB}|;)*+")
+_SKIP_MYSQL = re.compile(f"(?:{_GAP_ITEMS_MYSQL}|;)*+")
 _RUN_OUT = re.compile(rf"(?:[^{_SPACE}'\"`#/\-]++|/(?!\*)|-(?!{_DASHES[1:]}))++")
 _RUN_IN = re.compile(rf"(?:[^{_SPACE}'\"`#/\-*]++|/(?!\*)|-(?!{_DASHES[1:]})|\*(?!/))++")  # */ closes /*!
 _VERSION = re.compile(r"[0-9]{5}[0-9]?")
@@ -123,8 +128,10 @@ def _skip_versioned(sql: str, p: int) -> int:
         p = inner + 2
 
 
-def _units(sql: str, ansi: bool, nbe: bool, server_version: int, mariadb: bool) -> Iterator[tuple[int, int, int]]:
-    n, i, in_exec = len(sql), 0, False
+def _units(
+    sql: str, ansi: bool, nbe: bool, server_version: int, mariadb: bool, pos: int = 0
+) -> Iterator[tuple[int, int, int]]:
+    n, i, in_exec = len(sql), pos, False
     gap = _GAP_MARIADB if mariadb else _GAP_MYSQL
     while i < n:
         j = gap.match(sql, i).end()  # type: ignore[union-attr]  # `*+`: always matches
@@ -269,9 +276,9 @@ def tokens(
     return it if limit is None else islice(it, limit)
 
 
-def _tokens(sql: str, ansi: bool, nbe: bool, server_version: int, mariadb: bool) -> Iterator[Token]:
+def _tokens(sql: str, ansi: bool, nbe: bool, server_version: int, mariadb: bool, pos: int = 0) -> Iterator[Token]:
     held: Token | None = None  # a prefix (@, @@, x, b, n) waiting for a quote right after it
-    for kind, s, e in _units(sql, ansi, nbe, server_version, mariadb):
+    for kind, s, e in _units(sql, ansi, nbe, server_version, mariadb, pos):
         if held is not None:
             merged = _merge(sql, held, kind, s, e)
             if merged is not None:
@@ -337,3 +344,447 @@ def _what(sql: str, s: int) -> str:
         return "executable comment"
     c = sql[s]
     return {"'": "string", '"': "quoted text", "`": "quoted name", "/": "comment"}.get(c, "text")
+
+
+# --- normalized text ----------------------------------------------------------
+
+
+def normalized(
+    sql: str, modes: QuoteModes = QuoteModes(), *, server_version: int = DEFAULT_VERSION, mariadb: bool = True
+) -> str:
+    """The statement's code on one line: comments dropped, executable comments'
+    code kept, one space wherever the source had whitespace or a comment
+    (``a.b`` and ``f(x)`` stay as written), one trailing ``;`` dropped. What the
+    statement handlers' patterns match: ``KILL/**/QUERY 5`` and ``/*!KILL*/ 5``
+    read as ``KILL QUERY 5`` and ``KILL 5``."""
+    parts: list[str] = []
+    space = False
+    for kind, s, e in _units(sql, modes.ansi_quotes, modes.no_backslash_escapes, server_version, mariadb):
+        if kind == _GAP:
+            space = bool(parts)
+            continue
+        if space:
+            parts.append(" ")
+            space = False
+        parts.append(sql[s:e])
+    text = "".join(parts)
+    return text[:-1].rstrip() if text.endswith(";") else text
+
+
+# --- the whole-text searches: information_schema.processlist, CONNECTION_ID() --
+# Over the code with strings masked as '' and comments as one space, quoted
+# names unquoted when they are plain names: linear regular expressions then see
+# every spelling (`information_schema` . /* */ `PROCESSLIST`) and nothing quoted.
+
+_PLAIN_NAME = re.compile(f"{_ID}++")
+_NOT_QUALIFIED = rf"(?<![{_IDENT_CLASS}.@])(?<!\. )"
+# MariaDB finds information_schema tables by a comparison under which U+0130
+# (dotted capital I) equals i: information_schema.PROCESSL\u0130ST is the table.
+_PROCESSLIST = "processl[i\u0130]st"
+_QUALIFIED_PROCESSLIST = re.compile(rf"{_NOT_QUALIFIED}information_schema ?\. ?{_PROCESSLIST}(?![{_IDENT_CLASS}])")
+_BARE_PROCESSLIST = re.compile(rf"{_NOT_QUALIFIED}{_PROCESSLIST}(?![{_IDENT_CLASS}])")
+_CONNECTION_ID_CALL = re.compile(rf"{_NOT_QUALIFIED}connection_id ?\(")
+
+
+def _masked(sql: str, ansi: bool, nbe: bool, server_version: int, mariadb: bool) -> str | None:
+    """The code, lower-cased (ASCII), strings and comments masked; None when the
+    text has a lexical error (the engine judges it)."""
+    parts: list[str] = []
+    for kind, s, e in _units(sql, ansi, nbe, server_version, mariadb):
+        if kind == _CODE:
+            parts.append(sql[s:e])
+        elif kind == _GAP:
+            if parts and parts[-1] != " ":
+                parts.append(" ")
+        elif kind == _STR:
+            parts.append("''")
+        elif kind == _NAME:
+            body = sql[s + 1 : e - 1]
+            parts.append(body if _PLAIN_NAME.fullmatch(body) else "``")
+        else:
+            return None
+    return _lower("".join(parts))
+
+
+# --- classification -----------------------------------------------------------
+
+_FAST_NOT_OWNED = frozenset({"SELECT", "INSERT", "UPDATE", "DELETE", "REPLACE", "WITH", "VALUES", "CALL", "DO", "LOAD"})
+_GLOBAL_SCOPES = frozenset({"global", "persist", "persist_only"})
+_TRANSACTION_WORDS = frozenset({"COMMIT", "ROLLBACK", "SAVEPOINT"})
+_SLEEP_ARG = re.compile(r"[0-9]++(?:\.[0-9]*+)?")
+_LEAD = 8  # tokens enough to tell every family by its first words
+_SET_STATEMENT_BUDGET = 4096  # tokens read looking for SET STATEMENT's FOR
+
+
+class Classification:
+    """What the FE makes of one statement.
+
+    ``owned``: the FE family it belongs to, or None when it is the engine's:
+    kill, processlist, kill_audit, accounts, roles, set, use, transaction,
+    warnings, sleep, processlist_table, connection_id. ``first_words``: up to 3
+    upper-cased leading words. ``text``: the normalized statement (computed on
+    first use) from ``statement_start``, which is past ``SET STATEMENT ... FOR``
+    when the owned statement is the one after FOR. ``database``: USE's name.
+    ``error``: the lexer met an unterminated string, comment or name (such a
+    statement is the engine's unless its first words are an FE family's).
+    """
+
+    __slots__ = (
+        "_first_words",
+        "_opts",
+        "_sql",
+        "_text",
+        "calls_connection_id",
+        "database",
+        "error",
+        "owned",
+        "statement_start",
+    )
+
+    def __init__(
+        self,
+        sql: str,
+        opts: tuple[bool, bool, int, bool],
+        owned: str | None = None,
+        first_words: tuple[str, ...] | None = None,
+        *,
+        database: str | None = None,
+        error: bool = False,
+        calls_connection_id: bool = False,
+        statement_start: int = 0,
+    ) -> None:
+        self._sql, self._opts, self._text = sql, opts, None
+        self.owned, self._first_words, self.database = owned, first_words, database
+        self.error, self.calls_connection_id, self.statement_start = error, calls_connection_id, statement_start
+
+    @property
+    def first_words(self) -> tuple[str, ...]:
+        if self._first_words is None:
+            self._first_words = _first_words(list(_tokens(self._sql, *self._opts, self.statement_start)))
+        return self._first_words
+
+    @property
+    def text(self) -> str:
+        if self._text is None:
+            ansi, nbe, version, mariadb = self._opts
+            sql = self._sql[self.statement_start :] if self.statement_start else self._sql
+            self._text = normalized(sql, QuoteModes(ansi, nbe), server_version=version, mariadb=mariadb)
+        return self._text
+
+    def __repr__(self) -> str:
+        return f"Classification(owned={self.owned!r}, first_words={self.first_words!r}, database={self.database!r})"
+
+
+def _first_words(lead: list[Token]) -> tuple[str, ...]:
+    words: list[str] = []
+    for tok in lead:
+        if tok.kind != WORD or len(words) == 3:
+            break
+        words.append(tok.text)
+    return tuple(words)
+
+
+def _leading_family(lead: list[Token]) -> str | None:
+    """The families told by their first words alone."""
+    w = [t.text if t.kind == WORD else "" for t in lead] + [""] * (_LEAD - len(lead))
+    w0, w1, w2 = w[0], w[1], w[2]
+    if w0 == "KILL":
+        return "kill"
+    if w0 == "SHOW":
+        if w1 == "PROCESSLIST" or (w1 == "FULL" and w2 == "PROCESSLIST"):
+            return "processlist"
+        if w1 == "KILL" and w2 == "AUDIT":
+            return "kill_audit"
+        if w1 == "GRANTS" or (w1 == "CREATE" and w2 == "USER"):
+            return "accounts"
+        if w1 in ("WARNINGS", "ERRORS"):
+            return "warnings"
+        if w1 == "COUNT" and [t.text for t in lead[2:5]] == ["(", "*", ")"] and w[5] in ("WARNINGS", "ERRORS"):
+            return "warnings"
+        return None
+    if w0 in ("GRANT", "REVOKE"):
+        return "accounts"
+    if w0 in ("DROP", "ALTER", "RENAME") and w1 == "USER":
+        return "accounts"
+    if w0 == "DROP" and w1 == "ROLE":
+        return "roles"
+    if w0 == "CREATE":
+        what = w[3] if (w1, w2) == ("OR", "REPLACE") else w1
+        return "accounts" if what == "USER" else "roles" if what == "ROLE" else None
+    if w0 == "SET":
+        if w1 in ("PASSWORD", "PROPERTY"):
+            return "accounts"
+        if w1 == "ROLE" or (w1 == "DEFAULT" and w2 == "ROLE"):
+            return "roles"
+        return None
+    if w0 == "USE":
+        return "use"
+    if w0 in _TRANSACTION_WORDS or (w0 == "RELEASE" and w1 == "SAVEPOINT") or (w0 == "START" and w1 == "TRANSACTION"):
+        return "transaction"
+    if w0 == "BEGIN" and (len(lead) == 1 or (len(lead) == 2 and w1 == "WORK")):  # BEGIN NOT ATOMIC is a block
+        return "transaction"
+    return None
+
+
+def _names_fe_variable(toks: list[Token], fe_variables: frozenset[str]) -> bool:
+    """SET's assignments: does one name an FE variable or a GLOBAL/PERSIST scope?
+    Only each assignment's target is read (before its = or :=, at depth 0)."""
+    depth, target = 0, True
+    for tok in toks:
+        kind, text = tok.kind, tok.text
+        if kind == PUNCT:
+            if text == "(":
+                depth += 1
+            elif text == ")":
+                depth = max(0, depth - 1)
+            elif depth == 0 and text == ",":
+                target = True
+            elif depth == 0 and text in ("=", ":="):
+                target = False
+            continue
+        if not target or depth:
+            continue
+        if kind == WORD:
+            name = text.lower()
+            if name in _GLOBAL_SCOPES or name in fe_variables:
+                return True
+            if name == "character" and "charset" in fe_variables:  # SET CHARACTER SET x is SET CHARSET x
+                return True
+        elif kind == QUOTED_NAME:
+            if _lower(text) in fe_variables:
+                return True
+        elif kind == VARIABLE and text.startswith("@@"):
+            parts = text[2:].split(".")
+            if parts[0] in _GLOBAL_SCOPES or any(part in fe_variables for part in parts):
+                return True
+    return False
+
+
+def _strip_semicolon(toks: list[Token]) -> list[Token]:
+    while toks and toks[-1].kind == PUNCT and toks[-1].text == ";":
+        toks = toks[:-1]
+    return toks
+
+
+def _lowered(sql: str) -> str:
+    return sql.lower() if sql.isascii() else sql.translate(_ASCII_LOWER)
+
+
+def classify(
+    sql: str,
+    modes: QuoteModes = QuoteModes(),
+    *,
+    fe_variables: frozenset[str] = frozenset(),
+    current_db: str | None = None,
+    server_version: int = DEFAULT_VERSION,
+    mariadb: bool = True,
+) -> Classification:
+    """Which FE family one statement (see ``split``) belongs to, if any.
+
+    ``fe_variables``: lower-case names of the variables the FE owns (a SET that
+    names one is "set"; so is any SET with GLOBAL, PERSIST or @@global.); the
+    pseudo-names "names" and "charset" make SET NAMES / SET CHARSET the FE's.
+    ``current_db``: the session's database (a bare ``processlist`` in
+    information_schema is the processlist table)."""
+    opts = (modes.ansi_quotes, modes.no_backslash_escapes, server_version, mariadb)
+    low = _lowered(sql)
+    # Fast path: a DML statement can only be the FE's by naming the processlist
+    # table, calling CONNECTION_ID() or being SELECT SLEEP(n); without those
+    # words anywhere in the text (comments and strings included) it is not.
+    gap = (_GAP_MARIADB if mariadb else _GAP_MYSQL).match(sql).end()  # type: ignore[union-attr]
+    first = _IDENT_RUN.match(sql, gap)
+    if first is not None:
+        word = _upper(first.group())
+        if (
+            word in _FAST_NOT_OWNED
+            and "processl" not in low
+            and "connection_id" not in low
+            and (word != "SELECT" or "sleep" not in low)
+        ):
+            return Classification(sql, opts)
+    stream = _tokens(sql, *opts)
+    lead = list(islice(stream, _LEAD))
+    error = any(t.kind == ERROR for t in lead)
+    family = _leading_family(_strip_semicolon(lead))
+    words = _first_words(lead)
+    if family is not None:
+        database = None
+        if family == "use":
+            rest = _strip_semicolon(lead)[1:]
+            if len(rest) == 1 and rest[0].kind in (WORD, QUOTED_NAME):
+                database = sql[rest[0].start : rest[0].end] if rest[0].kind == WORD else rest[0].text
+        return Classification(sql, opts, family, words, database=database, error=error)
+    if words[:1] == ("SET",):
+        if words[1:2] == ("STATEMENT",):
+            return _set_statement(sql, opts, lead, stream, fe_variables, current_db, words)
+        if "global" in low or "persist" in low or any(name in low for name in fe_variables):
+            if len(sql) > MAX_CLASSIFY:  # the FE refuses SETs this long; reading all of it costs too much
+                return Classification(sql, opts, "set", words)
+            toks = lead + list(stream)
+            if _names_fe_variable(toks[1:], fe_variables):
+                return Classification(sql, opts, "set", words, error=toks[-1].kind == ERROR)
+    if words[:2] == ("SELECT", "SLEEP"):
+        toks = _strip_semicolon(lead)
+        if (
+            [t.text for t in toks[2:3] + toks[4:]] == ["(", ")"]
+            and toks[3].kind == NUMBER
+            and _SLEEP_ARG.fullmatch(toks[3].text)
+        ):
+            return Classification(sql, opts, "sleep", words)
+    if error or ("processl" not in low and "connection_id" not in low):
+        return Classification(sql, opts, None, words, error=error)
+    masked = _masked(sql, *opts)
+    if masked is None:
+        return Classification(sql, opts, None, words, error=True)
+    if _QUALIFIED_PROCESSLIST.search(masked) or (
+        current_db is not None and _lowered(current_db) == "information_schema" and _BARE_PROCESSLIST.search(masked)
+    ):
+        return Classification(sql, opts, "processlist_table", words)
+    calls = _CONNECTION_ID_CALL.search(masked) is not None
+    selects = words[:1] in (("SELECT",), ("WITH",)) or (bool(lead) and lead[0].text == "(")
+    return Classification(sql, opts, "connection_id" if calls and selects else None, words, calls_connection_id=calls)
+
+
+def _set_statement(
+    sql: str,
+    opts: tuple[bool, bool, int, bool],
+    lead: list[Token],
+    stream: Iterator[Token],
+    fe_variables: frozenset[str],
+    current_db: str | None,
+    words: tuple[str, ...],
+) -> Classification:
+    """MariaDB's ``SET STATEMENT var = value [, ...] FOR statement``: the FE's
+    when an assignment names an FE variable, or when the statement after FOR is
+    the FE's (``SET STATEMENT x=1 FOR KILL 5`` must not reach the engine)."""
+    head: list[Token] = []
+    depth = 0
+    for tok in islice(chain(lead[2:], stream), _SET_STATEMENT_BUDGET):
+        if tok.kind == ERROR:
+            return Classification(sql, opts, None, words, error=True)
+        if tok.kind == PUNCT and tok.text in "()":
+            depth = depth + 1 if tok.text == "(" else max(0, depth - 1)
+        elif depth == 0 and tok.kind == WORD and tok.text == "FOR":
+            ansi, nbe, version, mariadb = opts
+            inner = classify(
+                sql[tok.end :],
+                QuoteModes(ansi, nbe),
+                fe_variables=fe_variables,
+                current_db=current_db,
+                server_version=version,
+                mariadb=mariadb,
+            )
+            if inner.owned is not None:
+                return Classification(sql, opts, inner.owned, words, database=inner.database, statement_start=tok.end)
+            owned = "set" if _names_fe_variable(head, fe_variables) else None
+            return Classification(sql, opts, owned, words, calls_connection_id=inner.calls_connection_id)
+        head.append(tok)
+    if len(head) >= _SET_STATEMENT_BUDGET - 2:  # no FOR this far: the FE's, which refuses it
+        return Classification(sql, opts, "set", words)
+    return Classification(sql, opts, "set" if _names_fe_variable(head, fe_variables) else None, words)
+
+
+# --- multi-statement text -----------------------------------------------------
+
+_BLOCK_OPENERS = frozenset({"IF", "LOOP", "REPEAT", "WHILE", "FOR"})  # at a statement's start, not before (
+_STATEMENT_STARTERS = frozenset({"BEGIN", "ATOMIC", "THEN", "ELSE", "DO", "LOOP", "REPEAT", "ROW"})
+_ROUTINES = frozenset({"PROCEDURE", "FUNCTION", "TRIGGER", "EVENT", "PACKAGE"})
+_NOT_ROUTINES = frozenset(
+    {"TABLE", "VIEW", "INDEX", "DATABASE", "SCHEMA", "USER", "ROLE", "SERVER", "SEQUENCE", "TABLESPACE", "TEMPORARY"}
+)
+
+
+def _compound(lead: list[Token]) -> bool:
+    """Does this statement hold a compound body whose ``;`` are its own
+    (BEGIN NOT ATOMIC, top-level IF/CASE/LOOP/..., a label, CREATE PROCEDURE...)?"""
+    w = [t.text if t.kind == WORD else "" for t in lead]
+    if not w:
+        return False
+    if w[:3] == ["BEGIN", "NOT", "ATOMIC"] or (w[0] == "CASE"):
+        return True
+    if w[0] in _BLOCK_OPENERS:
+        return len(lead) < 2 or lead[1].text != "("
+    if len(lead) >= 2 and lead[0].kind in (WORD, QUOTED_NAME) and lead[1].text == ":":
+        return True
+    if w[0] in ("CREATE", "ALTER"):
+        for word in w[1:]:
+            if word in _ROUTINES:
+                return True
+            if word in _NOT_ROUTINES:
+                return False
+    return False
+
+
+def split(
+    sql: str, modes: QuoteModes = QuoteModes(), *, server_version: int = DEFAULT_VERSION, mariadb: bool = True
+) -> list[tuple[int, int]]:
+    """Statement spans ``(start, end)`` of a multi-statement text, cut at
+    top-level ``;`` (outside strings, comments, quoted names and compound
+    bodies). A span starts at its statement's first code (an executable
+    comment is code; a plain comment or whitespace before it is left out) and
+    ends before its ``;``; empty statements give no span. Each statement is read
+    from a fresh lexer state, as the server parses the next statement of a
+    multi-statement packet (an executable comment does not carry over a ``;``)."""
+    n = len(sql)
+    skip = _SKIP_MARIADB if mariadb else _SKIP_MYSQL
+    if ";" not in sql:
+        start = skip.match(sql).end()  # type: ignore[union-attr]
+        return [(start, n)] if start < n else []
+    opts = (modes.ansi_quotes, modes.no_backslash_escapes, server_version, mariadb)
+    spans: list[tuple[int, int]] = []
+    start = 0
+    while True:
+        start = skip.match(sql, start).end()  # type: ignore[union-attr]
+        if start >= n:
+            return spans
+        stream = _tokens(sql, *opts, start)
+        lead: list[Token] = []
+        for tok in stream:  # the first tokens, up to the first ;
+            lead.append(tok)
+            if len(lead) == 12 or (tok.kind == PUNCT and tok.text == ";"):
+                break
+        end = _compound_end(sql, lead, stream) if _compound(lead) else _plain_end(sql, opts, start)
+        spans.append((start, end))
+        start = end + 1
+
+
+def _plain_end(sql: str, opts: tuple[bool, bool, int, bool], start: int) -> int:
+    for kind, s, e in _units(sql, *opts, start):
+        if kind == _CODE:
+            k = sql.find(";", s, e)
+            if k >= 0:
+                return k
+        elif kind == _ERR:
+            break
+    return len(sql)
+
+
+def _compound_end(sql: str, lead: list[Token], stream: Iterator[Token]) -> int:
+    depth = 0
+    prev: Token | None = None
+    after_end = False  # END IF / END LOOP ...: the word after END closes, it opens nothing
+    for tok in chain(lead, stream):
+        kind, text = tok.kind, tok.text
+        if kind == ERROR:
+            return len(sql)
+        if kind == PUNCT and text == ";" and depth == 0:
+            return tok.start
+        if kind == WORD:
+            if after_end and text in _BLOCK_OPENERS | {"CASE"}:
+                pass
+            elif text in ("BEGIN", "CASE"):
+                depth += 1
+            elif text == "END":
+                depth = max(0, depth - 1)
+            elif text in _BLOCK_OPENERS and (
+                prev is None
+                or (prev.kind == PUNCT and prev.text in (";", ":"))
+                or (prev.kind == PUNCT and prev.text == ")" and depth == 0)
+                or (prev.kind == WORD and prev.text in _STATEMENT_STARTERS)
+            ):
+                depth += 1
+            after_end = text == "END"
+        else:
+            after_end = False
+        prev = tok
+    return len(sql)
