@@ -63,6 +63,7 @@ class Membership:
         # lease outlives last_renew + TTL. Fence well before that.
         self.fence_after = lease_ttl - self.renew_interval
         self.fence_deadline = lease_ttl * 5 / 6
+        self.ask_after = lease_ttl / 2  # a renewal this late: ask the peers whether Redis answers them
         self.last_renew = time.monotonic()
         self.fenced_since: float | None = None
         self.fenced_seconds_total = 0.0
@@ -394,30 +395,31 @@ class Membership:
             return None
 
     async def _watch_fence(self) -> None:
-        """Fence this FE once no renewal has succeeded for ``fence_after`` seconds,
-        unless the peers say Redis is away for them too (then nobody can take the id).
-        The decision is made before the deadline (last_renew + 5/6 TTL); the deadline
-        timer fences by the clock should this task run late."""
+        """Fence this FE once no renewal has succeeded for ``fence_after`` seconds and a
+        peer reaches Redis (or none answers), unless the peers say Redis is away for them too
+        (then nobody can take the id). The peers are asked from TTL/2 on, so their word is in
+        well before the deadline (last_renew + 5/6 TTL); the deadline timer fences by the
+        clock should this task run late."""
         outage_logged = False
         while True:
             now = time.monotonic()
             since = now - self.last_renew
-            if self.fenced_since is not None or since < self.fence_after:
+            if self.fenced_since is not None or since < self.ask_after:
                 outage_logged = False
-                self._outage_until = None
                 if self.fenced_since is None and since >= self.renew_interval * 1.2:
                     self._wake.set()  # a renewal is late: retry now rather than a whole interval later
-                late = self.renew_interval * 1.2 - since
+                late = min(self.renew_interval * 1.2, self.ask_after) - since
                 await asyncio.sleep(late if late > 0 else min(0.05, self.renew_interval / 4))
                 continue
             self._wake.set()
-            # Our own renewal and the peers' view of Redis, side by side. The first round must
-            # end before the deadline (a margin of TTL/30 for the loop); in an outage of Redis
-            # for all there is time to wait for slow peers.
-            if outage_logged:
+            # Our own renewal and the peers' view of Redis, side by side, bounded so that an
+            # answer is in before the deadline (a margin of TTL/30 for the loop); while the
+            # peers say Redis is away for all there is time to wait for slow peers.
+            deadline = self.last_renew + self.fence_deadline
+            if self._outage_until is not None and now < self._outage_until:
                 budget = self.peer_timeout
             else:
-                budget = max(0.0, self.last_renew + self.fence_deadline - now - self.renew_interval / 10)
+                budget = min(self.peer_timeout, max(0.05, deadline - now - self.renew_interval / 10))
             renewal = asyncio.create_task(self._renew_now(budget))
             asking = asyncio.create_task(self._ask_peers())
             ends = now + budget
@@ -432,6 +434,8 @@ class Membership:
                     break  # the budget is spent
                 if asking in done:
                     peers_see_redis = asking.result()
+                    if peers_see_redis is False:
+                        break  # Redis is away for them too: decided (our renewal goes on by itself)
                     if peers_see_redis is True and renewal in pending:
                         # A peer reaches Redis: we are cut off, unless our own renewal (in flight)
                         # lands in a moment (Redis just came back). Wait a little, not the budget.
@@ -450,6 +454,17 @@ class Membership:
                     )
                     outage_logged = True
                 await asyncio.sleep(self.renew_interval / 4)
+                continue
+            if self._outage_until is not None:
+                # The peers' earlier word of an outage for all no longer holds: back to the deadline.
+                self._outage_until = None
+                self._arm_deadline()
+                if self.fenced_since is not None:
+                    continue
+            wait = self.last_renew + self.fence_after - time.monotonic()
+            if wait > 0:
+                # Not overdue enough to fence yet: renew meanwhile and ask again at fence_after.
+                await asyncio.sleep(min(wait, self.renew_interval / 4))
                 continue
             self._fence(f"peers reach Redis: {'yes' if peers_see_redis else 'no answer'}")
 
