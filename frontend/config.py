@@ -98,26 +98,36 @@ def flag_name(name: str) -> str:
 
 
 def add_arguments(
-    parser: argparse.ArgumentParser, help_for: dict[str, str] | None = None, unset: frozenset[str] = frozenset()
+    parser: argparse.ArgumentParser,
+    help_for: dict[str, str] | None = None,
+    unset: frozenset[str] = frozenset(),
+    defaults: dict[str, object] | None = None,
+    aliases: dict[str, list[str]] | None = None,
 ) -> None:
     """Every Config field as ``--flag``, defaulting to its environment variable.
     ``help_for`` rewords a field's help where a command uses it differently;
-    the fields in ``unset`` default to empty (the command fills them in)."""
+    the fields in ``unset`` default to empty (the command fills them in);
+    ``defaults`` gives a command its own defaults, ``aliases`` more flag names."""
     for f in fields(Config):
-        flag = flag_name(f.name)
+        flags = [flag_name(f.name), *(aliases or {}).get(f.name, [])]
         env = os.environ.get(env_name(f.name))
         text = (help_for or {}).get(f.name, f.metadata.get("help", ""))
-        shown = "" if f.name in unset else f"default: {f.default!r}; "
+        base = (defaults or {}).get(f.name, f.default)
+        shown = "" if f.name in unset else f"default: {base!r}; "
         help_text = f"{text} ({shown}env {env_name(f.name)})"
         if f.name in unset:
-            parser.add_argument(flag, default=env or "", help=help_text)
+            parser.add_argument(*flags, dest=f.name, default=env or "", help=help_text)
             continue
         if f.type in ("bool", bool):
-            default = _parse_bool(env) if env is not None else f.default
-            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=default, help=help_text)
+            default = _parse_bool(env) if env is not None else base
+            parser.add_argument(
+                *flags, dest=f.name, action=argparse.BooleanOptionalAction, default=default, help=help_text
+            )
             continue
         kind = {"int": int, "float": float}.get(str(f.type), str)
-        parser.add_argument(flag, type=kind, default=kind(env) if env is not None else f.default, help=help_text)
+        parser.add_argument(
+            *flags, dest=f.name, type=kind, default=kind(env) if env is not None else base, help=help_text
+        )
 
 
 def from_namespace(ns: argparse.Namespace) -> Config:

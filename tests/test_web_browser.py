@@ -173,3 +173,82 @@ def test_the_banner_names_an_fe_that_does_not_answer(cluster3: Cluster, operator
 def test_screenshot_is_where_the_readme_says() -> None:
     assert "docs/sessions-page.png" in (REPO / "README.md").read_text()
     assert Path(SCREENSHOT).is_file()
+
+
+@contextlib.contextmanager
+def evil_site(pages: dict[str, str]) -> Iterator[str]:
+    """Another origin: a tiny HTTP server on another port of this host (the same *site*, which a
+    same-site check alone would let through), serving the given pages."""
+    import http.server
+    import threading
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = pages.get(self.path, "").encode()
+            self.send_response(200 if body else 404)
+            self.send_header("Content-Type", "text/html; charset=utf-8")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_a_cross_site_page_cannot_make_the_browser_kill(cluster3: Cluster, operator: Any, browser: Any) -> None:
+    """The operator is logged in to the sessions page (the browser holds the credentials); a page
+    from another origin POSTs to the FE's kill URLs, by fetch and by a form: the FE refuses both
+    (403) and the session lives. The same page's own Kill button works (the test above)."""
+    fe1, fe2 = cluster3.fes[0], cluster3.fes[1]
+    name, password = operator
+    context = browser.new_context(http_credentials={"username": name, "password": password})
+    with contextlib.ExitStack() as stack:
+        stack.callback(context.close)
+        victim = stack.enter_context(contextlib.closing(fe2.connect()))
+        vid = victim.thread_id()
+        run = Running(victim, "SELECT SLEEP(60)")
+        qid = wait_running(fe1, vid)[10]
+        page = context.new_page()
+        console: list[str] = []
+        page.on("console", lambda m: console.append(m.text) if m.type == "error" else None)
+        page.goto(f"{fe1.http_url}/")  # logged in: the browser now sends the credentials to the FE
+        page.wait_for_selector(f'#sessions tr[data-id="{vid}"]')
+        assert not [c for c in console if "404" in c or "favicon" in c], console  # no favicon 404
+        kill_url = f"{fe1.http_url}/api/sessions/{vid}/kill?kind=connection"
+        doris_url = f"{fe1.http_url}/rest/v2/manager/query/kill/{qid}?is_all_node=true"
+        fetches = "".join(
+            f'fetch("{url}", {{method: "POST", mode: "no-cors", credentials: "include"}});'
+            for url in (kill_url, doris_url)
+        )
+        pages = {
+            "/fetch": f"<!doctype html><script>{fetches}</script>",
+            "/form": f'<!doctype html><form method="POST" action="{kill_url}"></form>'
+            "<script>document.forms[0].submit()</script>",
+        }
+        with evil_site(pages) as evil:
+            answers = []
+            with page.expect_response(lambda r: "/kill" in r.url and r.url.startswith(fe1.http_url)) as first:
+                page.goto(f"{evil}/fetch")
+            answers.append(first.value)
+            page.wait_for_timeout(200)  # the second fetch
+            with page.expect_response(lambda r: r.url == kill_url) as form:
+                page.goto(f"{evil}/form")
+            answers.append(form.value)
+            for answer in answers:
+                assert answer.status == 403, (answer.url, answer.status)
+                sent = answer.request.all_headers()
+                assert sent.get("origin") == evil and sent.get("sec-fetch-site") == "same-site", sent
+            assert "cross-origin request refused" in page.content() or "cross-site request refused" in page.content()
+        # the session lives: still running its statement, on its FE
+        assert run.thread.is_alive() and wait_running(fe1, vid)
+        victim_still = fe1.query(f"SELECT ID FROM information_schema.processlist WHERE ID = {vid}")
+        assert victim_still == ((vid,),)
