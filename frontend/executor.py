@@ -163,7 +163,9 @@ FE_VARIABLES = frozenset(
 )
 _OWNED_START = re.compile(
     r"^(?:kill\b|show\s+(?:full\s+)?processlist\b|show\s+kill\s+audit\b|show\s+grants\b"
-    r"|(?:create|drop|alter|rename)\s+user\b|grant\b|revoke\b|set\s+password\b|set\s+property\b)",
+    r"|(?:create|drop|alter|rename)\s+user\b|grant\b|revoke\b|set\s+password\b|set\s+property\b"
+    # A new database is the cluster's: users granted on *.*.* get it on the backend (frontend.backend_accounts).
+    r"|create\s+(?:database|schema)\b)",
     FLAGS,
 )
 _FE_WORDS = re.compile(r"processlist|connection_id", re.IGNORECASE)

@@ -24,18 +24,21 @@ from coordinator import errors
 from coordinator.accounts import Accounts
 from coordinator.audit import KillAudit
 from coordinator.cluster_variables import ClusterVariables
+from coordinator.errors import SqlError
 from coordinator.membership import Membership
 from coordinator.peers import PeerChannels
 from coordinator.redis_client import REDIS_ERRORS, connect
 from coordinator.registry import ConnectionRecord, ConnectionWriter, FeRecord, Registry
 from coordinator.routing import Router
 from frontend import tls, variables
+from frontend.backend_accounts import BackendAccounts
 from frontend.backends import open_backend, redact_url
 from frontend.config import Config
 from frontend.executor import Executor
 from frontend.grpc_api import GrpcListener
 from frontend.http import FeWebOps, HttpListener
 from frontend.mysql import MysqlListener
+from frontend.mysql_backend import MysqlBackend
 from frontend.sessions import SessionTable
 from frontend.statements import Services
 
@@ -47,6 +50,7 @@ log = logging.getLogger("fecluster.node")
 __version__ = "0.1.0"
 T = TypeVar("T")
 REGISTRY_COALESCE_S = 0.01
+ACCOUNT_SYNC_S = 60.0  # how often the backend's accounts are compared with the cluster's user table
 """How long connects and disconnects gather before one pipeline writes them."""
 
 
@@ -85,6 +89,8 @@ class Node:
         self.backend = open_backend(cfg.backend, Path(self._tmp.name) if self._tmp else Path())
         self._backend_kills: set[asyncio.Task[None]] = set()
         self.registry.on_purged = self._dead_fe_connections
+        self.backend_accounts = BackendAccounts(self.backend) if isinstance(self.backend, MysqlBackend) else None
+        self._account_sync: asyncio.Task[None] | None = None
         services = Services(
             kill=lambda target, requester, host: self.router.kill(target, requester, host),
             processlist=lambda requester, local, where: self.router.processlist(
@@ -94,6 +100,7 @@ class Node:
             backend=self.backend,
             read_audit=lambda limit: self._registry_read(self.audit.entries(limit)),
             set_global=self.cluster_variables.set,
+            backend_accounts=self.backend_accounts,
         )
         self.sessions = SessionTable(
             self.membership,
@@ -134,6 +141,9 @@ class Node:
         await self.accounts.start()
         await self.cluster_variables.reload()
         await self.backend.start()
+        if self.backend_accounts is not None:
+            await self._sync_backend_accounts()
+            self._account_sync = asyncio.get_running_loop().create_task(self._sync_backend_accounts_forever())
         self.sessions.start()
         await self.grpc.start()
         await self.mysql.start()
@@ -170,6 +180,8 @@ class Node:
         await self.grpc.stop_accepting()
         await self.sessions.drain(grace)
         await self.sessions.stop()
+        if self._account_sync is not None:
+            self._account_sync.cancel()
         await self.writer.close()  # before the purge, so no late row outlives it
         await self.audit.stop()
         await self.membership.stop()
@@ -193,6 +205,23 @@ class Node:
             log.warning("releasing the lease after a failed start: %r", e)
         if self._tmp is not None:
             self._tmp.cleanup()
+
+    # ------------------------------------------------------------ backend accounts
+
+    async def _sync_backend_accounts(self) -> None:
+        """Make the backend's accounts match the cluster's user table (drift
+        from outside the FEs, a user made before the backend relayed)."""
+        assert self.backend_accounts is not None
+        try:
+            users = await self.registry.users()
+            await self.backend_accounts.reconcile(users.values(), fresh=self.accounts.fresh)
+        except (SqlError, OSError, TimeoutError, *REDIS_ERRORS) as e:
+            log.warning("backend accounts: sync failed (%s); next try in %.0fs", e, ACCOUNT_SYNC_S)
+
+    async def _sync_backend_accounts_forever(self) -> None:
+        while True:
+            await asyncio.sleep(ACCOUNT_SYNC_S)
+            await self._sync_backend_accounts()
 
     # ------------------------------------------------------------ registry
 

@@ -101,7 +101,7 @@ class MariaDB:
                 "CREATE USER IF NOT EXISTS 'root'@'%'",
                 "GRANT ALL ON *.* TO 'root'@'%' WITH GRANT OPTION",
                 f"CREATE USER '{user}'@'%' IDENTIFIED BY '{password}'",
-                f"GRANT ALL ON *.* TO '{user}'@'%'",
+                f"GRANT ALL ON *.* TO '{user}'@'%' WITH GRANT OPTION",  # it manages the users' accounts
             ):
                 cur.execute(sql)
 

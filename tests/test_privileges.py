@@ -100,22 +100,25 @@ def test_a_user_without_grants_reads_and_drops_nothing(cluster: Cluster, rootdb:
     """Issue 13: alice read rootdb.secrets and ran DROP DATABASE rootdb."""
     fe = cluster.fes[0]
     name, password = _user(fe)
+    # Over MariaDB the server judges and words the denial itself (the account is the user's own).
+    host, table = ("127.0.0.1", f"`{rootdb}`.`secrets`") if _relays(cluster) else ("%", "'secrets'")
     with contextlib.closing(fe.connect(name, password)) as alice:
         assert fails(alice, f"SELECT * FROM {rootdb}.secrets") == (
             1142,
-            f"SELECT command denied to user '{name}'@'%' for table 'secrets'",
+            f"SELECT command denied to user '{name}'@'{host}' for table {table}",
         )
         assert fails(alice, f"DROP DATABASE {rootdb}") == (
             1044,
-            f"Access denied for user '{name}'@'%' to database '{rootdb}'",
+            f"Access denied for user '{name}'@'%' to database '{rootdb}'",  # MariaDB names the account too
         )
         for sql in (
             f"SELECT 1 FROM {rootdb}.open WHERE 1 IN (SELECT id FROM {rootdb}.secrets)",
             f"WITH c AS (SELECT * FROM {rootdb}.secrets) SELECT * FROM c",
             f"SELECT * FROM {rootdb}.open o JOIN {rootdb}.secrets s ON o.id = s.id",
-            f"SELECT * FROM internal.{rootdb}.secrets",
         ):
             assert fails(alice, sql)[0] == 1142, sql
+        # Doris's catalog-qualified name: the FE's to read on SQLite, a syntax error to MariaDB.
+        assert fails(alice, f"SELECT * FROM internal.{rootdb}.secrets")[0] in (1142, 1064)
         assert fails(alice, f"INSERT INTO {rootdb}.open VALUES (2)")[1].startswith("INSERT command denied")
         assert fails(alice, f"DELETE FROM {rootdb}.secrets")[1].startswith("DELETE command denied")
         assert fails(alice, f"DROP TABLE {rootdb}.secrets")[1].startswith("DROP command denied")
@@ -232,9 +235,7 @@ def test_what_the_check_reads_is_what_the_backend_runs(cluster: Cluster, rootdb:
     fe.query(f"INSERT INTO {rootdb}.open VALUES (7)")
     setup, sql = _SMUGGLED[case]
     with contextlib.closing(fe.connect(name, password)) as user:
-        if setup and _relays(cluster):  # the server would read quotes otherwise: refused to non-admins
-            assert fails(user, setup)[0] == 1231
-        elif setup:
+        if setup:  # the server reads the statement under the mode; it judges what it reads
             _run(user, setup)
         try:
             answer: object = _run(user, sql.format(db=rootdb))

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from coordinator.pb import fecluster_pb2 as pb
     from coordinator.routing import FeFailure, KillOutcome
     from frontend.backend import Backend
+    from frontend.backend_accounts import BackendAccounts
     from frontend.result import Result
     from frontend.session import Session
 
@@ -41,6 +42,8 @@ class Services:
     backend: Backend
     read_audit: Callable[[int], Awaitable[list[dict[str, str]]]]  # newest first; SqlError 1105 without Redis
     set_global: Callable[[str, Any], Awaitable[None]]  # SET GLOBAL name = value, cluster-wide
+    # A relaying backend's per-user accounts (``frontend.backend_accounts``): None on the embedded one.
+    backend_accounts: BackendAccounts | None = None
 
 
 Handler = Callable[["Services", "Session", re.Match[str]], Awaitable["Result"]]

@@ -77,6 +77,9 @@ async def create_database(services: Services, session: Session, m: re.Match[str]
         [Need(CREATE_PRIV, "CREATE", folded(name, services.backend.names_fold_case))],
     )
     await services.backend.create_database(name, bool(m.group(1)))
+    if services.backend_accounts is not None:  # users granted on *.*.* reach it on the backend now
+        users = await services.accounts.registry.users()
+        await services.backend_accounts.on_database_created(name, users.values())
     return Result(affected_rows=1)
 
 

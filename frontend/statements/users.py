@@ -60,11 +60,8 @@ async def need_admin(services: Services, session: Session) -> None:
 
 
 def backend_accounts(services: Services) -> BackendAccounts | None:
-    """The backend's per-user accounts when the backend relays (duck-typed until
-    ``Services`` carries them)."""
-    if not getattr(services.backend, "relays", False):
-        return None
-    return getattr(services.backend, "accounts", None)
+    """The backend's per-user accounts when the backend relays."""
+    return services.backend_accounts
 
 
 async def _undo(what: str, work: Awaitable[object]) -> None:

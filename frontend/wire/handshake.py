@@ -79,6 +79,7 @@ CLIENT_QUERY_ATTRIBUTES = 1 << 27
 
 SERVER_CAPABILITIES = (
     CLIENT_LONG_PASSWORD
+    | CLIENT_FOUND_ROWS
     | CLIENT_LONG_FLAG
     | CLIENT_CONNECT_WITH_DB
     | CLIENT_PROTOCOL_41
@@ -92,8 +93,8 @@ SERVER_CAPABILITIES = (
     | CLIENT_PLUGIN_AUTH_LENENC_CLIENT_DATA
     | CLIENT_DEPRECATE_EOF
 )
-"""What the codec implements. Deliberately absent: FOUND_ROWS (affected rows come
-from the backend as they are), COMPRESS, LOCAL_FILES, SESSION_TRACK,
+"""What the codec implements. FOUND_ROWS is the backend's to honour (a relaying
+backend's connection takes the client's flag). Deliberately absent: COMPRESS, LOCAL_FILES, SESSION_TRACK,
 QUERY_ATTRIBUTES, OPTIONAL_RESULTSET_METADATA. CLIENT_SSL is added only when a
 TLS context is configured (``server_capabilities(tls=True)``)."""
 
