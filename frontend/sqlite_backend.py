@@ -36,14 +36,16 @@ from sqlglot import exp
 
 from coordinator import errors
 from coordinator.errors import SqlError
+from coordinator.users import UserRecord
 from frontend.backend import Column, Index, check_db_name, valid_db_name
 from frontend.result import Result
-from frontend.sqlite_authorizer import READ_ONLY_PRAGMAS, Seal
-from frontend.sqlite_errors import sql_error
+from frontend.sqlite_authorizer import READ_ONLY_PRAGMAS, Grants, Seal
+from frontend.sqlite_errors import deadlock, duplicate_key, lock_wait_timeout, sql_error
 from frontend.sqlite_translate import (
     CACHED_STATEMENT,
     EXPLAIN_COLUMNS,
     FUNCTIONS,
+    LIVENESS_CHECK,
     Translation,
     explain_row,
     index_name,
@@ -64,16 +66,29 @@ TYPED_ROWS = 10 * FETCH_BATCH  # at most this many rows read ahead to type a col
 MAX_RESULT_ROWS = 1_000_000
 MAX_RESULT_BYTES = 64 * 1024 * 1024  # estimated: text and blob lengths, 8 per number, 16 per value
 _SAVEPOINT_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]{0,63}$")
+STATEMENT_SAVEPOINT = "fe_statement"  # each write inside a transaction runs under it
+# A write inside a transaction stops at its next liveness check after a KILL; one
+# without any (INSERT ... VALUES) gets SQLite's interrupt after this many seconds,
+# which ends the whole transaction (the session is then told: 1213).
+INTERRUPT_GRACE = 1.0
+LOCK_ATTEMPT = 0.05  # seconds SQLite's own busy handler waits per attempt: a KILL is seen between attempts
+DEFAULT_LOCK_WAIT_TIMEOUT = 50.0  # MySQL's innodb_lock_wait_timeout
+_BUSY = frozenset({"SQLITE_BUSY", "SQLITE_BUSY_RECOVERY", "SQLITE_BUSY_TIMEOUT", "SQLITE_LOCKED"})
+_KEY_ALIAS = re.compile(r"\bINTEGER\s+PRIMARY\s+KEY\b", re.IGNORECASE)
 
 
 def _sealed(
-    path: str = ":memory:", detect_types: int = 0, pragmas: frozenset[str] = frozenset()
+    path: str = ":memory:",
+    detect_types: int = 0,
+    pragmas: frozenset[str] = frozenset(),
+    seal: Seal | None = None,
+    timeout: float = BUSY_TIMEOUT,
 ) -> tuple[sqlite3.Connection, Seal]:
     conn = sqlite3.connect(
-        path, check_same_thread=False, isolation_level=None, timeout=BUSY_TIMEOUT, detect_types=detect_types
+        path, check_same_thread=False, isolation_level=None, timeout=timeout, detect_types=detect_types
     )
     conn.create_collation(NUMERIC_COLLATION, compare_numeric)
-    seal = Seal(pragmas)
+    seal = seal or Seal(pragmas)
     conn.set_authorizer(seal)
     return conn, seal
 
@@ -219,8 +234,18 @@ class SqliteBackend:
 
         return await self._in_thread(run)
 
-    def session(self, on_thread: Callable[[int], None] | None = None) -> SqliteSession:
-        return SqliteSession(self)
+    def session(
+        self,
+        on_thread: Callable[[int], None] | None = None,
+        user: Callable[[], UserRecord | None] | None = None,
+        lock_wait_timeout: Callable[[], float] | None = None,
+    ) -> SqliteSession:
+        """``user`` gives the session user's current record (the FE's cache),
+        read before each statement: SQLite's authorizer checks its grants (None:
+        no check, the FE's own work). ``lock_wait_timeout`` gives the session's
+        ``innodb_lock_wait_timeout`` in seconds (None: ``lock_wait_timeout``
+        attribute, 50 s as MySQL's default)."""
+        return SqliteSession(self, user, lock_wait_timeout)
 
     async def databases(self) -> list[str]:
         return sorted(p.stem for p in self.data_dir.glob("*.sqlite"))
@@ -266,14 +291,37 @@ class SqliteSession:
     statement, after that statement's databases and the current one are
     attached: SQLite cannot ATTACH inside a transaction, so a transaction
     uses the databases attached when it began (a statement naming another
-    one gets a clear error)."""
+    one gets a clear error).
 
-    def __init__(self, backend: SqliteBackend) -> None:
+    Inside a transaction each write runs under a savepoint, as InnoDB's
+    statement atomicity: a failed or interrupted statement is undone alone and
+    the transaction goes on. Where SQLite ended the whole transaction anyway,
+    the statement (or, after a KILL, the next one) answers 1213 and nothing
+    later runs as if the transaction were still open.
+
+    Lock waits: SQLite's busy handler waits ``LOCK_ATTEMPT`` at a time, and
+    the worker retries until the session's innodb_lock_wait_timeout (1205) or
+    a KILL (1317); a transaction whose snapshot another writer has overtaken
+    cannot get the lock at all (1213, rolled back)."""
+
+    def __init__(
+        self,
+        backend: SqliteBackend,
+        user: Callable[[], UserRecord | None] | None = None,
+        lock_wait_timeout: Callable[[], float] | None = None,
+    ) -> None:
         self.backend = backend
+        self._user = user
+        self._lock_wait_timeout = lock_wait_timeout
+        self.lock_wait_timeout = DEFAULT_LOCK_WAIT_TIMEOUT  # seconds, when no callable gives it
         self._conn: sqlite3.Connection | None = None
-        self._seal = Seal()
+        self._seal = Grants()
+        self._user_name = ""  # the last known user's name, for a denial once the record is gone
         self._attached: set[str] = set()
         self._cancelled = threading.Event()
+        self._gentle = False  # a write inside a transaction runs: a KILL waits for its liveness check
+        self._hard_after = 0.0  # monotonic time past which a gentle statement gets SQLite's interrupt
+        self._lost = False  # SQLite ended the transaction under a KILL: the next statement answers 1213
         self._autocommit = True
         self._begin_pending = False  # BEGIN said, not yet issued (see the class doc)
         self._found_rows = 0  # FOUND_ROWS(): rows of the last SELECT (without its LIMIT if SQL_CALC_FOUND_ROWS)
@@ -290,16 +338,25 @@ class SqliteSession:
 
     def _connection(self) -> sqlite3.Connection:
         if self._conn is None:
-            conn, self._seal = _sealed(detect_types=sqlite3.PARSE_DECLTYPES)
+            conn, _ = _sealed(detect_types=sqlite3.PARSE_DECLTYPES, seal=self._seal, timeout=LOCK_ATTEMPT)
             conn.create_function("sleep", 1, self._sleep)
             conn.create_function("found_rows", 0, lambda: self._found_rows)
+            conn.create_function(LIVENESS_CHECK, 0, self._go)
             for name, function in FUNCTIONS.items():
                 conn.create_function(name, 0, function)
             # A KILL that lands before the worker has started the statement
             # (interrupt() is then a no-op) still stops it at its first steps.
-            conn.set_progress_handler(self._cancelled.is_set, 10_000)
+            conn.set_progress_handler(self._stop_now, 10_000)
             self._conn = conn
         return self._conn
+
+    def _stop_now(self) -> bool:
+        return self._cancelled.is_set() and (not self._gentle or time.monotonic() > self._hard_after)
+
+    def _go(self) -> int:
+        if self._cancelled.is_set():
+            raise sqlite3.OperationalError("interrupted")
+        return 1
 
     def _sleep(self, seconds: float) -> int:
         deadline = time.monotonic() + float(seconds or 0)
@@ -344,10 +401,45 @@ class SqliteSession:
         if self.database and self.backend.exists(self.database):
             wanted.add(self.database.lower())
         self._attach(conn, frozenset(wanted))
-        conn.execute("BEGIN")
+        conn.execute("BEGIN")  # deferred: the first write takes the lock (and waits for it) for its database
         self._begin_pending = False
 
-    def _run(self, sql: str, database: str | None, tree: exp.Expression | None, params: tuple[Any, ...] = ()) -> Result:
+    def _timeout(self) -> float:
+        return self._lock_wait_timeout() if self._lock_wait_timeout is not None else self.lock_wait_timeout
+
+    def _locked(self, conn: sqlite3.Connection, work: Callable[[], T], undo: str | None = None) -> T:
+        """``work``, retried while another connection holds the lock it needs,
+        up to innodb_lock_wait_timeout (1205, the transaction kept) or a KILL
+        (interrupted); ``undo`` is run before each retry (the statement's savepoint)."""
+        deadline = time.monotonic() + self._timeout()
+        while True:
+            try:
+                return work()
+            except sqlite3.OperationalError as e:
+                name = getattr(e, "sqlite_errorname", "")
+                if name == "SQLITE_BUSY_SNAPSHOT":
+                    raise _Overtaken() from e
+                if name not in _BUSY:
+                    raise
+                if undo is not None and conn.in_transaction:
+                    conn.execute(undo)
+                if self._cancelled.is_set():
+                    raise sqlite3.OperationalError("interrupted") from e
+                if time.monotonic() >= deadline:
+                    raise lock_wait_timeout() from e
+                # SQLite waits by itself only when this connection holds no read snapshot yet.
+                self._cancelled.wait(0.005)
+
+    def _run(
+        self,
+        sql: str,
+        database: str | None,
+        tree: exp.Expression | None,
+        params: tuple[Any, ...],
+        user: UserRecord | None,
+    ) -> Result:
+        conn: sqlite3.Connection | None = None
+        was_in = False
         try:
             # Translated here, in the worker thread: parsing must not stall the
             # event loop (seconds for a bulk INSERT); short statements are cached.
@@ -358,32 +450,115 @@ class SqliteSession:
             else:
                 translation = translate_tree(parse(sql), database)
             conn = self._connection()
+            if self._seal.start(self._user is not None, user, translation.ddl):
+                conn.set_authorizer(self._seal)  # statements SQLite keeps prepared are authorized again
             self._attach(conn, translation.databases)
             self._begin_if_due(conn, translation.databases)
-            if translation.then:
-                return self._create_with_indexes(conn, translation)
-            cursor = conn.execute(translation.sql, params)
-            if translation.explain:
-                return Result(list(EXPLAIN_COLUMNS), [explain_row(row[3]) for row in cursor.fetchall()])
-            if cursor.description is None:
-                return Result(affected_rows=max(cursor.rowcount, 0))
-            columns = [d[0] for d in cursor.description]
-            rows = cursor.fetchmany(FETCH_BATCH)
-            # The wire layer types the columns from the first rows: read on while a
-            # column has shown nothing but NULL (a bounded number of batches).
-            while len(rows) % FETCH_BATCH == 0 and len(rows) < TYPED_ROWS and _unseen_column(rows):
-                batch = cursor.fetchmany(FETCH_BATCH)
-                rows.extend(batch)
-                if not batch:
-                    break
-            self._found_rows = len(rows)
-            more = self._rest(cursor) if rows and len(rows) % FETCH_BATCH == 0 else None
-            self._counting_rows = translation.count_sql is None
-            if translation.count_sql is not None:
-                self._found_rows = conn.execute(translation.count_sql).fetchone()[0]
-            return Result(columns=columns, rows=rows, more=more)
+            was_in = conn.in_transaction
+            if was_in and translation.writes:
+                return self._statement_in_transaction(conn, translation, params)
+            return self._locked(conn, lambda: self._statement(conn, translation, translation.sql, params))
+        except _Overtaken:
+            self._rollback_quietly(conn)
+            raise deadlock() from None
         except sqlite3.Error as e:
-            raise sql_error(e, self.backend.data_dir) from e
+            denied = self._seal.denial(self._user_name)
+            if denied is not None:
+                raise denied from e
+            if was_in and conn is not None and not conn.in_transaction and not self._cancelled.is_set():
+                raise deadlock() from e  # SQLite ended the transaction (SQLITE_FULL, IOERR, ...): never silently
+            raise self._error(conn, e, translation if "translation" in locals() else None, params) from e
+
+    def _statement_in_transaction(
+        self, conn: sqlite3.Connection, translation: Translation, params: tuple[Any, ...]
+    ) -> Result:
+        """A write under the statement savepoint: on error only it is undone."""
+        conn.execute(f"SAVEPOINT {STATEMENT_SAVEPOINT}")
+        sql = translation.guarded or translation.sql
+        self._gentle = True
+        try:
+            result = self._locked(
+                conn,
+                lambda: self._statement(conn, translation, sql, params),
+                undo=f"ROLLBACK TO {STATEMENT_SAVEPOINT}",
+            )
+        except BaseException:
+            self._gentle = False
+            if conn.in_transaction:
+                conn.execute(f"ROLLBACK TO {STATEMENT_SAVEPOINT}")
+                conn.execute(f"RELEASE {STATEMENT_SAVEPOINT}")
+            elif self._cancelled.is_set():
+                self._lost = True  # SQLite's interrupt ended the transaction: the next statement says so
+            raise
+        self._gentle = False
+        conn.execute(f"RELEASE {STATEMENT_SAVEPOINT}")
+        return result
+
+    @staticmethod
+    def _rollback_quietly(conn: sqlite3.Connection | None) -> None:
+        if conn is not None and conn.in_transaction:
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("ROLLBACK")
+
+    def _statement(
+        self, conn: sqlite3.Connection, translation: Translation, sql: str, params: tuple[Any, ...]
+    ) -> Result:
+        if translation.then:
+            return self._create_with_indexes(conn, translation)
+        cursor = conn.execute(sql, params)
+        if translation.explain:
+            return Result(list(EXPLAIN_COLUMNS), [explain_row(row[3]) for row in cursor.fetchall()])
+        if cursor.description is None:
+            affected = max(cursor.rowcount, 0)
+            last_id = 0
+            if translation.target is not None and affected and self._has_key_alias(conn, *translation.target):
+                # MySQL's LAST_INSERT_ID of a multi-row INSERT is its first generated id
+                last_id = (cursor.lastrowid or 0) - affected + 1
+            return Result(affected_rows=affected, last_insert_id=max(last_id, 0))
+        columns = [d[0] for d in cursor.description]
+        rows = cursor.fetchmany(FETCH_BATCH)
+        # The wire layer types the columns from the first rows: read on while a
+        # column has shown nothing but NULL (a bounded number of batches).
+        while len(rows) % FETCH_BATCH == 0 and len(rows) < TYPED_ROWS and _unseen_column(rows):
+            batch = cursor.fetchmany(FETCH_BATCH)
+            rows.extend(batch)
+            if not batch:
+                break
+        self._found_rows = len(rows)
+        more = self._rest(cursor) if rows and len(rows) % FETCH_BATCH == 0 else None
+        self._counting_rows = translation.count_sql is None
+        if translation.count_sql is not None:
+            self._found_rows = conn.execute(translation.count_sql).fetchone()[0]
+        return Result(columns=columns, rows=rows, more=more)
+
+    def _internal(self, conn: sqlite3.Connection, sql: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:
+        """The backend's own read of the catalogue, not the user's: no grant check."""
+        check, self._seal.check = self._seal.check, False
+        try:
+            return conn.execute(sql, params).fetchall()
+        finally:
+            self._seal.check = check
+
+    def _has_key_alias(self, conn: sqlite3.Connection, db: str, table: str) -> bool:
+        """The table has an INTEGER PRIMARY KEY (AUTO_INCREMENT here): its rowid is the generated key."""
+        rows = self._internal(
+            conn, f"SELECT sql FROM \"{db}\".sqlite_master WHERE type = 'table' AND name = ? COLLATE NOCASE", (table,)
+        )
+        return bool(rows) and _KEY_ALIAS.search(rows[0][0] or "") is not None
+
+    def _error(
+        self,
+        conn: sqlite3.Connection | None,
+        e: sqlite3.Error,
+        translation: Translation | None,
+        params: tuple[Any, ...],
+    ) -> SqlError:
+        if conn is not None and isinstance(e, sqlite3.IntegrityError) and str(e).startswith("UNIQUE constraint"):
+            try:
+                return duplicate_key(str(e), lambda sql, args: self._internal(conn, sql, args), translation, params)
+            except sqlite3.Error:
+                pass  # the catalogue could not be read: the plain mapping below
+        return sql_error(e, self.backend.data_dir)
 
     @staticmethod
     def _create_with_indexes(conn: sqlite3.Connection, translation: Translation) -> Result:
@@ -419,8 +594,11 @@ class SqliteSession:
         return batch
 
     async def _call(self, work: Callable[..., T], *args: Any) -> T:
-        """``work`` in a worker thread; a cancel (KILL) interrupts SQLite and
-        waits for the thread to let go of the connection."""
+        """``work`` in a worker thread; a cancel (KILL) stops SQLite and waits
+        for the thread to let go of the connection. A write inside a
+        transaction is stopped by its liveness check (an error SQLite undoes
+        alone); SQLite's interrupt, which would end the transaction, comes
+        only after ``INTERRUPT_GRACE``, and is then reported."""
         self._cancelled.clear()
         future = asyncio.get_running_loop().run_in_executor(self.backend.pool, work, *args)
         try:
@@ -429,21 +607,38 @@ class SqliteSession:
             # Stop the statement in its thread, then wait for the thread to let
             # go of the connection before anyone uses it again, even if we are
             # cancelled again meanwhile.
+            self._hard_after = time.monotonic() + INTERRUPT_GRACE
             self._cancelled.set()
-            if self._conn is not None:
+            if self._conn is not None and not self._gentle:
                 self._conn.interrupt()
             await _settle(future)
             raise
 
+    def _current_user(self) -> UserRecord | None:
+        """The session user's record now (on the event loop, from the FE's cache)."""
+        if self._user is None:
+            return None
+        user = self._user()
+        if user is not None:
+            self._user_name = user.name
+        return user
+
+    def _told_of_loss(self) -> None:
+        if self._lost:
+            self._lost = False
+            raise deadlock()
+
     async def execute(self, sql: str, database: str | None, tree: exp.Expression | None = None) -> Result:
+        self._told_of_loss()
         self.database = database
-        return await self._call(self._run, sql, database, tree)
+        return await self._call(self._run, sql, database, tree, (), self._current_user())
 
     async def execute_bound(self, sql: str, database: str | None, params: Sequence[Any]) -> Result:
         """``sql`` translated once (cached by its text) and its parameters bound
         by SQLite: a prepared statement's executes skip the parse."""
+        self._told_of_loss()
         self.database = database
-        return await self._call(self._run, sql, database, None, tuple(map(bindable, params)))
+        return await self._call(self._run, sql, database, None, tuple(map(bindable, params)), self._current_user())
 
     # ------------------------------------------------------------ transactions
 
@@ -452,23 +647,27 @@ class SqliteSession:
         conn = self._conn
         if conn is not None and conn.in_transaction:
             try:
-                conn.execute(verb)
+                self._locked(conn, lambda: conn.execute(verb))
             except sqlite3.Error as e:
                 raise sql_error(e, self.backend.data_dir) from e
 
     async def begin(self) -> None:
         """BEGIN / START TRANSACTION: as in MySQL, an open transaction is committed first."""
+        self._told_of_loss()
         await self._call(self._end, "COMMIT")
         self._begin_pending = True
 
     async def commit(self) -> None:
+        self._told_of_loss()
         await self._call(self._end, "COMMIT")
 
     async def rollback(self) -> None:
+        self._lost = False
         await self._call(self._end, "ROLLBACK")
 
     async def set_autocommit(self, on: bool) -> None:
         if on and not self._autocommit:
+            self._told_of_loss()
             await self._call(self._end, "COMMIT")  # MySQL: turning autocommit on commits
         self._autocommit = on
 
@@ -476,6 +675,7 @@ class SqliteSession:
         """``SAVEPOINT``, ``ROLLBACK TO SAVEPOINT`` or ``RELEASE SAVEPOINT`` ``name``."""
         if not _SAVEPOINT_NAME.match(name):
             raise SqlError(errors.PARSE_ERROR, f"You have an error in your SQL syntax near '{name[:60]}'")
+        self._told_of_loss()
 
         def run() -> None:
             conn = self._connection()
@@ -505,3 +705,8 @@ class SqliteSession:
             self._conn.interrupt()
             conn, self._conn = self._conn, None
             self.backend.pool.submit(conn.close)  # an open transaction is rolled back
+
+
+class _Overtaken(Exception):
+    """SQLITE_BUSY_SNAPSHOT: another connection committed since this transaction's
+    snapshot, so it can never write: MySQL's deadlock (1213, rolled back)."""

@@ -26,6 +26,13 @@ class Translation(NamedTuple):
     count_sql: str | None = None  # SELECT SQL_CALC_FOUND_ROWS: its row count without the LIMIT, for FOUND_ROWS()
     explain: bool = False  # EXPLAIN <statement>: SQLite's plan, answered in MySQL's EXPLAIN columns
     then: tuple[str, ...] = ()  # run right after it: CREATE TABLE's inline KEY/INDEX as CREATE INDEX
+    ddl: bool = False  # changes the schema (CREATE, DROP, ALTER, ANALYZE): see sqlite_authorizer.Grants
+    writes: bool = False  # may change rows or the schema (not a SELECT, SHOW or EXPLAIN)
+    # A write as it runs inside a transaction: LIVENESS_CHECK() in every WHERE, so a KILL
+    # stops it with an error SQLite rolls back to the statement (its interrupt would end
+    # the whole transaction). None when it has no WHERE to carry it (INSERT ... VALUES).
+    guarded: str | None = None
+    target: tuple[str, str] | None = None  # INSERT/REPLACE: (database, table), for LAST_INSERT_ID
 
 
 # Bounded by the statements' text (each entry is at most CACHED_STATEMENT bytes in and about as much out).
@@ -58,12 +65,14 @@ def translate_tree(tree: exp.Expression, database: str | None) -> Translation:
             db.set("this", db.name.lower())
         table.set("catalog", None)  # internal.db.t: the catalog is the FE's only one
         dbs.add(table.db.lower())
+    if isinstance(tree, exp.Create) and (tree.args.get("kind") or "").upper() == "VIEW":
+        _view_names(tree)
     primary_key = frozenset(c.name.lower() for key in tree.find_all(exp.PrimaryKey) for c in key.expressions if c.name)
     for column in tree.find_all(exp.ColumnDef):
         declared_type(column, primary_key)
     index = _index_statement(tree)
     if index is not None:
-        return Translation(index, frozenset(dbs))
+        return Translation(index, frozenset(dbs), ddl=True, writes=True)
     then = _inline_indexes(tree)
     if not isinstance(tree, exp.Create | exp.Alter):  # a column DEFAULT keeps CURRENT_TIMESTAMP (constant for SQLite)
         tree = tree.transform(mysql_function)
@@ -79,7 +88,55 @@ def translate_tree(tree: exp.Expression, database: str | None) -> Translation:
         count_sql = f"SELECT COUNT(*) FROM ({unlimited.sql(dialect='sqlite')})"
     if isinstance(tree, exp.Describe) and isinstance(tree.this, exp.Query | exp.Insert | exp.Update | exp.Delete):
         return Translation(f"EXPLAIN QUERY PLAN {tree.this.sql(dialect='sqlite')}", frozenset(dbs), explain=True)
-    return Translation(tree.sql(dialect="sqlite"), frozenset(dbs), count_sql, then=then)
+    ddl = isinstance(tree, exp.Create | exp.Drop | exp.Alter | exp.Analyze | exp.TruncateTable)
+    writes = ddl or not isinstance(tree, exp.Query | exp.Describe | exp.Show)
+    target = None
+    if isinstance(tree, exp.Insert):
+        into = tree.this.this if isinstance(tree.this, exp.Schema) else tree.this
+        if isinstance(into, exp.Table) and into.db:
+            target = (into.db.lower(), into.name)
+    guarded = _guarded(tree) if writes and not ddl else None
+    return Translation(
+        tree.sql(dialect="sqlite"),
+        frozenset(dbs),
+        count_sql,
+        then=then,
+        ddl=ddl,
+        writes=writes,
+        guarded=guarded,
+        target=target,
+    )
+
+
+def _view_names(tree: exp.Create) -> None:
+    """A view's tables of its own database unqualified: SQLite resolves a view's
+    names in the view's database and refuses (at every later read of the
+    catalogue) a view that names a database."""
+    view = tree.this.this if isinstance(tree.this, exp.Schema) else tree.this
+    query = tree.expression
+    if not isinstance(view, exp.Table) or query is None:
+        return
+    for table in query.find_all(exp.Table):
+        if table.db and table.db.lower() == view.db.lower():
+            table.set("db", None)
+
+
+LIVENESS_CHECK = "fe_go"  # the session connection's function: 1, or an error once the statement is cancelled
+
+
+def _guarded(tree: exp.Expression) -> str | None:
+    """``tree``'s text with the liveness check ANDed into the WHERE of the
+    statement and of every SELECT in it (subqueries, CTEs, INSERT ... SELECT):
+    called once per row a loop visits, so a KILL stops even a long subquery."""
+    copy = tree.copy()
+    places = [n for n in copy.find_all(exp.Select, exp.Update, exp.Delete)]
+    if not places:
+        return None
+    for node in places:
+        check: exp.Expression = exp.Anonymous(this=LIVENESS_CHECK)
+        where = node.args.get("where")
+        node.set("where", exp.Where(this=exp.and_(exp.Paren(this=where.this), check) if where else check))
+    return copy.sql(dialect="sqlite")
 
 
 def _binary_literals(tree: exp.Expression) -> None:
