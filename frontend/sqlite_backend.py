@@ -74,7 +74,7 @@ INTERRUPT_GRACE = 1.0
 LOCK_ATTEMPT = 0.05  # seconds SQLite's own busy handler waits per attempt: a KILL is seen between attempts
 DEFAULT_LOCK_WAIT_TIMEOUT = 50.0  # MySQL's innodb_lock_wait_timeout
 _BUSY = frozenset({"SQLITE_BUSY", "SQLITE_BUSY_RECOVERY", "SQLITE_BUSY_TIMEOUT", "SQLITE_LOCKED"})
-_KEY_ALIAS = re.compile(r"\bINTEGER\s+PRIMARY\s+KEY\b", re.IGNORECASE)
+_AUTO_INCREMENT = re.compile(r"\bAUTOINCREMENT\b", re.IGNORECASE)  # AUTO_INCREMENT as translated
 
 
 def _sealed(
@@ -533,18 +533,24 @@ class SqliteSession:
 
     def _internal(self, conn: sqlite3.Connection, sql: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:
         """The backend's own read of the catalogue, not the user's: no grant check."""
+        return self._internal_read(conn, sql, params)[0]
+
+    def _internal_read(
+        self, conn: sqlite3.Connection, sql: str, params: tuple[Any, ...]
+    ) -> tuple[list[tuple[Any, ...]], list[str]]:
         check, self._seal.check = self._seal.check, False
         try:
-            return conn.execute(sql, params).fetchall()
+            cursor = conn.execute(sql, params)
+            return cursor.fetchall(), [d[0] for d in cursor.description or ()]
         finally:
             self._seal.check = check
 
     def _has_key_alias(self, conn: sqlite3.Connection, db: str, table: str) -> bool:
-        """The table has an INTEGER PRIMARY KEY (AUTO_INCREMENT here): its rowid is the generated key."""
+        """The table has an AUTO_INCREMENT column (SQLite's INTEGER PRIMARY KEY AUTOINCREMENT, the rowid)."""
         rows = self._internal(
             conn, f"SELECT sql FROM \"{db}\".sqlite_master WHERE type = 'table' AND name = ? COLLATE NOCASE", (table,)
         )
-        return bool(rows) and _KEY_ALIAS.search(rows[0][0] or "") is not None
+        return bool(rows) and _AUTO_INCREMENT.search(rows[0][0] or "") is not None
 
     def _error(
         self,
@@ -555,7 +561,9 @@ class SqliteSession:
     ) -> SqlError:
         if conn is not None and isinstance(e, sqlite3.IntegrityError) and str(e).startswith("UNIQUE constraint"):
             try:
-                return duplicate_key(str(e), lambda sql, args: self._internal(conn, sql, args), translation, params)
+                return duplicate_key(
+                    str(e), lambda sql, args: self._internal_read(conn, sql, args), translation, params
+                )
             except sqlite3.Error:
                 pass  # the catalogue could not be read: the plain mapping below
         return sql_error(e, self.backend.data_dir)

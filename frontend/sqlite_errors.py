@@ -125,7 +125,7 @@ _MAPPED: list[tuple[re.Pattern[str], Callable[[re.Match[str]], SqlError]]] = [
     ),
 ]
 
-Reader = Callable[[str, tuple[Any, ...]], list[tuple[Any, ...]]]
+Reader = Callable[[str, tuple[Any, ...]], tuple[list[tuple[Any, ...]], list[str]]]  # rows, column names
 
 
 def duplicate_key(message: str, read: Reader, translation: Any, params: tuple[Any, ...]) -> SqlError:
@@ -142,7 +142,7 @@ def duplicate_key(message: str, read: Reader, translation: Any, params: tuple[An
         for name, sql in read(
             f"SELECT name, sql FROM \"{db}\".sqlite_master WHERE type = 'index' AND tbl_name = ? COLLATE NOCASE",
             (table,),
-        ):
+        )[0]:
             m = re.search(r"\(([^()]*)\)\s*$", sql or "")
             if m and [c.strip().strip('"`').lower() for c in m.group(1).split(",")] == [n.lower() for n in names]:
                 key = name.partition("$")[2] or name
@@ -178,8 +178,11 @@ def _duplicate_value(
     candidates: list[tuple[Any, ...]] = []
     wanted = [n.lower() for n in names]
     try:
-        if isinstance(tree, exp.Insert) and isinstance(tree.this, exp.Schema):
-            order = [c.name.lower() for c in tree.this.expressions]
+        if isinstance(tree, exp.Insert):
+            if isinstance(tree.this, exp.Schema):
+                order = [c.name.lower() for c in tree.this.expressions]
+            else:  # no column list: the table's columns in order
+                order = [c.lower() for c in read(f'SELECT * FROM "{db}"."{table}" LIMIT 0', ())[1]]
             values = tree.expression
             if isinstance(values, exp.Values) and all(n in order for n in wanted):
                 for row in values.expressions:
@@ -194,7 +197,7 @@ def _duplicate_value(
     seen: set[tuple[Any, ...]] = set()
     condition = " AND ".join(f'"{n}" IS ?' for n in names)
     for candidate in candidates[:1000]:
-        if candidate in seen or read(f'SELECT 1 FROM "{db}"."{table}" WHERE {condition} LIMIT 1', candidate):
+        if candidate in seen or read(f'SELECT 1 FROM "{db}"."{table}" WHERE {condition} LIMIT 1', candidate)[0]:
             return "-".join("NULL" if v is None else str(v) for v in candidate)
         seen.add(candidate)
     return None
