@@ -1,16 +1,19 @@
 """The embedded backend: SQLite behind a MySQL dialect translated by sqlglot.
 
 Each database is one SQLite file in the data directory (several FEs on one
-host may share it: WAL mode and a busy timeout), attached to a session's
+host may share it: WAL mode; a writer waits for another's lock up to the
+session's innodb_lock_wait_timeout), attached to a session's
 SQLite connection on first use. Every SQLite call runs in a worker thread so
 the event loop stays free; a KILL interrupts it with ``sqlite3.interrupt()``
 (and ``SLEEP()`` inside SQL sleeps in short slices that notice it).
 
-Sealed: every connection it opens has an authorizer (``Seal``) that refuses
-ATTACH/DETACH (except the backend's own, run with a flag set), and so
-``VACUUM INTO``, every PRAGMA but a few read-only ones (and the pragma
-table-valued functions), ``load_extension`` and virtual tables. Error
-messages never carry the data directory's paths.
+Sealed: every connection it opens has an authorizer (``sqlite_authorizer``)
+that refuses ATTACH/DETACH (except the backend's own, run with a flag set),
+and so ``VACUUM INTO``, every PRAGMA but a few read-only ones (and the pragma
+table-valued functions), ``load_extension`` and virtual tables; a session's
+connection also checks the session user's grants on every table SQLite
+reports (``Grants``). Error messages are MySQL's (``sqlite_errors``) and never
+carry the data directory's paths.
 
 A session's result is streamed: its first batch comes with the answer, the
 rest (``Result.more``) is fetched a batch at a time in a worker thread as the
