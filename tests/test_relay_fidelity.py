@@ -102,7 +102,9 @@ def test_mysqldump_through_one_fe_restores_through_another(
     copy = f"copy{uuid.uuid4().hex[:6]}"
     b.query(f"CREATE DATABASE {copy}")
     try:
-        subprocess.run(["mariadb", *_client(b.mysql_port, copy)], input=dump, capture_output=True, timeout=60, check=True)
+        subprocess.run(
+            ["mariadb", *_client(b.mysql_port, copy)], input=dump, capture_output=True, timeout=60, check=True
+        )
         assert _shape(b, copy) == _shape(backend_mariadb, source)
     finally:
         b.query(f"DROP DATABASE IF EXISTS {copy}")
