@@ -18,6 +18,7 @@ from sqlglot import exp
 
 from coordinator import errors
 from coordinator.errors import SqlError
+from coordinator.users import UserRecord
 from frontend.result import Result
 from frontend.wire.answer import Command
 
@@ -133,8 +134,18 @@ class Backend(Protocol):
         """Learn what the backend is (before the FE serves)."""
         ...
 
-    def session(self, on_thread: Callable[[int], None] | None = None) -> BackendSession:
-        """``on_thread`` is called when the session's backend connection opens (its thread id)."""
+    def session(
+        self,
+        on_thread: Callable[[int], None] | None = None,
+        *,
+        login: BackendLogin | None = None,
+        user: Callable[[], UserRecord | None] | None = None,
+        lock_wait_timeout: Callable[[], float] | None = None,
+    ) -> BackendSession:
+        """``on_thread`` is called when the session's backend connection opens
+        (its thread id). ``login``: who a relaying backend's connection logs in
+        as; ``user``: whose grants the embedded backend's authorizer checks;
+        ``lock_wait_timeout``: how long an embedded write waits for a lock."""
         ...
 
     async def databases(self) -> list[str]: ...

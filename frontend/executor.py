@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlglot import exp
 
-from coordinator import errors, privileges
+from coordinator import errors
 from coordinator.errors import SqlError
 from frontend import constants
 from frontend.result import Result
@@ -53,9 +53,9 @@ def _bindable(tree: exp.Expression, param_count: int, db: str | None) -> bool:
         return False  # the text path gives the error
 
 
-# A prepared statement's text -> what its executes need: the text the backend
-# binds and the privileges it takes (None: not bindable, the text path runs it).
-BoundPlan = tuple[str, list[privileges.Need]] | None
+# A prepared statement's text -> the text the backend binds (None: not
+# bindable, the text path runs it). SQLite's authorizer checks every execute.
+BoundPlan = str | None
 _BOUND: ByteBoundedCache[tuple[str, str | None, bool, int], BoundPlan] = ByteBoundedCache(
     256 * 1024, PARSE_CACHE_ENTRY, lambda key: len(key[0])
 )
@@ -65,9 +65,7 @@ def _bound_plan(template: str, db: str | None, fold_case: bool, param_count: int
     text = statement_text(template)
     try:
         tree = _parse(text)
-        if not _bindable(tree, param_count, db):
-            return None
-        return text, privileges.needs(tree, db, fold_case)
+        return text if _bindable(tree, param_count, db) else None
     except SqlError:
         return None  # the text path gives the error
 
@@ -258,7 +256,8 @@ class Executor:
             return await metadata.information_schema_query(self.services, session, tree, schema_tables)
         if _is_constant_select(tree):
             return await self._constant_select(session, tree)
-        self.authorize(session, tree)
+        # No privilege check here: SQLite's authorizer checks every table it
+        # actually reads or writes against the user's grants (sqlite_authorizer).
         if not cached:
             result = await session.backend.execute(text, session.db, _user_variables(session, tree))
         elif tree.find(exp.Parameter) is not None:  # a copy: the cached tree stays as parsed
@@ -279,28 +278,14 @@ class Executor:
         )
         if plan is None:
             return None
-        text, needs = plan
         session.warnings = []
-        user = self.services.accounts.cached(session.user)
-        if user is None or not user.is_admin:
-            privileges.check(user, session.user, needs)
-        return self._warnings(session, await session.backend.execute_bound(text, session.db, params))
+        return self._warnings(session, await session.backend.execute_bound(plan, session.db, params))
 
     @staticmethod
     def _warnings(session: Session, result: Result) -> Result:
         if result.warnings:
             session.warnings = list(result.warnings)  # SHOW WARNINGS, answered by the FE
         return result
-
-    def authorize(self, session: Session, tree: exp.Expression) -> None:
-        """The data-privilege check, before anything reaches a backend: the
-        user's grants from this FE's cache (reloaded on every change anywhere,
-        so a REVOKE counts within a pub/sub message's delay, without a Redis
-        read per statement)."""
-        user = self.services.accounts.cached(session.user)
-        if user is not None and user.is_admin:
-            return
-        privileges.check(user, session.user, privileges.needs(tree, session.db, self.services.backend.names_fold_case))
 
     async def _constant_select(self, session: Session, tree: exp.Expression) -> Result:
         def substitute(node: exp.Expression) -> exp.Expression:

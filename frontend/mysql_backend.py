@@ -57,7 +57,7 @@ from sqlglot import exp
 
 from coordinator import errors
 from coordinator.errors import SqlError
-from coordinator.users import ROOT
+from coordinator.users import ROOT, UserRecord
 from frontend.backend import BackendLogin, Column, Index, check_db_name
 from frontend.result import Result, SqlWarning
 from frontend.sqlite_backend import MAX_RESULT_BYTES, MAX_RESULT_ROWS, SqliteBackend
@@ -535,8 +535,14 @@ class MysqlBackend:
     # ------------------------------------------------------------ Backend
 
     def session(
-        self, on_thread: Callable[[int], None] | None = None, login: BackendLogin | None = None
+        self,
+        on_thread: Callable[[int], None] | None = None,
+        *,
+        login: BackendLogin | None = None,
+        user: Callable[[], UserRecord | None] | None = None,
+        lock_wait_timeout: Callable[[], float] | None = None,
     ) -> MysqlSession:
+        """``user`` and ``lock_wait_timeout`` are the embedded backend's: the server has its own."""
         return MysqlSession(self, on_thread, login)
 
     async def databases(self) -> list[str]:

@@ -94,6 +94,10 @@ class SessionHost(Protocol):
 
     def record_changed(self, session: Session) -> None: ...
 
+    def user_record(self, name: str) -> UserRecord | None:
+        """The user's record as this FE has it now (its grants)."""
+        ...
+
     def may_use(self, user: str, database: str) -> bool:
         """``user`` holds a privilege on ``database`` (or one of its tables)."""
         ...
@@ -150,10 +154,14 @@ class Session:
     def backend(self) -> BackendSession:
         if self._backend is None:
             backend = self._host.backend
-            if backend.relays:
+            if backend.relays:  # the server judges: the connection is the user's own account
                 self._backend = backend.session(self._backend_opened, login=self.login)
-            else:
-                self._backend = backend.session(self._backend_opened)
+            else:  # SQLite's authorizer judges, from the user's grants as this FE has them now
+                self._backend = backend.session(
+                    self._backend_opened,
+                    user=lambda: self._host.user_record(self.user),
+                    lock_wait_timeout=lambda: float(self.variables.get("innodb_lock_wait_timeout")),
+                )
         return self._backend
 
     def _backend_opened(self, thread_id: int) -> None:

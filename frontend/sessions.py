@@ -117,6 +117,9 @@ class SessionTable:
         if session.id in self.sessions:
             self._queue_row(session, new=False)
 
+    def user_record(self, name: str) -> UserRecord | None:
+        return self.accounts.cached(name)
+
     def may_use(self, user: str, database: str) -> bool:
         return may_see_database(self.accounts.cached(user), database, self.backend.names_fold_case)
 

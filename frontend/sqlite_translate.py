@@ -92,6 +92,12 @@ def translate_tree(tree: exp.Expression, database: str | None) -> Translation:
     writes = ddl or not isinstance(tree, exp.Query | exp.Describe | exp.Show)
     target = None
     if isinstance(tree, exp.Insert):
+        source = tree.expression
+        if isinstance(source, exp.Select) and source.args.get("where") is None:
+            # SQLite copies ``INSERT INTO a SELECT * FROM b`` page by page (its
+            # transfer optimization) without telling the authorizer it reads b;
+            # any WHERE turns that off, so the read of b is checked.
+            source.set("where", exp.Where(this=exp.true()))
         into = tree.this.this if isinstance(tree.this, exp.Schema) else tree.this
         if isinstance(into, exp.Table) and into.db:
             target = (into.db.lower(), into.name)

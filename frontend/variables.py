@@ -50,6 +50,7 @@ def schema(cloud_cluster: str = "") -> Schema:
         "external_user": (str, "", False),
         "init_connect": (str, "", True),
         "interactive_timeout": (int, 28800, True),
+        "innodb_lock_wait_timeout": (int, 50, True),  # s: how long an embedded write waits for a lock (1205)
         "lower_case_table_names": (int, 0, True),
         "max_allowed_packet": (int, 67108864, True),
         "max_execution_time": (int, 0, True),  # ms, 0: no limit (MySQL)

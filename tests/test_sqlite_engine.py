@@ -80,6 +80,9 @@ SHADOWED = [
     ("DELETE FROM secret WHERE 1 IN (WITH secret AS (SELECT 1) SELECT * FROM secret)", "DELETE"),
     ("INSERT INTO secret WITH secret AS (SELECT 9, 'x') SELECT * FROM secret", "INSERT"),
     ("INSERT INTO pub SELECT id + 10, v FROM secret", "SELECT"),
+    # SQLite's transfer optimization copied a same-shaped table without reporting the read
+    ("INSERT INTO pub SELECT * FROM secret", "SELECT"),
+    ("REPLACE INTO pub SELECT * FROM secret", "SELECT"),
     ("UPDATE pub SET v = (SELECT v FROM secret WHERE id = 1) WHERE id = 1", "SELECT"),
     ("REPLACE INTO secret VALUES (1, 'x')", "INSERT"),
     ("SELECT * FROM pub JOIN secret ON pub.id = secret.id", "SELECT"),

@@ -141,7 +141,8 @@ def test_sqlalchemy_session_rollback(fe: Fe, db: str) -> None:
             session.execute(sqlalchemy.text("INSERT INTO t VALUES (5, 'e')"))
             nested.rollback()
             session.commit()
-        assert engine.dialect.server_version_info == (5, 7, 99)  # VERSION() was SQLite's "3.40.1"
+        # VERSION() was SQLite's "3.40.1"; over MariaDB it is the server's own
+        assert engine.dialect.server_version_info[:1] in ((5,), (10,), (11,))
     finally:
         engine.dispose()
     assert _ids(fe, db) == [3, 4]
