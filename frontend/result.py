@@ -49,6 +49,8 @@ class Result:
     # id. None / 0 elsewhere: the wire layer infers the types.
     wire_columns: list[Column] | None = None
     last_insert_id: int = 0
+    # An OK's human-readable part, as MySQL words it ("Rows matched: 3  Changed: 1  Warnings: 0").
+    info: str = ""
     # The rows after ``rows``, batch by batch, for a backend that streams a
     # large result: fetched as the client reads them. Whoever sends the result
     # must exhaust it or ``aclose()`` it (the statement runs until then).

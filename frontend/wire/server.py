@@ -636,7 +636,8 @@ class MysqlConnection:
     async def _send_result(self, result: Result, status: int, binary: bool) -> None:
         """OK, or a result set: small ones in one synchronous write, large ones streamed."""
         if not result.columns:
-            self.send(rs.ok_packet(result.affected_rows, result.last_insert_id, status, len(result.warnings)))
+            info = result.info.encode()
+            self.send(rs.ok_packet(result.affected_rows, result.last_insert_id, status, len(result.warnings), info))
             return
         rows = result.rows
         if result.wire_columns is not None:  # a relaying backend's own column definitions
