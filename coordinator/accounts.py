@@ -98,10 +98,9 @@ class Accounts:
         return user
 
     def cached(self, name: str) -> UserRecord | None:
-        """For the data-privilege check on every statement: no Redis read. The
-        cache is reloaded whenever any FE changes a user (pub/sub), so a REVOKE
-        counts here within one message's delay (measured in
-        tests/test_privileges.py)."""
+        """For the data-privilege check on every statement: no Redis read. A change
+        answers OK only once every live FE has loaded it (``_in_force``), so a GRANT
+        or REVOKE counts here for the very next statement (tests/test_grant_propagation.py)."""
         return self._users.get(name)
 
     async def fresh(self, name: str) -> UserRecord | None:
