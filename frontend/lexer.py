@@ -96,11 +96,15 @@ _GAP_ITEMS_MARIADB = _gap_items(r"/\*(?!!|M!)")  # /*! and /*M! are executable c
 _GAP_ITEMS_MYSQL = _gap_items(r"/\*(?!!)")  # MySQL: /*M! is a plain comment
 _GAP_MARIADB = re.compile(f"(?:{_GAP_ITEMS_MARIADB})*+")
 _GAP_MYSQL = re.compile(f"(?:{_GAP_ITEMS_MYSQL})*+")
+# Inside an executable comment a further unversioned /*! only keeps the state:
+# runs of them are one gap (a flood of /*! costs one regex match, not a loop).
+_GAP_EXEC_MARIADB = re.compile(rf"(?:{_GAP_ITEMS_MARIADB}|/\*M?!(?![0-9]{{5}}))*+")
+_GAP_EXEC_MYSQL = re.compile(rf"(?:{_GAP_ITEMS_MYSQL}|/\*!(?![0-9]{{5}}))*+")
 # Between statements: gaps and empty statements.
 _SKIP_MARIADB = re.compile(f"(?:{_GAP_ITEMS_MARIADB}|;)*+")
 _SKIP_MYSQL = re.compile(f"(?:{_GAP_ITEMS_MYSQL}|;)*+")
-_RUN_OUT = re.compile(rf"(?:[^{_SPACE}'\"`#/\-]++|/(?!\*)|-(?!{_DASHES[1:]}))++")
-_RUN_IN = re.compile(rf"(?:[^{_SPACE}'\"`#/\-*]++|/(?!\*)|-(?!{_DASHES[1:]})|\*(?!/))++")  # */ closes /*!
+_RUN_OUT = re.compile(rf"(?:[^{_SPACE}'\"`#/\-;]++|/(?!\*)|-(?!{_DASHES[1:]}))++")
+_RUN_IN = re.compile(rf"(?:[^{_SPACE}'\"`#/\-*;]++|/(?!\*)|-(?!{_DASHES[1:]})|\*(?!/))++")  # */ closes /*!
 _VERSION = re.compile(r"[0-9]{5}[0-9]?")
 _BODY = {
     ("'", False): re.compile(r"[^'\\]*+(?:(?:\\[\s\S]|'')[^'\\]*+)*+"),
@@ -132,9 +136,10 @@ def _units(
     sql: str, ansi: bool, nbe: bool, server_version: int, mariadb: bool, pos: int = 0
 ) -> Iterator[tuple[int, int, int]]:
     n, i, in_exec = len(sql), pos, False
-    gap = _GAP_MARIADB if mariadb else _GAP_MYSQL
+    gap_out = _GAP_MARIADB if mariadb else _GAP_MYSQL
+    gap_in = _GAP_EXEC_MARIADB if mariadb else _GAP_EXEC_MYSQL
     while i < n:
-        j = gap.match(sql, i).end()  # type: ignore[union-attr]  # `*+`: always matches
+        j = (gap_in if in_exec else gap_out).match(sql, i).end()  # type: ignore[union-attr]  # `*+`: always matches
         if j > i:
             yield _GAP, i, j
             i = j
@@ -190,6 +195,8 @@ def _units(
             yield _NAME, i, j + 1
             i = j + 1
             continue
+        # A run stops before ; (a unit of its own): split restarts here, and a
+        # run reaching past every ; would be read again for each statement.
         m = (_RUN_IN if in_exec else _RUN_OUT).match(sql, i)
         j = m.end() if m else i + 1
         yield _CODE, i, j
@@ -688,6 +695,7 @@ def _set_statement(
 
 _BLOCK_OPENERS = frozenset({"IF", "LOOP", "REPEAT", "WHILE", "FOR"})  # at a statement's start, not before (
 _STATEMENT_STARTERS = frozenset({"BEGIN", "ATOMIC", "THEN", "ELSE", "DO", "LOOP", "REPEAT", "ROW"})
+_COMPOUND_FIRST = frozenset({"BEGIN", "CASE", "CREATE", "ALTER"} | _BLOCK_OPENERS)
 _ROUTINES = frozenset({"PROCEDURE", "FUNCTION", "TRIGGER", "EVENT", "PACKAGE"})
 _NOT_ROUTINES = frozenset(
     {"TABLE", "VIEW", "INDEX", "DATABASE", "SCHEMA", "USER", "ROLE", "SERVER", "SEQUENCE", "TABLESPACE", "TEMPORARY"}
@@ -727,6 +735,7 @@ def split(
     multi-statement packet (an executable comment does not carry over a ``;``)."""
     n = len(sql)
     skip = _SKIP_MARIADB if mariadb else _SKIP_MYSQL
+    gap = _GAP_MARIADB if mariadb else _GAP_MYSQL
     if ";" not in sql:
         start = skip.match(sql).end()  # type: ignore[union-attr]
         return [(start, n)] if start < n else []
@@ -737,6 +746,14 @@ def split(
         start = skip.match(sql, start).end()  # type: ignore[union-attr]
         if start >= n:
             return spans
+        first = _IDENT_RUN.match(sql, start)
+        if first is not None and _upper(first.group()) not in _COMPOUND_FIRST:
+            after = gap.match(sql, first.end()).end()  # type: ignore[union-attr]
+            if not sql.startswith(":", after) or sql.startswith(":=", after):  # not a label
+                end = _plain_end(sql, opts, start)
+                spans.append((start, end))
+                start = end + 1
+                continue
         stream = _tokens(sql, *opts, start)
         lead: list[Token] = []
         for tok in stream:  # the first tokens, up to the first ;
@@ -748,8 +765,32 @@ def split(
         start = end + 1
 
 
+_PLAIN_BODIES: dict[tuple[bool, bool, bool], re.Pattern[str]] = {}
+
+
+def _plain_body(ansi: bool, nbe: bool, mariadb: bool) -> re.Pattern[str]:
+    """A statement's text up to its ;, in one match: code, strings, names and
+    comments; it stops at ;, at an executable comment (whose version decides
+    what it hides) and at an unterminated quote."""
+    key = (ansi, nbe, mariadb)
+    if key not in _PLAIN_BODIES:
+        strings = ["'" + _BODY["'", nbe].pattern + "'", "`" + _NAME_BODY["`"].pattern + "`"]
+        strings.append('"' + (_NAME_BODY['"'].pattern if ansi else _BODY['"', nbe].pattern) + '"')
+        gap = _GAP_ITEMS_MARIADB if mariadb else _GAP_ITEMS_MYSQL
+        _PLAIN_BODIES[key] = re.compile(
+            rf"(?:[^{_SPACE}'\"`#/\-;]++|{'|'.join(strings)}|{gap}|/(?!\*)|-(?!{_DASHES[1:]}))*+"
+        )
+    return _PLAIN_BODIES[key]
+
+
 def _plain_end(sql: str, opts: tuple[bool, bool, int, bool], start: int) -> int:
-    for kind, s, e in _units(sql, *opts, start):
+    ansi, nbe, _, mariadb = opts
+    end = _plain_body(ansi, nbe, mariadb).match(sql, start).end()  # type: ignore[union-attr]
+    if end >= len(sql) or sql[end] == ";":
+        return end
+    if sql[end] != "/":  # an unterminated quote: the rest is this statement
+        return len(sql)
+    for kind, s, e in _units(sql, *opts, start):  # an executable comment: read by the lexer
         if kind == _CODE:
             k = sql.find(";", s, e)
             if k >= 0:
