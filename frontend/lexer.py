@@ -433,7 +433,8 @@ class Classification:
     first use) from ``statement_start``, which is past ``SET STATEMENT ... FOR``
     when the owned statement is the one after FOR. ``database``: USE's name.
     ``error``: the lexer met an unterminated string, comment or name (such a
-    statement is the engine's unless its first words are an FE family's).
+    statement is the engine's unless its first words are an FE family's); only
+    known as far as the classifier read (the DML fast path reads nothing).
     """
 
     __slots__ = (
