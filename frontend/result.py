@@ -42,7 +42,10 @@ class SqlWarning:
 class Result:
     columns: list[str] = field(default_factory=list)
     rows: list[tuple[Any, ...]] = field(default_factory=list)
-    affected_rows: int = 0
+    affected_rows: int = 0  # MySQL's: rows changed (an UPDATE that sets what is there counts 0)
+    # Rows matched, where it differs from ``affected_rows`` (UPDATE): what a
+    # client that set CLIENT_FOUND_ROWS is told in place of ``affected_rows``.
+    found_rows: int | None = None
     warnings: list[SqlWarning] = field(default_factory=list)
     # A relaying backend (MySQL) gives the server's own answer: its column
     # definitions (rows are then the text protocol's raw bytes) and last insert

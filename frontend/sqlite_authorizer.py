@@ -19,6 +19,18 @@ READ_ONLY_PRAGMAS = frozenset(
 _REFUSED_FUNCTIONS = frozenset({"load_extension", "readfile", "writefile", "edit", "fts3_tokenizer"})
 # Virtual tables that would show raw pages or other statements, if this SQLite has them.
 _REFUSED_TABLES = frozenset({"sqlite_dbpage", "dbstat", "sqlite_stmt", "sqlite_dbdata", "sqlite_dbptr"})
+# The backend's own temporary trigger that counts the rows an UPDATE changes
+# (MySQL's affected rows): its reads of OLD/NEW are not the user's, and no user
+# statement may create or drop a trigger of that name (it would read unchecked).
+CHANGES_TRIGGER = "fe_changes"
+_TRIGGER_ACTIONS = frozenset(
+    {
+        sqlite3.SQLITE_CREATE_TRIGGER,
+        sqlite3.SQLITE_CREATE_TEMP_TRIGGER,
+        sqlite3.SQLITE_DROP_TRIGGER,
+        sqlite3.SQLITE_DROP_TEMP_TRIGGER,
+    }
+)
 
 
 class Seal:
@@ -39,6 +51,8 @@ class Seal:
         if action in (sqlite3.SQLITE_CREATE_VTABLE, sqlite3.SQLITE_DROP_VTABLE):
             return sqlite3.SQLITE_DENY
         if action == sqlite3.SQLITE_READ and (arg1 or "").lower() in _REFUSED_TABLES:
+            return sqlite3.SQLITE_DENY
+        if action in _TRIGGER_ACTIONS and (arg1 or "").lower() == CHANGES_TRIGGER and not self.own:
             return sqlite3.SQLITE_DENY
         return sqlite3.SQLITE_OK
 
@@ -115,7 +129,7 @@ class Grants(Seal):
         verdict = Seal.__call__(self, action, arg1, arg2, db, trigger)
         if action == sqlite3.SQLITE_ALTER_TABLE:
             db = arg1  # SQLite names the schema in the first argument here
-        if verdict != _OK or not self.check or self.own or db in _PRIVATE_SCHEMAS:
+        if verdict != _OK or not self.check or self.own or db in _PRIVATE_SCHEMAS or trigger == CHANGES_TRIGGER:
             return verdict
         rule = _ACTIONS.get(action)
         if rule is None:

@@ -42,7 +42,7 @@ from coordinator.errors import SqlError
 from coordinator.users import UserRecord
 from frontend.backend import Column, Index, check_db_name, valid_db_name
 from frontend.result import Result
-from frontend.sqlite_authorizer import READ_ONLY_PRAGMAS, Grants, Seal
+from frontend.sqlite_authorizer import CHANGES_TRIGGER, READ_ONLY_PRAGMAS, Grants, Seal
 from frontend.sqlite_errors import deadlock, duplicate_key, lock_wait_timeout, sql_error
 from frontend.sqlite_translate import (
     CACHED_STATEMENT,
@@ -329,6 +329,7 @@ class SqliteSession:
         self._begin_pending = False  # BEGIN said, not yet issued (see the class doc)
         self._found_rows = 0  # FOUND_ROWS(): rows of the last SELECT (without its LIMIT if SQL_CALC_FOUND_ROWS)
         self._counting_rows = True  # a streamed SELECT adds its batches to _found_rows
+        self._changed = 0  # rows the running UPDATE changed (CHANGES_TRIGGER counts them)
         self.database: str | None = None
 
     @property
@@ -345,6 +346,7 @@ class SqliteSession:
             conn.create_function("sleep", 1, self._sleep)
             conn.create_function("found_rows", 0, lambda: self._found_rows)
             conn.create_function(LIVENESS_CHECK, 0, self._go)
+            conn.create_function(CHANGES_TRIGGER, 0, self._count_change)
             for name, function in FUNCTIONS.items():
                 conn.create_function(name, 0, function)
             # A KILL that lands before the worker has started the statement
@@ -355,6 +357,9 @@ class SqliteSession:
 
     def _stop_now(self) -> bool:
         return self._cancelled.is_set() and (not self._gentle or time.monotonic() > self._hard_after)
+
+    def _count_change(self) -> None:
+        self._changed += 1
 
     def _go(self) -> int:
         if self._cancelled.is_set():
@@ -508,6 +513,8 @@ class SqliteSession:
     ) -> Result:
         if translation.then:
             return self._create_with_indexes(conn, translation)
+        if translation.changes is not None:
+            return self._update(conn, translation.changes, sql, params)
         cursor = conn.execute(sql, params)
         if translation.explain:
             return Result(list(EXPLAIN_COLUMNS), [explain_row(row[3]) for row in cursor.fetchall()])
@@ -517,7 +524,12 @@ class SqliteSession:
             if translation.target is not None and affected and self._has_key_alias(conn, *translation.target):
                 # MySQL's LAST_INSERT_ID of a multi-row INSERT is its first generated id
                 last_id = (cursor.lastrowid or 0) - affected + 1
-            return Result(affected_rows=affected, last_insert_id=max(last_id, 0))
+            info = ""
+            if translation.records is not None:  # MySQL's words for a multi-row INSERT
+                given = affected if translation.records < 0 else translation.records
+                duplicates = given - affected if translation.ignore else 0
+                info = f"Records: {given}  Duplicates: {duplicates}  Warnings: 0"
+            return Result(affected_rows=affected, last_insert_id=max(last_id, 0), info=info)
         columns = [d[0] for d in cursor.description]
         rows = cursor.fetchmany(FETCH_BATCH)
         # The wire layer types the columns from the first rows: read on while a
@@ -533,6 +545,33 @@ class SqliteSession:
         if translation.count_sql is not None:
             self._found_rows = conn.execute(translation.count_sql).fetchone()[0]
         return Result(columns=columns, rows=rows, more=more)
+
+    def _update(
+        self, conn: sqlite3.Connection, changes: tuple[str, str, tuple[str, ...]], sql: str, params: tuple[Any, ...]
+    ) -> Result:
+        """An UPDATE with MySQL's counts: SQLite's are the rows it matched; a
+        temporary trigger counts those whose values (as stored, after the
+        column's affinity) changed, MySQL's affected rows. Created and dropped
+        around the statement (a schema change of this connection's temp only)."""
+        db, table, columns = changes
+        changed = " OR ".join(f"OLD.{_quoted(c)} IS NOT NEW.{_quoted(c)}" for c in columns)
+        self._changed = 0
+        self._own(
+            conn,
+            f"CREATE TEMP TRIGGER IF NOT EXISTS {CHANGES_TRIGGER} AFTER UPDATE ON {_quoted(db)}.{_quoted(table)}"
+            f" WHEN {changed} BEGIN SELECT {CHANGES_TRIGGER}(); END",
+        )
+        try:
+            matched = max(conn.execute(sql, params).rowcount, 0)
+        finally:
+            with contextlib.suppress(sqlite3.Error):  # gone already if the statement's rollback took it
+                self._own(conn, f"DROP TRIGGER IF EXISTS temp.{CHANGES_TRIGGER}")
+        changed_rows = min(self._changed, matched)
+        return Result(
+            affected_rows=changed_rows,
+            found_rows=matched,
+            info=f"Rows matched: {matched}  Changed: {changed_rows}  Warnings: 0",
+        )
 
     def _internal(self, conn: sqlite3.Connection, sql: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:
         """The backend's own read of the catalogue, not the user's: no grant check."""
@@ -716,6 +755,10 @@ class SqliteSession:
             self._conn.interrupt()
             conn, self._conn = self._conn, None
             self.backend.pool.submit(conn.close)  # an open transaction is rolled back
+
+
+def _quoted(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
 
 
 class _Overtaken(Exception):

@@ -33,6 +33,12 @@ class Translation(NamedTuple):
     # the whole transaction). None when it has no WHERE to carry it (INSERT ... VALUES).
     guarded: str | None = None
     target: tuple[str, str] | None = None  # INSERT/REPLACE: (database, table), for LAST_INSERT_ID
+    # UPDATE: (database, table, the columns it sets), to count the rows it changes (MySQL's affected rows)
+    changes: tuple[str, str, tuple[str, ...]] | None = None
+    # A multi-row INSERT's row count for MySQL's info string ("Records: 3  Duplicates: 0"): the
+    # number of rows given (-1: INSERT ... SELECT, as many as it inserts); None: no info string
+    records: int | None = None
+    ignore: bool = False  # INSERT IGNORE: the rows given but not inserted are the info's Duplicates
 
 
 # Bounded by the statements' text (each entry is at most CACHED_STATEMENT bytes in and about as much out).
@@ -91,7 +97,14 @@ def translate_tree(tree: exp.Expression, database: str | None) -> Translation:
     ddl = isinstance(tree, exp.Create | exp.Drop | exp.Alter | exp.Analyze | exp.TruncateTable)
     writes = ddl or not isinstance(tree, exp.Query | exp.Describe | exp.Show)
     target = None
+    changes = _changes(tree)
+    records = None
     if isinstance(tree, exp.Insert):
+        values = tree.expression
+        if isinstance(values, exp.Values) and len(values.expressions) > 1:
+            records = len(values.expressions)
+        elif isinstance(values, exp.Query):
+            records = -1
         source = tree.expression
         if isinstance(source, exp.Select) and source.args.get("where") is None:
             # SQLite copies ``INSERT INTO a SELECT * FROM b`` page by page (its
@@ -111,7 +124,23 @@ def translate_tree(tree: exp.Expression, database: str | None) -> Translation:
         writes=writes,
         guarded=guarded,
         target=target,
+        changes=changes,
+        records=records,
+        ignore=bool(tree.args.get("ignore")) if isinstance(tree, exp.Insert) else False,
     )
+
+
+def _changes(tree: exp.Expression) -> tuple[str, str, tuple[str, ...]] | None:
+    """An UPDATE's target and the columns it sets: SQLite counts the rows an
+    UPDATE matched, MySQL's affected rows are those whose value changed."""
+    if not isinstance(tree, exp.Update) or not isinstance(tree.this, exp.Table) or not tree.this.db:
+        return None
+    columns = []
+    for assignment in tree.expressions:
+        if not isinstance(assignment, exp.EQ) or not isinstance(assignment.this, exp.Column):
+            return None
+        columns.append(assignment.this.name)
+    return (tree.this.db.lower(), tree.this.name, tuple(columns)) if columns else None
 
 
 def _view_names(tree: exp.Create) -> None:
