@@ -100,7 +100,7 @@ class LoginThrottle:
             entry.failures += 1
             entry.last_failure = now
             n = entry.failures
-            if n >= free and (n == free or n & (n - 1) == 0):  # the allowance, then each doubling
+            if self.step > 0 and n >= free and (n == free or n & (n - 1) == 0):  # the allowance, then doublings
                 delay = min(self.step * (n - free + 1), self.max_delay)
                 who = f"user {user!r}" if key[0] is not None else "any user"
                 log.warning(
