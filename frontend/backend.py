@@ -118,6 +118,11 @@ class BackendSession(Protocol):
 
     def has_statement(self, statement_id: int) -> bool: ...
 
+    @property
+    def connected(self) -> bool:
+        """The backend connection is open (a relaying backend's; the embedded one: always)."""
+        ...
+
     async def send_only(self, payload: bytes) -> None: ...
 
 

@@ -117,6 +117,10 @@ from coordinator.users import ADMIN_PRIV, ROOT, UserRecord
 log = logging.getLogger("fecluster.backend_accounts")
 
 MARK_ROLE = "fecluster_account"
+"""The mark's prefix; the role is ``fecluster_account@<service account>``: only
+the role's creator may grant it (MariaDB answers 1698 to another account), and
+FE clusters with different service accounts on one server never take each
+other's accounts for their own."""
 HOST = "%"
 SYSTEM_SCHEMAS = frozenset({"information_schema", "mysql", "performance_schema", "sys"})
 NATIVE = "mysql_native_password"
@@ -357,6 +361,10 @@ class BackendAccounts:
     def service_user(self) -> str:
         return str(self.backend.address.user)
 
+    @property
+    def mark_role(self) -> str:
+        return f"{MARK_ROLE}@{self.service_user}"
+
     def managed(self, name: str) -> bool:
         """Whether cluster user ``name`` has a backend account of its own."""
         return name not in (ROOT, self.service_user)
@@ -387,7 +395,7 @@ class BackendAccounts:
 
     async def _ensure_role(self) -> None:
         if not self._marked_role:
-            await self._q(f"CREATE ROLE IF NOT EXISTS {ident(MARK_ROLE)}")
+            await self._q(f"CREATE ROLE IF NOT EXISTS {ident(self.mark_role)}")
             self._marked_role = True
 
     # ------------------------------------------------------------ reading
@@ -407,12 +415,13 @@ class BackendAccounts:
         if await self._is_mariadb():
             sql = (
                 f"SELECT User FROM mysql.roles_mapping WHERE Host = {hex_string(HOST)}"
-                f" AND Role = {hex_string(MARK_ROLE)}"
+                f" AND Role = {hex_string(self.mark_role)}"
+                " AND Admin_option = 'N'"  # CREATE ROLE grants it WITH ADMIN to its creator: not a mark
             )
         else:
             sql = (
-                f"SELECT TO_USER FROM mysql.role_edges WHERE FROM_USER = {hex_string(MARK_ROLE)}"
-                f" AND TO_HOST = {hex_string(HOST)}"
+                f"SELECT TO_USER FROM mysql.role_edges WHERE FROM_USER = {hex_string(self.mark_role)}"
+                f" AND TO_HOST = {hex_string(HOST)} AND WITH_ADMIN_OPTION = 'N'"
             )
         return {_text(r[0]) for r in await self._q(sql)} - {self.service_user}
 
@@ -481,7 +490,7 @@ class BackendAccounts:
         done = [f"CREATE USER {account(user.name)} IDENTIFIED WITH {NATIVE} AS '{backend_hash(user.auth_string)}'"]
         await self._q(done[0])
         try:
-            mark = f"GRANT {ident(MARK_ROLE)} TO {account(user.name)}"
+            mark = f"GRANT {ident(self.mark_role)} TO {account(user.name)}"
             await self._q(mark)
             done.append(mark)
             done += await self.apply_grants(user, strict=strict)
@@ -554,7 +563,7 @@ class BackendAccounts:
             log.warning(
                 "backend account %s exists but was not made by the FEs (no role %s): left alone",
                 account(name),
-                MARK_ROLE,
+                self.mark_role,
             )
 
     # ------------------------------------------------------------ sync

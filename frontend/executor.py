@@ -17,7 +17,7 @@ from sqlglot import exp
 
 from coordinator import errors
 from coordinator.errors import SqlError
-from frontend import constants
+from frontend import constants, lexer
 from frontend.result import Result
 from frontend.sqlparse import ByteBoundedCache, parse, without_doris_clauses
 from frontend.sqltext import FLAGS, statement_text
@@ -135,15 +135,17 @@ def _user_variables(session: Session, tree: exp.Expression) -> exp.Expression:
 @dataclass(frozen=True)
 class Route:
     """Where a statement goes over a relaying backend: to the engine as sent
-    (``relay``), or to the FE's own handlers; what the FE observes of a
-    relayed one (the database a ``USE`` selects, a change of sql_mode)."""
+    (``relay``), or to the FE's own handlers (with ``text``, the statement as
+    the server would read it: comments gone, executable comments kept); what
+    the FE observes of a relayed one (the database a ``USE`` selects, a SET
+    that may change the sql_mode the lexer reads quotes by)."""
 
     relay: bool
+    text: str = ""
     use: str | None = None
     sql_mode: bool = False
 
 
-FE_OWNED = Route(relay=False)
 RELAY = Route(relay=True)
 # Session variables the FE keeps for itself (time limits, trace ids, the
 # processlist's scope, idle timeouts): a SET naming one is the FE's to carry out.
@@ -159,35 +161,27 @@ FE_VARIABLES = frozenset(
         "cloud_cluster",
     }
 )
-_OWNED_START = re.compile(
-    r"^(?:kill\b|show\s+(?:full\s+)?processlist\b|show\s+kill\s+audit\b|show\s+grants\b"
-    r"|(?:create|drop|alter|rename)\s+user\b|grant\b|revoke\b|set\s+password\b|set\s+property\b"
-    # A new database is the cluster's: users granted on *.*.* get it on the backend (frontend.backend_accounts).
-    r"|create\s+(?:database|schema)\b)",
-    FLAGS,
-)
-_FE_WORDS = re.compile(r"processlist|connection_id", re.IGNORECASE)
-_SET_FE = re.compile(r"\b(?:global|persist|persist_only|" + "|".join(sorted(FE_VARIABLES)) + r")\b", re.IGNORECASE)
-_USE = re.compile(r"^use\s+(`(?:[^`]|``)+`|[^\s`;]+)$", FLAGS)
+# Families of the lexer's that the FE carries out over a relaying backend. The
+# rest (USE, transactions, SLEEP, roles) are the engine's, observed as they pass.
+_FE_FAMILIES = frozenset({"kill", "processlist", "kill_audit", "accounts", "set", "processlist_table", "connection_id"})
 
 
 def route(session: Session, sql: str) -> Route:
-    """Whether a statement is the engine's (relayed as the client sent it) or the FE's."""
-    text = statement_text(sql)
-    if _OWNED_START.match(text) or _FE_WORDS.search(sql):
-        return FE_OWNED
-    head = text[:8].lower()
-    if head.startswith("set"):
-        if _SET_FE.search(text):
-            return FE_OWNED
-        return Route(relay=True, sql_mode="sql_mode" in text.lower() or "ansi" in text.lower())
-    if head.startswith("show") and variables.SHOW_WARNINGS.match(text) and session.fe_answered:
-        return FE_OWNED  # the warnings of the FE's own last statement
-    if head.startswith("use"):
-        m = _USE.match(text)
-        if m:
-            name = m.group(1)
-            return Route(relay=True, use=name[1:-1].replace("``", "`") if name.startswith("`") else name)
+    """Whether a statement is the engine's (relayed as the client sent it) or
+    the FE's, read by ``frontend.lexer`` as the server would read it."""
+    c = lexer.classify(sql, session.quote_modes, fe_variables=FE_VARIABLES, current_db=session.db)
+    owned = c.owned
+    if owned is None:
+        if c.first_words[:2] in (("CREATE", "DATABASE"), ("CREATE", "SCHEMA")):
+            # A new database is the cluster's: users granted on *.*.* reach it (frontend.backend_accounts).
+            return Route(relay=False, text=c.text)
+        if c.first_words[:1] == ("SET",):
+            return Route(relay=True, sql_mode="sql_mode" in sql.lower())
+        return RELAY
+    if owned in _FE_FAMILIES or (owned == "warnings" and session.fe_answered):
+        return Route(relay=False, text=c.text)
+    if owned == "use":
+        return Route(relay=True, use=c.database)
     return RELAY
 
 
@@ -212,14 +206,17 @@ class Executor:
         m = _SELECT_INT.match(sql.strip().rstrip(";").strip())
         return Result([m.group(1)], [(int(m.group(1)),)]) if m else None
 
-    async def run(self, session: Session, sql: str, prepared: Prepared | None = None) -> Result:
+    async def run(
+        self, session: Session, sql: str, prepared: Prepared | None = None, text: str | None = None
+    ) -> Result:
         """Run ``sql``; ``prepared``, for a prepared statement's execute, is its
-        text with ``?`` markers and the parameters that ``sql`` substitutes."""
+        text with ``?`` markers and the parameters that ``sql`` substitutes;
+        ``text``: the statement as the lexer read it (a relaying backend's FE statements)."""
         if prepared is not None and not self.services.backend.relays:
             bound = await self._bound(session, *prepared)
             if bound is not None:
                 return bound
-        text = statement_text(sql)
+        text = statement_text(sql) if text is None else text
         if not text:
             raise SqlError(errors.EMPTY_QUERY, "Query was empty")
         if variables.SHOW_WARNINGS.match(text) is None:

@@ -682,6 +682,11 @@ class MysqlSession:
         return self._conn.thread_id if self._conn is not None else 0
 
     @property
+    def connected(self) -> bool:
+        """The backend connection is open."""
+        return self._conn is not None
+
+    @property
     def in_transaction(self) -> bool:
         return self._conn is not None and bool(self._conn.status & SERVER_STATUS_IN_TRANS)
 

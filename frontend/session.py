@@ -18,6 +18,7 @@ its ``Result``. Killing works the same for both:
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -29,6 +30,8 @@ from coordinator import errors
 from coordinator.pb import fecluster_pb2 as pb
 from coordinator.registry import ConnectionRecord, FeRecord
 from coordinator.users import UserRecord
+from frontend.lexer import QuoteModes, quote_modes
+from frontend.lexer import split as lexer_split
 from frontend.result import Result, SqlWarning
 from frontend.sqltext import redact
 from frontend.variables import Variables
@@ -39,7 +42,13 @@ if TYPE_CHECKING:
     from frontend.executor import Executor, Prepared, Route
 
 T = TypeVar("T")
+log = logging.getLogger("fecluster.session")
 CATALOG = "internal"
+_DEFERRABLE_SET = re.compile(
+    r"^\s*SET\s+(?:(?:SESSION\s+|@@(?:SESSION\.)?)?autocommit\s*=\s*(0|1|ON|OFF|TRUE|FALSE)"
+    r"|NAMES\s+'?(?:utf8mb4|utf8mb3|utf8|latin1|ascii|binary)'?)\s*;?\s*$",
+    re.IGNORECASE,
+)
 _HINT = re.compile(r"/\*\+[^*]*?\bMAX_EXECUTION_TIME\s*\(\s*(\d+)\s*\)", re.IGNORECASE)
 
 
@@ -148,6 +157,7 @@ class Session:
         self._backend: BackendSession | None = None
         self.backend_thread = 0  # the backend connection's thread id (MySQL backend), in the registry row
         self.fe_answered = False  # the last statement was the FE's own (its warnings are the FE's)
+        self.quote_modes = QuoteModes()  # how the server reads quotes under the session's sql_mode (the lexer's)
         self._relaying = False  # a relayed statement's answer is being read
 
     @property
@@ -206,13 +216,25 @@ class Session:
             return immediate
         route = executor.route(self, sql) if self._host.backend.relays else None
         if route is not None and route.relay:
+            deferrable = _DEFERRABLE_SET.match(sql) if len(sql) < 80 else None
+            if deferrable is not None and not self.backend.connected:
+                # A driver's connect-time SET NAMES / autocommit, with a value the
+                # server cannot refuse: said when the connection opens, so a login
+                # costs no backend connection (and works while the backend is away).
+                if deferrable.group(1) is not None:
+                    await self.backend.set_autocommit(deferrable.group(1).upper() in ("1", "ON", "TRUE"))
+                else:
+                    await self.backend.relay_set(sql)
+                self.fe_answered = False
+                return Result()
             if raw is not None:
                 return self.relay(raw, Command.QUERY, sql, route=route)
             result = await self._timed(sql, lambda: self.backend.execute(sql, self.db))  # gRPC: decoded rows
             self._observe(route, ok=True)
             return result
         self.fe_answered = True
-        return await self._timed(sql, lambda: executor.run(self, sql, prepared))
+        text = route.text if route is not None else None
+        return await self._timed(sql, lambda: executor.run(self, sql, prepared, text))
 
     def _begin(self, sql: str) -> asyncio.TimerHandle | None:
         """A statement starts: the processlist shows it, its time limit runs."""
@@ -264,10 +286,16 @@ class Session:
             self._statement_ended(timer)
             if route is not None:
                 self._observe(route, ok and not self._backend_failed())
+                if route.sql_mode and ok:
+                    await self._read_sql_mode()
 
     def relays(self, sql: str) -> bool:
         """Whether ``sql`` is the engine's, relayed as the client sent it."""
         return self._host.backend.relays and self._host.executor.route(self, sql).relay
+
+    def split(self, sql: str) -> list[str]:
+        """A multi-statement text's statements, cut where the server cuts them."""
+        return [sql[a:b] for a, b in lexer_split(sql, self.quote_modes)]
 
     def has_statement(self, statement_id: int) -> bool:
         """A prepared statement of this session that lives on the backend server."""
@@ -280,6 +308,16 @@ class Session:
 
     def _backend_failed(self) -> bool:
         return bool(getattr(self._backend, "last_error", None))
+
+    async def _read_sql_mode(self) -> None:
+        """A SET that may have changed the sql_mode: ask the server what it is now
+        (whatever form it was set in), so the lexer reads quotes as the server does."""
+        try:
+            result = await self.backend.execute("SELECT @@SESSION.sql_mode", None)
+            value = result.rows[0][0] if result.rows else b""
+            self.quote_modes = quote_modes(value.decode() if isinstance(value, bytes) else str(value or ""))
+        except errors.SqlError as e:
+            log.warning("session %d: sql_mode unknown after a SET (%s)", self.id, e.message)
 
     def _observe(self, route: Route, ok: bool) -> None:
         """What the FE keeps of a relayed statement that succeeded."""

@@ -434,9 +434,8 @@ class FakeSession:
 
 @pytest.fixture
 def statements(backend: MysqlBackend, ba: BackendAccounts) -> Any:
-    backend.accounts = ba  # type: ignore[attr-defined]  # how the lead's wiring will expose it (duck-typed)
     table = FakeAccounts()
-    services: Any = type("S", (), {"accounts": table, "backend": backend})()
+    services: Any = type("S", (), {"accounts": table, "backend": backend, "backend_accounts": ba})()
 
     async def execute(sql: str) -> None:
         for pattern, handler in user_statements.HANDLERS:

@@ -57,12 +57,6 @@ def test_placeholder_scan_is_linear(sql: str) -> None:
     assert time.perf_counter() - start < 0.5
 
 
-def test_split_statements() -> None:
-    assert sqltext.split_statements("SELECT 1; SELECT ';' ; -- ;\n ;") == ["SELECT 1", "SELECT ';'", "-- ;"]
-    assert sqltext.split_statements("SELECT 1") == ["SELECT 1"]
-    assert sqltext.split_statements(" ; ") == []
-
-
 # ---------------------------------------------------------------- literals
 
 

@@ -29,6 +29,7 @@ import pytest
 from coordinator.errors import SqlError
 from coordinator.ids import IdsExhausted
 from coordinator.users import UserRecord, native_password_hash
+from frontend import lexer
 from frontend.procs import free_port
 from frontend.result import Result, SqlWarning
 from frontend.wire import auth
@@ -58,7 +59,7 @@ class FakeSession:
         self.killed_by: str | None = None
         self.close_transport = close
 
-    async def execute(self, sql: str, prepared: Any = None) -> Result:
+    async def execute(self, sql: str, prepared: Any = None, raw: bytes | None = None) -> Result:
         if sql == "SELECT 1":
             return Result(["1"], [(1,)])
         if sql == "TYPES":
@@ -87,6 +88,12 @@ class FakeSession:
 
     def kill_query(self, reason: str = "", issued_at_us: int | None = None) -> bool:
         return False
+
+    def relays(self, sql: str) -> bool:
+        return False  # the FE answers everything here: no backend
+
+    def split(self, sql: str) -> list[str]:
+        return [sql[a:b] for a, b in lexer.split(sql)]
 
     autocommit = True
     in_transaction = False
@@ -131,6 +138,7 @@ class FakeNode:
         *,
         database: str | None = None,
         interactive: bool = False,
+        login: Any = None,
     ) -> FakeSession:
         assert protocol == "mysql" and host.startswith("127.0.0.1:")
         if database not in (None, "db1"):

@@ -49,7 +49,6 @@ from frontend.wire.packets import (
     PacketWriter,
     frame,
 )
-from frontend.wire.sqltext import split_statements
 from frontend.wire.transport import WireProtocol
 
 log = logging.getLogger("fecluster.wire")
@@ -78,6 +77,10 @@ class WireSession(Protocol):
 
     def relays(self, sql: str) -> bool:
         """Whether ``sql`` is the engine's, to relay as the client sent it (a relaying backend)."""
+        ...
+
+    def split(self, sql: str) -> list[str]:
+        """A multi-statement text's statements, cut as the server cuts them."""
         ...
 
     def relay(self, payload: bytes, command: Command, sql: str, statement_id: int = 0) -> Result: ...
@@ -567,7 +570,7 @@ class MysqlConnection:
         assert self.session is not None
         statements = [sql]
         if self.multi_statements and ";" in sql:
-            statements = split_statements(sql)  # a scan only when a ';' may separate statements
+            statements = self.session.split(sql)  # a scan only when a ';' may separate statements
             if len(statements) > 1 and all(self.session.relays(s) for s in statements):
                 statements = [sql]  # all the engine's: the server runs them as one, as sent
         elif not sql.strip():

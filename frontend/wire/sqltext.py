@@ -2,7 +2,6 @@
 
 - ``placeholders`` / ``split_placeholders``: the ``?`` markers of a prepared
   statement, skipping those inside quotes, backticks and comments.
-- ``split_statements``: a multi-statement COM_QUERY cut at top-level ``;``.
 - ``literal``: a Python value as a MySQL literal, for substituting parameters.
 
 Tokens skipped (MySQL's default SQL mode, backslash escapes on)::
@@ -57,18 +56,6 @@ def split_placeholders(sql: str) -> list[str]:
         start = offset + 1
     segments.append(sql[start:])
     return segments
-
-
-def split_statements(sql: str) -> list[str]:
-    """Statements of a multi-statement query; empty ones (``;;``, a trailing ``;``) are dropped."""
-    out = []
-    start = 0
-    for offset in [*_marks(sql, ";"), len(sql)]:
-        piece = sql[start:offset]
-        if piece.strip():
-            out.append(piece.strip())
-        start = offset + 1
-    return out
 
 
 # ---------------------------------------------------------------- literals
