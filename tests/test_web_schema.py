@@ -27,8 +27,9 @@ EXAMPLES = {schemathesis.GenerationMode.POSITIVE: 50, schemathesis.GenerationMod
 
 @pytest.fixture(scope="module")
 def schema_cluster(redis_url: str) -> Iterator[Cluster]:
-    """Its own two FEs: generated kills must not touch the shared cluster's sessions."""
-    cluster = new_cluster(redis_url, 2)
+    """Its own two FEs: generated kills must not touch the shared cluster's sessions. Login
+    throttling off: generated wrong credentials would otherwise make every later case wait."""
+    cluster = new_cluster(redis_url, 2, login_delay=0)
     try:
         yield cluster
     finally:
