@@ -118,6 +118,10 @@ class BackendSession(Protocol):
 
     def has_statement(self, statement_id: int) -> bool: ...
 
+    def grants_changed(self) -> None:
+        """The session user's grants changed: the server must apply them before the next statement."""
+        ...
+
     @property
     def connected(self) -> bool:
         """The backend connection is open (a relaying backend's; the embedded one: always)."""

@@ -676,6 +676,7 @@ class MysqlSession:
         self._killing: asyncio.Task[None] | None = None  # a KILL QUERY on its way to the server
         self._statement_ids: dict[int, bytes] = {}  # the client's prepared-statement id -> the server's (4 bytes)
         self.last_error: tuple[int, str, str] | None = None  # how the last relayed answer failed, if it did
+        self._reselect = False  # select the current database again before the next statement (grants changed)
 
     @property
     def thread_id(self) -> int:
@@ -762,6 +763,8 @@ class MysqlSession:
         the statement by (the server's own id is mapped to it)."""
         await self._settled()
         conn = await self._connection(database)
+        if self._reselect:
+            await self._select_again(conn)
         error = interrupted()
         if error is not None:  # a KILL while the connection opened: the statement never starts
             yield frame([err_packet(error.code, error.message, error.state)], 1)[0]
@@ -822,6 +825,27 @@ class MysqlSession:
             conn.end_relay(answer.status)
         except SqlError:
             pass
+
+    def grants_changed(self) -> None:
+        """The user's grants changed (on any FE). MariaDB applies a change at the
+        database level to an open connection's current database only when it
+        selects it again: done before the next statement."""
+        self._reselect = self._conn is not None and bool(self._conn.db)
+
+    async def _select_again(self, conn: Connection) -> None:
+        self._reselect = False
+        db = conn.db
+        if not db:
+            return
+        try:
+            await self._run(conn, lambda: conn.init_db(db))
+        except SqlError as e:
+            if e.code not in (errors.DB_ACCESS_DENIED, errors.BAD_DB):
+                raise
+            # No privilege left on it: leave it, or the privileges read when it was
+            # selected would stay in force. The statement answers the server's refusal.
+            await self._run(conn, lambda: conn.init_db("information_schema"))
+            raise
 
     def interrupt(self) -> None:
         """Stop the relayed statement: KILL QUERY on the control connection.

@@ -159,6 +159,7 @@ class Session:
         self.fe_answered = False  # the last statement was the FE's own (its warnings are the FE's)
         self.quote_modes = QuoteModes()  # how the server reads quotes under the session's sql_mode (the lexer's)
         self._relaying = False  # a relayed statement's answer is being read
+        self._grants_seen: UserRecord | None = user  # the user's record the backend connection last saw
 
     @property
     def backend(self) -> BackendSession:
@@ -259,6 +260,10 @@ class Session:
         if self.killed_by is not None:
             raise errors.interrupted(self.killed_by)
         self.fe_answered = False
+        record = self._host.user_record(self.user)
+        if record is not self._grants_seen:  # a GRANT or REVOKE somewhere: the server must see it now
+            self._grants_seen = record
+            self.backend.grants_changed()
         timer = self._begin(sql)
         chunks = self.backend.relay(payload, command, self.db, lambda: self._interrupt, statement_id)
         return Result(relay=self._relayed(chunks, timer, route))

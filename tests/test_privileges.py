@@ -361,3 +361,27 @@ def test_the_grpc_listener_checks_the_same_privileges(cluster: Cluster, rootdb: 
         assert e.value.code == 1142
         fe.query(f"GRANT SELECT_PRIV ON {rootdb}.secrets TO '{name}'")
         assert alice.execute(f"SELECT secret FROM {rootdb}.secrets").rows == [("hunter2",)]
+
+
+def test_grants_on_the_current_database_count_at_once_over_mariadb(mysql_cluster: Cluster) -> None:
+    """MariaDB applies a database-level GRANT/REVOKE to an open connection's
+    current database only when it is selected again: the FE does that before
+    the next statement, so a grant through one FE counts for the very next
+    statement through the other, and a revoke is refused there at once."""
+    a, b = mysql_cluster.fes
+    db = _name("cur")
+    a.query(f"CREATE DATABASE {db}")
+    a.query(f"CREATE TABLE {db}.t (id INT)")
+    name, password = _user(a)
+    try:
+        a.query(f"GRANT SELECT_PRIV ON {db}.* TO '{name}'")
+        with contextlib.closing(b.connect(name, password, database=db)) as user:
+            for _ in range(25):
+                assert _run(user, "SELECT COUNT(*) FROM t") == ((0,),)
+                a.query(f"REVOKE SELECT_PRIV ON {db}.* FROM '{name}'")
+                refused = fails(user, "SELECT COUNT(*) FROM t")
+                assert refused[0] in (1142, 1044), refused
+                a.query(f"GRANT SELECT_PRIV ON {db}.* TO '{name}'")
+                _run(user, f"USE {db}")  # the refused statement left the database
+    finally:
+        a.query(f"DROP DATABASE IF EXISTS {db}")
