@@ -28,12 +28,21 @@ _INT_TYPES = {
 _TIME = re.compile(r"^(-)?(?:(\d+) )?(\d{1,3}):(\d{1,2})(?::(\d{1,2})(?:\.(\d{1,6}))?)?$")
 
 
+# Folded on the event loop: only short literals, whose conversions cost microseconds
+# (int('9' * 100000) and Decimal('1e600000') to int are quadratic); longer ones, and
+# anything MySQL reads with a warning, go to the backend, which computes them in a worker.
+MAX_FOLDED_TEXT = 100
+_PLAIN_INTEGER = re.compile(r"^\s*[+-]?\d{1,20}\s*$")
+
+
 class NotConstant(Exception):
     """The projection is not one ``fold`` evaluates."""
 
 
 def _number(text: str) -> int | Decimal | float:
     """A numeric literal as MySQL types it: integer, DECIMAL, or DOUBLE with an exponent."""
+    if len(text) > MAX_FOLDED_TEXT:
+        raise NotConstant("long literal")
     if "e" in text.lower():
         return float(text)
     if "." in text:
@@ -60,9 +69,15 @@ def _cast(value: Any, to: exp.DataType) -> Any:
     kind = to.this
     params = [int(p.name) for p in to.expressions if p.name.isdigit()]
     text = value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+    if len(text) > MAX_FOLDED_TEXT:
+        raise NotConstant("long value")
     try:
         if kind in _INT_TYPES:
+            if isinstance(value, str) and not _PLAIN_INTEGER.match(text):
+                raise NotConstant(text)  # MySQL reads its leading digits, with a warning: the backend's to say
             number = Decimal(text.strip())
+            if abs(number.adjusted()) > 40:
+                raise NotConstant(text)
             return int(number.to_integral_value())
         if kind in (exp.DataType.Type.DECIMAL, exp.DataType.Type.BIGDECIMAL):
             scale = params[1] if len(params) > 1 else 0

@@ -32,6 +32,7 @@ import threading
 import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -43,7 +44,7 @@ from coordinator.users import UserRecord
 from frontend.backend import Column, Index, check_db_name, valid_db_name
 from frontend.result import Result
 from frontend.sqlite_authorizer import CHANGES_TRIGGER, READ_ONLY_PRAGMAS, Grants, Seal
-from frontend.sqlite_errors import deadlock, duplicate_key, lock_wait_timeout, sql_error
+from frontend.sqlite_errors import deadlock, duplicate_key, lock_wait_timeout, row_is_referenced, sql_error
 from frontend.sqlite_translate import (
     CACHED_STATEMENT,
     EXPLAIN_COLUMNS,
@@ -53,6 +54,8 @@ from frontend.sqlite_translate import (
     explain_row,
     index_name,
     mysql_function,
+    notes,
+    sqlite_literals,
     translate,
     translate_tree,
 )
@@ -91,9 +94,46 @@ def _sealed(
         path, check_same_thread=False, isolation_level=None, timeout=timeout, detect_types=detect_types
     )
     conn.create_collation(NUMERIC_COLLATION, compare_numeric)
+    conn.execute("PRAGMA foreign_keys = ON")  # MySQL's FOREIGN KEYs are enforced (before the seal: no PRAGMA after)
     seal = seal or Seal(pragmas)
     conn.set_authorizer(seal)
     return conn, seal
+
+
+@dataclass(frozen=True)
+class NotedColumn(Column):
+    """A column with what MySQL's DDL said of it (the translation keeps it in notes)."""
+
+    charset: str | None = None
+    collation: str | None = None
+    comment: str = ""
+    auto_increment: bool = False
+
+
+@dataclass
+class ForeignKey:
+    name: str
+    columns: list[str]
+    referenced_table: str
+    referenced_columns: list[str]
+    on_update: str
+    on_delete: str
+
+
+@dataclass
+class TableNotes:
+    comment: str = ""
+    foreign_keys: list[ForeignKey] = field(default_factory=list)
+
+
+_NAMED_FOREIGN_KEY = re.compile(r"CONSTRAINT\s+(\S+)\s+FOREIGN\s+KEY\s*\(([^)]*)\)", re.IGNORECASE)
+
+
+def _create_text(conn: sqlite3.Connection, table: str) -> str:
+    row = conn.execute(
+        "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ? COLLATE NOCASE", (table,)
+    ).fetchone()
+    return (row[0] or "") if row else ""
 
 
 def _unseen_column(rows: list[tuple[Any, ...]]) -> bool:
@@ -181,17 +221,66 @@ class SqliteBackend:
         return await self._in_thread(names, str(self.path(database)))
 
     async def columns(self, database: str, table: str) -> list[Column]:
-        """The table's columns (SqlError 1146 when there is no such table)."""
+        """The table's columns (SqlError 1146 when there is no such table),
+        with what MySQL's DDL said of them (``NotedColumn``)."""
 
         def read(conn: sqlite3.Connection) -> list[Column]:
             rows = conn.execute('SELECT name, type, "notnull", dflt_value, pk FROM pragma_table_info(?)', (table,))
-            found = [Column(r[0], mysql_declared_type(r[1] or ""), not r[2], r[3], int(r[4])) for r in rows]
+            create = _create_text(conn, table)
+            noted, _ = notes(create)
+            auto = _AUTO_INCREMENT.search(create) is not None
+            found: list[Column] = []
+            for name, declared, notnull, default, pk in rows:
+                note = noted.get(name.lower(), {})
+                found.append(
+                    NotedColumn(
+                        name,
+                        mysql_declared_type(declared or ""),
+                        not notnull and not pk,  # MySQL: a PRIMARY KEY's columns are NOT NULL
+                        default,
+                        int(pk),
+                        charset=note.get("charset") or None,
+                        collation=note.get("collation") or None,
+                        comment=note.get("comment") or "",
+                        auto_increment=auto and bool(pk) and (declared or "").upper().startswith("INT"),
+                    )
+                )
             if not found:
                 raise SqlError(errors.NO_SUCH_TABLE, f"Table '{database}.{table}' doesn't exist")
             return found
 
         if not self.exists(database):
             raise SqlError(errors.BAD_DB, f"Unknown database '{database}'")
+        return await self._in_thread(read, str(self.path(database)))
+
+    async def table_notes(self, database: str, table: str) -> TableNotes:
+        """The table's COMMENT and FOREIGN KEYs (SHOW CREATE TABLE, information_schema)."""
+
+        def read(conn: sqlite3.Connection) -> TableNotes:
+            create = _create_text(conn, table)
+            _, note = notes(create)
+            named = {
+                m.group(2).split(",")[0].strip().strip('"`').lower(): m.group(1).strip('"`')
+                for m in _NAMED_FOREIGN_KEY.finditer(create)
+            }
+            keys: dict[int, ForeignKey] = {}
+            for key_id, _seq, parent, column, to, on_update, on_delete, _match in conn.execute(
+                "SELECT * FROM pragma_foreign_key_list(?)", (table,)
+            ).fetchall():
+                key = keys.get(key_id)
+                if key is None:
+                    key = keys[key_id] = ForeignKey("", [], parent, [], on_update, on_delete)
+                key.columns.append(column)
+                key.referenced_columns.append(to)
+            ordered = [keys[i] for i in sorted(keys, reverse=True)]  # SQLite lists them last first
+            n = 0
+            for key in ordered:
+                key.name = named.get(key.columns[0].lower(), "")
+                if not key.name:
+                    n += 1
+                    key.name = f"{table}_ibfk_{n}"
+            return TableNotes(note.get("comment", ""), ordered)
+
         return await self._in_thread(read, str(self.path(database)))
 
     async def indexes(self, database: str, table: str) -> list[Index]:
@@ -210,7 +299,7 @@ class SqliteBackend:
         return await self._in_thread(read, str(self.path(database)))
 
     async def constant_select(self, query: exp.Select) -> Result:
-        sql = query.transform(mysql_function).sql(dialect="sqlite")
+        sql = sqlite_literals(query.transform(mysql_function)).sql(dialect="sqlite")
         columns = [p.alias_or_name if p.alias else p.sql(dialect="mysql") for p in query.expressions]
 
         def run(conn: sqlite3.Connection) -> Result:
@@ -511,6 +600,8 @@ class SqliteSession:
     def _statement(
         self, conn: sqlite3.Connection, translation: Translation, sql: str, params: tuple[Any, ...]
     ) -> Result:
+        if translation.noop:
+            return Result()
         if translation.then:
             return self._create_with_indexes(conn, translation)
         if translation.changes is not None:
@@ -608,7 +699,31 @@ class SqliteSession:
                 )
             except sqlite3.Error:
                 pass  # the catalogue could not be read: the plain mapping below
+        if (
+            isinstance(e, sqlite3.IntegrityError)
+            and str(e).startswith("FOREIGN KEY")
+            and translation is not None
+            and translation.sql.lstrip()[:6].upper() in ("DELETE", "UPDATE", "DROP T", "REPLAC")
+            and translation.target is None
+            and not self._is_child(conn, translation)
+        ):
+            return row_is_referenced()
         return sql_error(e, self.backend.data_dir)
+
+    def _is_child(self, conn: sqlite3.Connection | None, translation: Translation) -> bool:
+        """The UPDATE's table has foreign keys of its own (its failure is then the child's: 1452)."""
+        if conn is None or translation.changes is None:
+            return False
+        db, table, _ = translation.changes
+        try:
+            rows = self._internal(
+                conn,
+                f"SELECT sql FROM \"{db}\".sqlite_master WHERE type = 'table' AND name = ? COLLATE NOCASE",
+                (table,),
+            )
+        except sqlite3.Error:
+            return False
+        return bool(rows) and re.search(r"\bREFERENCES\b", rows[0][0] or "", re.IGNORECASE) is not None
 
     @staticmethod
     def _create_with_indexes(conn: sqlite3.Connection, translation: Translation) -> Result:

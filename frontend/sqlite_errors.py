@@ -51,6 +51,7 @@ TABLE_EXISTS = 1050
 DUP_FIELDNAME = 1060
 CANT_DROP_KEY = 1091
 NO_REFERENCED_ROW = 1452
+ROW_IS_REFERENCED = 1451
 CHECK_VIOLATED = 3819
 LOCK_WAIT_TIMEOUT = 1205
 LOCK_DEADLOCK = 1213
@@ -65,6 +66,7 @@ STATES = {
     DUP_FIELDNAME: "42S21",
     CANT_DROP_KEY: "42000",
     NO_REFERENCED_ROW: "23000",
+    ROW_IS_REFERENCED: "23000",
     CHECK_VIOLATED: "HY000",
     LOCK_WAIT_TIMEOUT: "HY000",
     LOCK_DEADLOCK: "40001",
@@ -78,6 +80,11 @@ def _error(code: int, message: str) -> SqlError:
 def deadlock() -> SqlError:
     """The transaction was rolled back: the session must start it again."""
     return _error(LOCK_DEADLOCK, "Deadlock found when trying to get lock; try restarting transaction")
+
+
+def row_is_referenced() -> SqlError:
+    """A parent row's DELETE/UPDATE refused by a FOREIGN KEY (SQLite does not say which)."""
+    return _error(ROW_IS_REFERENCED, "Cannot delete or update a parent row: a foreign key constraint fails")
 
 
 def lock_wait_timeout() -> SqlError:

@@ -6,6 +6,7 @@ backend's worker threads only (parsing a long statement takes seconds)."""
 from __future__ import annotations
 
 import datetime
+import json
 import re
 from collections.abc import Callable
 from typing import Any, NamedTuple
@@ -39,6 +40,7 @@ class Translation(NamedTuple):
     # number of rows given (-1: INSERT ... SELECT, as many as it inserts); None: no info string
     records: int | None = None
     ignore: bool = False  # INSERT IGNORE: the rows given but not inserted are the info's Duplicates
+    noop: bool = False  # accepted and done nothing (LOCK TABLES / UNLOCK TABLES: one SQLite writer at a time anyway)
 
 
 # Bounded by the statements' text (each entry is at most CACHED_STATEMENT bytes in and about as much out).
@@ -52,8 +54,13 @@ def translate(sql: str, database: str | None) -> Translation:
     return _TRANSLATED.get((sql, database), lambda: translate_tree(parse(sql), database))
 
 
+_NOOPS = re.compile(r"^(?:LOCK\s+TABLES?|UNLOCK\s+TABLES?)\b", re.IGNORECASE)
+
+
 def translate_tree(tree: exp.Expression, database: str | None) -> Translation:
     """As ``translate``, from a tree the caller gives up (it is changed)."""
+    if isinstance(tree, exp.Command) and _NOOPS.match(f"{tree.name} {tree.expression.name if tree.expression else ''}"):
+        return Translation("", frozenset(), noop=True)
     dbs: set[str] = set()
     ctes = {c.alias_or_name.lower() for c in tree.find_all(exp.CTE)}
     for table in list(tree.find_all(exp.Table)):
@@ -73,6 +80,8 @@ def translate_tree(tree: exp.Expression, database: str | None) -> Translation:
         dbs.add(table.db.lower())
     if isinstance(tree, exp.Create) and (tree.args.get("kind") or "").upper() == "VIEW":
         _view_names(tree)
+    if isinstance(tree, exp.Create | exp.Alter):
+        _column_notes(tree)
     primary_key = frozenset(c.name.lower() for key in tree.find_all(exp.PrimaryKey) for c in key.expressions if c.name)
     for column in tree.find_all(exp.ColumnDef):
         declared_type(column, primary_key)
@@ -82,6 +91,7 @@ def translate_tree(tree: exp.Expression, database: str | None) -> Translation:
     then = _inline_indexes(tree)
     if not isinstance(tree, exp.Create | exp.Alter):  # a column DEFAULT keeps CURRENT_TIMESTAMP (constant for SQLite)
         tree = tree.transform(mysql_function)
+    tree = _charset_literals(tree)
     _binary_literals(tree)
     _exact_literals(tree)
     count_sql = None
@@ -156,6 +166,76 @@ def _view_names(tree: exp.Create) -> None:
             table.set("db", None)
 
 
+# What MySQL's DDL says that SQLite has no place for (a column's CHARACTER SET,
+# COLLATE and COMMENT, the table's COMMENT) rides in the table's own stored
+# CREATE text as a comment SQLite keeps verbatim, so it follows the table
+# through ALTER ... ADD COLUMN, RENAME and DROP; read back by ``notes``.
+NOTE_COLUMN = "fe-column:"
+NOTE_TABLE = "fe-table:"
+_NOTE = re.compile(r"/\*\s*(fe-column:|fe-table:)(\{[^*]*(?:\*(?!/)[^*]*)*\})\s*\*/")
+
+
+def _note(prefix: str, data: dict[str, str]) -> str:
+    return prefix + json.dumps(data, ensure_ascii=True).replace("*", "\\u002a")  # never closes the comment
+
+
+def notes(create_sql: str) -> tuple[dict[str, dict[str, str]], dict[str, str]]:
+    """A stored CREATE TABLE text's notes: {column (lower case): {charset, collation, comment}}, the table's."""
+    columns: dict[str, dict[str, str]] = {}
+    table: dict[str, str] = {}
+    for m in _NOTE.finditer(create_sql):
+        try:
+            data = json.loads(m.group(2))
+        except ValueError:
+            continue
+        if not isinstance(data, dict):
+            continue
+        if m.group(1) == NOTE_TABLE:
+            table = data
+        elif isinstance(data.get("name"), str):
+            columns[data["name"].lower()] = data
+    return columns, table
+
+
+def _column_notes(tree: exp.Create | exp.Alter) -> None:
+    """CHARACTER SET / COLLATE / COMMENT out of the column definitions (SQLite
+    has none of them) and into notes; a FOREIGN KEY's table unqualified
+    (SQLite's references name a table of the same database)."""
+    defs = list(tree.find_all(exp.ColumnDef))
+    for column in defs:
+        data: dict[str, str] = {}
+        for constraint in list(column.args.get("constraints") or ()):
+            kind = constraint.args.get("kind")
+            if isinstance(kind, exp.CharacterSetColumnConstraint):
+                data["charset"] = kind.name.lower()
+            elif isinstance(kind, exp.CollateColumnConstraint):
+                value = kind.this
+                data["collation"] = (value.name if isinstance(value, exp.Expression) else str(value)).lower()
+            elif isinstance(kind, exp.CommentColumnConstraint):
+                data["comment"] = kind.name
+            else:
+                continue
+            constraint.pop()
+        if data:
+            column.add_comments([_note(NOTE_COLUMN, {"name": column.name, **data})])
+    properties = tree.args.get("properties")
+    comment = next(
+        (p.name for p in (properties.expressions if properties else ()) if isinstance(p, exp.SchemaCommentProperty)),
+        None,
+    )
+    if comment is not None and defs:
+        defs[-1].add_comments([_note(NOTE_TABLE, {"comment": comment})])
+    own = tree.this.this if isinstance(tree.this, exp.Schema) else tree.this
+    for reference in tree.find_all(exp.Reference):
+        target = reference.this.this if isinstance(reference.this, exp.Schema) else reference.this
+        if isinstance(target, exp.Table) and target.db:
+            if isinstance(own, exp.Table) and own.db and target.db.lower() != own.db.lower():
+                raise SqlError(
+                    1215, "Cannot add foreign key constraint (the embedded backend keeps each database apart)"
+                )
+            target.set("db", None)
+
+
 LIVENESS_CHECK = "fe_go"  # the session connection's function: 1, or an error once the statement is cancelled
 
 
@@ -172,6 +252,46 @@ def _guarded(tree: exp.Expression) -> str | None:
         where = node.args.get("where")
         node.set("where", exp.Where(this=exp.and_(exp.Paren(this=where.this), check) if where else check))
     return copy.sql(dialect="sqlite")
+
+
+def _text_of_bytes(data: bytes) -> exp.Expression:
+    """A text value SQLite cannot take as a literal (it contains NUL): its bytes, as text."""
+    return exp.Cast(this=exp.HexString(this=data.hex()), to=exp.DataType.build("TEXT"))
+
+
+def _charset_literal(node: exp.Expression) -> exp.Expression:
+    if isinstance(node, exp.Introducer):  # _binary'..', _utf8mb4'..', _latin1 X'..'
+        charset = node.name.lower()
+        value = node.expression
+        if charset == "_binary":
+            if isinstance(value, exp.Literal) and value.is_string:
+                return exp.HexString(this=value.this.encode("utf-8", "surrogateescape").hex())
+            return value
+        if isinstance(value, exp.HexString):
+            return exp.Cast(this=value, to=exp.DataType.build("TEXT"))
+        return value
+    if isinstance(node, exp.National):  # N'..': a string (the national charset is utf8 here)
+        return exp.Literal.string(node.this)
+    if isinstance(node, exp.Literal) and node.is_string and "\x00" in node.this:
+        # MySQL's \0 escape: SQLite refuses a NUL in statement text, so the value goes as bytes cast to text
+        return _text_of_bytes(node.this.encode("utf-8", "surrogateescape"))
+    return node
+
+
+def _charset_literals(tree: exp.Expression) -> exp.Expression:
+    """MySQL's literal forms SQLite lacks: charset introducers, N'..', NUL inside a string."""
+    if tree.find(exp.Introducer, exp.National) is None and not any(
+        "\x00" in lit.this for lit in tree.find_all(exp.Literal) if lit.is_string
+    ):
+        return tree
+    return tree.transform(_charset_literal)
+
+
+def sqlite_literals(tree: exp.Expression) -> exp.Expression:
+    """``tree`` (changed) with MySQL's literal forms as SQLite reads them (a constant SELECT's own path)."""
+    tree = _charset_literals(tree)
+    _binary_literals(tree)
+    return tree
 
 
 def _binary_literals(tree: exp.Expression) -> None:

@@ -156,3 +156,130 @@ def test_update_changes_cost(tmp_path: Path) -> None:
             backend.shutdown()
 
     assert asyncio.run(run()) < 0.01
+
+
+# ------------------------------------------------------------------ literals
+
+
+def test_literals_as_mysql_reads_them(target: Connect) -> None:
+    with contextlib.closing(target()) as c, c.cursor() as cur:
+        cur.execute("CREATE TABLE t (id INT PRIMARY KEY, b BLOB, s VARCHAR(20))")
+        cur.execute(
+            "INSERT INTO t VALUES (1, _binary'a\\0b', _utf8mb4'h\u00e9llo'), (2, X'00FF', N'nat'),"
+            " (3, 0x41, 'a\\0b\\Zc\\%\\_')"
+        )
+        cur.execute("SELECT id, b, s FROM t ORDER BY id")
+        assert cur.fetchall() == (
+            (1, b"a\x00b", "h\u00e9llo"),
+            (2, b"\x00\xff", "nat"),
+            (3, b"A", "a\x00b\x1ac\\%\\_"),
+        )
+        cur.execute("SELECT _binary'abc' AS a, _utf8mb4'x' AS b, N'n' AS c, X'4142' AS d, _latin1 X'41' AS e")
+        assert cur.fetchall() == ((b"abc", "x", "n", b"AB", "A"),)
+
+
+# ------------------------------------------------------------------ DDL tools emit
+
+
+def test_ddl_clauses_kept_and_shown(target: Connect) -> None:
+    with contextlib.closing(target()) as c, c.cursor() as cur:
+        db = c.db.decode()  # type: ignore[union-attr]
+        cur.execute("CREATE TABLE p (id INT PRIMARY KEY AUTO_INCREMENT, name VARCHAR(20))")
+        cur.execute(
+            "CREATE TABLE ch (id INT PRIMARY KEY, s VARCHAR(10) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin"
+            " COMMENT 'the s', p INT, CONSTRAINT fk_p FOREIGN KEY (p) REFERENCES p (id)) COMMENT='a table'"
+        )
+        cur.execute("DESCRIBE p")
+        rows = cur.fetchall()
+        assert [(r[0], r[2], r[3], r[4], r[5]) for r in rows] == [
+            ("id", "NO", "PRI", None, "auto_increment"),
+            ("name", "YES", "", None, ""),
+        ]
+        cur.execute("SHOW CREATE TABLE ch")
+        text = cur.fetchall()[0][1]
+        assert "COLLATE utf8mb4_bin" in text
+        assert "COMMENT 'the s'" in text
+        assert "CONSTRAINT `fk_p` FOREIGN KEY (`p`) REFERENCES `p` (`id`)" in text
+        assert "COMMENT='a table'" in text
+        cur.execute(
+            "SELECT COLUMN_NAME, COLLATION_NAME, COLUMN_COMMENT, CHARACTER_SET_NAME, IS_NULLABLE"
+            " FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = %s AND TABLE_NAME = 'ch'"
+            " ORDER BY ORDINAL_POSITION",
+            (db,),
+        )
+        assert cur.fetchall() == (
+            ("id", None, "", None, "NO"),
+            ("s", "utf8mb4_bin", "the s", "utf8mb4", "YES"),
+            ("p", None, "", None, "YES"),
+        )
+        cur.execute(
+            "SELECT TABLE_COMMENT FROM information_schema.TABLES WHERE TABLE_SCHEMA = %s AND TABLE_NAME = 'ch'", (db,)
+        )
+        assert cur.fetchall() == (("a table",),)
+        cur.execute(
+            "SELECT CONSTRAINT_NAME, UPDATE_RULE, DELETE_RULE, TABLE_NAME, REFERENCED_TABLE_NAME"
+            " FROM information_schema.REFERENTIAL_CONSTRAINTS WHERE CONSTRAINT_SCHEMA = %s",
+            (db,),
+        )
+        assert cur.fetchall() == (("fk_p", "RESTRICT", "RESTRICT", "ch", "p"),)
+        cur.execute(
+            "SELECT CONSTRAINT_NAME, COLUMN_NAME, REFERENCED_TABLE_NAME, REFERENCED_COLUMN_NAME"
+            " FROM information_schema.KEY_COLUMN_USAGE WHERE TABLE_SCHEMA = %s AND TABLE_NAME = 'ch'"
+            " AND REFERENCED_TABLE_NAME IS NOT NULL",
+            (db,),
+        )
+        assert cur.fetchall() == (("fk_p", "p", "p", "id"),)
+        cur.execute(
+            "SELECT CONSTRAINT_NAME, CONSTRAINT_TYPE FROM information_schema.TABLE_CONSTRAINTS"
+            " WHERE TABLE_SCHEMA = %s AND TABLE_NAME = 'ch' ORDER BY CONSTRAINT_TYPE",
+            (db,),
+        )
+        assert cur.fetchall() == (("fk_p", "FOREIGN KEY"), ("PRIMARY", "PRIMARY KEY"))
+        for table in ("ROUTINES", "TRIGGERS"):
+            cur.execute(f"SELECT * FROM information_schema.{table} WHERE 1 = 0")
+            assert cur.fetchall() == ()
+        # enforced
+        cur.execute("INSERT INTO p (name) VALUES ('a')")
+        cur.execute("INSERT INTO ch VALUES (1, 'x', 1)")
+        for sql, code in (
+            ("INSERT INTO ch VALUES (2, 'y', 99)", 1452),
+            ("UPDATE ch SET p = 98", 1452),
+            ("DELETE FROM p", 1451),
+        ):
+            with pytest.raises(pymysql.err.IntegrityError) as caught:
+                cur.execute(sql)
+            assert caught.value.args[0] == code, sql
+        cur.execute("LOCK TABLES p WRITE, ch WRITE")
+        cur.execute("UNLOCK TABLES")
+
+
+# ------------------------------------------------------------------ constants: no folding of user text on the loop
+
+
+def test_constant_folding_is_bounded() -> None:
+    """Issue 20 item 5: CAST('1e600000' AS SIGNED) froze an FE 18 s in the folding."""
+    import sqlglot
+
+    from frontend import constants
+
+    for sql in (
+        "SELECT CAST('1e600000' AS SIGNED)",
+        "SELECT CAST('1e600000' AS DECIMAL(65,30))",
+        "SELECT CAST(1e308 AS SIGNED)",
+        "SELECT " + "9" * 100_000,
+        "SELECT CAST('" + "9" * 100_000 + "' AS SIGNED)",
+    ):
+        tree = sqlglot.parse_one(sql, read="mysql")
+        start = time.perf_counter()
+        constants.fold(tree)  # type: ignore[arg-type]
+        assert time.perf_counter() - start < 0.005, sql[:60]
+    assert constants.fold(sqlglot.parse_one("SELECT CAST('42' AS SIGNED), 18446744073709551615", read="mysql")) == (
+        42,
+        18446744073709551615,
+    )
+
+
+def test_cast_of_text_answers_as_mysql(target: Connect) -> None:
+    with contextlib.closing(target()) as c, c.cursor() as cur:
+        cur.execute("SELECT CAST('1e600000' AS SIGNED) AS a, CAST('abc' AS SIGNED) AS b, CAST(' 7' AS SIGNED) AS c")
+        assert cur.fetchall() == ((1, 0, 7),)

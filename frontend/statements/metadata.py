@@ -101,18 +101,35 @@ async def show_columns(services: Services, session: Session, m: re.Match[str]) -
     if not m.group(1):
         return describe_rows(columns)
     rows = [
-        (c.name, mysql_type(c.declared_type), None, "YES" if c.nullable else "NO", "PRI" if c.primary_key else "",
-         _default(c), "", "select,insert,update,references", "")
+        (c.name, mysql_type(c.declared_type), _charset(c)[1], "YES" if c.nullable else "NO",
+         "PRI" if c.primary_key else "", _default(c), _extra(c), "select,insert,update,references",
+         getattr(c, "comment", ""))
         for c in columns
     ]  # fmt: skip
     names = ["Field", "Type", "Collation", "Null", "Key", "Default", "Extra", "Privileges", "Comment"]
     return Result(names, rows)
 
 
+def _extra(column: Column) -> str:
+    return "auto_increment" if getattr(column, "auto_increment", False) else ""
+
+
+def _charset(column: Column) -> tuple[str | None, str | None]:
+    """(CHARACTER_SET_NAME, COLLATION_NAME) as MySQL reports them: text columns only."""
+    if mysql_type(column.declared_type).split("(")[0] not in _TEXT_TYPES:
+        return None, None
+    charset = getattr(column, "charset", None) or "utf8mb4"
+    collation = getattr(column, "collation", None) or f"{charset}_general_ci"
+    return charset, collation
+
+
+_TEXT_TYPES = {"varchar", "char", "text", "tinytext", "mediumtext", "longtext", "enum", "set"}
+
+
 def describe_rows(columns: list[Column]) -> Result:
     rows = [
         (c.name, mysql_type(c.declared_type), "YES" if c.nullable else "NO", "PRI" if c.primary_key else "",
-         _default(c), "")
+         _default(c), _extra(c))
         for c in columns
     ]  # fmt: skip
     return Result(["Field", "Type", "Null", "Key", "Default", "Extra"], rows)
@@ -122,11 +139,21 @@ def _quote(name: str) -> str:
     return "`" + name.replace("`", "``") + "`"
 
 
-def create_table_text(table: str, columns: list[Column]) -> str:
-    """SHOW CREATE TABLE's text, in the shape MySQL prints (tools parse it line by line)."""
+def _string(text: str) -> str:
+    return "'" + text.replace("\\", "\\\\").replace("'", "''") + "'"
+
+
+def create_table_text(table: str, columns: list[Column], notes: Any = None) -> str:
+    """SHOW CREATE TABLE's text, in the shape MySQL prints (tools parse it line by line).
+    ``notes``: the backend's table notes (COMMENT, FOREIGN KEYs), if it keeps them."""
     lines = []
     for c in columns:
         line = f"  {_quote(c.name)} {mysql_type(c.declared_type)}"
+        charset, collation = getattr(c, "charset", None), getattr(c, "collation", None)
+        if charset:
+            line += f" CHARACTER SET {charset}"
+        if collation:
+            line += f" COLLATE {collation}"
         if not c.nullable:
             line += " NOT NULL"
         default = c.default
@@ -134,18 +161,39 @@ def create_table_text(table: str, columns: list[Column]) -> str:
             line += f" DEFAULT {default}"
         elif c.nullable:
             line += " DEFAULT NULL"
+        if _extra(c):
+            line += " AUTO_INCREMENT"
+        if getattr(c, "comment", ""):
+            line += f" COMMENT {_string(c.comment)}"  # type: ignore[attr-defined]
         lines.append(line)
     keys = [_quote(c.name) for c in columns if c.primary_key]
     if keys:
         lines.append(f"  PRIMARY KEY ({','.join(keys)})")
+    for key in getattr(notes, "foreign_keys", ()):
+        line = (
+            f"  CONSTRAINT {_quote(key.name)} FOREIGN KEY ({', '.join(map(_quote, key.columns))})"
+            f" REFERENCES {_quote(key.referenced_table)} ({', '.join(map(_quote, key.referenced_columns))})"
+        )
+        for verb, action in (("DELETE", key.on_delete), ("UPDATE", key.on_update)):
+            if action and action.upper() not in ("NO ACTION", "RESTRICT"):
+                line += f" ON {verb} {action.upper()}"
+        lines.append(line)
     body = ",\n".join(lines)
-    return f"CREATE TABLE {_quote(table)} (\n{body}\n) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4"
+    text = f"CREATE TABLE {_quote(table)} (\n{body}\n) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4"
+    comment = getattr(notes, "comment", "")
+    return text + (f" COMMENT={_string(comment)}" if comment else "")
+
+
+async def _table_notes(services: Services, db: str, table: str) -> Any:
+    read = getattr(services.backend, "table_notes", None)  # the embedded backend's; a server has its own
+    return await read(db, table) if read is not None else None
 
 
 async def show_create_table(services: Services, session: Session, m: re.Match[str]) -> Result:
     db, table = _table_ref(session, m.group(1), m.group(2))
     columns = await _columns(services, session, db, table)
-    return Result(["Table", "Create Table"], [(table, create_table_text(table, columns))])
+    notes = await _table_notes(services, db, table)
+    return Result(["Table", "Create Table"], [(table, create_table_text(table, columns, notes))])
 
 
 _INDEX_COLUMNS = (
@@ -235,9 +283,39 @@ _TABLES = (
 )  # fmt: skip
 _COLUMNS = (
     "TABLE_CATALOG", "TABLE_SCHEMA", "TABLE_NAME", "COLUMN_NAME", "ORDINAL_POSITION", "COLUMN_DEFAULT",
-    "IS_NULLABLE", "DATA_TYPE", "CHARACTER_MAXIMUM_LENGTH", "NUMERIC_PRECISION", "NUMERIC_SCALE",
-    "COLUMN_TYPE", "COLUMN_KEY", "EXTRA", "COLUMN_COMMENT",
+    "IS_NULLABLE", "DATA_TYPE", "CHARACTER_MAXIMUM_LENGTH", "CHARACTER_OCTET_LENGTH", "NUMERIC_PRECISION",
+    "NUMERIC_SCALE", "DATETIME_PRECISION", "CHARACTER_SET_NAME", "COLLATION_NAME", "COLUMN_TYPE", "COLUMN_KEY",
+    "EXTRA", "PRIVILEGES", "COLUMN_COMMENT", "IS_GENERATED", "GENERATION_EXPRESSION",
 )  # fmt: skip
+_REFERENTIAL_CONSTRAINTS = (
+    "CONSTRAINT_CATALOG", "CONSTRAINT_SCHEMA", "CONSTRAINT_NAME", "UNIQUE_CONSTRAINT_CATALOG",
+    "UNIQUE_CONSTRAINT_SCHEMA", "UNIQUE_CONSTRAINT_NAME", "MATCH_OPTION", "UPDATE_RULE", "DELETE_RULE",
+    "TABLE_NAME", "REFERENCED_TABLE_NAME",
+)  # fmt: skip
+_TABLE_CONSTRAINTS = (
+    "CONSTRAINT_CATALOG", "CONSTRAINT_SCHEMA", "CONSTRAINT_NAME", "TABLE_SCHEMA", "TABLE_NAME", "CONSTRAINT_TYPE",
+)  # fmt: skip
+_ROUTINES = (
+    "SPECIFIC_NAME", "ROUTINE_CATALOG", "ROUTINE_SCHEMA", "ROUTINE_NAME", "ROUTINE_TYPE", "DATA_TYPE",
+    "CHARACTER_MAXIMUM_LENGTH", "CHARACTER_OCTET_LENGTH", "NUMERIC_PRECISION", "NUMERIC_SCALE", "DATETIME_PRECISION",
+    "CHARACTER_SET_NAME", "COLLATION_NAME", "DTD_IDENTIFIER", "ROUTINE_BODY", "ROUTINE_DEFINITION", "EXTERNAL_NAME",
+    "EXTERNAL_LANGUAGE", "PARAMETER_STYLE", "IS_DETERMINISTIC", "SQL_DATA_ACCESS", "SQL_PATH", "SECURITY_TYPE",
+    "CREATED", "LAST_ALTERED", "SQL_MODE", "ROUTINE_COMMENT", "DEFINER", "CHARACTER_SET_CLIENT",
+    "COLLATION_CONNECTION", "DATABASE_COLLATION",
+)  # fmt: skip
+_TRIGGERS = (
+    "TRIGGER_CATALOG", "TRIGGER_SCHEMA", "TRIGGER_NAME", "EVENT_MANIPULATION", "EVENT_OBJECT_CATALOG",
+    "EVENT_OBJECT_SCHEMA", "EVENT_OBJECT_TABLE", "ACTION_ORDER", "ACTION_CONDITION", "ACTION_STATEMENT",
+    "ACTION_ORIENTATION", "ACTION_TIMING", "ACTION_REFERENCE_OLD_TABLE", "ACTION_REFERENCE_NEW_TABLE",
+    "ACTION_REFERENCE_OLD_ROW", "ACTION_REFERENCE_NEW_ROW", "CREATED", "SQL_MODE", "DEFINER",
+    "CHARACTER_SET_CLIENT", "COLLATION_CONNECTION", "DATABASE_COLLATION",
+)  # fmt: skip
+_VIEWS = (
+    "TABLE_CATALOG", "TABLE_SCHEMA", "TABLE_NAME", "VIEW_DEFINITION", "CHECK_OPTION", "IS_UPDATABLE", "DEFINER",
+    "SECURITY_TYPE", "CHARACTER_SET_CLIENT", "COLLATION_CONNECTION", "ALGORITHM",
+)  # fmt: skip
+# Empty here: the embedded backend has no stored routines, and its triggers and views are not listed yet.
+_EMPTY = {"routines": _ROUTINES, "triggers": _TRIGGERS, "views": _VIEWS}
 _STATISTICS = (
     "TABLE_CATALOG", "TABLE_SCHEMA", "TABLE_NAME", "NON_UNIQUE", "INDEX_SCHEMA", "INDEX_NAME", "SEQ_IN_INDEX",
     "COLUMN_NAME", "COLLATION", "CARDINALITY", "SUB_PART", "PACKED", "NULLABLE", "INDEX_TYPE", "COMMENT",
@@ -248,7 +326,10 @@ _KEY_COLUMN_USAGE = (
     "COLUMN_NAME", "ORDINAL_POSITION", "POSITION_IN_UNIQUE_CONSTRAINT", "REFERENCED_TABLE_SCHEMA",
     "REFERENCED_TABLE_NAME", "REFERENCED_COLUMN_NAME",
 )  # fmt: skip
-SUPPORTED = {"schemata", "tables", "columns", "statistics", "key_column_usage"}
+SUPPORTED = {
+    "schemata", "tables", "columns", "statistics", "key_column_usage", "referential_constraints",
+    "table_constraints", "routines", "triggers", "views",
+}  # fmt: skip
 
 
 def information_schema_tables(tree: exp.Expression, current_db: str | None) -> set[str] | None:
@@ -292,6 +373,15 @@ async def _visible(services: Services, session: Session) -> list[tuple[str, list
     return out
 
 
+def _rule(action: str) -> str:
+    """A FOREIGN KEY's action as InnoDB reports it (SQLite's default NO ACTION is InnoDB's RESTRICT)."""
+    action = (action or "").upper()
+    return "RESTRICT" if action in ("", "NO ACTION") else action
+
+
+_INT_PRECISION = {"tinyint": 3, "smallint": 5, "mediumint": 7, "int": 10, "bigint": 19}
+
+
 def _type_parts(declared: str) -> tuple[str, int | None, int | None, int | None]:
     column_type = mysql_type(declared)
     base, _, rest = column_type.partition("(")
@@ -312,6 +402,18 @@ class _Catalogue:
         self.services = services
         self._columns: dict[tuple[str, str], list[Column]] = {}
         self._key_parts: dict[tuple[str, str], list[tuple[Index, int, str, str]]] = {}
+        self._notes: dict[tuple[str, str], Any] = {}
+
+    async def notes(self, db: str, table: str) -> Any:
+        """The backend's table notes (COMMENT, FOREIGN KEYs), None when it keeps none."""
+        if (db, table) not in self._notes:
+            try:
+                self._notes[db, table] = await _table_notes(self.services, db, table)
+            except SqlError as e:
+                if e.code not in (errors.NO_SUCH_TABLE, errors.BAD_DB):
+                    raise
+                self._notes[db, table] = None
+        return self._notes[db, table]
 
     async def columns(self, db: str, table: str) -> list[Column]:
         if (db, table) not in self._columns:
@@ -348,10 +450,11 @@ async def information_schema_query(
         tables["schemata"] = (_SCHEMATA, rows)
     if "tables" in names:
         rows = [
-            ("def", db, t, "BASE TABLE", "InnoDB", 10, "Dynamic", None, None, None, "utf8mb4_general_ci", "")
+            ("def", db, t, "BASE TABLE", "InnoDB", 10, "Dynamic", None, None, None, "utf8mb4_general_ci",
+             getattr(await catalogue.notes(db, t), "comment", ""))
             for db, names_ in visible
             for t in names_
-        ]
+        ]  # fmt: skip
         tables["tables"] = (_TABLES, rows)
     if "columns" in names:
         rows = []
@@ -359,9 +462,15 @@ async def information_schema_query(
             for t in names_:
                 for i, c in enumerate(await catalogue.columns(db, t), 1):
                     data_type, length, precision, scale = _type_parts(c.declared_type)
+                    charset, collation = _charset(c)
+                    if data_type in ("int", "bigint", "smallint", "tinyint", "mediumint") and precision is None:
+                        precision, scale = _INT_PRECISION.get(data_type), 0
                     rows.append(
                         ("def", db, t, c.name, i, _default(c), "YES" if c.nullable else "NO", data_type, length,
-                         precision, scale, mysql_type(c.declared_type), "PRI" if c.primary_key else "", "", "")
+                         length * 4 if length is not None else None, precision, scale,
+                         0 if data_type in ("datetime", "timestamp", "time") else None, charset, collation,
+                         mysql_type(c.declared_type), "PRI" if c.primary_key else "", _extra(c),
+                         "select,insert,update,references", getattr(c, "comment", ""), "NEVER", None)
                     )  # fmt: skip
         tables["columns"] = (_COLUMNS, rows)
     if "statistics" in names:
@@ -373,7 +482,7 @@ async def information_schema_query(
             for key, seq, column, null in await catalogue.key_parts(db, t)
         ]  # fmt: skip
         tables["statistics"] = (_STATISTICS, rows)
-    if "key_column_usage" in names:  # PRIMARY and UNIQUE keys (the FE knows no foreign keys)
+    if "key_column_usage" in names:  # PRIMARY and UNIQUE keys, then FOREIGN KEYs
         rows = [
             ("def", db, key.name, "def", db, t, column, seq, None, None, None, None)
             for db, names_ in visible
@@ -381,7 +490,39 @@ async def information_schema_query(
             for key, seq, column, _ in await catalogue.key_parts(db, t)
             if key.unique
         ]
+        rows += [
+            ("def", db, fk.name, "def", db, t, column, seq, seq, db, fk.referenced_table, referenced)
+            for db, names_ in visible
+            for t in names_
+            for fk in getattr(await catalogue.notes(db, t), "foreign_keys", ())
+            for seq, (column, referenced) in enumerate(zip(fk.columns, fk.referenced_columns, strict=False), 1)
+        ]
         tables["key_column_usage"] = (_KEY_COLUMN_USAGE, rows)
+    if "referential_constraints" in names:
+        rows = [
+            ("def", db, fk.name, "def", db, "PRIMARY", "NONE", _rule(fk.on_update), _rule(fk.on_delete), t,
+             fk.referenced_table)
+            for db, names_ in visible
+            for t in names_
+            for fk in getattr(await catalogue.notes(db, t), "foreign_keys", ())
+        ]  # fmt: skip
+        tables["referential_constraints"] = (_REFERENTIAL_CONSTRAINTS, rows)
+    if "table_constraints" in names:
+        rows = []
+        for db, names_ in visible:
+            for t in names_:
+                seen = set()
+                for key, _, _, _ in await catalogue.key_parts(db, t):
+                    if key.unique and key.name not in seen:
+                        seen.add(key.name)
+                        kind = "PRIMARY KEY" if key.name == "PRIMARY" else "UNIQUE"
+                        rows.append(("def", db, key.name, db, t, kind))
+                for fk in getattr(await catalogue.notes(db, t), "foreign_keys", ()):
+                    rows.append(("def", db, fk.name, db, t, "FOREIGN KEY"))
+        tables["table_constraints"] = (_TABLE_CONSTRAINTS, rows)
+    for name, columns in _EMPTY.items():
+        if name in names:
+            tables[name] = (columns, [])
     query = tree.copy()
     for table in query.find_all(exp.Table):
         if table.name.lower() in tables:
