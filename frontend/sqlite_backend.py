@@ -777,6 +777,11 @@ class SqliteSession:
             if self._conn is not None and not self._gentle:
                 self._conn.interrupt()
             await _settle(future)
+            if not future.cancelled() and future.exception() is None:
+                # It finished before the interrupt reached it (a COMMIT that
+                # committed): the effect stands, so the answer is its result,
+                # never an interrupt (architecture rule 12).
+                return future.result()
             raise
 
     def _current_user(self) -> UserRecord | None:

@@ -51,11 +51,17 @@ def _roll_back(conn: pymysql.Connection) -> None:
         pass
 
 
+@pytest.fixture(params=["sqlite", "mysql"])
+def pair(request: pytest.FixtureRequest) -> Cluster:
+    """Two FEs: over one SQLite directory (cluster3's first two share it) or over MariaDB."""
+    return request.getfixturevalue("cluster3" if request.param == "sqlite" else "relay_cluster")
+
+
 @pytest.mark.slow
-def test_a_commit_answered_interrupted_never_committed(relay_cluster: Cluster) -> None:
-    a, b = relay_cluster.fes
+def test_a_commit_answered_interrupted_never_committed(pair: Cluster) -> None:
+    a, b = pair.fes[:2]
     a.query("CREATE DATABASE IF NOT EXISTS truth")
-    a.query("CREATE TABLE IF NOT EXISTS truth.counter (id INT PRIMARY KEY, n INT NOT NULL) ENGINE=InnoDB")
+    a.query("CREATE TABLE IF NOT EXISTS truth.counter (id INT PRIMARY KEY, n INT NOT NULL)")
     a.query("REPLACE INTO truth.counter VALUES (1, 0)")
     victim = a.connect(database="truth")
     victim_id = victim.thread_id()
