@@ -116,6 +116,10 @@ class Router:
             if target.WhichOneof("target") == "user":
                 result = await self._kill_everywhere(request)
                 local = True
+            elif target.WhichOneof("target") == "trace_id":
+                result = await self._kill_trace(request)
+                target_user = result.target_user
+                local = True
             else:
                 owner = await self._owner(target)
                 local = owner.server_id == self.me.server_id
@@ -165,6 +169,37 @@ class Router:
         if refused and not killed and len(refused) + len(failures) == len(results):
             raise refused[0]  # e.g. 1095: a non-admin named another user
         return KillOutcome("every FE", killed, failures, request.target.user)
+
+    async def _kill_trace(self, request: pb.PeerKillRequest) -> KillOutcome:
+        """KILL QUERY '<trace_id>': trace ids are names users choose, so several
+        sessions, of several users, on several FEs may hold one. Every live FE
+        is asked at once; each owner acts on the requester's own sessions with
+        that id, or on all of them for an admin. 1097 when no session the
+        requester may act on holds it (1105 when that cannot be known because
+        an FE did not answer)."""
+        members = await self._live_members()
+
+        async def one(fe: FeRecord) -> pb.KillResult | FeFailure:
+            try:
+                if fe.server_id == self.me.server_id:
+                    return await self.local.kill_local(request)
+                own = pb.PeerKillRequest()
+                own.CopyFrom(request)
+                return await self._peer_kill(fe, own)
+            except SqlError as e:
+                if e.code == errors.UNKNOWN_QUERY:  # it died meanwhile, and its sessions with it
+                    return pb.KillResult(owner_fe=fe.address)
+                return FeFailure(fe.address, e.message)
+
+        results = await asyncio.gather(*(one(fe) for fe in members.values()))
+        replies = [r for r in results if isinstance(r, pb.KillResult) and not r.HasField("error")]
+        failures = [r for r in results if isinstance(r, FeFailure)]
+        users = sorted({u for r in replies if r.target_user for u in r.target_user.split(",")})
+        if not users:
+            if failures:
+                raise SqlError(errors.UNKNOWN_ERROR, f"KILL not delivered: {failures[0].message}")
+            raise errors.unknown_query(request.target.trace_id)
+        return KillOutcome("every FE", sum(r.killed for r in replies), failures, ",".join(users))
 
     async def _owner(self, target: pb.KillTarget) -> FeRecord:
         which = target.WhichOneof("target")

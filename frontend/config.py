@@ -46,7 +46,41 @@ class Config:
     max_connections: int = field(
         default=1024, metadata={"help": "MySQL and gRPC sessions this FE holds at once (Doris's qe_max_connection)"}
     )
-    connect_timeout: float = field(default=10.0, metadata={"help": "seconds a MySQL client has to log in"})
+    admin_connections: int = field(
+        default=10,
+        metadata={
+            "help": "sessions beyond --max-connections kept for users with ADMIN_PRIV (MySQL's extra "
+            "connection for CONNECTION_ADMIN): an operator gets in when ordinary logins get 1040"
+        },
+    )
+    connect_timeout: float = field(
+        default=10.0,
+        metadata={"help": "seconds a MySQL client has to log in (2 s while half of --max-handshakes are in progress)"},
+    )
+    max_handshakes: int = field(
+        default=512,
+        metadata={
+            "help": "MySQL connections still logging in, in all; past it the oldest is cut "
+            "(they never count against --max-connections)"
+        },
+    )
+    max_handshakes_per_address: int = field(
+        default=64, metadata={"help": "MySQL connections still logging in from one client address; past it: 1040"}
+    )
+    max_user_running_statements: int = field(
+        default=8,
+        metadata={
+            "help": "statements of one user the FE runs at once (on the embedded backend: worker threads); "
+            "more wait their turn; admins are not counted; 0: no limit"
+        },
+    )
+    max_running_statements: int = field(
+        default=28,
+        metadata={
+            "help": "statements of all ordinary users the FE runs at once (of the embedded backend's 32 "
+            "worker threads: the rest are the admins' and the FE's own); 0: no limit"
+        },
+    )
     login_failures_free: int = field(
         default=3,
         metadata={

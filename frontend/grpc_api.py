@@ -34,6 +34,7 @@ from frontend.client import PASSWORD_HEADER, USER_HEADER
 from frontend.config import Config
 from frontend.result import Result, whole
 from frontend.sessions import SessionTable
+from frontend.throttle import LoginThrottle
 from frontend.wire import results as rs
 from frontend.wire.auth import stage1_of_password
 from frontend.wire.client import CLIENT_CAPABILITIES
@@ -110,6 +111,12 @@ def statement_result(result: Result, query_id: str) -> pb.StatementResult:
 def _peer_host(context: grpc.aio.ServicerContext) -> str:
     peer = context.peer() or ""  # "ipv4:127.0.0.1:5555" / "ipv6:[::1]:5555"
     return peer.split(":", 1)[1] if ":" in peer else peer
+
+
+def _peer_ip(context: grpc.aio.ServicerContext) -> str:
+    """The client's address without its port: what the login throttle counts by."""
+    host = _peer_host(context)
+    return host.rsplit(":", 1)[0] if host.count(":") and not host.endswith("]") else host
 
 
 class _Garbage:
@@ -254,13 +261,31 @@ class PeerService(pb_grpc.PeerServicer):
 
 
 class FrontendService(pb_grpc.FrontendServicer):
-    def __init__(self, sessions: SessionTable, router: Router) -> None:
+    def __init__(self, sessions: SessionTable, router: Router, throttle: LoginThrottle | None = None) -> None:
         self.sessions = sessions
         self.router = router
+        self.throttle = throttle
+
+    async def _login(self, name: str, password: str, context: grpc.aio.ServicerContext) -> UserRecord | None:
+        """The password check of every Frontend call, throttled as the MySQL door's
+        (``frontend.throttle``: the wait comes first, the same for unknown users)."""
+        throttle = self.throttle
+        if throttle is None:
+            return await self.sessions.authenticate(name, password)
+        address = _peer_ip(context)
+        delay = throttle.delay_for(name, address)
+        if delay > 0:
+            await asyncio.sleep(delay)
+        user = await self.sessions.authenticate(name, password)
+        if user is None:
+            throttle.failed(name, address)
+        else:
+            throttle.succeeded(name, address)
+        return user
 
     async def _caller(self, context: grpc.aio.ServicerContext) -> UserRecord:
         md = dict(context.invocation_metadata() or ())
-        user = await self.sessions.authenticate(str(md.get(USER_HEADER, "")), str(md.get(PASSWORD_HEADER, "")))
+        user = await self._login(str(md.get(USER_HEADER, "")), str(md.get(PASSWORD_HEADER, "")), context)
         if user is None:
             await context.abort(grpc.StatusCode.UNAUTHENTICATED, "Access denied: wrong user or password")
         assert user is not None
@@ -324,7 +349,10 @@ class FrontendService(pb_grpc.FrontendServicer):
                 login=login,
             )
         except SqlError as e:
-            status = grpc.StatusCode.NOT_FOUND if e.code == errors.BAD_DB else grpc.StatusCode.UNAVAILABLE
+            status = {
+                errors.BAD_DB: grpc.StatusCode.NOT_FOUND,
+                errors.TOO_MANY_CONNECTIONS: grpc.StatusCode.RESOURCE_EXHAUSTED,
+            }.get(e.code, grpc.StatusCode.UNAVAILABLE)
             await context.abort(status, e.message)
             raise  # abort raises; this keeps the type checker honest
 
@@ -351,7 +379,7 @@ class FrontendService(pb_grpc.FrontendServicer):
         if first.WhichOneof("msg") != "hello":
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "the first message must be a hello")
         hello = first.hello
-        user = await self.sessions.authenticate(hello.user, hello.password)
+        user = await self._login(hello.user, hello.password, context)
         if user is None:
             await context.abort(grpc.StatusCode.UNAUTHENTICATED, f"Access denied for user '{hello.user}'")
         assert user is not None
@@ -388,26 +416,59 @@ class FrontendService(pb_grpc.FrontendServicer):
 
 class _Health(health.aio.HealthServicer):
     """The standard health service, plus ``fecluster.Lease``: SERVING if Redis answers
-    this FE's PING now (a peer whose lease is overdue asks before fencing itself)."""
+    this FE (a peer whose lease is overdue asks before fencing itself).
+
+    The check is unauthenticated, so it costs Redis nothing per request: a
+    lease renewal that succeeded within the last renew interval answers it
+    (a peer asks from TTL/2 after its own last renewal, so an outage that
+    began before is never hidden); past that, one PING per ``renew_interval / 4``
+    whatever the rate, shared by the checks that arrive meanwhile. A fenced FE
+    answers UNAVAILABLE at once (the asker reads it as "no answer": it acts
+    for no server id)."""
 
     def __init__(self, membership: Membership) -> None:
         super().__init__()
         self._membership = membership
+        self._ping: asyncio.Future[bool] | None = None  # the last PING, or the one in flight
+        self._ping_at = float("-inf")
+        self.pings = 0  # PINGs sent for checks, for tests and /metrics
 
     async def Check(self, request: health_pb2.HealthCheckRequest, context: grpc.aio.ServicerContext) -> Any:
         if request.service == LEASE_HEALTH:
             membership = self._membership
-            fresh = await membership.redis_answers(membership.renew_interval / 4)
+            if membership.fenced:
+                await context.abort(grpc.StatusCode.UNAVAILABLE, "fenced")
+            fresh = await self.redis_answers()
             status = health_pb2.HealthCheckResponse.SERVING if fresh else health_pb2.HealthCheckResponse.NOT_SERVING
             return health_pb2.HealthCheckResponse(status=status)
         return await super().Check(request, context)
 
+    async def redis_answers(self) -> bool:
+        membership = self._membership
+        now = time.monotonic()
+        if now - membership.last_renew < membership.renew_interval:
+            return True
+        if self._ping is None or now - self._ping_at >= membership.renew_interval / 4:
+            self._ping_at = now
+            self.pings += 1
+            self._ping = asyncio.ensure_future(self._ping_once(membership.renew_interval / 4))
+        return await asyncio.shield(self._ping)
+
+    async def _ping_once(self, timeout: float) -> bool:
+        try:
+            return await self._membership.redis_answers(timeout)
+        except TimeoutError:  # fenced meanwhile
+            return False
+
 
 class GrpcListener:
-    def __init__(self, config: Config, sessions: SessionTable, router: Router) -> None:
+    def __init__(
+        self, config: Config, sessions: SessionTable, router: Router, throttle: LoginThrottle | None = None
+    ) -> None:
         self.config = config
         self.sessions = sessions
         self.router = router
+        self.throttle = throttle
         self.server: grpc.aio.Server | None = None
         self.health = _Health(router.membership)
 
@@ -427,7 +488,7 @@ class GrpcListener:
             ],
         )
         pb_grpc.add_PeerServicer_to_server(PeerService(self.sessions), server)
-        pb_grpc.add_FrontendServicer_to_server(FrontendService(self.sessions, self.router), server)
+        pb_grpc.add_FrontendServicer_to_server(FrontendService(self.sessions, self.router, self.throttle), server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         names = (
             pb.DESCRIPTOR.services_by_name["Peer"].full_name,

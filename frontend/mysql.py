@@ -7,17 +7,21 @@ from __future__ import annotations
 from frontend import tls
 from frontend.config import Config
 from frontend.sessions import SessionTable
+from frontend.throttle import LoginThrottle
 from frontend.wire.server import MysqlServer
 
 
 class MysqlListener:
-    def __init__(self, config: Config, sessions: SessionTable) -> None:
+    def __init__(self, config: Config, sessions: SessionTable, throttle: LoginThrottle | None = None) -> None:
         self.config = config
         self.server = MysqlServer(
             sessions,
             ssl_context=tls.mysql_ssl_context(config),
             connect_timeout=config.connect_timeout,
             require_secure_transport=config.require_secure_transport,
+            throttle=throttle,
+            max_handshakes=config.max_handshakes,
+            max_handshakes_per_address=config.max_handshakes_per_address,
         )
 
     async def start(self) -> None:

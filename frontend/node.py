@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import resource
 import tempfile
 import time
 from collections.abc import Awaitable
@@ -37,9 +38,10 @@ from frontend.config import Config
 from frontend.executor import Executor
 from frontend.grpc_api import GrpcListener
 from frontend.http import FeWebOps, HttpListener
+from frontend.http.server import throttle_for
 from frontend.mysql import MysqlListener
 from frontend.mysql_backend import MysqlBackend
-from frontend.sessions import SessionTable
+from frontend.sessions import SessionTable, StatementLanes
 from frontend.statements import Services
 
 if TYPE_CHECKING:
@@ -113,6 +115,9 @@ class Node:
             self.cluster_variables.values,
             cfg.redis_timeout,
             cfg.max_connections,
+            admin_connections=cfg.admin_connections,
+            max_handshakes=cfg.max_handshakes,
+            lanes=StatementLanes(cfg.max_user_running_statements, cfg.max_running_statements),
         )
         self.router = Router(
             self.membership,
@@ -124,16 +129,21 @@ class Node:
         # Fencing (docs/fencing.md): before fencing itself, the FE asks its peers whether Redis answers them.
         self.membership.witness = self.router.peers_reach_redis
         self.membership.peer_timeout = cfg.peer_timeout
-        self.mysql = MysqlListener(cfg, self.sessions)
-        self.grpc = GrpcListener(cfg, self.sessions, self.router)
+        # One login throttle for every door: guesses over MySQL, gRPC and HTTP add up.
+        self.throttle = throttle_for(cfg)
+        self.mysql = MysqlListener(cfg, self.sessions, self.throttle if cfg.login_delay > 0 else None)
+        self.grpc = GrpcListener(cfg, self.sessions, self.router, self.throttle if cfg.login_delay > 0 else None)
         read_audit = services.read_audit
-        self.http = HttpListener(cfg, FeWebOps(self.sessions, self.membership, self.router, read_audit))
+        self.http = HttpListener(
+            cfg, FeWebOps(self.sessions, self.membership, self.router, read_audit), throttle=self.throttle
+        )
         self.started = False
 
     # ------------------------------------------------------------ lifecycle
 
     async def startup(self) -> None:
         cfg = self.config
+        raise_fd_limit()
         await self.membership.start(timeout=30)
         self.sessions.new_id_space()
         self.writer.start()
@@ -253,3 +263,16 @@ class Node:
                 return await read
         except REDIS_ERRORS as e:
             raise errors.SqlError(errors.UNKNOWN_ERROR, f"registry unavailable (Redis): {e!r}") from e
+
+
+def raise_fd_limit() -> None:
+    """Lift the soft limit on open files to the hard one: every client, idle or
+    not, holds a descriptor, and the usual soft default (1,024) is below
+    --max-connections plus --max-handshakes."""
+    try:
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if hard == resource.RLIM_INFINITY or soft < hard:
+            target = hard if hard != resource.RLIM_INFINITY else max(soft, 1 << 20)
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    except (ValueError, OSError) as e:
+        log.warning("could not raise the open-files limit: %r", e)

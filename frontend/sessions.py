@@ -16,6 +16,17 @@ It owns everything about a session's life outside its statements:
 - **idle timeouts**: a sweep every second closes sessions idle past
   ``wait_timeout`` (``interactive_timeout`` for interactive clients) with 4031.
 - **authentication** against the cluster's user table.
+- **capacity**: ``--max-connections`` sessions, and ``--admin-connections``
+  more for users with ADMIN_PRIV (MySQL's extra connection for CONNECTION
+  ADMIN), counted at login, after the password: handshakes in progress are
+  the listener's to bound, never sessions. And **fair workers**
+  (``StatementLanes``): the statements the FE runs itself or on its embedded
+  backend take a lane, at most ``--max-user-running-statements`` per user and
+  ``--max-running-statements`` for all ordinary users together; admins and the
+  FE's own work (processlist fan-in, metadata for peers) take none, so the
+  worker threads past that share are theirs. A statement over its user's
+  share waits its turn (its processlist State says so; KILL and time limits
+  act on it while it waits), as in Doris's workload-group queue.
 """
 
 from __future__ import annotations
@@ -24,8 +35,10 @@ import asyncio
 import contextlib
 import hmac
 import logging
+import re
 import time
-from collections.abc import Callable, Mapping
+from collections import deque
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
 
 import sqlglot
@@ -43,7 +56,8 @@ from coordinator.redis_client import REDIS_ERRORS
 from coordinator.registry import ConnectionWriter, FeRecord
 from coordinator.users import UserRecord, connection_limit, may_kill, native_password_hash
 from frontend.backend import Backend, BackendLogin
-from frontend.executor import Executor
+from frontend.executor import Executor, Prepared
+from frontend.result import Result
 from frontend.session import Session
 from frontend.sqlparse import ByteBoundedCache
 from frontend.variables import Schema, Variables
@@ -51,6 +65,7 @@ from frontend.variables import Schema, Variables
 log = logging.getLogger("fecluster.sessions")
 
 FENCED_MESSAGE = "this FE lost its registry lease; reconnect"
+_NO_SUCH_HASH = "*" + "0" * 40  # no password hashes to it
 
 
 _FILTERS: ByteBoundedCache[str, exp.Select] = ByteBoundedCache(256 * 1024, 4096, len)
@@ -84,6 +99,9 @@ class SessionTable:
         cluster_variables: Mapping[str, Any] | None = None,
         redis_timeout: float = 1.0,
         max_connections: int = 1024,
+        admin_connections: int = 10,
+        max_handshakes: int = 512,
+        lanes: StatementLanes | None = None,
     ) -> None:
         self.membership = membership
         self.accounts = accounts
@@ -94,6 +112,13 @@ class SessionTable:
         self.cluster_variables: Mapping[str, Any] = cluster_variables if cluster_variables is not None else {}
         self.redis_timeout = redis_timeout
         self.max_connections = max_connections
+        self.admin_connections = admin_connections
+        # Ids outstanding at most: sessions (the admins' reserve included) and handshakes in progress.
+        self.max_ids = max_connections + admin_connections + max_handshakes
+        self.lanes = lanes if lanes is not None else StatementLanes()
+        if not isinstance(executor, FairExecutor):
+            executor = FairExecutor(executor, self.lanes, self._is_admin)
+        self.executor = executor
         self._sweeper: asyncio.Task[None] | None = None
         self.accepting = True
         self.sessions: dict[int, Session] = {}
@@ -142,10 +167,11 @@ class SessionTable:
         self._query_ids = QueryIds(sid)
 
     def reserve_id(self) -> int:
-        """An id for a handshake in progress; ``IdsExhausted`` (1040) at
-        ``--max-connections`` sessions and handshakes, or when ids run out."""
-        if len(self.sessions) + len(self._reserved) >= self.max_connections:
-            raise IdsExhausted(f"{self.max_connections} connections (--max-connections)")
+        """An id for a handshake in progress; ``IdsExhausted`` (1040) when
+        sessions and handshakes together reach every bound there is (the
+        listeners bound handshakes; ``open`` bounds sessions), or ids run out."""
+        if len(self.sessions) + len(self._reserved) >= self.max_ids:
+            raise IdsExhausted(f"{self.max_ids} connections and handshakes")
         conn_id = self._conn_ids.allocate(_InUse(self.sessions, self._reserved))
         self._reserved.add(conn_id)
         return conn_id
@@ -165,7 +191,9 @@ class SessionTable:
     async def authenticate(self, name: str, password: str) -> UserRecord | None:
         """A clear-text password check (gRPC and HTTP callers; MySQL clients send a scramble)."""
         user = await self.accounts.get(name)
-        if user is None or not hmac.compare_digest(user.auth_string, native_password_hash(password)):
+        # The same work for an unknown user as for a wrong password.
+        expected = user.auth_string if user is not None else _NO_SUCH_HASH
+        if not hmac.compare_digest(expected, native_password_hash(password)) or user is None:
             return None
         return user
 
@@ -214,6 +242,7 @@ class SessionTable:
                 interactive,
                 login,
             )
+            self._check_capacity(user)
             if database:
                 await session.use(database)
             await self._admit(session, user)
@@ -224,6 +253,16 @@ class SessionTable:
         self.sessions[conn_id] = session
         self._queue_row(session)
         return session
+
+    def _check_capacity(self, user: UserRecord) -> None:
+        """1040 past ``--max-connections`` sessions; an admin may use ``--admin-connections`` more."""
+        limit = self.max_connections + (self.admin_connections if user.is_admin else 0)
+        if len(self.sessions) >= limit:
+            raise errors.SqlError(errors.TOO_MANY_CONNECTIONS, "Too many connections")
+
+    def _is_admin(self, name: str) -> bool:
+        user = self.accounts.cached(name)
+        return user is not None and user.is_admin
 
     async def _admit(self, session: Session, user: UserRecord) -> None:
         """Per-user connection limits, counted across the cluster in Redis
@@ -299,11 +338,8 @@ class SessionTable:
             if not found:
                 raise errors.unknown_query(target.query_id)
             return found
-        if which == "trace_id":
-            found = [s for s in self.sessions.values() if s.trace_id == target.trace_id]
-            if not found:
-                raise errors.unknown_query(target.trace_id)
-            return found
+        if which == "trace_id":  # none is no error: every FE is asked, the router sums up
+            return [s for s in self.sessions.values() if s.trace_id == target.trace_id]
         session = self.sessions.get(target.connection_id)
         if session is None:
             raise errors.unknown_thread(target.connection_id)
@@ -340,6 +376,8 @@ class SessionTable:
             reply.target_user = target.user
             if self.membership.fenced:
                 return 0
+        if target.WhichOneof("target") == "trace_id":
+            return await self._kill_trace(request, reply)
         self._check_owner(target)
         victims = self._targets(target)
         if target.WhichOneof("target") != "user":
@@ -362,6 +400,29 @@ class SessionTable:
             victims = [v for v in self._targets(target) if v in victims]  # what ended while we looked the user up
             if not victims and target.WhichOneof("target") != "user":
                 raise errors.unknown_query(target.query_id or target.trace_id)
+        return await self._carry_out(request, victims)
+
+    async def _kill_trace(self, request: pb.PeerKillRequest, reply: pb.KillResult) -> int:
+        """A trace id is a name users choose, so two users may hold the same one:
+        a user's KILL acts on that user's own sessions holding it (others' are
+        not seen, never a 1095); an admin's on every session holding it. The
+        router asks every FE and sums up; ``target_user`` names whose sessions
+        held it here (empty: none, which alone is no error)."""
+        target = request.target
+        if self.membership.fenced:
+            return 0
+        victims = self._targets(target)
+        if any(v.user != request.requester for v in victims):
+            requester = await self.accounts.fresh(request.requester)  # now, not cached: a REVOKE counts at once
+            if requester is None or not requester.is_admin:
+                victims = [v for v in self._targets(target) if v.user == request.requester]
+            else:
+                victims = [v for v in self._targets(target) if v in victims]
+        reply.target_user = ",".join(sorted({v.user for v in victims}))
+        return await self._carry_out(request, victims)
+
+    async def _carry_out(self, request: pb.PeerKillRequest, victims: list[Session]) -> int:
+        target = request.target
         query = target.kind == pb.KILL_QUERY
         how = "QUERY" if query else "CONNECTION"
         who = f"{request.requester}@{request.requester_host or '?'}"
@@ -486,3 +547,165 @@ class _InUse:
 
     def __contains__(self, conn_id: object) -> bool:
         return conn_id in self.sessions or conn_id in self.reserved
+
+
+# ---------------------------------------------------------------- fair workers
+
+MAX_USER_RUNNING_STATEMENTS = 8
+MAX_RUNNING_STATEMENTS = 28
+"""Of the embedded backend's 32 worker threads: 28 for ordinary users, at most 8
+of them one user's; the other 4, and any the ordinary users leave, are the
+admins' and the FE's own lane."""
+WAITING_STATE = "Waiting for a worker (max_user_running_statements)"
+_ENDS_TRANSACTION = re.compile(r"^\s*(?:commit|rollback)\b", re.IGNORECASE)
+
+
+class StatementLanes:
+    """Admission of ordinary users' statements: at most ``per_user`` running
+    per user and ``total`` for all of them (0: no bound). A statement past its
+    share waits, first come first served among those that may go (a user at
+    their own bound never holds up another user). Not thread-safe: the FE's
+    event loop owns it."""
+
+    def __init__(self, per_user: int = MAX_USER_RUNNING_STATEMENTS, total: int = MAX_RUNNING_STATEMENTS) -> None:
+        self.per_user = per_user
+        self.total = total
+        self.running: dict[str, int] = {}
+        self.count = 0  # ordinary statements running
+        self.waited = 0  # statements that had to wait, for /metrics
+        self._waiters: deque[tuple[str, asyncio.Future[None]]] = deque()
+
+    @property
+    def waiting(self) -> int:
+        return len(self._waiters)
+
+    def _may_run(self, user: str) -> bool:
+        return (not self.total or self.count < self.total) and (
+            not self.per_user or self.running.get(user, 0) < self.per_user
+        )
+
+    def _take(self, user: str) -> None:
+        self.count += 1
+        self.running[user] = self.running.get(user, 0) + 1
+
+    async def acquire(self, user: str, session: Session | None = None) -> Callable[[], None]:
+        """Wait for a lane; -> the release (idempotent). Cancellable while it waits (KILL, a time limit)."""
+        if not self._waiters and self._may_run(user):
+            self._take(user)
+            return self._releaser(user)
+        future = asyncio.get_running_loop().create_future()
+        entry = (user, future)
+        self._waiters.append(entry)
+        self.waited += 1
+        before = session.state if session is not None else ""
+        if session is not None:
+            session.state = WAITING_STATE
+        try:
+            await future
+        except asyncio.CancelledError:
+            if future.done() and not future.cancelled():
+                self._release(user)  # granted in the same step it was cancelled
+            else:
+                self._waiters.remove(entry)
+                self._grant()  # it may have stood before others that can go now
+            raise
+        finally:
+            if session is not None and session.state == WAITING_STATE:
+                session.state = before
+        return self._releaser(user)
+
+    def _releaser(self, user: str) -> Callable[[], None]:
+        released = False
+
+        def release() -> None:
+            nonlocal released
+            if not released:
+                released = True
+                self._release(user)
+
+        return release
+
+    def _release(self, user: str) -> None:
+        self.count -= 1
+        left = self.running.get(user, 1) - 1
+        if left > 0:
+            self.running[user] = left
+        else:
+            self.running.pop(user, None)
+        self._grant()
+
+    def _grant(self) -> None:
+        """Let waiting statements go, oldest first, skipping users at their own bound (one linear pass)."""
+        if not self._waiters or (self.total and self.count >= self.total):
+            return
+        kept: deque[tuple[str, asyncio.Future[None]]] = deque()
+        while self._waiters:
+            user, future = self._waiters.popleft()
+            if future.done():
+                continue
+            if self._may_run(user):
+                self._take(user)
+                future.set_result(None)
+            else:
+                kept.append((user, future))
+                if self.total and self.count >= self.total:
+                    break
+        kept.extend(self._waiters)
+        self._waiters = kept
+
+
+class FairExecutor(Executor):
+    """The executor with an ordinary user's statements admitted through ``StatementLanes``:
+    the lane is held until the statement's last row is out (a streamed result's
+    batches use worker threads too). Admins, COMMIT and ROLLBACK (a transaction
+    must be able to end) take no lane."""
+
+    def __init__(self, inner: Executor, lanes: StatementLanes, is_admin: Callable[[str], bool]) -> None:
+        self.__dict__.update(inner.__dict__)  # the same services and handlers
+        self.lanes = lanes
+        self._is_admin = is_admin
+
+    async def run(
+        self, session: Session, sql: str, prepared: Prepared | None = None, text: str | None = None
+    ) -> Result:
+        lanes = self.lanes
+        if (not lanes.per_user and not lanes.total) or self._is_admin(session.user) or _ENDS_TRANSACTION.match(sql):
+            return await super().run(session, sql, prepared, text)
+        release = await lanes.acquire(session.user, session)
+        try:
+            result = await super().run(session, sql, prepared, text)
+        except BaseException:
+            release()
+            raise
+        if result.more is None:
+            release()
+        else:
+            result.more = _Releasing(result.more, release)
+        return result
+
+
+class _Releasing:
+    """A streamed result's batches; the lane goes back when they end, fail or are closed
+    (also when the reader closes it before the first batch)."""
+
+    def __init__(self, more: AsyncIterator[list[tuple[Any, ...]]], release: Callable[[], None]) -> None:
+        self._more = more
+        self._release = release
+
+    def __aiter__(self) -> _Releasing:
+        return self
+
+    async def __anext__(self) -> list[tuple[Any, ...]]:
+        try:
+            return await anext(self._more)
+        except BaseException:
+            self._release()
+            raise
+
+    async def aclose(self) -> None:
+        try:
+            aclose = getattr(self._more, "aclose", None)
+            if aclose is not None:
+                await aclose()
+        finally:
+            self._release()

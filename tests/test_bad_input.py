@@ -28,7 +28,8 @@ def target(make_cluster_module) -> Cluster:  # type: ignore[no-untyped-def]
 def make_cluster_module(redis_url: str):  # type: ignore[no-untyped-def]
     from tests.support import new_cluster
 
-    cluster = new_cluster(redis_url, 2)
+    # Garbage logins are what these tests send: no throttling (tests/test_hostile.py tests it).
+    cluster = new_cluster(redis_url, 2, login_delay=0)
     cluster.fes[0].query("CREATE DATABASE IF NOT EXISTS fuzz")
     yield cluster
     cluster.stop()

@@ -2,12 +2,18 @@
 
 One ``MysqlConnection`` per client, over ``transport.WireProtocol``:
 
-1. Connection phase, under one ``connect_timeout`` deadline: reserve an id
-   (1040 when none is left), send HandshakeV10, read the answer (upgrading to
-   TLS on an SSLRequest when a context is configured), switch the client to
-   mysql_native_password when it opened with another plugin, verify the
-   scramble (1045 on failure, the same for unknown users), open the session
-   (``SessionFactory.open``), send OK.
+1. Connection phase, under one deadline (``connect_timeout``, shorter under
+   pressure): admission of the handshake (at most ``max_handshakes_per_address``
+   from one client address, 1040 past it; at most ``max_handshakes`` in all,
+   the oldest one cut to make room), reserve an id, send HandshakeV10, read
+   the answer (upgrading to TLS on an SSLRequest when a context is
+   configured), switch the client to mysql_native_password when it opened
+   with another plugin, wait what the login throttle asks (growing delays
+   after failed logins per user and address, ``frontend.throttle``), verify
+   the scramble (1045 on failure, the same path for unknown users), open the
+   session (``SessionFactory.open``: 1040 past ``--max-connections``, an
+   admin's reserve beyond it), send OK. Handshakes never count against
+   ``--max-connections``: idle sockets that never log in cannot lock anyone out.
 2. Command phase: one payload in, one answer out with a single transport write
    (large result sets are flushed in bounded chunks with back-pressure).
 
@@ -36,6 +42,7 @@ from coordinator.ids import IdsExhausted
 from coordinator.users import UserRecord
 from frontend.backend import BackendLogin
 from frontend.result import Result
+from frontend.throttle import LoginThrottle
 from frontend.wire import auth, commands
 from frontend.wire import handshake as hs
 from frontend.wire import prepared as ps
@@ -60,6 +67,15 @@ ER_SECURE_TRANSPORT_REQUIRED = 3159
 _STATES = {ER_HANDSHAKE_ERROR: "08S01", ER_UNKNOWN_COM_ERROR: "08S01", PacketTooLarge.code: "08S01"}
 
 _CLIENT_GONE = (asyncio.IncompleteReadError, ConnectionError, EOFError)
+MAX_HANDSHAKES = 512
+MAX_HANDSHAKES_PER_ADDRESS = 64
+PRESSED_CONNECT_TIMEOUT = 2.0
+"""The handshake deadline once half of ``max_handshakes`` are in progress:
+a client that logs in takes milliseconds, an idle socket is cut sooner."""
+LINGER_S = 1.0
+"""After a fatal ERR (1153), how long the unread rest of the client's packet
+is read and dropped before the socket closes: closing with unread input
+resets the connection, and the client could lose the ERR."""
 _ONE_WRITE_ROWS = 256
 """Results with at most this many rows are encoded and written in one go, without awaiting."""
 
@@ -154,8 +170,19 @@ class MysqlServer:
         server_version: str = hs.SERVER_VERSION,
         max_prepared_statements: int = 1024,
         require_secure_transport: bool = False,
+        throttle: LoginThrottle | None = None,
+        max_handshakes: int = MAX_HANDSHAKES,
+        max_handshakes_per_address: int = MAX_HANDSHAKES_PER_ADDRESS,
     ) -> None:
         self.factory = factory
+        self.throttle = throttle
+        self.max_handshakes = max(1, max_handshakes)
+        self.max_handshakes_per_address = max(1, max_handshakes_per_address)
+        # Handshakes in progress, oldest first, and how many per client address.
+        self.handshakes: dict[MysqlConnection, None] = {}
+        self._per_address: dict[str, int] = {}
+        self.handshakes_refused = 0  # over the per-address cap (1040)
+        self.handshakes_cut = 0  # the oldest, cut to make room
         self.require_secure_transport = require_secure_transport
         self.ssl_context = ssl_context
         self.connect_timeout = connect_timeout
@@ -230,6 +257,49 @@ class MysqlServer:
         else:
             connection.finish()
 
+    # ------------------------------------------------------------ handshake admission
+
+    def admit_handshake(self, connection: MysqlConnection) -> bool:
+        """A new handshake: False past the per-address cap; past the total cap
+        the oldest handshake is cut (an idle socket's, nearly always: a client
+        that logs in takes milliseconds), so a flood from many addresses
+        cannot keep a real client out either."""
+        ip = connection.ip
+        count = self._per_address.get(ip, 0)
+        if count >= self.max_handshakes_per_address:
+            self.handshakes_refused += 1
+            if self.handshakes_refused & (self.handshakes_refused - 1) == 0:  # 1, 2, 4, ...: bounded logging
+                log.warning(
+                    "%d handshakes refused: %d in progress from %s (--max-handshakes-per-address)",
+                    self.handshakes_refused,
+                    count,
+                    ip,
+                )
+            return False
+        while len(self.handshakes) >= self.max_handshakes:
+            oldest = next(iter(self.handshakes))
+            self.handshake_ended(oldest)
+            oldest.abort()
+            self.handshakes_cut += 1
+        self.handshakes[connection] = None
+        self._per_address[ip] = count + 1
+        return True
+
+    def handshake_ended(self, connection: MysqlConnection) -> None:
+        if self.handshakes.pop(connection, 0) is None:
+            ip = connection.ip
+            left = self._per_address.get(ip, 1) - 1
+            if left > 0:
+                self._per_address[ip] = left
+            else:
+                self._per_address.pop(ip, None)
+
+    def handshake_timeout(self) -> float:
+        """``connect_timeout``, or ``PRESSED_CONNECT_TIMEOUT`` once half the handshake slots are taken."""
+        if len(self.handshakes) * 2 >= self.max_handshakes:
+            return min(self.connect_timeout, PRESSED_CONNECT_TIMEOUT)
+        return self.connect_timeout
+
     def _spawn(self, body: Coroutine[Any, Any, None]) -> None:
         task = asyncio.get_running_loop().create_task(body)
         self._tasks.add(task)
@@ -278,6 +348,8 @@ class MysqlConnection:
         self._statements: ps.StatementRegistry | None = None  # made at the first prepared-statement command
         self.secure = False  # the client switched to TLS
         self._attached = False
+        self._deadline: asyncio.Timeout | None = None  # the handshake's, while it lasts
+        self._sock: socket.socket | None = None  # a raw socket not attached yet (TLS offered)
         if isinstance(peer, tuple) and len(peer) >= 2:
             self.ip, self.peer = str(peer[0]), f"{peer[0]}:{peer[1]}"
         else:
@@ -313,6 +385,9 @@ class MysqlConnection:
 
     def abort(self) -> None:
         if not self._attached:
+            if self._sock is not None:  # cut before its first packet: wakes its pending recv
+                with contextlib.suppress(OSError):
+                    self._sock.shutdown(socket.SHUT_RDWR)
             return
         transport = self.io.transport
         with contextlib.suppress(Exception):
@@ -356,10 +431,12 @@ class MysqlConnection:
             with contextlib.suppress(OSError):
                 sock.send(data)  # a small packet into an empty socket buffer: never blocks
 
+        self._sock = sock
         try:
             if self.begin(send_early):
                 await self._lifecycle(lambda: self._greet_socket(sock, self.greeting()))
         finally:
+            self._sock = None
             if not self._attached:
                 sock.close()
 
@@ -384,15 +461,21 @@ class MysqlConnection:
         return await self.packets.read() if tls else payload
 
     def begin(self, send_early: Callable[[bytes], None]) -> bool:
-        """Reserve the connection's id, or tell the client why not (and return False)."""
-        factory = self.server.factory
+        """Admit the handshake and reserve the connection's id, or tell the client why not (and return False)."""
+        server = self.server
+        factory = server.factory
         refusal = factory.refusal()
         if refusal is not None:
             send_early(frame([rs.err_packet(refusal.code, refusal.message, protocol41=False)], 0)[0])
             return False
+        if not server.admit_handshake(self):
+            message = f"Too many connections from {self.ip} still logging in"
+            send_early(frame([rs.err_packet(errors.TOO_MANY_CONNECTIONS, message, protocol41=False)], 0)[0])
+            return False
         try:
             self.conn_id = factory.reserve_id()
         except IdsExhausted:
+            server.handshake_ended(self)
             send_early(
                 frame([rs.err_packet(errors.TOO_MANY_CONNECTIONS, "Too many connections", protocol41=False)], 0)[0]
             )
@@ -407,26 +490,53 @@ class MysqlConnection:
 
     async def _lifecycle(self, greet: Callable[[], Awaitable[bytes | None]]) -> None:
         """From the greeting (sent, or sent by ``greet``) to the end; the id ``begin`` reserved is given back."""
-        factory = self.server.factory
+        server = self.server
+        factory = server.factory
         try:
             try:
-                async with asyncio.timeout(self.server.connect_timeout):
+                async with asyncio.timeout(server.handshake_timeout()) as deadline:
+                    self._deadline = deadline
                     first = await greet()
                     opened = first is not None and await self._login(first)
             except (TimeoutError, *_CLIENT_GONE, ssl.SSLError, PacketTooLarge) as e:
                 log.debug("handshake from %s ended: %r", self.peer, e)
                 return
+            finally:
+                self._deadline = None
+                server.handshake_ended(self)
             if not opened:
                 return
             try:
                 await self._command_phase()
             except _CLIENT_GONE:
                 pass
+            except RuntimeError as e:
+                # A write after KILL CONNECTION (or an idle timeout) closed the
+                # transport: the session's end is logged by whoever closed it.
+                if not self.io.transport.is_closing():
+                    raise
+                log.debug("connection %d: answer cut by its close: %s", self.conn_id, e)
             finally:
                 if self.session is not None:
                     await factory.close(self.session)
         finally:
             factory.release_id(self.conn_id)
+
+    async def _linger(self) -> None:
+        """After a fatal ERR: half-close, then read and drop what the client
+        still sends (the rest of an oversize packet) until it closes or
+        ``LINGER_S`` passes. Closing with unread input would reset the
+        connection, and the client's kernel could drop the ERR unread."""
+        transport = self.io.transport
+        if transport.is_closing() or not transport.can_write_eof():
+            return
+        done = asyncio.get_running_loop().create_future()
+        transport.set_protocol(_Discard(done))
+        transport.resume_reading()
+        with contextlib.suppress(OSError, RuntimeError):
+            transport.write_eof()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(done, LINGER_S)
 
     # ------------------------------------------------------------ connection phase
 
@@ -481,15 +591,29 @@ class MysqlConnection:
 
     async def _authenticate(self, name: str, plugin: str | None, response: bytes) -> UserRecord | None:
         """Verify (after an auth switch if needed); on failure send 1045 and return None."""
-        user = await self.server.factory.user(name)
         if auth.needs_switch(plugin, response):
             self.send(auth.auth_switch_request(self.nonce))
             response = auth.parse_auth_switch_response(await self.packets.read())
+        throttle = self.server.throttle
+        if throttle is not None:
+            # Asked before anything is looked up or verified: an unknown user
+            # and a wrong password wait alike. The wait does not count against
+            # the handshake's deadline (MySQL's connection-control delays the answer).
+            delay = throttle.delay_for(name, self.ip)
+            if delay > 0:
+                if self._deadline is not None and (when := self._deadline.when()) is not None:
+                    self._deadline.reschedule(when + delay)
+                await asyncio.sleep(delay)
+        user = await self.server.factory.user(name)
         if user is not None and auth.verify_native(user.auth_string, self.nonce, response):
             self.stage1 = auth.stage1(user.auth_string, self.nonce, response)
+            if throttle is not None:
+                throttle.succeeded(name, self.ip)
             return user
         if user is None:
             auth.verify_native(None, self.nonce, response)  # the same work as a wrong password
+        if throttle is not None:
+            throttle.failed(name, self.ip)
         self.send_error(errors.ACCESS_DENIED, auth.access_denied_message(name, self.ip, bool(response)))
         return None
 
@@ -502,7 +626,8 @@ class MysqlConnection:
             try:
                 payload = await read()
             except PacketTooLarge as e:
-                self.send_error(e.code, e.message, e.state)
+                self.send_error(e.code, e.message)
+                await self._linger()
                 return
             if not payload:
                 self.send_error(ER_MALFORMED_PACKET, "Malformed communication packet.")
@@ -850,6 +975,27 @@ class MysqlConnection:
             return
         self.statements.reset(payload)
         self.send(rs.ok_packet())
+
+
+class _Discard(asyncio.Protocol):
+    """Reads and drops a closing connection's input; ``done`` when the client closes."""
+
+    def __init__(self, done: asyncio.Future[None]) -> None:
+        self.done = done
+
+    def data_received(self, data: bytes) -> None:
+        pass
+
+    def eof_received(self) -> bool:
+        self._finish()
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._finish()
+
+    def _finish(self) -> None:
+        if not self.done.done():
+            self.done.set_result(None)
 
 
 async def _nothing() -> AsyncIterator[bytes]:
