@@ -49,12 +49,16 @@ from frontend.sqlite_translate import (
     CACHED_STATEMENT,
     EXPLAIN_COLUMNS,
     FUNCTIONS,
+    LAST_INSERT_ID,
     LIVENESS_CHECK,
+    ROW_COUNT,
+    StatementWarnings,
     Translation,
     explain_row,
     index_name,
     mysql_function,
     notes,
+    register_functions,
     sqlite_literals,
     translate,
     translate_tree,
@@ -89,11 +93,15 @@ def _sealed(
     pragmas: frozenset[str] = frozenset(),
     seal: Seal | None = None,
     timeout: float = BUSY_TIMEOUT,
+    warnings: StatementWarnings | None = None,
 ) -> tuple[sqlite3.Connection, Seal]:
+    """A connection with MySQL's collation and functions (their warnings go to
+    ``warnings``), FOREIGN KEYs on, and the seal."""
     conn = sqlite3.connect(
         path, check_same_thread=False, isolation_level=None, timeout=timeout, detect_types=detect_types
     )
     conn.create_collation(NUMERIC_COLLATION, compare_numeric)
+    register_functions(conn, warnings or StatementWarnings())
     conn.execute("PRAGMA foreign_keys = ON")  # MySQL's FOREIGN KEYs are enforced (before the seal: no PRAGMA after)
     seal = seal or Seal(pragmas)
     conn.set_authorizer(seal)
@@ -190,9 +198,14 @@ class SqliteBackend:
     def path(self, name: str) -> Path:
         return self.data_dir / f"{check_db_name(name).lower()}.sqlite"
 
-    async def _in_thread(self, work: Callable[[sqlite3.Connection], T], path: str = ":memory:") -> T:
+    async def _in_thread(
+        self,
+        work: Callable[[sqlite3.Connection], T],
+        path: str = ":memory:",
+        warnings: StatementWarnings | None = None,
+    ) -> T:
         """``work`` on a private, sealed connection in a worker thread; a cancel interrupts it."""
-        conn, _ = _sealed(path, pragmas=READ_ONLY_PRAGMAS)
+        conn, _ = _sealed(path, pragmas=READ_ONLY_PRAGMAS, warnings=warnings)
         # interrupt() only stops a statement already running: a cancel that lands
         # while the worker is still queued or loading rows must stop it too.
         cancelled = threading.Event()
@@ -302,10 +315,13 @@ class SqliteBackend:
         sql = sqlite_literals(query.transform(mysql_function)).sql(dialect="sqlite")
         columns = [p.alias_or_name if p.alias else p.sql(dialect="mysql") for p in query.expressions]
 
-        def run(conn: sqlite3.Connection) -> Result:
-            return Result(columns, _fetch(conn.execute(sql)))
+        warnings = StatementWarnings()
 
-        return await self._in_thread(run)
+        def run(conn: sqlite3.Connection) -> Result:
+            rows = _fetch(conn.execute(sql))
+            return Result(columns, rows, warnings=list(warnings.items))
+
+        return await self._in_thread(run, warnings=warnings)
 
     async def query_rows(
         self, query: exp.Expression, table: str, columns: Sequence[str], rows: Sequence[tuple[Any, ...]]
@@ -419,6 +435,9 @@ class SqliteSession:
         self._found_rows = 0  # FOUND_ROWS(): rows of the last SELECT (without its LIMIT if SQL_CALC_FOUND_ROWS)
         self._counting_rows = True  # a streamed SELECT adds its batches to _found_rows
         self._changed = 0  # rows the running UPDATE changed (CHANGES_TRIGGER counts them)
+        self._warnings = StatementWarnings()  # the running statement's (SHOW WARNINGS)
+        self._last_insert_id = 0  # LAST_INSERT_ID(): the first id the last INSERT generated, or as set
+        self._row_count = -1  # ROW_COUNT(): the last statement's affected rows, -1 after a SELECT
         self.database: str | None = None
 
     @property
@@ -431,7 +450,11 @@ class SqliteSession:
 
     def _connection(self) -> sqlite3.Connection:
         if self._conn is None:
-            conn, _ = _sealed(detect_types=sqlite3.PARSE_DECLTYPES, seal=self._seal, timeout=LOCK_ATTEMPT)
+            conn, _ = _sealed(
+                detect_types=sqlite3.PARSE_DECLTYPES, seal=self._seal, timeout=LOCK_ATTEMPT, warnings=self._warnings
+            )
+            conn.create_function(LAST_INSERT_ID, -1, self._last_insert_id_function)
+            conn.create_function(ROW_COUNT, 0, lambda: self._row_count)
             conn.create_function("sleep", 1, self._sleep)
             conn.create_function("found_rows", 0, lambda: self._found_rows)
             conn.create_function(LIVENESS_CHECK, 0, self._go)
@@ -443,6 +466,12 @@ class SqliteSession:
             conn.set_progress_handler(self._stop_now, 10_000)
             self._conn = conn
         return self._conn
+
+    def _last_insert_id_function(self, *value: Any) -> int:
+        """LAST_INSERT_ID() and LAST_INSERT_ID(expr) (which sets it, as in MySQL)."""
+        if value:
+            self._last_insert_id = int(value[0] or 0)
+        return self._last_insert_id
 
     def _stop_now(self) -> bool:
         return self._cancelled.is_set() and (not self._gentle or time.monotonic() > self._hard_after)
@@ -540,12 +569,13 @@ class SqliteSession:
         try:
             # Translated here, in the worker thread: parsing must not stall the
             # event loop (seconds for a bulk INSERT); short statements are cached.
+            self._warnings.clear()
             if tree is not None:
-                translation = translate_tree(tree, database)
+                translation = translate_tree(tree, database, sql)
             elif len(sql) <= CACHED_STATEMENT:
                 translation = translate(sql, database)
             else:
-                translation = translate_tree(parse(sql), database)
+                translation = translate_tree(parse(sql), database, sql)
             conn = self._connection()
             if self._seal.start(self._user is not None, user, translation.ddl):
                 conn.set_authorizer(self._seal)  # statements SQLite keeps prepared are authorized again
@@ -553,8 +583,15 @@ class SqliteSession:
             self._begin_if_due(conn, translation.databases)
             was_in = conn.in_transaction
             if was_in and translation.writes:
-                return self._statement_in_transaction(conn, translation, params)
-            return self._locked(conn, lambda: self._statement(conn, translation, translation.sql, params))
+                result = self._statement_in_transaction(conn, translation, params)
+            else:
+                result = self._locked(conn, lambda: self._statement(conn, translation, translation.sql, params))
+            self._row_count = -1 if result.columns else result.affected_rows
+            if result.last_insert_id:
+                self._last_insert_id = result.last_insert_id
+            if self._warnings.items:
+                result.warnings = list(self._warnings.items)
+            return result
         except _Overtaken:
             self._rollback_quietly(conn)
             raise deadlock() from None
@@ -562,6 +599,9 @@ class SqliteSession:
             denied = self._seal.denial(self._user_name)
             if denied is not None:
                 raise denied from e
+            if self._warnings.error is not None:  # a warning MySQL's strict mode makes an error
+                self._rollback_if_lost(conn, was_in)
+                raise self._warnings.error from e
             if was_in and conn is not None and not conn.in_transaction and not self._cancelled.is_set():
                 raise deadlock() from e  # SQLite ended the transaction (SQLITE_FULL, IOERR, ...): never silently
             raise self._error(conn, e, translation if "translation" in locals() else None, params) from e
@@ -590,6 +630,10 @@ class SqliteSession:
         self._gentle = False
         conn.execute(f"RELEASE {STATEMENT_SAVEPOINT}")
         return result
+
+    def _rollback_if_lost(self, conn: sqlite3.Connection | None, was_in: bool) -> None:
+        if was_in and conn is not None and not conn.in_transaction and not self._cancelled.is_set():
+            raise deadlock()
 
     @staticmethod
     def _rollback_quietly(conn: sqlite3.Connection | None) -> None:

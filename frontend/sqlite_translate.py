@@ -6,8 +6,11 @@ backend's worker threads only (parsing a long statement takes seconds)."""
 from __future__ import annotations
 
 import datetime
+import hashlib
+import heapq
 import json
 import re
+import sqlite3
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -15,10 +18,19 @@ from sqlglot import exp
 
 from coordinator import errors
 from coordinator.errors import SqlError
+from frontend.result import SqlWarning
 from frontend.sqlite_types import declared_type
 from frontend.sqlparse import ByteBoundedCache, parse
+from frontend.sqltext import source_labels
+from frontend.wire.results import format_float
 
 CACHED_STATEMENT = 4096  # longer statements are not cached
+# Functions the translation calls (registered by ``register_functions`` and the session connection)
+GROUP_CONCAT = "fe_group_concat"
+DIVISOR = "fe_divisor"
+CAST_CHECK = "fe_cast_check"
+LAST_INSERT_ID = "fe_last_insert_id"  # the session connection's (SqliteSession)
+ROW_COUNT = "fe_row_count"  # the session connection's (SqliteSession)
 
 
 class Translation(NamedTuple):
@@ -51,14 +63,48 @@ _TRANSLATED: ByteBoundedCache[tuple[str, str | None], Translation] = ByteBounded
 
 def translate(sql: str, database: str | None) -> Translation:
     """MySQL text -> (SQLite text, databases it names, whether it returns rows); cached."""
-    return _TRANSLATED.get((sql, database), lambda: translate_tree(parse(sql), database))
+    return _TRANSLATED.get((sql, database), lambda: translate_tree(parse(sql), database, sql))
+
+
+def label_columns(tree: exp.Expression, source: str | None) -> None:
+    """Each unaliased item of the outermost SELECT (the first of a UNION)
+    aliased with MySQL's label for it: a column as the client named it, any
+    other expression as written in ``source`` (``sqltext.source_labels``), not
+    as sqlglot prints it again. An expression whose label is also a name the
+    statement uses keeps SQLite's label (an alias could capture that name in
+    ORDER BY or GROUP BY)."""
+    select = tree
+    while isinstance(select, exp.SetOperation):
+        select = select.this
+    if not isinstance(select, exp.Select) or source is None:
+        return
+    items = select.expressions
+    if not items or all(isinstance(i, exp.Alias | exp.Star) for i in items):
+        return
+    labels = source_labels(source)
+    if labels is None or len(labels) != len(items):
+        return
+    names: set[str] | None = None
+    for item, label in zip(items, labels, strict=True):
+        if isinstance(item, exp.Alias | exp.Star) or (isinstance(item, exp.Column) and item.is_star):
+            continue
+        if isinstance(item, exp.Column):
+            label = item.name
+        else:
+            if names is None:
+                names = {i.name.lower() for i in tree.find_all(exp.Identifier)}
+            if label.lower() in names:
+                continue
+        item.replace(exp.alias_(item.copy(), exp.to_identifier(label, quoted=True)))
 
 
 _NOOPS = re.compile(r"^(?:LOCK\s+TABLES?|UNLOCK\s+TABLES?)\b", re.IGNORECASE)
 
 
-def translate_tree(tree: exp.Expression, database: str | None) -> Translation:
-    """As ``translate``, from a tree the caller gives up (it is changed)."""
+def translate_tree(tree: exp.Expression, database: str | None, source: str | None = None) -> Translation:
+    """As ``translate``, from a tree the caller gives up (it is changed);
+    ``source``: the statement's text, for the column labels."""
+    label_columns(tree, source)
     if isinstance(tree, exp.Command) and _NOOPS.match(f"{tree.name} {tree.expression.name if tree.expression else ''}"):
         return Translation("", frozenset(), noop=True)
     dbs: set[str] = set()
@@ -90,7 +136,8 @@ def translate_tree(tree: exp.Expression, database: str | None) -> Translation:
         return Translation(index, frozenset(dbs), ddl=True, writes=True)
     then = _inline_indexes(tree)
     if not isinstance(tree, exp.Create | exp.Alter):  # a column DEFAULT keeps CURRENT_TIMESTAMP (constant for SQLite)
-        tree = tree.transform(mysql_function)
+        strict = isinstance(tree, exp.Insert | exp.Update)  # MySQL's strict mode: these fail where a SELECT warns
+        tree = tree.transform(lambda node: mysql_function(node, strict))
     tree = _charset_literals(tree)
     _binary_literals(tree)
     _exact_literals(tree)
@@ -414,7 +461,8 @@ def _index_statement(tree: exp.Expression) -> str | None:
 
 
 # MySQL functions SQLite lacks, as SQLite's own or the session connection's (``FUNCTIONS``).
-_RENAMED = {"LAST_INSERT_ID": "last_insert_rowid", "ROW_COUNT": "changes", "SYSDATE": "now"}
+_RENAMED = {"SYSDATE": "now"}
+_SESSION_COUNTERS = {"LAST_INSERT_ID": LAST_INSERT_ID, "ROW_COUNT": ROW_COUNT}  # the session connection's own
 
 
 _UNITS = {"WEEK": ("DAY", 7), "QUARTER": ("MONTH", 3)}
@@ -440,7 +488,70 @@ def _date_arithmetic(node: exp.DateAdd | exp.DateSub) -> exp.Expression:
     return exp.Case(ifs=[exp.If(this=short, true=as_date)], default=as_datetime)
 
 
-def mysql_function(node: exp.Expression) -> exp.Expression:
+def _group_concat(node: exp.GroupConcat) -> exp.Expression:
+    """MySQL's GROUP_CONCAT([DISTINCT] v1[, v2 ...] [ORDER BY k [DESC], ...] [SEPARATOR s]) as the
+    connection's aggregate (``sqlite_functions.GroupConcat``): SQLite 3.40 has no ORDER BY in an
+    aggregate, no DISTINCT with a separator, and does not stop at group_concat_max_len."""
+    inner = node.this
+    keys: list[exp.Ordered] = []
+    if isinstance(inner, exp.Order):
+        keys = [k if isinstance(k, exp.Ordered) else exp.Ordered(this=k) for k in inner.expressions]
+        inner = inner.this
+    distinct = isinstance(inner, exp.Distinct)
+    if distinct:
+        parts = list(inner.expressions)
+        inner = parts[0] if len(parts) == 1 else exp.Concat(expressions=parts)
+    values = list(inner.expressions) if isinstance(inner, exp.Concat) else [inner]
+    separator = node.args.get("separator")
+    directions = "".join("D" if k.args.get("desc") else "A" for k in keys)
+    return exp.Anonymous(
+        this=GROUP_CONCAT,
+        expressions=[
+            separator if separator is not None else exp.Literal.string(","),
+            exp.Literal.number(int(distinct)),
+            exp.Literal.string(directions),
+            exp.Literal.number(len(values)),
+            *values,
+            *(k.this for k in keys),
+        ],
+    )
+
+
+def _nonzero_number(node: exp.Expression) -> bool:
+    if isinstance(node, exp.Neg):
+        node = node.this
+    if not (isinstance(node, exp.Literal) and not node.is_string):
+        return False
+    try:
+        return float(node.this) != 0
+    except ValueError:
+        return False
+
+
+def mysql_function(node: exp.Expression, strict: bool = False) -> exp.Expression:
+    """One node as SQLite computes MySQL's meaning of it; ``strict``: inside an
+    INSERT or UPDATE, where MySQL's strict mode turns a division by 0 or a
+    truncated CAST into an error."""
+    if isinstance(node, exp.GroupConcat):
+        return _group_concat(node)
+    if isinstance(node, exp.Div | exp.Mod | exp.IntDiv) and not _nonzero_number(node.expression):
+        # MySQL: NULL and warning 1365 (an error when strict) for a 0 divisor
+        checked = exp.Anonymous(
+            this=DIVISOR, expressions=[node.expression, exp.Literal.number(int(strict)), node.this.copy()]
+        )
+        node.set("expression", checked)
+        return node
+    if (
+        isinstance(node, exp.Cast)
+        and node.to.is_type(*exp.DataType.INTEGER_TYPES)
+        and not (isinstance(node.this, exp.Literal) and not node.this.is_string)
+    ):
+        # MySQL warns 1292 (an error when strict) for text that is not an integer
+        checked = exp.Anonymous(this=CAST_CHECK, expressions=[node.this, exp.Literal.number(int(strict))])
+        node.set("this", checked)
+        return node
+    if isinstance(node, exp.Anonymous) and node.name.upper() in _SESSION_COUNTERS and len(node.expressions) <= 1:
+        return exp.Anonymous(this=_SESSION_COUNTERS[node.name.upper()], expressions=node.expressions)
     if isinstance(node, exp.DateAdd | exp.DateSub):
         return _date_arithmetic(node)
     if isinstance(node, exp.Length) and node.args.get("binary"):  # MySQL's LENGTH counts bytes
@@ -504,3 +615,212 @@ def _curtime() -> str:
 
 
 FUNCTIONS: dict[str, Callable[[], str]] = {"now": _now, "curdate": _curdate, "curtime": _curtime}
+
+
+# ------------------------------------------------------------------ MySQL's functions on every connection
+
+GROUP_CONCAT_MAX_LEN = 1024 * 1024  # MariaDB's default group_concat_max_len, in bytes
+MAX_WARNINGS = 64  # MySQL's max_error_count: SHOW WARNINGS lists this many
+
+
+class StatementWarnings:
+    """What MySQL would tell in SHOW WARNINGS about the running statement,
+    written by the connection's functions in the worker thread and read
+    after the statement (the first batch of its rows) by the same thread.
+    ``error``: a warning MySQL's strict mode makes the statement's error
+    (the function then raised, so SQLite stopped the statement)."""
+
+    def __init__(self) -> None:
+        self.items: list[SqlWarning] = []
+        self.count = 0
+        self.error: SqlError | None = None
+        self.groups = 0  # GROUP_CONCAT results so far (MySQL's "Row N was cut")
+
+    def clear(self) -> None:
+        self.items, self.count, self.error, self.groups = [], 0, None, 0
+
+    def add(self, level: str, code: int, message: str) -> None:
+        self.count += 1
+        if len(self.items) < MAX_WARNINGS:
+            self.items.append(SqlWarning(level, code, message))
+
+    def fail(self, code: int, message: str) -> None:
+        self.error = SqlError(code, message)
+        raise sqlite3.OperationalError(message)
+
+
+def _as_text(value: Any) -> str:
+    """A value as MySQL turns it into a string (a double in its shortest form, bytes kept)."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "surrogateescape")
+    if isinstance(value, float):
+        return format_float(value)
+    return str(value)
+
+
+def _as_bytes(value: Any) -> bytes:
+    if isinstance(value, bytes):
+        return value
+    return _as_text(value).encode("utf-8", "surrogateescape")
+
+
+def _digest(name: str) -> Callable[[Any], str | None]:
+    def digest(value: Any) -> str | None:
+        return None if value is None else hashlib.new(name, _as_bytes(value)).hexdigest()
+
+    return digest
+
+
+_SHA2 = {0: "sha256", 224: "sha224", 256: "sha256", 384: "sha384", 512: "sha512"}
+
+
+def _hex(value: Any) -> str | None:
+    """MySQL's HEX: a number's value in base 16 (rounded; negative as 64-bit), a string's bytes; NULL stays NULL."""
+    if value is None:
+        return None
+    if isinstance(value, float) and value == value and abs(value) < 2.0**64:
+        value = int(abs(value) + 0.5) * (1 if value >= 0 else -1)  # MySQL rounds half away from zero
+    if isinstance(value, int):
+        return format(value & 0xFFFFFFFFFFFFFFFF, "X")
+    return _as_bytes(value).hex().upper()
+
+
+_PLAIN_INTEGER = re.compile(r"\s*[+-]?\d+")
+
+
+class _Reversed:
+    """Orders the other way round: DESC keys, and the heap's largest-first."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+    def __lt__(self, other: _Reversed) -> bool:
+        return bool(other.value < self.value)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _Reversed) and bool(self.value == other.value)
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+def _sort_value(value: Any) -> tuple[int, Any]:
+    """SQLite's order of types: NULL (first, as MySQL's), numbers, text, blobs."""
+    if value is None:
+        return (0, 0)
+    if isinstance(value, int | float):
+        return (1, value)
+    return (2, value) if isinstance(value, str) else (3, value)
+
+
+def _group_concat_class(warnings: StatementWarnings) -> type:
+    class GroupConcat:
+        """The values in ORDER BY order, joined, cut at GROUP_CONCAT_MAX_LEN. Memory
+        stays bounded: a value that sorts after others already filling the length
+        can never be shown, so the largest is dropped while that holds (a heap)."""
+
+        def __init__(self) -> None:
+            self.heap: list[_Reversed] = []  # _Reversed((key, seq, text)): the largest on top
+            self.size = 0  # characters kept, each value with one separator
+            self.seen: set[str] = set()
+            self.separator = ","
+            self.seq = 0
+
+        def step(self, separator: Any, distinct: int, directions: str, count: int, *args: Any) -> None:
+            values = args[:count]
+            if any(v is None for v in values):
+                return  # MySQL skips a row with any NULL value
+            text = "".join(map(_as_text, values))
+            self.separator = "" if separator is None else _as_text(separator)
+            if distinct:
+                if text in self.seen:
+                    return
+                self.seen.add(text)
+            key = tuple(
+                _Reversed(_sort_value(v)) if d == "D" else _sort_value(v)
+                for v, d in zip(args[count:], directions, strict=False)
+            )
+            self.seq += 1
+            cost = len(text) + len(self.separator)
+            heapq.heappush(self.heap, _Reversed((key, self.seq, text)))
+            self.size += cost
+            while len(self.heap) > 1:
+                top = self.heap[0].value[2]
+                top_cost = len(top) + len(self.separator)
+                if self.size - top_cost - len(self.separator) < GROUP_CONCAT_MAX_LEN:
+                    break
+                heapq.heappop(self.heap)
+                self.size -= top_cost
+                self.seen.discard(top)
+
+        def finalize(self) -> str | None:
+            warnings.groups += 1
+            if not self.heap:
+                return None
+            ordered = sorted(r.value for r in self.heap)
+            joined = self.separator.join(text for _, _, text in ordered)
+            raw = joined.encode("utf-8", "surrogateescape")
+            if len(raw) <= GROUP_CONCAT_MAX_LEN:
+                return joined
+            warnings.add("Warning", 1260, f"Row {warnings.groups} was cut by GROUP_CONCAT()")
+            return raw[:GROUP_CONCAT_MAX_LEN].decode("utf-8", "ignore")
+
+    return GroupConcat
+
+
+def register_functions(conn: sqlite3.Connection, warnings: StatementWarnings) -> None:
+    """MySQL's functions SQLite lacks or computes otherwise, on ``conn``; their
+    warnings go to ``warnings``."""
+
+    def divisor(value: Any, strict: int, dividend: Any) -> Any:
+        if value is None or dividend is None:
+            return None  # NULL / 0 is NULL without a word
+        try:
+            zero = float(value) == 0 if not isinstance(value, bytes) else False
+        except ValueError:
+            zero = False
+        if not zero:
+            return value
+        if strict:
+            warnings.fail(1365, "Division by 0")
+        warnings.add("Warning", 1365, "Division by 0")
+        return None
+
+    def cast_check(value: Any, strict: int) -> Any:
+        if not isinstance(value, str | bytes):
+            return value
+        text = _as_text(value)
+        m = _PLAIN_INTEGER.match(text)
+        if m is not None and m.end() == len(text):
+            return value
+        shown = text if len(text) <= 64 else text[:64]
+        message = f"Truncated incorrect INTEGER value: '{shown}'"
+        if m is not None and not text[m.end() :].strip():
+            warnings.add("Note", 1292, message)  # trailing spaces: MySQL only notes them
+            return value
+        if strict:
+            warnings.fail(1292, message)
+        warnings.add("Warning", 1292, message)
+        return value
+
+    def sha2(value: Any, bits: Any) -> str | None:
+        name = _SHA2.get(bits) if isinstance(bits, int) else None
+        if value is None:
+            return None
+        if name is None:
+            warnings.add("Warning", 1583, "Incorrect parameters in the call to native function 'sha2'")
+            return None
+        return hashlib.new(name, _as_bytes(value)).hexdigest()
+
+    deterministic = {"deterministic": True}
+    conn.create_function("md5", 1, _digest("md5"), **deterministic)
+    conn.create_function("sha1", 1, _digest("sha1"), **deterministic)
+    conn.create_function("sha", 1, _digest("sha1"), **deterministic)
+    conn.create_function("sha2", 2, sha2)
+    conn.create_function("hex", 1, _hex, **deterministic)
+    conn.create_function(DIVISOR, 3, divisor)
+    conn.create_function(CAST_CHECK, 2, cast_check)
+    conn.create_aggregate(GROUP_CONCAT, -1, _group_concat_class(warnings))
