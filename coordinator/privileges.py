@@ -122,7 +122,7 @@ def _table_need(table: exp.Table, privilege: str, command: str, current_db: str 
     return Need(privilege, command, folded(db, fold_case), folded(table.name, fold_case))
 
 
-def _tables(node: exp.Expression | None, ctes: set[str]) -> list[exp.Table]:
+def _tables(node: exp.Expr | None, ctes: set[str]) -> list[exp.Table]:
     if node is None:
         return []
     found = [node] if isinstance(node, exp.Table) else []
@@ -136,7 +136,7 @@ def _tables(node: exp.Expression | None, ctes: set[str]) -> list[exp.Table]:
     ]
 
 
-def needs(tree: exp.Expression, current_db: str | None, fold_case: bool = True) -> list[Need]:
+def needs(tree: exp.Expr, current_db: str | None, fold_case: bool = True) -> list[Need]:
     """What ``tree`` needs, table by table; ``current_db`` qualifies bare names
     (SqlError 1046 when a bare name meets no current database)."""
     if isinstance(tree, exp.Describe) and isinstance(tree.this, exp.Query | exp.Insert | exp.Update | exp.Delete):

@@ -111,7 +111,7 @@ class Narrowing:
         return (self.ids is None or conn_id in self.ids) and (self.users is None or user in self.users)
 
 
-def _pinned(term: exp.Expression) -> tuple[str, set[Any]] | None:
+def _pinned(term: exp.Expr) -> tuple[str, set[Any]] | None:
     """``("ID", {5})`` for ``ID = 5``, ``("USER", {"a", "b"})`` for ``USER IN ('a', 'b')``."""
     if isinstance(term, exp.EQ):
         column, values = term.this, [term.expression]
@@ -131,7 +131,7 @@ def _pinned(term: exp.Expression) -> tuple[str, set[Any]] | None:
     return None
 
 
-def narrowing(condition: exp.Expression) -> Narrowing:
+def narrowing(condition: exp.Expr) -> Narrowing:
     """The Narrowing of a parsed WHERE condition (no narrowing when it pins nothing)."""
     terms = list(condition.flatten()) if isinstance(condition, exp.And) else [condition]
     terms = [t.unnest() for t in terms]

@@ -30,6 +30,7 @@ Redis Cluster (``cluster=True``)::
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit, urlunsplit
 
 import redis.asyncio as aioredis
@@ -110,20 +111,21 @@ def _sentinel(url: str, common: dict[str, float]) -> aioredis.Redis:
         "username": options.get("sentinel_username"),
         "password": options.get("sentinel_password"),
     }
-    sentinel = Sentinel(
-        hosts,
-        sentinel_kwargs=sentinel_kwargs,
-        username=username,
-        password=password,
-        db=db,
-        health_check_interval=30,
+    # Sentinel passes these on to each connection as they are (**kwargs: Any).
+    connection: dict[str, Any] = {
+        "username": username,
+        "password": password,
+        "db": db,
+        "health_check_interval": 30,
         **tls_kwargs,
         **common,
-    )
+    }
+    sentinel = Sentinel(hosts, sentinel_kwargs=sentinel_kwargs, **connection)
     # The pool asks the sentinels for the primary on every new connection and
     # drops connections to a primary that was demoted, so a failover costs the
     # callers a few failed calls (which membership rides out), not a restart.
-    return sentinel.master_for(master)
+    primary: aioredis.Redis = sentinel.master_for(master)  # redis-py leaves master_for's return unannotated
+    return primary
 
 
 def _cluster(url: str, common: dict[str, float]) -> aioredis.Redis:

@@ -34,12 +34,13 @@ import contextlib
 import json
 import random
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, Protocol
 
 import redis.asyncio as aioredis
 from redis.exceptions import WatchError
+from redis.typing import EncodableT, FieldT
 
 from coordinator.ids import MAX_SERVER_ID, server_id_of
 from coordinator.users import UserRecord
@@ -277,7 +278,6 @@ class Registry:
         self._claim_state = redis.register_script(_CLAIM_STATE)
         self._claim = redis.register_script(_CLAIM)
         self._release = redis.register_script(_RELEASE)
-        self._drop_trace = redis.register_script(_DROP_IF_EQUAL)
         self._admit = redis.register_script(_ADMIT)
         self._put_user = redis.register_script(_PUT_USER)
         self._delete_user = redis.register_script(_DELETE_USER)
@@ -447,7 +447,13 @@ class Registry:
             pipe.srem(self.keys.user_conns(user), *ids)
         for record in records:
             if record.trace_id:
-                self._drop_trace(keys=[self.keys.traces], args=[record.trace_id, record.id], client=pipe)
+                self._queue_drop_trace(pipe, record.trace_id, record.id)
+
+    def _queue_drop_trace(self, pipe: Any, trace_id: str, conn_id: int) -> None:
+        """Queue the drop of ``trace_id`` if it still names ``conn_id``. A registered
+        script called with a pipeline as client is a coroutine (redis.asyncio) that
+        queues nothing until awaited; EVAL queues at once on either kind of pipeline."""
+        pipe.eval(_DROP_IF_EQUAL, 1, self.keys.traces, trace_id, str(conn_id))
 
     async def _records(self, conn_ids: Iterable[int]) -> list[ConnectionRecord]:
         conn_ids = list(conn_ids)
@@ -467,7 +473,7 @@ class Registry:
         gone = [r for r, live in changes.values() if not live]
         self._forget(pipe, (r.id for r in gone), gone)
         for trace_id, conn_id in (dropped_traces or {}).items():
-            self._drop_trace(keys=[self.keys.traces], args=[trace_id, conn_id], client=pipe)
+            self._queue_drop_trace(pipe, trace_id, conn_id)
         await pipe.execute()
 
     async def admit_connection(self, user: str, conn_id: int, limit: int) -> bool:
@@ -586,7 +592,7 @@ class Registry:
 
     # ------------------------------------------------------------ audit
 
-    async def audit_kills(self, entries: list[Mapping[str, str]], per_requester: int, retention_s: float) -> None:
+    async def audit_kills(self, entries: Sequence[Mapping[str, str]], per_requester: int, retention_s: float) -> None:
         """Append kill audit entries, each to its requester's stream (capped at
         ``per_requester`` entries, trimmed by age): one flood evicts only its own."""
         pipe = self.redis.pipeline(transaction=False)
@@ -595,7 +601,8 @@ class Registry:
             pipe.sadd(self.keys.audit_requesters, requester)
         for entry in entries:
             key = self.keys.audit_of(entry["requester"])
-            pipe.xadd(key, dict(entry), maxlen=per_requester, approximate=True)
+            fields: dict[FieldT, EncodableT] = {k: v for k, v in entry.items()}
+            pipe.xadd(key, fields, maxlen=per_requester, approximate=True)
         for requester in {e["requester"] for e in entries}:
             pipe.xtrim(self.keys.audit_of(requester), minid=oldest, approximate=True)
         await pipe.execute()

@@ -346,7 +346,7 @@ def _fail(e: Exception) -> int:
         print(str(e), file=sys.stderr)
         return 1
     if isinstance(e, grpc.RpcError):
-        print(f"ERROR: {e.code().name}: {e.details()}", file=sys.stderr)  # type: ignore[attr-defined]
+        print(f"ERROR: {e.code().name}: {e.details()}", file=sys.stderr)
         return 1
     raise e
 

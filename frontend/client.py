@@ -93,7 +93,7 @@ class ClientSession:
         try:
             return next(self._call)
         except grpc.RpcError as e:
-            raise SessionClosed(e.code(), e.details()) from None  # type: ignore[attr-defined]
+            raise SessionClosed(e.code(), e.details() or "") from None
         except StopIteration:
             raise SessionClosed(grpc.StatusCode.CANCELLED, "the server closed the session") from None
 

@@ -461,7 +461,8 @@ class Classification:
         calls_connection_id: bool = False,
         statement_start: int = 0,
     ) -> None:
-        self._sql, self._opts, self._text = sql, opts, None
+        self._sql, self._opts = sql, opts
+        self._text: str | None = None
         self.owned, self._first_words, self.database = owned, first_words, database
         self.error, self.calls_connection_id, self.statement_start = error, calls_connection_id, statement_start
 

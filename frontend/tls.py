@@ -14,12 +14,18 @@ def _read(path: str) -> bytes | None:
     return Path(path).read_bytes() if path else None
 
 
+def _key_and_cert(config: Config) -> tuple[bytes, bytes]:
+    """``--tls-key`` defaults to the certificate's file (one PEM holding both), as
+    on the MySQL port (``ssl.SSLContext.load_cert_chain``)."""
+    return Path(config.tls_key or config.tls_cert).read_bytes(), Path(config.tls_cert).read_bytes()
+
+
 def server_credentials(config: Config) -> grpc.ServerCredentials | None:
     if not config.tls_cert:
         return None
     ca = _read(config.tls_ca)
     return grpc.ssl_server_credentials(
-        [(_read(config.tls_key), _read(config.tls_cert))],
+        [_key_and_cert(config)],
         root_certificates=ca,
         require_client_auth=ca is not None,
     )
@@ -28,11 +34,8 @@ def server_credentials(config: Config) -> grpc.ServerCredentials | None:
 def channel_credentials(config: Config) -> grpc.ChannelCredentials | None:
     if not config.tls_cert:
         return None
-    return grpc.ssl_channel_credentials(
-        root_certificates=_read(config.tls_ca),
-        private_key=_read(config.tls_key),
-        certificate_chain=_read(config.tls_cert),
-    )
+    key, cert = _key_and_cert(config)
+    return grpc.ssl_channel_credentials(root_certificates=_read(config.tls_ca), private_key=key, certificate_chain=cert)
 
 
 def mysql_ssl_context(config: Config) -> ssl.SSLContext | None:

@@ -34,7 +34,7 @@ PRESSED_HEAD_S = 2.0
 @dataclass(eq=False)
 class Conn:
     peer: str
-    transport: asyncio.BaseTransport
+    transport: asyncio.WriteTransport
     waiting: bool = False
     closed: bool = False
     timer: asyncio.Timeout | None = field(default=None, repr=False)  # the deadline of the wait under way
@@ -61,7 +61,7 @@ class Admission:
     def waiting(self) -> int:
         return len(self._waiting)
 
-    def admit(self, peer: str, transport: asyncio.BaseTransport) -> Conn | None:
+    def admit(self, peer: str, transport: asyncio.WriteTransport) -> Conn | None:
         """A new connection, waiting; None when every slot is busy (the caller closes it)."""
         mine = self._by_peer.get(peer)
         if mine is not None and len(mine) >= self.max_waiting_per_address:

@@ -72,7 +72,7 @@ def openapi() -> dict[str, Any]:
         "schema": {"type": "boolean", "default": True},
         "description": "every FE (true) or this FE only (false)",
     }
-    security = [{"basic": []}]
+    security: list[dict[str, list[str]]] = [{"basic": []}]
     session_row = {
         "type": "object",
         "properties": {

@@ -93,13 +93,13 @@ async def processlist(services: Services, session: Session, m: re.Match[str]) ->
     return Result(list(COLUMNS), [format_row(r, session.id, full) for r in rows], warnings=list(session.warnings))
 
 
-def references_processlist(tree: exp.Expression) -> bool:
+def references_processlist(tree: exp.Expr) -> bool:
     return any(
         t.name.lower() == "processlist" and t.db.lower() == "information_schema" for t in tree.find_all(exp.Table)
     )
 
 
-def pushed_down_where(tree: exp.Expression) -> str:
+def pushed_down_where(tree: exp.Expr) -> str:
     """The WHERE of ``SELECT ... FROM information_schema.processlist WHERE ...``
     that each owner can evaluate on its own rows ("" when there is none, or when
     it needs more than one row at a time: subqueries, or CURRENT_CONNECTED,
@@ -119,7 +119,7 @@ def pushed_down_where(tree: exp.Expression) -> str:
     return condition.sql(dialect="mysql")
 
 
-async def processlist_table(services: Services, session: Session, tree: exp.Expression) -> Result:
+async def processlist_table(services: Services, session: Session, tree: exp.Expr) -> Result:
     """A query over ``information_schema.processlist``: the cluster's rows, then
     the query evaluated over them by the backend (off the event loop)."""
     rows = [schema_row(r, session.id) for r in await cluster_rows(services, session, pushed_down_where(tree))]

@@ -57,6 +57,7 @@ class PacketTooLarge(Exception):
     """The client sent more than the allowed payload; the answer is error 1153."""
 
     code = ER_NET_PACKET_TOO_LARGE
+    state = "08S01"  # MySQL's SQLSTATE for ER_NET_PACKET_TOO_LARGE
     message = "Got a packet bigger than 'max_allowed_packet' bytes"
 
     def __init__(self, size: int, limit: int) -> None:

@@ -61,6 +61,7 @@ from frontend.wire.commands import (
     COM_STMT_SEND_LONG_DATA,
     decode_text,
 )
+from frontend.wire.handshake import BINARY_CHARSET, UTF8MB4_GENERAL_CI
 from frontend.wire.packets import DEFAULT_MAX_ALLOWED_PACKET, Cursor, MalformedPacket
 from frontend.wire.sqltext import split_placeholders, substitute
 
@@ -75,7 +76,7 @@ MAX_PARAMS = 65535
 
 UNSIGNED_PARAM = 0x8000
 
-_PARAM_COLUMN = r.Column("?", r.VAR_STRING, 0, r.BINARY_FLAG, r.BINARY_CHARSET)
+_PARAM_COLUMN = r.Column("?", r.VAR_STRING, 0, r.BINARY_FLAG, BINARY_CHARSET)
 """How MySQL describes a parameter it has no type for."""
 
 _INT_FORMATS = {
@@ -233,7 +234,7 @@ class StatementRegistry:
         stmt.long_data.setdefault(param, bytearray()).extend(memoryview(payload)[cur.pos :])
         stmt.long_data_size += size
 
-    def parse_execute(self, payload: bytes, charset: int = r.UTF8MB4_GENERAL_CI) -> Execution:
+    def parse_execute(self, payload: bytes, charset: int = UTF8MB4_GENERAL_CI) -> Execution:
         """COM_STMT_EXECUTE -> the statement and its decoded parameters.
 
         Raises ``MalformedPacket`` on truncation, SqlError 1243 (unknown
@@ -358,7 +359,7 @@ def _read_time(cur: Cursor) -> dt.timedelta:
     return -value if negative else value
 
 
-def read_param(cur: Cursor, word: int, charset: int = r.UTF8MB4_GENERAL_CI) -> Any:
+def read_param(cur: Cursor, word: int, charset: int = UTF8MB4_GENERAL_CI) -> Any:
     """One binary-protocol parameter of type word ``word`` (type | 0x8000 if unsigned)."""
     kind = word & 0xFF
     formats = _INT_FORMATS.get(kind)
