@@ -17,6 +17,8 @@ from typing import Any
 
 from sqlglot import exp
 
+from frontend.sqltext import source_labels
+
 _INT_TYPES = {
     exp.DataType.Type.BIGINT,
     exp.DataType.Type.INT,
@@ -128,3 +130,16 @@ def fold(query: exp.Select) -> tuple[Any, ...] | None:
         return tuple(value_of(p) for p in query.expressions)
     except NotConstant:
         return None
+
+
+def labels(text: str, items: list[exp.Expression]) -> list[str]:
+    """The column labels MySQL gives a SELECT's ``items`` written as ``text``: an
+    alias, else the item as the client wrote it (``sqltext.source_labels``),
+    else (text not read) as sqlglot prints it."""
+    written = source_labels(text)
+    if written is None or len(written) != len(items):
+        written = None
+    return [
+        p.alias_or_name if p.alias else (written[i] if written is not None else p.sql(dialect="mysql"))
+        for i, p in enumerate(items)
+    ]

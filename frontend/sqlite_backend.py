@@ -576,6 +576,8 @@ class SqliteSession:
                 translation = translate(sql, database)
             else:
                 translation = translate_tree(parse(sql), database, sql)
+            if translation.system_table is not None:
+                raise _system_denial(sql, translation, (user.name if user is not None else self._user_name) or "root")
             conn = self._connection()
             if self._seal.start(self._user is not None, user, translation.ddl):
                 conn.set_authorizer(self._seal)  # statements SQLite keeps prepared are authorized again
@@ -923,6 +925,14 @@ class SqliteSession:
 
 def _quoted(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
+
+
+def _system_denial(sql: str, translation: Translation, user: str) -> SqlError:
+    """What a MySQL server answers a user without access to its own schema's table."""
+    assert translation.system_table is not None
+    _, table = translation.system_table
+    command = sql.lstrip().split(None, 1)[0].upper() if translation.writes and sql.strip() else "SELECT"
+    return SqlError(errors.TABLE_ACCESS_DENIED, f"{command} command denied to user '{user}'@'%' for table '{table}'")
 
 
 class _Overtaken(Exception):

@@ -53,6 +53,9 @@ class Translation(NamedTuple):
     records: int | None = None
     ignore: bool = False  # INSERT IGNORE: the rows given but not inserted are the info's Duplicates
     noop: bool = False  # accepted and done nothing (LOCK TABLES / UNLOCK TABLES: one SQLite writer at a time anyway)
+    # A table of a server's own schema (mysql.user, ...) that it names: answered as MySQL answers
+    # a user without access to it (1142), not as an unknown database
+    system_table: tuple[str, str] | None = None
 
 
 # Bounded by the statements' text (each entry is at most CACHED_STATEMENT bytes in and about as much out).
@@ -98,6 +101,8 @@ def label_columns(tree: exp.Expression, source: str | None) -> None:
         item.replace(exp.alias_(item.copy(), exp.to_identifier(label, quoted=True)))
 
 
+# Schemas a MySQL server has and the embedded backend does not: tools probe them.
+SYSTEM_SCHEMAS = frozenset({"mysql", "performance_schema", "sys"})
 _NOOPS = re.compile(r"^(?:LOCK\s+TABLES?|UNLOCK\s+TABLES?)\b", re.IGNORECASE)
 
 
@@ -108,6 +113,7 @@ def translate_tree(tree: exp.Expression, database: str | None, source: str | Non
     if isinstance(tree, exp.Command) and _NOOPS.match(f"{tree.name} {tree.expression.name if tree.expression else ''}"):
         return Translation("", frozenset(), noop=True)
     dbs: set[str] = set()
+    system: tuple[str, str] | None = None
     ctes = {c.alias_or_name.lower() for c in tree.find_all(exp.CTE)}
     for table in list(tree.find_all(exp.Table)):
         if not table.name or table.name.lower() in ctes:
@@ -124,6 +130,8 @@ def translate_tree(tree: exp.Expression, database: str | None, source: str | Non
             db.set("this", db.name.lower())
         table.set("catalog", None)  # internal.db.t: the catalog is the FE's only one
         dbs.add(table.db.lower())
+        if system is None and table.db.lower() in SYSTEM_SCHEMAS:
+            system = (table.db.lower(), table.name)
     if isinstance(tree, exp.Create) and (tree.args.get("kind") or "").upper() == "VIEW":
         _view_names(tree)
     if isinstance(tree, exp.Create | exp.Alter):
@@ -131,6 +139,8 @@ def translate_tree(tree: exp.Expression, database: str | None, source: str | Non
     primary_key = frozenset(c.name.lower() for key in tree.find_all(exp.PrimaryKey) for c in key.expressions if c.name)
     for column in tree.find_all(exp.ColumnDef):
         declared_type(column, primary_key)
+    if system is not None:
+        return Translation("", frozenset(), system_table=system, writes=not isinstance(tree, exp.Query))
     index = _index_statement(tree)
     if index is not None:
         return Translation(index, frozenset(dbs), ddl=True, writes=True)

@@ -283,3 +283,186 @@ def test_cast_of_text_answers_as_mysql(target: Connect) -> None:
     with contextlib.closing(target()) as c, c.cursor() as cur:
         cur.execute("SELECT CAST('1e600000' AS SIGNED) AS a, CAST('abc' AS SIGNED) AS b, CAST(' 7' AS SIGNED) AS c")
         assert cur.fetchall() == ((1, 0, 7),)
+
+
+# ------------------------------------------------------------------ labels, functions, warnings
+
+
+def _labels_and_rows(cur: pymysql.cursors.Cursor, sql: str) -> tuple[list[str], Any]:
+    cur.execute(sql)
+    return [d[0] for d in cur.description], cur.fetchall()
+
+
+def _warnings(cur: pymysql.cursors.Cursor) -> list[tuple[str, int, str]]:
+    cur.execute("SHOW WARNINGS")
+    return [tuple(r) for r in cur.fetchall()]  # type: ignore[misc]
+
+
+def test_labels_as_written(target: Connect) -> None:
+    """An unaliased item is labelled as the client wrote it, not as the engine prints it again."""
+    with contextlib.closing(target()) as c, c.cursor() as cur:
+        cur.execute("CREATE TABLE t (id INT PRIMARY KEY AUTO_INCREMENT, name VARCHAR(20), a INT, b INT)")
+        cur.execute("INSERT INTO t (name, a, b) VALUES ('x', NULL, 2), ('y', 3, NULL)")
+        labels, rows = _labels_and_rows(
+            cur,
+            "SELECT id*2, NAME, t.Name, `id`, COALESCE(a, b), CONCAT(name, 'x'), a IS NOT NULL, UPPER( name ),"
+            " 'lit', (a), name AS n, null, LAST_INSERT_ID() FROM t ORDER BY id",
+        )
+        assert labels == [
+            "id*2", "NAME", "Name", "id", "COALESCE(a, b)", "CONCAT(name, 'x')", "a IS NOT NULL", "UPPER( name )",
+            "lit", "a", "n", "NULL", "LAST_INSERT_ID()",
+        ]  # fmt: skip
+        assert rows == (
+            (2, "x", "x", 1, 2, "xx", 0, "X", "lit", None, "x", None, 1),
+            (4, "y", "y", 2, 3, "yx", 1, "Y", "lit", 3, "y", None, 1),
+        )
+        assert _labels_and_rows(cur, "SELECT a + 1 FROM t WHERE id = 2 UNION SELECT 7")[0] == ["a + 1"]
+        assert _labels_and_rows(cur, "WITH c AS (SELECT 1 AS x) SELECT x+1 FROM c")[0] == ["x+1"]
+
+
+def test_group_concat_and_digests(target: Connect) -> None:
+    with contextlib.closing(target()) as c, c.cursor() as cur:
+        cur.execute("CREATE TABLE t (id INT PRIMARY KEY, g INT, name VARCHAR(20), a INT, x DOUBLE)")
+        cur.execute(
+            "INSERT INTO t VALUES (1, 1, 'a', NULL, 0.1), (2, 1, 'b', 3, 1e-7), (3, 2, 'c', 5, 2.5), (4, 2, 'c', 3, 1)"
+        )
+        assert _labels_and_rows(
+            cur,
+            "SELECT g, GROUP_CONCAT(name ORDER BY id DESC SEPARATOR ','), GROUP_CONCAT(DISTINCT name ORDER BY name),"
+            " GROUP_CONCAT(name, a ORDER BY a DESC, id SEPARATOR '; '), GROUP_CONCAT(x ORDER BY x) FROM t"
+            " GROUP BY g ORDER BY g",
+        )[1] == (
+            (1, "b,a", "a,b", "b3", "0.0000001,0.1"),
+            (2, "c,c", "c", "c5; c3", "1,2.5"),
+        )
+        cur.execute("SELECT GROUP_CONCAT(a) FROM t WHERE a IS NULL")
+        assert cur.fetchall() == ((None,),)
+        assert _labels_and_rows(
+            cur, "SELECT MD5(name), SHA1(name), SHA2(name, 256), SHA2(name, 7), HEX(a), HEX(name), HEX(x) FROM t"
+            " WHERE id = 3",
+        )[1] == (
+            ("4a8a08f09d37b73795649038408b5f33", "84a516841ba77a5b4648de2cd0dfcb30ea46dbb4",
+             "2e7d2c03a9507ae265ecf5b5356885a53393a2029d241394997265a1a25aefc6", None, "5", "63", "3"),
+        )  # fmt: skip
+        cur.execute("SELECT HEX(a), HEX(-1) FROM t WHERE id = 1")
+        assert cur.fetchall() == ((None, "FFFFFFFFFFFFFFFF"),)
+
+
+def test_warnings_and_strict_errors(target: Connect) -> None:
+    """1292 for CAST of text that is no integer, 1365 for a division by 0: warnings in a
+    SELECT, errors in an INSERT or UPDATE (MySQL's strict mode, MariaDB's default)."""
+    with contextlib.closing(target()) as c, c.cursor() as cur:
+        cur.execute("CREATE TABLE t (id INT PRIMARY KEY, name VARCHAR(20), a INT)")
+        cur.execute("INSERT INTO t VALUES (1, 'abc', NULL), (2, ' 7 ', 4), (3, '12', 6)")
+        cur.execute("SELECT CAST(name AS SIGNED), a/0, a DIV 0, a % 0 FROM t ORDER BY id")
+        assert cur.fetchall() == ((0, None, None, None), (7, None, None, None), (12, None, None, None))
+        assert _warnings(cur) == [
+            ("Warning", 1292, "Truncated incorrect INTEGER value: 'abc'"),
+            ("Note", 1292, "Truncated incorrect INTEGER value: ' 7 '"),
+            ("Warning", 1365, "Division by 0"),
+            ("Warning", 1365, "Division by 0"),
+            ("Warning", 1365, "Division by 0"),
+            ("Warning", 1365, "Division by 0"),
+            ("Warning", 1365, "Division by 0"),
+            ("Warning", 1365, "Division by 0"),
+        ]
+        for sql, code in (
+            ("INSERT INTO t VALUES (4, 'x', 1/0)", 1365),
+            ("INSERT INTO t VALUES (4, 'x', CAST('abc' AS SIGNED))", 1292),
+            ("UPDATE t SET a = a / 0 WHERE id = 2", 1365),
+        ):
+            with pytest.raises(pymysql.err.MySQLError) as caught:
+                cur.execute(sql)
+            assert caught.value.args[0] == code, sql
+        cur.execute("SELECT id, a FROM t ORDER BY id")
+        assert cur.fetchall() == ((1, None), (2, 4), (3, 6))  # nothing changed
+
+
+def test_constant_select_labels() -> None:
+    """The FE's constant SELECTs are labelled with ``constants.labels`` (MySQL's rule)."""
+    import sqlglot
+
+    from frontend import constants
+
+    text = "SELECT 1+1, 'abc', NOW() IS NOT NULL, null, SHA1('x') AS h, ((2)), 'a' 'b', _utf8mb4'u', X'41'"
+    tree = sqlglot.parse_one(text, read="mysql")
+    assert constants.labels(text, tree.expressions) == [
+        "1+1", "abc", "NOW() IS NOT NULL", "NULL", "h", "2", "ab", "u", "X'41'",
+    ]  # fmt: skip
+
+
+def test_label_scan_is_linear_and_bounded() -> None:
+    from frontend.sqltext import MAX_LABELLED_STATEMENT, select_list_spans, source_labels
+
+    assert source_labels("SELECT a -- c\n, b # x\n, /* y */ c FROM t") == ["a", "b", "c"]
+    assert source_labels("INSERT INTO t SELECT 1") is None
+    assert source_labels("SELECT 'a,b', `x,y`, f(1, 2) FROM t") == ["a,b", "`x,y`", "f(1, 2)"]
+    assert select_list_spans("SELECT " + "1," * MAX_LABELLED_STATEMENT) is None
+    for hostile in ("SELECT " + "(" * 30_000, "SELECT '" + "\\'" * 30_000, "SELECT " + "a, " * 20_000 + "b FROM t"):
+        start = time.perf_counter()
+        source_labels(hostile)
+        assert time.perf_counter() - start < 0.2, hostile[:30]
+
+
+# ------------------------------------------------------------------ engines, charsets, the mysql schema
+
+
+def test_engines_charsets_collations(target: Connect) -> None:
+    with contextlib.closing(target()) as c, c.cursor() as cur:
+        cur.execute("SHOW ENGINES")
+        assert [d[0] for d in cur.description] == ["Engine", "Support", "Comment", "Transactions", "XA", "Savepoints"]
+        innodb = [r for r in cur.fetchall() if r[0] == "InnoDB"]
+        assert [(r[1], r[3], r[5]) for r in innodb] == [("DEFAULT", "YES", "YES")]
+        cur.execute("SHOW CHARSET LIKE 'utf8%'")
+        assert sorted(cur.fetchall()) == [
+            ("utf8mb3", "UTF-8 Unicode", "utf8mb3_general_ci", 3),
+            ("utf8mb4", "UTF-8 Unicode", "utf8mb4_general_ci", 4),
+        ]
+        cur.execute("SHOW CHARACTER SET LIKE 'latin1'")
+        assert cur.fetchall() == (("latin1", "cp1252 West European", "latin1_swedish_ci", 1),)
+        cur.execute("SHOW COLLATION LIKE 'utf8mb4_general_ci'")
+        assert [d[0] for d in cur.description] == ["Collation", "Charset", "Id", "Default", "Compiled", "Sortlen"]
+        assert cur.fetchall() == (("utf8mb4_general_ci", "utf8mb4", 45, "Yes", "Yes", 1),)
+        cur.execute("SHOW COLLATION LIKE 'binary'")
+        assert cur.fetchall() == (("binary", "binary", 63, "Yes", "Yes", 1),)
+        cur.execute(
+            "SELECT COLLATION_NAME, ID, IS_DEFAULT FROM information_schema.COLLATIONS"
+            " WHERE CHARACTER_SET_NAME = 'latin1' AND IS_DEFAULT = 'Yes'"
+        )
+        assert cur.fetchall() == (("latin1_swedish_ci", 8, "Yes"),)
+        cur.execute(
+            "SELECT DEFAULT_COLLATE_NAME, MAXLEN FROM information_schema.CHARACTER_SETS"
+            " WHERE CHARACTER_SET_NAME = 'utf8mb4'"
+        )
+        assert cur.fetchall() == (("utf8mb4_general_ci", 4),)
+
+
+def test_mysql_schema_probes_answer_as_without_access(target: Connect) -> None:
+    """Tools probe the server's own schemas: a user without access gets 1142/1044, not 1049."""
+    with contextlib.closing(target()) as c, c.cursor() as cur:
+        db = c.db.decode()  # type: ignore[union-attr]
+        user = f"u{uuid.uuid4().hex[:8]}"
+        cur.execute(f"CREATE USER '{user}' IDENTIFIED BY 'pw'")
+        cur.execute(f"GRANT ALL ON {db}.* TO '{user}'")
+        port = c.port
+    try:
+        with (
+            contextlib.closing(
+                pymysql.connect(host="127.0.0.1", port=port, user=user, password="pw", database=db, ssl_disabled=True)
+            ) as u,
+            u.cursor() as cur,
+        ):
+            for sql, code in (
+                ("SELECT * FROM mysql.user", 1142),
+                ("SELECT User FROM mysql.db WHERE 1 = 0", 1142),
+                ("SELECT * FROM performance_schema.threads", 1142),
+                ("DESCRIBE mysql.user", 1142),
+                ("SHOW TABLES FROM mysql", 1044),
+                ("USE mysql", 1044),
+            ):
+                with pytest.raises(pymysql.err.MySQLError) as caught:
+                    cur.execute(sql)
+                assert caught.value.args[0] == code, (sql, caught.value)
+    finally:
+        with contextlib.closing(target()) as c, c.cursor() as cur:
+            cur.execute(f"DROP USER '{user}'")

@@ -30,6 +30,8 @@ def _denied_database(session: Session, db: str) -> SqlError:
 
 async def use(services: Services, session: Session, m: re.Match[str]) -> Result:
     db = unquote(m.group(1))
+    if db.lower() in _SYSTEM:  # a server's own schema the backend has not: as MySQL answers one without access
+        raise _denied_database(session, db)
     if db.lower() != "information_schema" and not may_see_database(
         services.accounts.cached(session.user), db, services.backend.names_fold_case
     ):
@@ -52,7 +54,7 @@ async def show_tables(services: Services, session: Session, m: re.Match[str]) ->
     if db is None:
         raise SqlError(errors.NO_DB, "No database selected")
     user = services.accounts.cached(session.user)
-    if not may_see_database(user, db, services.backend.names_fold_case):
+    if db.lower() in _SYSTEM or not may_see_database(user, db, services.backend.names_fold_case):
         raise _denied_database(session, db)
     if not await services.backend.has_database(db):
         raise SqlError(errors.BAD_DB, f"Unknown database '{db}'")
@@ -65,6 +67,7 @@ async def show_tables(services: Services, session: Session, m: re.Match[str]) ->
 
 
 _RESERVED = {"information_schema", "mysql", "performance_schema", "sys"}
+_SYSTEM = _RESERVED - {"information_schema"}  # a MySQL server's own schemas: the embedded backend has none
 
 
 async def create_database(services: Services, session: Session, m: re.Match[str]) -> Result:

@@ -36,7 +36,41 @@ _SHOW_INDEX = re.compile(
 )
 _SHOW_TABLE_STATUS = re.compile(rf"^show\s+table\s+status(?:\s+(?:from|in)\s+{_NAME})?(?:\s+like\s+{STRING})?$", FLAGS)
 _SHOW_STATUS = re.compile(rf"^show\s+(?:global\s+|session\s+)?status(?:\s+like\s+{STRING})?$", FLAGS)
+_SHOW_ENGINES = re.compile(r"^show\s+(?:storage\s+)?engines$", FLAGS)
+_SHOW_CHARSET = re.compile(rf"^show\s+(?:charset|character\s+set)(?:\s+like\s+{STRING})?$", FLAGS)
+_SHOW_COLLATION = re.compile(rf"^show\s+collation(?:\s+like\s+{STRING})?$", FLAGS)
 INFORMATION_SCHEMA = "information_schema"
+# A MySQL server's own schemas, which the embedded backend does not have: tools
+# probe them, and are answered as a user without access to them is (1044, 1142).
+SYSTEM_SCHEMAS = frozenset({"mysql", "performance_schema", "sys"})
+
+# What the embedded backend offers, in MySQL's rows (values as MariaDB 10.11 gives them).
+# One engine: SQLite, named InnoDB as every table reports it (SHOW CREATE TABLE,
+# information_schema.TABLES), since tools look for InnoDB to decide that
+# transactions, savepoints and foreign keys are there. No XA.
+ENGINES = (("InnoDB", "DEFAULT", "SQLite (embedded): transactions, savepoints, foreign keys", "YES", "NO", "YES"),)
+CHARSETS = (  # (Charset, Description, Default collation, Maxlen)
+    ("ascii", "US ASCII", "ascii_general_ci", 1),
+    ("binary", "Binary pseudo charset", "binary", 1),
+    ("latin1", "cp1252 West European", "latin1_swedish_ci", 1),
+    ("utf8mb3", "UTF-8 Unicode", "utf8mb3_general_ci", 3),
+    ("utf8mb4", "UTF-8 Unicode", "utf8mb4_general_ci", 4),
+)
+COLLATIONS = (  # (Collation, Charset, Id, Default, Compiled, Sortlen)
+    ("ascii_bin", "ascii", 65, "", "Yes", 1),
+    ("ascii_general_ci", "ascii", 11, "Yes", "Yes", 1),
+    ("binary", "binary", 63, "Yes", "Yes", 1),
+    ("latin1_bin", "latin1", 47, "", "Yes", 1),
+    ("latin1_general_ci", "latin1", 48, "", "Yes", 1),
+    ("latin1_swedish_ci", "latin1", 8, "Yes", "Yes", 1),
+    ("utf8mb3_bin", "utf8mb3", 83, "", "Yes", 1),
+    ("utf8mb3_general_ci", "utf8mb3", 33, "Yes", "Yes", 1),
+    ("utf8mb3_unicode_ci", "utf8mb3", 192, "", "Yes", 8),
+    ("utf8mb4_bin", "utf8mb4", 46, "", "Yes", 1),
+    ("utf8mb4_general_ci", "utf8mb4", 45, "Yes", "Yes", 1),
+    ("utf8mb4_unicode_520_ci", "utf8mb4", 246, "", "Yes", 8),
+    ("utf8mb4_unicode_ci", "utf8mb4", 224, "", "Yes", 8),
+)
 
 
 def mysql_type(declared: str) -> str:
@@ -70,7 +104,15 @@ def _table_ref(session: Session, first: str, second: str | None, from_db: str | 
     return db, table
 
 
+def system_table_denied(session: Session, table: str) -> SqlError:
+    return SqlError(
+        errors.TABLE_ACCESS_DENIED, f"SELECT command denied to user '{session.user}'@'%' for table '{table}'"
+    )
+
+
 async def _columns(services: Services, session: Session, db: str, table: str) -> list[Column]:
+    if db.lower() in SYSTEM_SCHEMAS:
+        raise system_table_denied(session, table)
     if not may_see_table(services.accounts.cached(session.user), db, table, services.backend.names_fold_case):
         raise SqlError(
             errors.TABLE_ACCESS_DENIED, f"SELECT command denied to user '{session.user}'@'%' for table '{table}'"
@@ -245,7 +287,7 @@ async def show_table_status(services: Services, session: Session, m: re.Match[st
     if not db:
         raise SqlError(errors.NO_DB, "No database selected")
     user = services.accounts.cached(session.user)
-    if not may_see_database(user, db, services.backend.names_fold_case):
+    if db.lower() in SYSTEM_SCHEMAS or not may_see_database(user, db, services.backend.names_fold_case):
         raise SqlError(errors.DB_ACCESS_DENIED, f"Access denied for user '{session.user}'@'%' to database '{db}'")
     if not await services.backend.has_database(db):
         raise SqlError(errors.BAD_DB, f"Unknown database '{db}'")
@@ -272,6 +314,27 @@ async def show_status(services: Services, session: Session, m: re.Match[str]) ->
         pattern = unescape(m.group(1))
         rows = [r for r in rows if like(pattern, r[0])]
     return Result(["Variable_name", "Value"], rows)
+
+
+def _like_filtered(rows: tuple[tuple[Any, ...], ...], pattern: str | None) -> list[tuple[Any, ...]]:
+    if pattern is None:
+        return list(rows)
+    text = unescape(pattern)
+    return [r for r in rows if like(text, r[0])]
+
+
+async def show_engines(services: Services, session: Session, m: re.Match[str]) -> Result:
+    return Result(["Engine", "Support", "Comment", "Transactions", "XA", "Savepoints"], list(ENGINES))
+
+
+async def show_charset(services: Services, session: Session, m: re.Match[str]) -> Result:
+    return Result(["Charset", "Description", "Default collation", "Maxlen"], _like_filtered(CHARSETS, m.group(1)))
+
+
+async def show_collation(services: Services, session: Session, m: re.Match[str]) -> Result:
+    return Result(
+        ["Collation", "Charset", "Id", "Default", "Compiled", "Sortlen"], _like_filtered(COLLATIONS, m.group(1))
+    )
 
 
 # ------------------------------------------------------------------ information_schema
@@ -326,9 +389,18 @@ _KEY_COLUMN_USAGE = (
     "COLUMN_NAME", "ORDINAL_POSITION", "POSITION_IN_UNIQUE_CONSTRAINT", "REFERENCED_TABLE_SCHEMA",
     "REFERENCED_TABLE_NAME", "REFERENCED_COLUMN_NAME",
 )  # fmt: skip
+_ENGINES = ("ENGINE", "SUPPORT", "COMMENT", "TRANSACTIONS", "XA", "SAVEPOINTS")
+_CHARACTER_SETS = ("CHARACTER_SET_NAME", "DEFAULT_COLLATE_NAME", "DESCRIPTION", "MAXLEN")
+_COLLATIONS = ("COLLATION_NAME", "CHARACTER_SET_NAME", "ID", "IS_DEFAULT", "IS_COMPILED", "SORTLEN")
+# The same rows as SHOW ENGINES / CHARSET / COLLATION, in the tables' column order.
+_FIXED = {
+    "engines": (_ENGINES, list(ENGINES)),
+    "character_sets": (_CHARACTER_SETS, [(c, collation, d, n) for c, d, collation, n in CHARSETS]),
+    "collations": (_COLLATIONS, list(COLLATIONS)),
+}
 SUPPORTED = {
     "schemata", "tables", "columns", "statistics", "key_column_usage", "referential_constraints",
-    "table_constraints", "routines", "triggers", "views",
+    "table_constraints", "routines", "triggers", "views", *_FIXED,
 }  # fmt: skip
 
 
@@ -523,6 +595,9 @@ async def information_schema_query(
     for name, columns in _EMPTY.items():
         if name in names:
             tables[name] = (columns, [])
+    for name, (columns, rows) in _FIXED.items():
+        if name in names:
+            tables[name] = (columns, rows)
     query = tree.copy()
     for table in query.find_all(exp.Table):
         if table.name.lower() in tables:
@@ -539,4 +614,7 @@ HANDLERS: Handlers = [
     (_SHOW_INDEX, show_index),
     (_SHOW_TABLE_STATUS, show_table_status),
     (_SHOW_STATUS, show_status),
+    (_SHOW_ENGINES, show_engines),
+    (_SHOW_CHARSET, show_charset),
+    (_SHOW_COLLATION, show_collation),
 ]
