@@ -419,10 +419,12 @@ class _Health(health.aio.HealthServicer):
     this FE (a peer whose lease is overdue asks before fencing itself).
 
     The check is unauthenticated, so it costs Redis nothing per request: a
-    lease renewal that succeeded within the last renew interval answers it
-    (a peer asks from TTL/2 after its own last renewal, so an outage that
-    began before is never hidden); past that, one PING per ``renew_interval / 4``
-    whatever the rate, shared by the checks that arrive meanwhile. A fenced FE
+    lease renewal or a PING that succeeded within the last ``renew_interval / 4``
+    answers it; past that, one PING, shared by the checks that arrive
+    meanwhile: at most one per ``renew_interval / 4`` whatever the rate. The
+    answer is at most TTL/12 old, and a peer asks from TTL/2 after its own
+    last renewal, so an outage that began before that renewal is never
+    hidden (the peers' renewals are at most TTL/3 apart). A fenced FE
     answers UNAVAILABLE at once (the asker reads it as "no answer": it acts
     for no server id)."""
 
@@ -446,9 +448,10 @@ class _Health(health.aio.HealthServicer):
     async def redis_answers(self) -> bool:
         membership = self._membership
         now = time.monotonic()
-        if now - membership.last_renew < membership.renew_interval:
+        fresh = membership.renew_interval / 4
+        if now - membership.last_renew < fresh:
             return True
-        if self._ping is None or now - self._ping_at >= membership.renew_interval / 4:
+        if self._ping is None or now - self._ping_at >= fresh:
             self._ping_at = now
             self.pings += 1
             self._ping = asyncio.ensure_future(self._ping_once(membership.renew_interval / 4))
