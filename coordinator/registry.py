@@ -39,6 +39,7 @@ from dataclasses import asdict, dataclass
 from typing import Any, Protocol
 
 import redis.asyncio as aioredis
+from redis.asyncio.client import Pipeline
 from redis.exceptions import WatchError
 from redis.typing import EncodableT, FieldT
 
@@ -420,7 +421,7 @@ class Registry:
 
     # ------------------------------------------------------------ connections
 
-    def _remember(self, pipe: Any, records: Iterable[ConnectionRecord]) -> None:
+    def _remember(self, pipe: Pipeline, records: Iterable[ConnectionRecord]) -> None:
         records = list(records)
         if not records:
             return
@@ -429,11 +430,11 @@ class Registry:
             pipe.sadd(self.keys.fe_conns(sid), *ids)
         for user, ids in _group(records, lambda r: r.user).items():
             pipe.sadd(self.keys.user_conns(user), *ids)
-        traces = {r.trace_id: r.id for r in records if r.trace_id}
+        traces: dict[FieldT, EncodableT] = {r.trace_id: r.id for r in records if r.trace_id}
         if traces:
             pipe.hset(self.keys.traces, mapping=traces)
 
-    def _forget(self, pipe: Any, conn_ids: Iterable[int], records: Iterable[ConnectionRecord]) -> None:
+    def _forget(self, pipe: Pipeline, conn_ids: Iterable[int], records: Iterable[ConnectionRecord]) -> None:
         """Drop connections: their rows and set memberships; what a record
         names (user, trace id) is dropped only if it is known."""
         conn_ids = list(conn_ids)
@@ -449,7 +450,7 @@ class Registry:
             if record.trace_id:
                 self._queue_drop_trace(pipe, record.trace_id, record.id)
 
-    def _queue_drop_trace(self, pipe: Any, trace_id: str, conn_id: int) -> None:
+    def _queue_drop_trace(self, pipe: Pipeline, trace_id: str, conn_id: int) -> None:
         """Queue the drop of ``trace_id`` if it still names ``conn_id``. A registered
         script called with a pipeline as client is a coroutine (redis.asyncio) that
         queues nothing until awaited; EVAL queues at once on either kind of pipeline."""
