@@ -185,9 +185,10 @@ def _string(text: str) -> str:
     return "'" + text.replace("\\", "\\\\").replace("'", "''") + "'"
 
 
-def create_table_text(table: str, columns: list[Column], notes: Any = None) -> str:
-    """SHOW CREATE TABLE's text, in the shape MySQL prints (tools parse it line by line).
-    ``notes``: the backend's table notes (COMMENT, FOREIGN KEYs), if it keeps them."""
+def create_table_text(table: str, columns: list[Column], notes: Any = None, indexes: list[Index] | None = None) -> str:
+    """SHOW CREATE TABLE's text, in the shape MySQL prints (tools parse it line by line:
+    SQLAlchemy reads the keys from it). ``notes``: the backend's table notes
+    (COMMENT, FOREIGN KEYs), if it keeps them; ``indexes``: its secondary keys."""
     lines = []
     for c in columns:
         line = f"  {_quote(c.name)} {mysql_type(c.declared_type)}"
@@ -211,6 +212,10 @@ def create_table_text(table: str, columns: list[Column], notes: Any = None) -> s
     keys = [_quote(c.name) for c in columns if c.primary_key]
     if keys:
         lines.append(f"  PRIMARY KEY ({','.join(keys)})")
+    others = [i for i in indexes or () if i.name.upper() != "PRIMARY"]
+    for index in sorted(others, key=lambda i: not i.unique):  # MySQL lists UNIQUE keys first
+        kind = "UNIQUE KEY" if index.unique else "KEY"
+        lines.append(f"  {kind} {_quote(index.name)} ({','.join(map(_quote, index.columns))})")
     for key in getattr(notes, "foreign_keys", ()):
         line = (
             f"  CONSTRAINT {_quote(key.name)} FOREIGN KEY ({', '.join(map(_quote, key.columns))})"
@@ -235,7 +240,8 @@ async def show_create_table(services: Services, session: Session, m: re.Match[st
     db, table = _table_ref(session, m.group(1), m.group(2))
     columns = await _columns(services, session, db, table)
     notes = await _table_notes(services, db, table)
-    return Result(["Table", "Create Table"], [(table, create_table_text(table, columns, notes))])
+    indexes = await services.backend.indexes(db, table)
+    return Result(["Table", "Create Table"], [(table, create_table_text(table, columns, notes, indexes))])
 
 
 _INDEX_COLUMNS = (
