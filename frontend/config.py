@@ -74,6 +74,13 @@ class Config:
             "more wait their turn; admins are not counted; 0: no limit"
         },
     )
+    memory_budget: int = field(
+        default=1 << 30,
+        metadata={
+            "help": "bytes this FE may hold for its sessions' prepared statements and the results it builds "
+            "itself while they are sent; past it a statement gets 1041 (Out of memory); 0: unbounded"
+        },
+    )
     max_running_statements: int = field(
         default=28,
         metadata={

@@ -8,11 +8,17 @@ from frontend import tls
 from frontend.config import Config
 from frontend.sessions import SessionTable
 from frontend.throttle import LoginThrottle
-from frontend.wire.server import MysqlServer
+from frontend.wire.server import MemoryBudget, MysqlServer
 
 
 class MysqlListener:
-    def __init__(self, config: Config, sessions: SessionTable, throttle: LoginThrottle | None = None) -> None:
+    def __init__(
+        self,
+        config: Config,
+        sessions: SessionTable,
+        throttle: LoginThrottle | None = None,
+        memory: MemoryBudget | None = None,
+    ) -> None:
         self.config = config
         self.server = MysqlServer(
             sessions,
@@ -22,6 +28,7 @@ class MysqlListener:
             throttle=throttle,
             max_handshakes=config.max_handshakes,
             max_handshakes_per_address=config.max_handshakes_per_address,
+            memory=memory,
         )
 
     async def start(self) -> None:

@@ -43,6 +43,7 @@ from frontend.mysql import MysqlListener
 from frontend.mysql_backend import MysqlBackend
 from frontend.sessions import SessionTable, StatementLanes
 from frontend.statements import Services
+from frontend.wire.server import MemoryBudget
 
 if TYPE_CHECKING:
     import redis.asyncio as aioredis
@@ -131,7 +132,8 @@ class Node:
         self.membership.peer_timeout = cfg.peer_timeout
         # One login throttle for every door: guesses over MySQL, gRPC and HTTP add up.
         self.throttle = throttle_for(cfg)
-        self.mysql = MysqlListener(cfg, self.sessions, self.throttle if cfg.login_delay > 0 else None)
+        self.memory = self.sessions.memory = MemoryBudget(cfg.memory_budget)
+        self.mysql = MysqlListener(cfg, self.sessions, self.throttle if cfg.login_delay > 0 else None, self.memory)
         self.grpc = GrpcListener(cfg, self.sessions, self.router, self.throttle if cfg.login_delay > 0 else None)
         read_audit = services.read_audit
         self.http = HttpListener(

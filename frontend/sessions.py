@@ -116,6 +116,7 @@ class SessionTable:
         # Ids outstanding at most: sessions (the admins' reserve included) and handshakes in progress.
         self.max_ids = max_connections + admin_connections + max_handshakes
         self.lanes = lanes if lanes is not None else StatementLanes()
+        self.memory: Any = None  # the FE's MemoryBudget (frontend.wire.server), for /metrics
         if not isinstance(executor, FairExecutor):
             executor = FairExecutor(executor, self.lanes, self._is_admin)
         self.executor = executor

@@ -75,6 +75,7 @@ def render_metrics(sessions: SessionTable, membership: Membership, router: Route
         "# HELP fecluster_running_statements Statements running now.",
         "# TYPE fecluster_running_statements gauge",
         f"fecluster_running_statements {running}",
+        *_capacity_metrics(sessions),
         "# HELP fecluster_redis_up 1 while the registry answers.",
         "# TYPE fecluster_redis_up gauge",
         f"fecluster_redis_up {int(membership.redis_ok)}",
@@ -101,6 +102,32 @@ def render_metrics(sessions: SessionTable, membership: Membership, router: Route
         *(f'fecluster_kills_total{{outcome="{k}"}} {v}' for k, v in sorted(router.outcomes.items())),
     ]
     return "\n".join(lines) + "\n"
+
+
+def _capacity_metrics(sessions: SessionTable) -> list[str]:
+    """The memory budget (--memory-budget) and the fair-worker lanes (issue 23)."""
+    lines = []
+    memory = getattr(sessions, "memory", None)
+    if memory is not None:
+        lines += [
+            "# HELP fecluster_memory_budget_bytes What this FE may hold for its sessions (--memory-budget; 0: none).",
+            "# TYPE fecluster_memory_budget_bytes gauge",
+            f"fecluster_memory_budget_bytes {memory.budget}",
+            "# HELP fecluster_memory_used_bytes Held now: prepared statements, FE-built results being sent.",
+            "# TYPE fecluster_memory_used_bytes gauge",
+            f"fecluster_memory_used_bytes {memory.used}",
+            "# HELP fecluster_memory_refusals_total Statements refused with 1041 (the budget would be passed).",
+            "# TYPE fecluster_memory_refusals_total counter",
+            f"fecluster_memory_refusals_total {memory.refused}",
+        ]
+    lanes = getattr(sessions, "lanes", None)
+    if lanes is not None:
+        lines += [
+            "# HELP fecluster_statements_waiting Statements waiting for a worker (a user past its share).",
+            "# TYPE fecluster_statements_waiting gauge",
+            f"fecluster_statements_waiting {lanes.waiting}",
+        ]
+    return lines
 
 
 class FeWebOps:
@@ -148,7 +175,10 @@ class FeWebOps:
     async def trace_lookup(self, trace_id: str, requester: str) -> str | None:
         """The running statement of the session tagged ``trace_id``, among those the requester may see."""
         rows, _ = await self.router.processlist(requester, local_only=False)
-        return next((r.query_id for r in rows if r.trace_id == trace_id and r.command == "Query"), None)
+        # Trace ids are users' names (two users may hold one): the requester's own session first.
+        found = [r for r in rows if r.trace_id == trace_id and r.command == "Query"]
+        found.sort(key=lambda r: r.user != requester)
+        return found[0].query_id if found else None
 
 
 def _open_fds() -> int:

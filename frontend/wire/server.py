@@ -153,6 +153,54 @@ class SessionFactory(Protocol):
         ...
 
 
+ER_OUT_OF_RESOURCES = 1041
+_OUT_OF_MEMORY = (
+    "Out of memory; check if mysqld or some other process uses all available memory; if not, you may have to use "
+    "'ulimit' to allow mysqld to use more memory or you can add more swap space"
+)
+
+
+class MemoryBudget:
+    """What this FE's sessions make it hold, in bytes, against ``--memory-budget``
+    (0: unbounded, counted all the same): the FE's own prepared statements
+    (their text and long data, until closed) and results the FE built whole
+    while they are written to a client that reads slowly. What would pass the
+    budget is refused with MySQL's 1041 (ER_OUT_OF_RESOURCES); what is held
+    already is never taken away. Relayed results and the embedded backend's
+    streamed ones are bounded chunks already, and are not counted."""
+
+    def __init__(self, budget: int = 0) -> None:
+        self.budget = budget
+        self.used = 0
+        self.peak = 0
+        self.refused = 0
+
+    def charge(self, n: int) -> None:
+        if self.budget and self.used + n > self.budget:
+            self.refused += 1
+            raise SqlError(ER_OUT_OF_RESOURCES, f"{_OUT_OF_MEMORY} (--memory-budget = {self.budget} bytes)")
+        self.used += n
+        self.peak = max(self.peak, self.used)
+
+    def release(self, n: int) -> None:
+        self.used = max(0, self.used - n)
+
+
+_STATEMENT_OVERHEAD = 512  # a prepared statement's objects besides its text
+_ROW_OVERHEAD = 64
+
+
+def _result_size(rows: Sequence[Sequence[Any]]) -> int:
+    """A whole result's size, estimated from its first rows (constant time)."""
+    if not rows:
+        return 0
+    sample = rows[:64]
+    per_row = sum(
+        _ROW_OVERHEAD + sum(len(v) if isinstance(v, str | bytes) else 8 for v in row) for row in sample
+    ) / len(sample)
+    return int(per_row * len(rows))
+
+
 def _err(code: int, message: str, state: str | None = None) -> bytes:
     return rs.err_packet(code, message, state or _STATES.get(code))
 
@@ -173,8 +221,10 @@ class MysqlServer:
         throttle: LoginThrottle | None = None,
         max_handshakes: int = MAX_HANDSHAKES,
         max_handshakes_per_address: int = MAX_HANDSHAKES_PER_ADDRESS,
+        memory: MemoryBudget | None = None,
     ) -> None:
         self.factory = factory
+        self.memory = memory if memory is not None else MemoryBudget()
         self.throttle = throttle
         self.max_handshakes = max(1, max_handshakes)
         self.max_handshakes_per_address = max(1, max_handshakes_per_address)
@@ -349,6 +399,7 @@ class MysqlConnection:
         self.secure = False  # the client switched to TLS
         self._attached = False
         self._deadline: asyncio.Timeout | None = None  # the handshake's, while it lasts
+        self._held: dict[int, int] = {}  # bytes charged to the memory budget per prepared statement id
         self._sock: socket.socket | None = None  # a raw socket not attached yet (TLS offered)
         if isinstance(peer, tuple) and len(peer) >= 2:
             self.ip, self.peer = str(peer[0]), f"{peer[0]}:{peer[1]}"
@@ -517,10 +568,23 @@ class MysqlConnection:
                     raise
                 log.debug("connection %d: answer cut by its close: %s", self.conn_id, e)
             finally:
+                self._release_all()
                 if self.session is not None:
                     await factory.close(self.session)
         finally:
             factory.release_id(self.conn_id)
+
+    def _hold(self, stmt_id: int, n: int) -> None:
+        """Charge ``n`` more bytes of prepared statement ``stmt_id`` to the FE's budget (1041 past it)."""
+        self.server.memory.charge(n)
+        self._held[stmt_id] = self._held.get(stmt_id, 0) + n
+
+    def _let_go(self, stmt_id: int) -> None:
+        self.server.memory.release(self._held.pop(stmt_id, 0))
+
+    def _release_all(self) -> None:
+        self.server.memory.release(sum(self._held.values()))
+        self._held.clear()
 
     async def _linger(self) -> None:
         """After a fatal ERR: half-close, then read and drop what the client
@@ -785,7 +849,18 @@ class MysqlConnection:
             data, self.packets.seq = frame([*header, *encode(rows), end], self.packets.seq)
             self.io.write(data)
             return
-        await self._stream(header, encode, rows, result.more, end)
+        # A result built whole is held until its last row is out: against the budget meanwhile.
+        held = _result_size(rows) if result.more is None else 0
+        memory = self.server.memory
+        try:
+            memory.charge(held)
+        except SqlError as e:
+            self.send_error(e.code, e.message, e.state)
+            return
+        try:
+            await self._stream(header, encode, rows, result.more, end)
+        finally:
+            memory.release(held)
 
     async def _stream(
         self,
@@ -844,6 +919,7 @@ class MysqlConnection:
     async def _reset_connection(self, payload: bytes) -> None:
         # Prepared statements go; session variables are the session's business.
         self.statements.clear()
+        self._release_all()
         self.send(rs.ok_packet())
 
     async def _field_list(self, payload: bytes) -> None:
@@ -880,6 +956,7 @@ class MysqlConnection:
             await factory.close(self.session)
             self.session = None
         self.statements.clear()
+        self._release_all()
         if request.charset is not None:
             self.charset = request.charset
         try:
@@ -917,7 +994,14 @@ class MysqlConnection:
             if not ok or not session.has_statement(stmt.id):
                 self.statements.forget(stmt.id)
             return
-        stmt = self.statements.prepare(sql)
+        size = len(payload) + _STATEMENT_OVERHEAD
+        self.server.memory.charge(size)
+        try:
+            stmt = self.statements.prepare(sql)
+        except BaseException:
+            self.server.memory.release(size)
+            raise
+        self._held[stmt.id] = size
         self.send(*ps.prepare_ok(stmt, self.deprecate_eof))
 
     async def _relayed_statement(self, payload: bytes, command: Command) -> bool:
@@ -960,12 +1044,22 @@ class MysqlConnection:
             with contextlib.suppress(SqlError):  # no reply, ever: the client is not reading one
                 await self.session.send_only(payload)
             return
+        if stmt is not None:
+            try:
+                self._hold(stmt.id, len(payload))
+            except SqlError as e:  # no reply now: the execute answers it
+                stmt.long_data.clear()
+                stmt.long_data_size = 0
+                stmt.long_data_error = e
+                return
         with contextlib.suppress(MalformedPacket):  # no reply, ever: the client is not reading one
             self.statements.send_long_data(payload)
 
     async def _stmt_close(self, payload: bytes) -> None:
         with contextlib.suppress(MalformedPacket):  # no reply, ever
             stmt = self.statements.close(payload)
+            if stmt is not None:
+                self._let_go(stmt.id)
             if stmt is not None and stmt.relayed and self.session is not None:
                 with contextlib.suppress(SqlError):
                     await self.session.send_only(payload)
