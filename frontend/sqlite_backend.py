@@ -335,7 +335,8 @@ class SqliteBackend:
 
         def run(conn: sqlite3.Connection) -> Result:
             for table, (columns, rows) in tables.items():
-                conn.execute(f"CREATE TABLE {table} ({', '.join(columns)})")
+                # MySQL compares information_schema's text without regard to case (tools write 'yes', 'YES')
+                conn.execute(f"CREATE TABLE {table} ({', '.join(c + ' COLLATE NOCASE' for c in columns)})")
                 conn.executemany(f"INSERT INTO {table} VALUES ({', '.join('?' * len(columns))})", rows)
             cursor = conn.execute(sql)
             return Result([d[0] for d in cursor.description or ()], _fetch(cursor))

@@ -466,3 +466,23 @@ def test_mysql_schema_probes_answer_as_without_access(target: Connect) -> None:
     finally:
         with contextlib.closing(target()) as c, c.cursor() as cur:
             cur.execute(f"DROP USER '{user}'")
+
+
+def test_columns_as_connector_j_reads_them(target: Connect) -> None:
+    """DatabaseMetaData.getColumns (Connector/J): NULLABLE from IS_NULLABLE = 'yes' (MySQL compares
+    information_schema's text case-insensitively), COLUMN_SIZE of a BLOB/TEXT."""
+    with contextlib.closing(target()) as c, c.cursor() as cur:
+        db = c.db.decode()  # type: ignore[union-attr]
+        cur.execute("CREATE TABLE t (id INT PRIMARY KEY, pid INT, b BLOB, tx TEXT, s VARCHAR(20))")
+        cur.execute(
+            "SELECT COLUMN_NAME, IF(IS_NULLABLE = 'yes', 1, 0), CHARACTER_MAXIMUM_LENGTH, CHARACTER_OCTET_LENGTH"
+            " FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = %s AND TABLE_NAME = 't' ORDER BY ORDINAL_POSITION",
+            (db,),
+        )
+        assert cur.fetchall() == (
+            ("id", 0, None, None),
+            ("pid", 1, None, None),
+            ("b", 1, 65535, 65535),
+            ("tx", 1, 65535, 65535),
+            ("s", 1, 20, 80),
+        )

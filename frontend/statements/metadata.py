@@ -457,6 +457,11 @@ def _rule(action: str) -> str:
     return "RESTRICT" if action in ("", "NO ACTION") else action
 
 
+# CHARACTER_MAXIMUM_LENGTH of the BLOB and TEXT types (bytes: their octet length too)
+_LOB_LENGTHS = {
+    "tinyblob": 255, "blob": 65535, "mediumblob": 16777215, "longblob": 4294967295,
+    "tinytext": 255, "text": 65535, "mediumtext": 16777215, "longtext": 4294967295,
+}  # fmt: skip
 _INT_PRECISION = {"tinyint": 3, "smallint": 5, "mediumint": 7, "int": 10, "bigint": 19}
 
 
@@ -466,9 +471,17 @@ def _type_parts(declared: str) -> tuple[str, int | None, int | None, int | None]
     numbers = [int(n) for n in re.findall(r"\d+", rest)]
     if base in ("varchar", "char"):
         return base, numbers[0] if numbers else None, None, None
+    if base in _LOB_LENGTHS:
+        return base, _LOB_LENGTHS[base], None, None
     if base == "decimal":
         return base, None, numbers[0] if numbers else 10, numbers[1] if len(numbers) > 1 else 0
     return base.split(" ")[0], None, None, None
+
+
+def _octets(data_type: str, length: int | None) -> int | None:
+    if length is None:
+        return None
+    return length if data_type in _LOB_LENGTHS else length * 4  # utf8mb4: 4 bytes a character
 
 
 class _Catalogue:
@@ -545,7 +558,7 @@ async def information_schema_query(
                         precision, scale = _INT_PRECISION.get(data_type), 0
                     rows.append(
                         ("def", db, t, c.name, i, _default(c), "YES" if c.nullable else "NO", data_type, length,
-                         length * 4 if length is not None else None, precision, scale,
+                         _octets(data_type, length), precision, scale,
                          0 if data_type in ("datetime", "timestamp", "time") else None, charset, collation,
                          mysql_type(c.declared_type), "PRI" if c.primary_key else "", _extra(c),
                          "select,insert,update,references", getattr(c, "comment", ""), "NEVER", None)
