@@ -28,6 +28,12 @@ if TYPE_CHECKING:
     from frontend.session import Session
 
 _SELECT_INT = re.compile(r"^select\s+(-?\d{1,18})$", FLAGS)
+# The embedded backend parses a statement into a tree of about 500 bytes per
+# byte of text (1 MB of INSERT took 600 MB), in a worker that shares the GIL
+# with the event loop: what one statement may cost is bounded, and so is the
+# number parsed at once.
+MAX_EMBEDDED_STATEMENT = 256 * 1024
+_PARSE_SLOTS = asyncio.Semaphore(2)
 PARSE_CACHE_ENTRY = 1024  # longer statements are parsed off the loop (4 KB took up to 30 ms), never cached
 # Bounded by the statements' text; a tree costs some tens of times its text.
 _PARSED: ByteBoundedCache[str, exp.Expression] = ByteBoundedCache(256 * 1024, PARSE_CACHE_ENTRY, len)
@@ -169,8 +175,14 @@ _FE_FAMILIES = frozenset({"kill", "processlist", "kill_audit", "accounts", "set"
 def route(session: Session, sql: str) -> Route:
     """Whether a statement is the engine's (relayed as the client sent it) or
     the FE's, read by ``frontend.lexer`` as the server would read it."""
-    c = lexer.classify(sql, session.quote_modes, fe_variables=FE_VARIABLES, current_db=session.db)
+    big = len(sql) > lexer.MAX_CLASSIFY
+    # A long statement is read only as far as its first 64 KB: what the FE owns
+    # is short, and nothing of a user's may cost the loop more than that.
+    head = sql[: lexer.MAX_CLASSIFY] if big else sql
+    c = lexer.classify(head, session.quote_modes, fe_variables=FE_VARIABLES, current_db=session.db)
     owned = c.owned
+    if big and owned is not None and owned in _FE_FAMILIES:
+        raise SqlError(errors.NOT_SUPPORTED, f"statements of the FE's own longer than {lexer.MAX_CLASSIFY} bytes")
     if owned is None:
         if c.first_words[:2] in (("CREATE", "DATABASE"), ("CREATE", "SCHEMA")):
             # A new database is the cluster's: users granted on *.*.* reach it (frontend.backend_accounts).
@@ -212,10 +224,17 @@ class Executor:
         """Run ``sql``; ``prepared``, for a prepared statement's execute, is its
         text with ``?`` markers and the parameters that ``sql`` substitutes;
         ``text``: the statement as the lexer read it (a relaying backend's FE statements)."""
-        if prepared is not None and not self.services.backend.relays:
-            bound = await self._bound(session, *prepared)
-            if bound is not None:
-                return bound
+        if not self.services.backend.relays:
+            if len(sql) > MAX_EMBEDDED_STATEMENT:  # before any scan of it
+                raise SqlError(
+                    errors.NOT_SUPPORTED,
+                    f"statements longer than {MAX_EMBEDDED_STATEMENT >> 10} KB on the embedded backend"
+                    " (split it, or use a MySQL backend)",
+                )
+            if prepared is not None:
+                bound = await self._bound(session, *prepared)
+                if bound is not None:
+                    return bound
         text = statement_text(sql) if text is None else text
         if not text:
             raise SqlError(errors.EMPTY_QUERY, "Query was empty")
@@ -232,10 +251,15 @@ class Executor:
         if not relays:
             text = without_doris_clauses(text)  # a Doris backend reads them itself
         cached = len(text) <= PARSE_CACHE_ENTRY
-        # Longer statements are parsed off the loop (seconds for a bulk INSERT)
-        # and handed to the backend as a tree, so it does not parse them again.
+        # Longer statements are parsed off the loop (seconds for a bulk INSERT),
+        # a few at a time, and handed to the backend as a tree, so it does not
+        # parse them again.
         try:
-            tree = _parse(text) if cached else await asyncio.to_thread(parse, text)
+            if cached:
+                tree = _parse(text)
+            else:
+                async with _PARSE_SLOTS:
+                    tree = await asyncio.to_thread(parse, text)
         except SqlError:
             if relays:  # syntax sqlglot lacks: the server's to judge
                 return self._warnings(session, await session.backend.execute(text, session.db))
@@ -246,13 +270,13 @@ class Executor:
             # Only a statement naming CONNECTION_ID() reaches here: the FE's id in
             # a constant SELECT; anywhere else the server's statement, as sent.
             if _is_constant_select(tree):
-                return await self._constant_select(session, tree)
+                return await self._constant_select(session, tree, text)
             return self._warnings(session, await session.backend.execute(text, session.db))
         schema_tables = metadata.information_schema_tables(tree, session.db)
         if schema_tables is not None:  # built from what the user may see: no privilege check needed
             return await metadata.information_schema_query(self.services, session, tree, schema_tables)
         if _is_constant_select(tree):
-            return await self._constant_select(session, tree)
+            return self._warnings(session, await self._constant_select(session, tree, text))
         # No privilege check here: SQLite's authorizer checks every table it
         # actually reads or writes against the user's grants (sqlite_authorizer).
         if not cached:
@@ -284,7 +308,7 @@ class Executor:
             session.warnings = list(result.warnings)  # SHOW WARNINGS, answered by the FE
         return result
 
-    async def _constant_select(self, session: Session, tree: exp.Expression) -> Result:
+    async def _constant_select(self, session: Session, tree: exp.Expression, text: str = "") -> Result:
         def substitute(node: exp.Expression) -> exp.Expression:
             try:
                 return _literal(session_value(session, node))
@@ -297,7 +321,7 @@ class Executor:
             raise SqlError(errors.NO_SUCH_FUNCTION, f"FUNCTION {unknown.name} does not exist")
         assert isinstance(query, exp.Select) and isinstance(tree, exp.Select)
         # The columns are named as the client wrote them, not as substituted.
-        columns = [p.alias_or_name if p.alias else p.sql(dialect="mysql") for p in tree.expressions]
+        columns = constants.labels(text, tree.expressions)  # MySQL's labels: the items as the client wrote them
         # Folded here only for the embedded backend; a server computes its own constants.
         relays = self.services.backend.relays
         row = constants.fold(query) if query.args.get("where") is None and not relays else None

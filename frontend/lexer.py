@@ -469,7 +469,7 @@ class Classification:
     @property
     def first_words(self) -> tuple[str, ...]:
         if self._first_words is None:
-            self._first_words = _first_words(list(_tokens(self._sql, *self._opts, self.statement_start)))
+            self._first_words = _first_words(list(islice(_tokens(self._sql, *self._opts, self.statement_start), 3)))
         return self._first_words
 
     @property

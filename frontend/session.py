@@ -30,7 +30,7 @@ from coordinator import errors
 from coordinator.pb import fecluster_pb2 as pb
 from coordinator.registry import ConnectionRecord, FeRecord
 from coordinator.users import UserRecord
-from frontend.lexer import QuoteModes, quote_modes
+from frontend.lexer import MAX_CLASSIFY, QuoteModes, quote_modes
 from frontend.lexer import split as lexer_split
 from frontend.result import Result, SqlWarning
 from frontend.sqltext import redact
@@ -299,7 +299,12 @@ class Session:
         return self._host.backend.relays and self._host.executor.route(self, sql).relay
 
     def split(self, sql: str) -> list[str]:
-        """A multi-statement text's statements, cut where the server cuts them."""
+        """A multi-statement text's statements, cut where the server cuts them.
+        Over a relaying backend a text past 64 KB is not cut by the FE (the
+        cost on the loop stays bounded): it goes to the server whole, which
+        judges every statement in it."""
+        if len(sql) > MAX_CLASSIFY and self._host.backend.relays:
+            return [sql]
         return [sql[a:b] for a, b in lexer_split(sql, self.quote_modes)]
 
     def has_statement(self, statement_id: int) -> bool:
