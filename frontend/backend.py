@@ -10,7 +10,7 @@ modules and the session core never touch SQLite (or any other engine).
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -59,7 +59,7 @@ class BackendLogin:
 
 
 class BackendSession(Protocol):
-    async def execute(self, sql: str, database: str | None, tree: exp.Expression | None = None) -> Result:
+    async def execute(self, sql: str, database: str | None, tree: exp.Expr | None = None) -> Result:
         """Run ``sql``; ``tree``, when given, is its parse (the caller's to give up)."""
         ...
 
@@ -108,7 +108,7 @@ class BackendSession(Protocol):
         database: str | None,
         interrupted: Callable[[], SqlError | None],
         statement_id: int = 0,
-    ) -> AsyncIterator[bytes]:
+    ) -> AsyncGenerator[bytes, None]:
         """The server's answer to ``payload``, as framed packets (``frontend.mysql_backend.MysqlSession``)."""
         ...
 
@@ -182,13 +182,13 @@ class Backend(Protocol):
         ...
 
     async def query_rows(
-        self, query: exp.Expression, table: str, columns: Sequence[str], rows: Sequence[tuple[Any, ...]]
+        self, query: exp.Expr, table: str, columns: Sequence[str], rows: Sequence[tuple[Any, ...]]
     ) -> Result:
         """``query`` over one table of rows the FE holds (information_schema.processlist)."""
         ...
 
     async def query_tables(
-        self, query: exp.Expression, tables: Mapping[str, tuple[Sequence[str], Sequence[tuple[Any, ...]]]]
+        self, query: exp.Expr, tables: Mapping[str, tuple[Sequence[str], Sequence[tuple[Any, ...]]]]
     ) -> Result:
         """``query`` over tables of rows the FE holds: name -> (columns, rows)."""
         ...

@@ -104,7 +104,7 @@ def _cast(value: Any, to: exp.DataType) -> Any:
     raise NotConstant(kind)
 
 
-def value_of(node: exp.Expression) -> Any:
+def value_of(node: exp.Expr) -> Any:
     if isinstance(node, exp.Alias):
         return value_of(node.this)
     if isinstance(node, exp.Null):
@@ -132,7 +132,7 @@ def fold(query: exp.Select) -> tuple[Any, ...] | None:
         return None
 
 
-def labels(text: str, items: list[exp.Expression]) -> list[str]:
+def labels(text: str, items: list[exp.Expr]) -> list[str]:
     """The column labels MySQL gives a SELECT's ``items`` written as ``text``: an
     alias, else the item as the client wrote it (``sqltext.source_labels``),
     else (text not read) as sqlglot prints it."""

@@ -36,14 +36,14 @@ MAX_EMBEDDED_STATEMENT = 256 * 1024
 _PARSE_SLOTS = asyncio.Semaphore(2)
 PARSE_CACHE_ENTRY = 1024  # longer statements are parsed off the loop (4 KB took up to 30 ms), never cached
 # Bounded by the statements' text; a tree costs some tens of times its text.
-_PARSED: ByteBoundedCache[str, exp.Expression] = ByteBoundedCache(256 * 1024, PARSE_CACHE_ENTRY, len)
+_PARSED: ByteBoundedCache[str, exp.Expr] = ByteBoundedCache(256 * 1024, PARSE_CACHE_ENTRY, len)
 
 
 Prepared = tuple[str, Sequence[Any]]  # a prepared statement's text (``?`` markers) and its parameters
 _BINDABLE_START = re.compile(r"^\s*(?:/\*.*?\*/\s*)*(?:select|insert|update|delete|replace)\b", FLAGS)
 
 
-def _bindable(tree: exp.Expression, param_count: int, db: str | None) -> bool:
+def _bindable(tree: exp.Expr, param_count: int, db: str | None) -> bool:
     """Whether the backend may run ``tree`` with bound parameters: a data
     statement over tables, nothing the FE answers itself, no @variables."""
     try:
@@ -76,12 +76,12 @@ def _bound_plan(template: str, db: str | None, fold_case: bool, param_count: int
         return None  # the text path gives the error
 
 
-def _parse(sql: str) -> exp.Expression:
+def _parse(sql: str) -> exp.Expr:
     """Cached: callers must not change the tree (copy it first)."""
     return _PARSED.get(sql, lambda: parse(sql))
 
 
-def _is_constant_select(tree: exp.Expression) -> bool:
+def _is_constant_select(tree: exp.Expr) -> bool:
     return (
         isinstance(tree, exp.Select)
         and not tree.args.get("from")
@@ -95,7 +95,7 @@ def _is_constant_select(tree: exp.Expression) -> bool:
 _SESSION_STATE_FUNCTIONS = {"SLEEP", "LAST_INSERT_ID", "ROW_COUNT", "FOUND_ROWS"}
 
 
-def session_value(session: Session, node: exp.Expression) -> Any:
+def session_value(session: Session, node: exp.Expr) -> Any:
     """The value of a session function or ``@@variable``; KeyError for anything else."""
     if isinstance(node, exp.SessionParameter):
         return session.variables.get(node.name)
@@ -123,7 +123,7 @@ def session_value(session: Session, node: exp.Expression) -> Any:
     raise KeyError(name)
 
 
-def _literal(value: Any) -> exp.Expression:
+def _literal(value: Any) -> exp.Expr:
     if value is None:
         return exp.null()
     if isinstance(value, bool):
@@ -131,7 +131,7 @@ def _literal(value: Any) -> exp.Expression:
     return exp.Literal.number(value) if isinstance(value, int | float) else exp.Literal.string(str(value))
 
 
-def _user_variables(session: Session, tree: exp.Expression) -> exp.Expression:
+def _user_variables(session: Session, tree: exp.Expr) -> exp.Expr:
     """``tree`` (changed) with each ``@v`` replaced by its value."""
     if tree.find(exp.Parameter) is None:
         return tree
@@ -308,8 +308,8 @@ class Executor:
             session.warnings = list(result.warnings)  # SHOW WARNINGS, answered by the FE
         return result
 
-    async def _constant_select(self, session: Session, tree: exp.Expression, text: str = "") -> Result:
-        def substitute(node: exp.Expression) -> exp.Expression:
+    async def _constant_select(self, session: Session, tree: exp.Expr, text: str = "") -> Result:
+        def substitute(node: exp.Expr) -> exp.Expr:
             try:
                 return _literal(session_value(session, node))
             except KeyError:

@@ -2,16 +2,28 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass, field
 from functools import cache
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from coordinator import errors
 from coordinator.errors import SqlError
 
 if TYPE_CHECKING:
     from frontend.wire.results import Column
+
+
+class Batches(Protocol):
+    """A streamed result's further rows, batch by batch: an async generator, or
+    a wrapper that (unlike a generator not yet started) acts on ``aclose()`` at
+    any point. Whoever reads it must exhaust it or ``aclose()`` it."""
+
+    def __aiter__(self) -> AsyncIterator[list[tuple[Any, ...]]]: ...
+
+    async def __anext__(self) -> list[tuple[Any, ...]]: ...
+
+    async def aclose(self) -> None: ...
 
 
 class SizedInt(int):
@@ -57,11 +69,11 @@ class Result:
     # The rows after ``rows``, batch by batch, for a backend that streams a
     # large result: fetched as the client reads them. Whoever sends the result
     # must exhaust it or ``aclose()`` it (the statement runs until then).
-    more: AsyncIterator[list[tuple[Any, ...]]] | None = None
+    more: Batches | None = None
     # A relaying backend's answer as its packets, framed as they came (the
     # MySQL listener writes them through unchanged); nothing else is set.
     # Whoever sends it must exhaust it or ``aclose()`` it.
-    relay: AsyncIterator[bytes] | None = None
+    relay: AsyncGenerator[bytes, None] | None = None
 
     @property
     def has_rows(self) -> bool:

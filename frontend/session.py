@@ -21,7 +21,7 @@ import asyncio
 import logging
 import re
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
@@ -32,7 +32,7 @@ from coordinator.registry import ConnectionRecord, FeRecord
 from coordinator.users import UserRecord
 from frontend.lexer import MAX_CLASSIFY, QuoteModes, quote_modes
 from frontend.lexer import split as lexer_split
-from frontend.result import Result, SqlWarning
+from frontend.result import Batches, Result, SqlWarning
 from frontend.sqltext import redact
 from frontend.variables import Variables
 from frontend.wire.answer import Command
@@ -269,8 +269,8 @@ class Session:
         return Result(relay=self._relayed(chunks, timer, route))
 
     async def _relayed(
-        self, chunks: AsyncIterator[bytes], timer: asyncio.TimerHandle | None, route: Route | None
-    ) -> AsyncIterator[bytes]:
+        self, chunks: AsyncGenerator[bytes, None], timer: asyncio.TimerHandle | None, route: Route | None
+    ) -> AsyncGenerator[bytes, None]:
         self._relaying = True
         self.state = "Sending data"
         ok = False
@@ -385,8 +385,8 @@ class Session:
             raise
 
     async def _rest(
-        self, more: AsyncIterator[list[Any]], timer: asyncio.TimerHandle | None
-    ) -> AsyncIterator[list[Any]]:
+        self, more: Batches, timer: asyncio.TimerHandle | None
+    ) -> AsyncGenerator[list[tuple[Any, ...]], None]:
         """The rest of a streamed result, batch by batch as the client reads:
         the statement is running (processlist, KILL, time limits) until its
         last batch is out or the reader lets go."""

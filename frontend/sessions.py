@@ -38,7 +38,7 @@ import logging
 import re
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import sqlglot
@@ -57,7 +57,7 @@ from coordinator.registry import ConnectionWriter, FeRecord
 from coordinator.users import UserRecord, connection_limit, may_kill, native_password_hash
 from frontend.backend import Backend, BackendLogin
 from frontend.executor import Executor, Prepared
-from frontend.result import Result
+from frontend.result import Batches, Result
 from frontend.session import Session
 from frontend.sqlparse import ByteBoundedCache
 from frontend.variables import Schema, Variables
@@ -217,7 +217,7 @@ class SessionTable:
         user: UserRecord,
         peer: str,
         protocol: str,
-        close_transport: Callable[[], None],
+        close_transport: Callable[[errors.SqlError | None], None],
         *,
         database: str | None = None,
         variables: Variables | None = None,
@@ -689,7 +689,7 @@ class _Releasing:
     """A streamed result's batches; the lane goes back when they end, fail or are closed
     (also when the reader closes it before the first batch)."""
 
-    def __init__(self, more: AsyncIterator[list[tuple[Any, ...]]], release: Callable[[], None]) -> None:
+    def __init__(self, more: Batches, release: Callable[[], None]) -> None:
         self._more = more
         self._release = release
 
@@ -705,8 +705,6 @@ class _Releasing:
 
     async def aclose(self) -> None:
         try:
-            aclose = getattr(self._more, "aclose", None)
-            if aclose is not None:
-                await aclose()
+            await self._more.aclose()
         finally:
             self._release()

@@ -30,7 +30,7 @@ import re
 import sqlite3
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -324,12 +324,12 @@ class SqliteBackend:
         return await self._in_thread(run, warnings=warnings)
 
     async def query_rows(
-        self, query: exp.Expression, table: str, columns: Sequence[str], rows: Sequence[tuple[Any, ...]]
+        self, query: exp.Expr, table: str, columns: Sequence[str], rows: Sequence[tuple[Any, ...]]
     ) -> Result:
         return await self.query_tables(query, {table: (columns, rows)})
 
     async def query_tables(
-        self, query: exp.Expression, tables: Mapping[str, tuple[Sequence[str], Sequence[tuple[Any, ...]]]]
+        self, query: exp.Expr, tables: Mapping[str, tuple[Sequence[str], Sequence[tuple[Any, ...]]]]
     ) -> Result:
         sql = query.sql(dialect="sqlite")
 
@@ -561,7 +561,7 @@ class SqliteSession:
         self,
         sql: str,
         database: str | None,
-        tree: exp.Expression | None,
+        tree: exp.Expr | None,
         params: tuple[Any, ...],
         user: UserRecord | None,
     ) -> Result:
@@ -787,7 +787,7 @@ class SqliteSession:
             conn.execute("RELEASE fe_create_table")
         return Result()
 
-    async def _rest(self, cursor: sqlite3.Cursor) -> AsyncIterator[list[tuple[Any, ...]]]:
+    async def _rest(self, cursor: sqlite3.Cursor) -> AsyncGenerator[list[tuple[Any, ...]], None]:
         """A large result's further rows, a batch per call in a worker thread
         (a KILL interrupts it): memory holds a batch, not the result."""
         try:
@@ -845,7 +845,7 @@ class SqliteSession:
             self._lost = False
             raise deadlock()
 
-    async def execute(self, sql: str, database: str | None, tree: exp.Expression | None = None) -> Result:
+    async def execute(self, sql: str, database: str | None, tree: exp.Expr | None = None) -> Result:
         self._told_of_loss()
         self.database = database
         return await self._call(self._run, sql, database, tree, (), self._current_user())

@@ -171,13 +171,17 @@ def _duplicate_value(
         return None
     places = iter(params)
 
-    def value(node: exp.Expression) -> Any:
+    def value(node: exp.Expr) -> Any:
         if isinstance(node, exp.Placeholder):
             return next(places, None)
         if isinstance(node, exp.Literal):
             return node.this if node.is_string else node.to_py()
         if isinstance(node, exp.Neg) and isinstance(node.this, exp.Literal):
-            return -node.this.to_py()
+            # -'5' is -5 (MySQL reads quoted text as a number under a minus); text no number reads raises ValueError
+            number = exp.Literal.number(node.this.this).to_py()
+            if isinstance(number, str):  # never for a number literal; it narrows the type
+                raise ValueError(number)
+            return -number
         if isinstance(node, exp.Null):
             return None
         raise ValueError(node.sql())

@@ -69,7 +69,7 @@ def translate(sql: str, database: str | None) -> Translation:
     return _TRANSLATED.get((sql, database), lambda: translate_tree(parse(sql), database, sql))
 
 
-def label_columns(tree: exp.Expression, source: str | None) -> None:
+def label_columns(tree: exp.Expr, source: str | None) -> None:
     """Each unaliased item of the outermost SELECT (the first of a UNION)
     aliased with MySQL's label for it: a column as the client named it, any
     other expression as written in ``source`` (``sqltext.source_labels``), not
@@ -106,7 +106,7 @@ SYSTEM_SCHEMAS = frozenset({"mysql", "performance_schema", "sys"})
 _NOOPS = re.compile(r"^(?:LOCK\s+TABLES?|UNLOCK\s+TABLES?)\b", re.IGNORECASE)
 
 
-def translate_tree(tree: exp.Expression, database: str | None, source: str | None = None) -> Translation:
+def translate_tree(tree: exp.Expr, database: str | None, source: str | None = None) -> Translation:
     """As ``translate``, from a tree the caller gives up (it is changed);
     ``source``: the statement's text, for the column labels."""
     label_columns(tree, source)
@@ -197,7 +197,7 @@ def translate_tree(tree: exp.Expression, database: str | None, source: str | Non
     )
 
 
-def _changes(tree: exp.Expression) -> tuple[str, str, tuple[str, ...]] | None:
+def _changes(tree: exp.Expr) -> tuple[str, str, tuple[str, ...]] | None:
     """An UPDATE's target and the columns it sets: SQLite counts the rows an
     UPDATE matched, MySQL's affected rows are those whose value changed."""
     if not isinstance(tree, exp.Update) or not isinstance(tree.this, exp.Table) or not tree.this.db:
@@ -267,7 +267,7 @@ def _column_notes(tree: exp.Create | exp.Alter) -> None:
                 data["charset"] = kind.name.lower()
             elif isinstance(kind, exp.CollateColumnConstraint):
                 value = kind.this
-                data["collation"] = (value.name if isinstance(value, exp.Expression) else str(value)).lower()
+                data["collation"] = (value.name if isinstance(value, exp.Expr) else str(value)).lower()
             elif isinstance(kind, exp.CommentColumnConstraint):
                 data["comment"] = kind.name
             else:
@@ -296,7 +296,7 @@ def _column_notes(tree: exp.Create | exp.Alter) -> None:
 LIVENESS_CHECK = "fe_go"  # the session connection's function: 1, or an error once the statement is cancelled
 
 
-def _guarded(tree: exp.Expression) -> str | None:
+def _guarded(tree: exp.Expr) -> str | None:
     """``tree``'s text with the liveness check ANDed into the WHERE of the
     statement and of every SELECT in it (subqueries, CTEs, INSERT ... SELECT):
     called once per row a loop visits, so a KILL stops even a long subquery."""
@@ -305,18 +305,18 @@ def _guarded(tree: exp.Expression) -> str | None:
     if not places:
         return None
     for node in places:
-        check: exp.Expression = exp.Anonymous(this=LIVENESS_CHECK)
+        check: exp.Expr = exp.Anonymous(this=LIVENESS_CHECK)
         where = node.args.get("where")
         node.set("where", exp.Where(this=exp.and_(exp.Paren(this=where.this), check) if where else check))
     return copy.sql(dialect="sqlite")
 
 
-def _text_of_bytes(data: bytes) -> exp.Expression:
+def _text_of_bytes(data: bytes) -> exp.Expr:
     """A text value SQLite cannot take as a literal (it contains NUL): its bytes, as text."""
     return exp.Cast(this=exp.HexString(this=data.hex()), to=exp.DataType.build("TEXT"))
 
 
-def _charset_literal(node: exp.Expression) -> exp.Expression:
+def _charset_literal(node: exp.Expr) -> exp.Expr:
     if isinstance(node, exp.Introducer):  # _binary'..', _utf8mb4'..', _latin1 X'..'
         charset = node.name.lower()
         value = node.expression
@@ -335,7 +335,7 @@ def _charset_literal(node: exp.Expression) -> exp.Expression:
     return node
 
 
-def _charset_literals(tree: exp.Expression) -> exp.Expression:
+def _charset_literals(tree: exp.Expr) -> exp.Expr:
     """MySQL's literal forms SQLite lacks: charset introducers, N'..', NUL inside a string."""
     if tree.find(exp.Introducer, exp.National) is None and not any(
         "\x00" in lit.this for lit in tree.find_all(exp.Literal) if lit.is_string
@@ -344,14 +344,14 @@ def _charset_literals(tree: exp.Expression) -> exp.Expression:
     return tree.transform(_charset_literal)
 
 
-def sqlite_literals(tree: exp.Expression) -> exp.Expression:
+def sqlite_literals(tree: exp.Expr) -> exp.Expr:
     """``tree`` (changed) with MySQL's literal forms as SQLite reads them (a constant SELECT's own path)."""
     tree = _charset_literals(tree)
     _binary_literals(tree)
     return tree
 
 
-def _binary_literals(tree: exp.Expression) -> None:
+def _binary_literals(tree: exp.Expr) -> None:
     """String literals that are not UTF-8 (a client's binary data: the wire
     layer keeps those bytes as surrogates) become blobs, X'...', byte for byte."""
     for literal in list(tree.find_all(exp.Literal)):
@@ -375,21 +375,22 @@ def _needs_text(number: str) -> bool:
     return len(mantissa.replace(".", "").lstrip("0")) > 15
 
 
-def _exact_literals(tree: exp.Expression) -> None:
+def _exact_literals(tree: exp.Expr) -> None:
     """Numbers beyond a double or an int64, where they are values (INSERT,
     UPDATE ... SET, comparisons), become text, so an exact column (DECIMAL,
     BIGINT UNSIGNED) stores and finds them digit for digit."""
     for literal in list(tree.find_all(exp.Literal)):
         if literal.is_string or not _needs_text(literal.this):
             continue
-        node, text = literal, literal.this
+        node: exp.Expr = literal
+        text = literal.this
         if isinstance(node.parent, exp.Neg):
             node, text = node.parent, "-" + text
         if isinstance(node.parent, _VALUE_PLACES):
             node.replace(exp.Literal.string(text))
 
 
-def _inline_indexes(tree: exp.Expression) -> tuple[str, ...]:
+def _inline_indexes(tree: exp.Expr) -> tuple[str, ...]:
     """CREATE TABLE's keys other than the PRIMARY KEY (``[UNIQUE] KEY name
     (cols)``, which SQLite lacks, and a column's UNIQUE) as the CREATE [UNIQUE]
     INDEX statements to run once the table exists, named as MySQL names them
@@ -399,7 +400,7 @@ def _inline_indexes(tree: exp.Expression) -> tuple[str, ...]:
         return ()
     table = schema.this
     exists = "IF NOT EXISTS " if tree.args.get("exists") else ""
-    keys: list[tuple[str, str, list[exp.Expression]]] = []  # (UNIQUE or "", name or "", columns)
+    keys: list[tuple[str, str, list[exp.Expr]]] = []  # (UNIQUE or "", name or "", columns)
     for item in list(schema.expressions):
         if isinstance(item, exp.ColumnDef):
             for constraint in list(item.args.get("constraints") or ()):
@@ -440,7 +441,7 @@ def index_name(table: str, index: str) -> str:
     return f"{table}{INDEX_NAME_SEPARATOR}{index}"
 
 
-def _index_statement(tree: exp.Expression) -> str | None:
+def _index_statement(tree: exp.Expr) -> str | None:
     """CREATE/DROP INDEX as SQLite spells them: the schema goes on the index
     name (``CREATE INDEX d.i ON t (x)``, ``DROP INDEX d.i``), not the table."""
     kind = (tree.args.get("kind") or "").upper()
@@ -478,12 +479,12 @@ _SESSION_COUNTERS = {"LAST_INSERT_ID": LAST_INSERT_ID, "ROW_COUNT": ROW_COUNT}  
 _UNITS = {"WEEK": ("DAY", 7), "QUARTER": ("MONTH", 3)}
 
 
-def _date_arithmetic(node: exp.DateAdd | exp.DateSub) -> exp.Expression:
+def _date_arithmetic(node: exp.DateAdd | exp.DateSub) -> exp.Expr:
     """DATE_ADD/DATE_SUB as MySQL computes them: a date stays a date, a
     datetime keeps its time (sqlglot's SQLite DATE(x, '1 DAY') drops it)."""
     unit = (node.text("unit") or "DAY").upper()
     unit, factor = _UNITS.get(unit, (unit, 1))
-    amount: exp.Expression = node.expression
+    amount: exp.Expr = node.expression
     if factor != 1:
         amount = exp.Mul(this=exp.Paren(this=amount), expression=exp.Literal.number(factor))
     if isinstance(node, exp.DateSub):
@@ -498,7 +499,7 @@ def _date_arithmetic(node: exp.DateAdd | exp.DateSub) -> exp.Expression:
     return exp.Case(ifs=[exp.If(this=short, true=as_date)], default=as_datetime)
 
 
-def _group_concat(node: exp.GroupConcat) -> exp.Expression:
+def _group_concat(node: exp.GroupConcat) -> exp.Expr:
     """MySQL's GROUP_CONCAT([DISTINCT] v1[, v2 ...] [ORDER BY k [DESC], ...] [SEPARATOR s]) as the
     connection's aggregate (``sqlite_functions.GroupConcat``): SQLite 3.40 has no ORDER BY in an
     aggregate, no DISTINCT with a separator, and does not stop at group_concat_max_len."""
@@ -527,7 +528,7 @@ def _group_concat(node: exp.GroupConcat) -> exp.Expression:
     )
 
 
-def _nonzero_number(node: exp.Expression) -> bool:
+def _nonzero_number(node: exp.Expr) -> bool:
     if isinstance(node, exp.Neg):
         node = node.this
     if not (isinstance(node, exp.Literal) and not node.is_string):
@@ -538,7 +539,7 @@ def _nonzero_number(node: exp.Expression) -> bool:
         return False
 
 
-def mysql_function(node: exp.Expression, strict: bool = False) -> exp.Expression:
+def mysql_function(node: exp.Expr, strict: bool = False) -> exp.Expr:
     """One node as SQLite computes MySQL's meaning of it; ``strict``: inside an
     INSERT or UPDATE, where MySQL's strict mode turns a division by 0 or a
     truncated CAST into an error."""
@@ -568,7 +569,7 @@ def mysql_function(node: exp.Expression, strict: bool = False) -> exp.Expression
         return exp.Length(this=exp.Cast(this=node.this, to=exp.DataType.build("BLOB")))
     if isinstance(node, exp.OnConflict) and node.args.get("duplicate"):
         # ON DUPLICATE KEY UPDATE -> SQLite's UPSERT; VALUES(col) -> excluded.col
-        def values(n: exp.Expression) -> exp.Expression:
+        def values(n: exp.Expr) -> exp.Expr:
             if isinstance(n, exp.Anonymous) and n.name.upper() == "VALUES" and len(n.expressions) == 1:
                 return exp.column(n.expressions[0].name, table="excluded")
             return n

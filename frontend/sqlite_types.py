@@ -123,7 +123,7 @@ def compare_numeric(a: str, b: str) -> int:
     if a == b:
         return 0
     ka, kb = _numeric_key(a), _numeric_key(b)
-    return -1 if ka < kb else (1 if ka > kb else 0)  # type: ignore[operator]
+    return -1 if ka < kb else (1 if ka > kb else 0)
 
 
 _SIZED_INTEGERS = {

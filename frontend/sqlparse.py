@@ -31,7 +31,7 @@ K = TypeVar("K")
 V = TypeVar("V")
 
 
-def parse(sql: str) -> exp.Expression:
+def parse(sql: str) -> exp.Expr:
     try:
         tree = sqlglot.parse_one(sql, read="mysql")
         if isinstance(tree, exp.Command) and tree.name.upper() == "REPLACE":

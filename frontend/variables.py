@@ -134,7 +134,7 @@ class _Default:
 DEFAULT = _Default()
 
 
-def expression_value(node: exp.Expression, variables: Variables) -> Any:
+def expression_value(node: exp.Expr, variables: Variables) -> Any:
     """The value a ``SET`` assigns; SqlError 1235 for what is not a constant."""
     if isinstance(node, exp.Boolean):
         return node.this

@@ -410,7 +410,7 @@ SUPPORTED = {
 }  # fmt: skip
 
 
-def information_schema_tables(tree: exp.Expression, current_db: str | None) -> set[str] | None:
+def information_schema_tables(tree: exp.Expr, current_db: str | None) -> set[str] | None:
     """The information_schema tables ``tree`` reads, or None if it reads none.
     SqlError 1235 for a query mixing them with data tables, 1109 for one we do not have."""
     ctes = {c.alias_or_name.lower() for c in tree.find_all(exp.CTE)}
@@ -529,9 +529,7 @@ class _Catalogue:
         return self._key_parts[db, table]
 
 
-async def information_schema_query(
-    services: Services, session: Session, tree: exp.Expression, names: set[str]
-) -> Result:
+async def information_schema_query(services: Services, session: Session, tree: exp.Expr, names: set[str]) -> Result:
     visible = await _visible(services, session)
     catalogue = _Catalogue(services)
     tables: dict[str, tuple[tuple[str, ...], list[tuple[Any, ...]]]] = {}

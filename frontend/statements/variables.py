@@ -97,7 +97,7 @@ async def set_statement(services: Services, session: Session, m: re.Match[str]) 
         raise _syntax_error(sql) from e
     if not isinstance(tree, exp.Set):
         raise _syntax_error(sql)
-    relay: list[exp.Expression] = []  # what a relaying backend is told (its own session variables)
+    relay: list[exp.Expr] = []  # what a relaying backend is told (its own session variables)
     for item in tree.expressions:
         kind = (item.text("kind") or "").upper()
         if kind in ("NAMES", "CHARACTER SET"):

@@ -33,15 +33,15 @@ import logging
 import socket
 import ssl
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator, Sequence
-from typing import Any, Protocol
+from collections.abc import AsyncGenerator, Awaitable, Callable, Coroutine, Iterator, Sequence
+from typing import Any, Generic, Protocol, TypeVar
 
 from coordinator import errors
 from coordinator.errors import SqlError
 from coordinator.ids import IdsExhausted
 from coordinator.users import UserRecord
 from frontend.backend import BackendLogin
-from frontend.result import Result
+from frontend.result import Batches, Result
 from frontend.throttle import LoginThrottle
 from frontend.wire import auth, commands
 from frontend.wire import handshake as hs
@@ -99,6 +99,10 @@ class WireSession(Protocol):
         """A multi-statement text's statements, cut as the server cuts them."""
         ...
 
+    def has_statement(self, statement_id: int) -> bool:
+        """A prepared statement of this session that lives on the backend server (a relayed PREPARE kept it)."""
+        ...
+
     def relay(self, payload: bytes, command: Command, sql: str, statement_id: int = 0) -> Result: ...
 
     async def send_only(self, payload: bytes) -> None:
@@ -116,7 +120,11 @@ class WireSession(Protocol):
     def in_transaction(self) -> bool: ...
 
 
-class SessionFactory(Protocol):
+S = TypeVar("S", bound=WireSession)
+"""The node's own session type: the listener hands back to the node what its ``open`` made."""
+
+
+class SessionFactory(Protocol[S]):
     """The node, as the listener sees it."""
 
     def refusal(self) -> SqlError | None:
@@ -142,13 +150,13 @@ class SessionFactory(Protocol):
         database: str | None = None,
         interactive: bool = False,
         login: BackendLogin | None = None,
-    ) -> WireSession:
+    ) -> S:
         """A registered session; raises SqlError (e.g. 1049 unknown database) to refuse it."""
         ...
 
-    async def close(self, session: WireSession) -> None: ...
+    async def close(self, session: S) -> None: ...
 
-    def answered(self, session: WireSession) -> None:
+    def answered(self, session: S) -> None:
         """The answer of the session's statement has been written (a KILL may be waiting for it)."""
         ...
 
@@ -205,12 +213,12 @@ def _err(code: int, message: str, state: str | None = None) -> bytes:
     return rs.err_packet(code, message, state or _STATES.get(code))
 
 
-class MysqlServer:
+class MysqlServer(Generic[S]):
     """Accepts MySQL clients; ``start`` binds, ``close`` stops accepting, ``abort_all`` cuts everyone."""
 
     def __init__(
         self,
-        factory: SessionFactory,
+        factory: SessionFactory[S],
         *,
         ssl_context: ssl.SSLContext | None = None,
         connect_timeout: float = 10.0,
@@ -229,7 +237,7 @@ class MysqlServer:
         self.max_handshakes = max(1, max_handshakes)
         self.max_handshakes_per_address = max(1, max_handshakes_per_address)
         # Handshakes in progress, oldest first, and how many per client address.
-        self.handshakes: dict[MysqlConnection, None] = {}
+        self.handshakes: dict[MysqlConnection[S], None] = {}
         self._per_address: dict[str, int] = {}
         self.handshakes_refused = 0  # over the per-address cap (1040)
         self.handshakes_cut = 0  # the oldest, cut to make room
@@ -240,7 +248,7 @@ class MysqlServer:
         self.server_version = server_version
         self.max_prepared_statements = max_prepared_statements
         self.capabilities = hs.server_capabilities(tls=ssl_context is not None)
-        self.connections: set[MysqlConnection] = set()
+        self.connections: set[MysqlConnection[S]] = set()
         self.started = time.monotonic()
         self.questions = 0
         self._server: asyncio.Server | None = None
@@ -309,7 +317,7 @@ class MysqlServer:
 
     # ------------------------------------------------------------ handshake admission
 
-    def admit_handshake(self, connection: MysqlConnection) -> bool:
+    def admit_handshake(self, connection: MysqlConnection[S]) -> bool:
         """A new handshake: False past the per-address cap; past the total cap
         the oldest handshake is cut (an idle socket's, nearly always: a client
         that logs in takes milliseconds), so a flood from many addresses
@@ -335,7 +343,7 @@ class MysqlServer:
         self._per_address[ip] = count + 1
         return True
 
-    def handshake_ended(self, connection: MysqlConnection) -> None:
+    def handshake_ended(self, connection: MysqlConnection[S]) -> None:
         if self.handshakes.pop(connection, 0) is None:
             ip = connection.ip
             left = self._per_address.get(ip, 1) - 1
@@ -370,7 +378,7 @@ class MysqlServer:
             connection = MysqlConnection(self, peer)
             self._spawn(self._serve(connection, connection.serve_socket(sock)))
 
-    async def _serve(self, connection: MysqlConnection, body: Coroutine[Any, Any, None]) -> None:
+    async def _serve(self, connection: MysqlConnection[S], body: Coroutine[Any, Any, None]) -> None:
         self.connections.add(connection)
         try:
             await body
@@ -381,17 +389,17 @@ class MysqlServer:
             connection.finish()
 
 
-class MysqlConnection:
+class MysqlConnection(Generic[S]):
     io: WireProtocol
 
-    def __init__(self, server: MysqlServer, peer: Any) -> None:
+    def __init__(self, server: MysqlServer[S], peer: Any) -> None:
         self.server = server
         self.conn_id = 0
         self.capabilities = 0
         self.charset = hs.UTF8MB4_GENERAL_CI
         self.deprecate_eof = False
         self.multi_statements = False
-        self.session: WireSession | None = None
+        self.session: S | None = None
         self.user: UserRecord | None = None
         self.nonce = b""
         self.stage1: bytes | None = None  # SHA1(password), learned from a verified scramble (the backend login)
@@ -443,7 +451,7 @@ class MysqlConnection:
         transport = self.io.transport
         with contextlib.suppress(Exception):
             if not transport.is_closing():
-                transport.abort()  # type: ignore[attr-defined]
+                transport.abort()
 
     def finish(self) -> None:
         """End the connection after what is already written (the last ERR) has gone out."""
@@ -780,7 +788,7 @@ class MysqlConnection:
             status = self._status() | (rs.SERVER_MORE_RESULTS_EXISTS if i < last else 0)
             await self._send_result(result, status, binary=False)
 
-    async def _forward(self, chunks: AsyncIterator[bytes], more: bool = False) -> bool:
+    async def _forward(self, chunks: AsyncGenerator[bytes, None], more: bool = False) -> bool:
         """A relayed answer, written as the server framed it, a chunk at a
         time as the client reads (bounded: the backend connection pauses while
         its buffer is full). ``more``: another statement's answer follows, so
@@ -867,7 +875,7 @@ class MysqlConnection:
         header: Sequence[bytes],
         encode: Callable[[Sequence[Sequence[Any]]], Iterator[bytes]],
         rows: Sequence[Sequence[Any]],
-        more: AsyncIterator[list[tuple[Any, ...]]] | None,
+        more: Batches | None,
         end: bytes,
     ) -> None:
         """A large result in ~256 KiB writes, waiting for the client whenever
@@ -1092,7 +1100,7 @@ class _Discard(asyncio.Protocol):
             self.done.set_result(None)
 
 
-async def _nothing() -> AsyncIterator[bytes]:
+async def _nothing() -> AsyncGenerator[bytes, None]:
     return
     yield b""
 
