@@ -12,7 +12,7 @@ import hmac
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import grpc
 from google.protobuf.message import DecodeError
@@ -126,7 +126,10 @@ class _Garbage:
 GARBAGE = _Garbage()
 
 
-def _tolerant(deserializer: Callable[[bytes], Any]) -> Callable[[bytes], Any]:
+def _tolerant(deserializer: Callable[[bytes], Any] | None) -> Callable[[bytes], Any] | None:
+    if deserializer is None:  # the handler takes the raw bytes: nothing can fail to parse
+        return None
+
     def parse(data: bytes) -> Any:
         try:
             return deserializer(data)
@@ -140,12 +143,19 @@ async def _reject_garbage(context: grpc.aio.ServicerContext) -> None:
     await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "malformed request: the bytes are not a valid message")
 
 
-def _checked(handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
+# grpc's stubs type a handler's behaviours as the threaded server's (a grpc.ServicerContext, an
+# Iterator of requests); under grpc.aio the same fields hold coroutine functions taking an
+# aio context and an async iterator, which is what these are.
+_AioUnary = Callable[[Any, grpc.aio.ServicerContext[Any, Any]], Awaitable[Any]]
+_AioStream = Callable[[AsyncIterator[Any], grpc.aio.ServicerContext[Any, Any]], AsyncIterator[Any]]
+
+
+def _checked(handler: grpc.RpcMethodHandler[Any, Any]) -> grpc.RpcMethodHandler[Any, Any]:
     """Garbage protobuf gets INVALID_ARGUMENT and a one-line log, not a traceback."""
     deserializer = _tolerant(handler.request_deserializer)
     serializer = handler.response_serializer
     if handler.unary_unary is not None:
-        inner = handler.unary_unary
+        inner = cast(_AioUnary, handler.unary_unary)
 
         async def unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
             if request is GARBAGE:
@@ -154,7 +164,7 @@ def _checked(handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
 
         return grpc.unary_unary_rpc_method_handler(unary, deserializer, serializer)
     if handler.stream_stream is not None:
-        stream = handler.stream_stream
+        stream = cast(_AioStream, handler.stream_stream)
 
         async def streaming(requests: AsyncIterator[Any], context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
             async def checked() -> AsyncIterator[Any]:
@@ -178,9 +188,9 @@ class SecretInterceptor(grpc.aio.ServerInterceptor):
 
     async def intercept_service(
         self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any] | None]],
         details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler:
+    ) -> grpc.RpcMethodHandler[Any, Any] | None:
         if details.method.startswith(_PEER_PREFIX):
             sent = dict(details.invocation_metadata or ()).get(SECRET_HEADER, "")
             sent_b = sent.encode() if isinstance(sent, str) else sent
@@ -197,7 +207,7 @@ async def _refuse_call(request: Any, context: grpc.aio.ServicerContext) -> None:
     await context.abort(grpc.StatusCode.UNAUTHENTICATED, "cluster secret missing or wrong")
 
 
-_refuse = grpc.unary_unary_rpc_method_handler(_refuse_call)
+_refuse: grpc.RpcMethodHandler[Any, None] = grpc.unary_unary_rpc_method_handler(_refuse_call)
 
 
 class PeerService(pb_grpc.PeerServicer):

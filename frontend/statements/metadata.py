@@ -95,6 +95,7 @@ def mysql_type(declared: str) -> str:
 
 
 def _table_ref(session: Session, first: str, second: str | None, from_db: str | None = None) -> tuple[str, str]:
+    db: str | None
     if second is not None:
         db, table = unquote(first), unquote(second)
     else:
@@ -399,7 +400,7 @@ _ENGINES = ("ENGINE", "SUPPORT", "COMMENT", "TRANSACTIONS", "XA", "SAVEPOINTS")
 _CHARACTER_SETS = ("CHARACTER_SET_NAME", "DEFAULT_COLLATE_NAME", "DESCRIPTION", "MAXLEN")
 _COLLATIONS = ("COLLATION_NAME", "CHARACTER_SET_NAME", "ID", "IS_DEFAULT", "IS_COMPILED", "SORTLEN")
 # The same rows as SHOW ENGINES / CHARSET / COLLATION, in the tables' column order.
-_FIXED = {
+_FIXED: dict[str, tuple[tuple[str, ...], list[tuple[Any, ...]]]] = {
     "engines": (_ENGINES, list(ENGINES)),
     "character_sets": (_CHARACTER_SETS, [(c, collation, d, n) for c, d, collation, n in CHARSETS]),
     "collations": (_COLLATIONS, list(COLLATIONS)),
@@ -533,6 +534,7 @@ async def information_schema_query(services: Services, session: Session, tree: e
     visible = await _visible(services, session)
     catalogue = _Catalogue(services)
     tables: dict[str, tuple[tuple[str, ...], list[tuple[Any, ...]]]] = {}
+    rows: list[tuple[Any, ...]]  # each table's own shape
     if "schemata" in names:
         rows = [("def", INFORMATION_SCHEMA, "utf8mb4", "utf8mb4_general_ci", None)]
         rows += [("def", db, "utf8mb4", "utf8mb4_general_ci", None) for db, _ in visible]
@@ -612,9 +614,9 @@ async def information_schema_query(services: Services, session: Session, tree: e
     for name, columns in _EMPTY.items():
         if name in names:
             tables[name] = (columns, [])
-    for name, (columns, rows) in _FIXED.items():
+    for name, fixed in _FIXED.items():
         if name in names:
-            tables[name] = (columns, rows)
+            tables[name] = fixed
     query = tree.copy()
     for table in query.find_all(exp.Table):
         if table.name.lower() in tables:
