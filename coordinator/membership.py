@@ -9,7 +9,7 @@ import contextlib
 import logging
 import secrets
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from dataclasses import replace
 from typing import Any
 
@@ -39,7 +39,7 @@ class Membership:
         on_server_id_lost: Callable[[int, int], Awaitable[None]],
         on_registry_event: Callable[[str], Awaitable[None]],
         on_registry_lost: Callable[[], Awaitable[None]] | None = None,
-        on_fenced: Callable[[], Awaitable[None]] | None = None,
+        on_fenced: Callable[[], Coroutine[Any, Any, None]] | None = None,  # run eagerly: a coroutine
     ) -> None:
         self.registry = registry
         self.record = record
@@ -251,7 +251,7 @@ class Membership:
         if sid not in self._reaping:
             task = asyncio.create_task(self._reap(sid, record, ask), name=f"reap-{sid}")
             self._reaping[sid] = task
-            task.add_done_callback(lambda _t, sid=sid: self._reaping.pop(sid, None))
+            task.add_done_callback(lambda _t: self._reaping.pop(sid, None))
 
     async def _reap(self, sid: int, record: FeRecord, ask: bool) -> None:
         """Purge a lapsed FE's record and rows (its backend threads are killed through

@@ -74,6 +74,10 @@ class PeerUnreachable(Exception):
         self.code = code
 
 
+# One peer's KILL stream: kill requests out, their results back.
+_KillCall = grpc.aio.StreamStreamCall[pb.PeerKillRequest, pb.KillResult]
+
+
 class KillStream:
     """One long-lived ``Peer.KillStream`` to one FE; requests are matched to
     replies by request_id. A broken stream fails what is in flight and is
@@ -89,12 +93,12 @@ class KillStream:
         self._ids = itertools.count(1)
         self._pending: dict[int, asyncio.Future[pb.KillResult]] = {}
         self._outbox: asyncio.Queue[pb.PeerKillRequest] = asyncio.Queue()
-        self._call: grpc.aio.StreamStreamCall | None = None
-        self._sent: dict[grpc.aio.StreamStreamCall, set[int]] = {}  # request ids written, per call
+        self._call: _KillCall | None = None
+        self._sent: dict[_KillCall, set[int]] = {}  # request ids written, per call
         self._tasks: set[asyncio.Task[None]] = set()
         self._writer: asyncio.Task[None] | None = None
 
-    def _open(self) -> grpc.aio.StreamStreamCall:
+    def _open(self) -> _KillCall:
         if self._call is None or self._call.done():
             self._call = self._stub.KillStream(metadata=self._metadata)
             reader = asyncio.create_task(self._read(self._call))
@@ -116,7 +120,7 @@ class KillStream:
                 if not future.done():
                     future.set_exception(PeerUnreachable(grpc.StatusCode.UNAVAILABLE, f"the kill stream broke: {e!r}"))
 
-    async def _read(self, call: grpc.aio.StreamStreamCall) -> None:
+    async def _read(self, call: _KillCall) -> None:
         failure = PeerUnreachable(grpc.StatusCode.UNAVAILABLE, "the kill stream ended")
         try:
             async for reply in call:
@@ -214,7 +218,8 @@ class PeerChannels:
         self.stub(address)
         health = health_pb2_grpc.HealthStub(self._stubs[address][0])
         try:
-            reply = await health.Check(
+            # The stubs leave out the methods the generated HealthStub sets in __init__ (Check, Watch).
+            reply: health_pb2.HealthCheckResponse = await health.Check(  # type: ignore[attr-defined]
                 health_pb2.HealthCheckRequest(service=LEASE_HEALTH), timeout=timeout, metadata=self._metadata
             )
         except grpc.aio.AioRpcError:
