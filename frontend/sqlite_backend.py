@@ -41,7 +41,7 @@ from sqlglot import exp
 from coordinator import errors
 from coordinator.errors import SqlError
 from coordinator.users import UserRecord
-from frontend.backend import Column, Index, check_db_name, valid_db_name
+from frontend.backend import BackendLogin, Column, Index, check_db_name, valid_db_name
 from frontend.result import Result
 from frontend.sqlite_authorizer import CHANGES_TRIGGER, READ_ONLY_PRAGMAS, Grants, Seal
 from frontend.sqlite_errors import deadlock, duplicate_key, lock_wait_timeout, row_is_referenced, sql_error
@@ -65,6 +65,7 @@ from frontend.sqlite_translate import (
 )
 from frontend.sqlite_types import NUMERIC_COLLATION, bindable, compare_numeric, mysql_declared_type
 from frontend.sqlparse import parse
+from frontend.wire.answer import Command
 
 __all__ = ["MAX_RESULT_BYTES", "MAX_RESULT_ROWS", "SqliteBackend", "SqliteSession", "sql_error", "translate"]
 
@@ -346,10 +347,13 @@ class SqliteBackend:
     def session(
         self,
         on_thread: Callable[[int], None] | None = None,
+        *,
+        login: BackendLogin | None = None,
         user: Callable[[], UserRecord | None] | None = None,
         lock_wait_timeout: Callable[[], float] | None = None,
     ) -> SqliteSession:
-        """``user`` gives the session user's current record (the FE's cache),
+        """``on_thread`` and ``login`` are a relaying backend's (no connection, no
+        server login here). ``user`` gives the session user's current record (the FE's cache),
         read before each statement: SQLite's authorizer checks its grants (None:
         no check, the FE's own work). ``lock_wait_timeout`` gives the session's
         ``innodb_lock_wait_timeout`` in seconds (None: ``lock_wait_timeout``
@@ -915,6 +919,35 @@ class SqliteSession:
     @property
     def thread_id(self) -> int:
         return 0
+
+    # The relaying backend's part of BackendSession: the FE calls it only when
+    # ``Backend.relays``, which the embedded backend is not (it translates).
+
+    @property
+    def connected(self) -> bool:
+        return True  # no connection to lose: SQLite is in this process
+
+    def grants_changed(self) -> None:
+        return None  # the authorizer reads the user's grants before each statement
+
+    def has_statement(self, statement_id: int) -> bool:
+        return False  # no statement lives on a server
+
+    def interrupt(self) -> None:
+        return None  # nothing relayed to stop
+
+    def relay(
+        self,
+        payload: bytes,
+        command: Command,
+        database: str | None,
+        interrupted: Callable[[], SqlError | None],
+        statement_id: int = 0,
+    ) -> AsyncGenerator[bytes, None]:
+        raise NotImplementedError("the embedded backend translates statements; it relays none")
+
+    async def send_only(self, payload: bytes) -> None:
+        raise NotImplementedError("the embedded backend translates statements; it relays none")
 
     def close(self) -> None:
         if self._conn is not None:
