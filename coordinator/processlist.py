@@ -26,7 +26,9 @@ COLUMNS = (
     "CloudCluster",
 )
 # information_schema.processlist spells the same columns in upper snake case,
-# and adds TRACE_ID (as current Doris does) after them.
+# and adds TRACE_ID (as current Doris does) after them, then where the session's
+# statements run over a relaying backend: the host (host:port) and the thread id
+# there (the server's own processlist ID), so an operator can find it on that host.
 SCHEMA_COLUMNS = (
     "CURRENT_CONNECTED",
     "ID",
@@ -43,6 +45,8 @@ SCHEMA_COLUMNS = (
     "FE",
     "CLOUD_CLUSTER",
     "TRACE_ID",
+    "BACKEND_HOST",
+    "BACKEND_THREAD",
 )
 INFO_LIMIT = 100
 
@@ -70,8 +74,14 @@ def format_row(row: pb.ProcessRow, caller_id: int, full: bool) -> tuple[Any, ...
 
 
 def schema_row(row: pb.ProcessRow, caller_id: int) -> tuple[Any, ...]:
-    """An information_schema.processlist row: the full row, then TRACE_ID."""
-    return (*format_row(row, caller_id, True), row.trace_id or None)
+    """An information_schema.processlist row: the full row, then TRACE_ID,
+    BACKEND_HOST and BACKEND_THREAD (NULL without a backend connection)."""
+    return (
+        *format_row(row, caller_id, True),
+        row.trace_id or None,
+        row.backend_host or None,
+        row.backend_thread or None,
+    )
 
 
 def row_dict(row: pb.ProcessRow) -> dict[str, Any]:
@@ -92,6 +102,8 @@ def row_dict(row: pb.ProcessRow) -> dict[str, Any]:
         "fe": row.fe,
         "cloud_cluster": row.cloud_cluster or None,
         "trace_id": row.trace_id or None,
+        "backend_host": row.backend_host or None,
+        "backend_thread": row.backend_thread or None,
     }
 
 

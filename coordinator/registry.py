@@ -192,6 +192,7 @@ class ConnectionRecord:
     protocol: str = "mysql"
     trace_id: str = ""
     backend_thread: int = 0  # the session's backend connection (MySQL thread id), 0 if none
+    backend_host: str = ""  # that connection's host (host:port): thread ids are each host's own
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), separators=(",", ":"))

@@ -84,6 +84,8 @@ SYSTEM_SCHEMAS = frozenset({"information_schema", "mysql", "performance_schema",
 CONNECT_TIMEOUT = 5.0
 SETTLE_TIMEOUT = 5.0  # how long a killed statement may take to answer before its connection is dropped
 IDLE_UTILITY = 4
+HEALTH_INTERVAL = 2.0  # seconds between two checks of each host (several hosts only)
+HEALTH_TIMEOUT = 1.5  # a check (connect and SELECT 1) that takes longer fails
 MAX_PENDING_SETS = 64
 READ_BUFFER = 1 << 20  # bytes of a backend's answer buffered before reading pauses
 _WITH_STATEMENT_ID = frozenset(
@@ -109,32 +111,66 @@ _FROM_CLIENT = (
 
 @dataclass(frozen=True)
 class BackendAddress:
+    """The ``--backend`` URL: the service account and one host (``host``,
+    ``port``), or several (``hosts``: every host of the URL, in order, for a
+    cluster whose hosts each take sessions: ``mysql://u:pw@h1:9030,h2:9030``).
+    ``shared_users``: the hosts share their accounts (a Doris, StarRocks or
+    Galera cluster: made once, on one host); ``?shared_users=0``: accounts are
+    made on every host."""
+
     host: str
     port: int
     user: str
     password: str
     tls: bool = False
+    hosts: tuple[tuple[str, int], ...] = ()
+    shared_users: bool = True
 
     @property
     def address(self) -> str:
-        return f"{self.host}:{self.port}"
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+    def each(self) -> list[BackendAddress]:
+        """One address per host of the URL (the first is ``self``'s host)."""
+        return [replace(self, host=h, port=p, hosts=()) for h, p in (self.hosts or ((self.host, self.port),))]
 
     @classmethod
     def parse(cls, url: str) -> BackendAddress:
         parts = urlsplit(url)
         if parts.scheme not in ("mysql", "mariadb"):
             raise ValueError(f"--backend {url!r}: not a mysql:// or mariadb:// URL")
-        if not parts.hostname:
+        userinfo, _, hostlist = parts.netloc.rpartition("@")
+        user, _, password = userinfo.partition(":")
+        hosts = tuple(_host_port(url, h) for h in hostlist.split(",")) if hostlist else ()
+        if not hosts:
             raise ValueError(f"--backend {url!r}: a host is needed (mysql://user:password@host:port)")
+        if len(set(hosts)) != len(hosts):
+            raise ValueError(f"--backend {url!r}: a host is listed twice")
         query = {k.lower(): v[-1].lower() for k, v in parse_qs(parts.query).items()}
         tls = any(query.get(k) in ("1", "true", "required", "require") for k in ("ssl", "tls", "ssl-mode", "sslmode"))
+        shared = query.get("shared_users", "1") not in ("0", "false", "no", "off")
         return cls(
-            parts.hostname,
-            parts.port or 3306,
-            unquote(parts.username or "root"),
-            unquote(parts.password or ""),
+            hosts[0][0],
+            hosts[0][1],
+            unquote(user or "root"),
+            unquote(password),
             tls,
+            hosts if len(hosts) > 1 else (),
+            shared,
         )
+
+
+def _host_port(url: str, text: str) -> tuple[str, int]:
+    """``host``, ``host:port`` or ``[v6]:port`` -> (host, port), 3306 by default."""
+    text = text.strip()
+    if text.startswith("["):
+        host, _, rest = text[1:].partition("]")
+        port = rest[1:] if rest.startswith(":") else rest
+    else:
+        host, _, port = text.rpartition(":") if ":" in text else (text, "", "")
+    if not host or (port and not port.isdigit()) or not 0 <= int(port or 3306) < 65536:
+        raise ValueError(f"--backend {url!r}: {text!r} is not host:port")
+    return unquote(host), int(port or 3306)
 
 
 def _ident(name: str) -> str:
@@ -430,48 +466,170 @@ def _with_count(result: Result, warnings: int) -> Result:
     return result
 
 
+class BackendHost:
+    """One host of the backend: its address, control connection, utility pool,
+    health, and the sessions pinned to it."""
+
+    def __init__(self, address: BackendAddress) -> None:
+        self.address = address
+        self.control: Connection | None = None
+        self.control_lock = asyncio.Lock()
+        self.idle: list[Connection] = []
+        self.sessions: set[MysqlSession] = set()
+        self.healthy = True
+
+    @property
+    def name(self) -> str:
+        return self.address.address
+
+    def close(self) -> None:
+        for conn in [*self.idle, *([self.control] if self.control else [])]:
+            conn.close()
+        self.idle.clear()
+        self.control = None
+
+
+class HostService:
+    """One host as ``backend_accounts.ServiceBackend``: the service account's
+    statements on that host alone (hosts that do not share their accounts)."""
+
+    def __init__(self, backend: MysqlBackend, host: BackendHost) -> None:
+        self.backend = backend
+        self.host = host
+        self.address = host.address
+
+    async def service_query(self, sql: str) -> Result:
+        return await self.backend._catalog(sql, self.host)
+
+    async def connect(self) -> Connection:
+        return await self.backend.connect(host=self.host)
+
+
 class MysqlBackend:
-    """One per FE: the address, the control connection, the utility pool."""
+    """One per FE: the hosts (each with its control connection and utility
+    pool), the health checks, the sessions' placement."""
 
     relays = True
 
     def __init__(self, url: str) -> None:
-        self.address = BackendAddress.parse(url)
+        parsed = BackendAddress.parse(url)
+        self.hosts = [BackendHost(a) for a in parsed.each()]
+        self.address = self.hosts[0].address  # the service account (and, with one host, the host)
+        self.shared_users = parsed.shared_users
         # Until start() has asked the server: case-sensitive, which can only refuse more.
         self.names_fold_case = False
-        self._control: Connection | None = None
-        self._control_lock = asyncio.Lock()
-        self._idle: list[Connection] = []
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._health: asyncio.Task[None] | None = None
         # Queries over rows the FE holds (information_schema.processlist): in-memory SQLite, as ever.
         self._local_dir = Path(tempfile.mkdtemp(prefix="fecluster-rows-"))
         self._local = SqliteBackend(self._local_dir, max_threads=4)
 
+    # ------------------------------------------------------------ hosts
+
+    def host(self, name: str) -> BackendHost | None:
+        """The host named ``name`` (``host:port``); None if it is not one of ours."""
+        return next((h for h in self.hosts if h.name == name), None)
+
+    def _service_host(self) -> BackendHost:
+        """Where service work runs (catalogue, accounts on shared users): the first healthy host."""
+        return next((h for h in self.hosts if h.healthy), self.hosts[0])
+
+    def host_services(self) -> list[HostService]:
+        """Each host as a service endpoint of its own (accounts made on every host)."""
+        return [HostService(self, h) for h in self.hosts]
+
+    async def open_pinned(
+        self, session: MysqlSession, login: BackendLogin | None, database: str | None
+    ) -> tuple[BackendHost, Connection]:
+        """A session's backend connection, on the healthy host with the fewest
+        sessions (ties: the URL's order). A host that refuses the connection is
+        marked down and the next is tried; with none healthy, every host is
+        tried (one may be back before its next check)."""
+        healthy = sorted((h for h in self.hosts if h.healthy), key=lambda h: len(h.sessions))
+        candidates = healthy or sorted(self.hosts, key=lambda h: len(h.sessions))
+        failure: SqlError | None = None
+        for host in candidates:
+            try:
+                conn = await self.connect(login, database, host)
+            except SqlError as e:
+                if e.code != errors.CONN_HOST_ERROR:
+                    raise  # the server answered (1045, 1044, 1040 ...): its word, not a dead host
+                failure = e
+                if len(self.hosts) > 1 and host.healthy:
+                    self._mark_down(host, e.message)
+                continue
+            host.healthy = True
+            host.sessions.add(session)
+            return host, conn
+        assert failure is not None
+        raise failure
+
+    def _mark_down(self, host: BackendHost, why: str) -> None:
+        """New sessions go elsewhere; the host's sessions lose their connection
+        (2013 naming the host, and the session ends: its transaction is gone)."""
+        if not host.healthy:
+            return
+        host.healthy = False
+        log.warning("backend host %s is down (%s): %d sessions lost", host.name, why, len(host.sessions))
+        for session in list(host.sessions):
+            session.host_lost()
+        host.close()
+
+    async def _check(self, host: BackendHost) -> None:
+        """``SELECT 1`` on the host's utility pool within HEALTH_TIMEOUT. A pooled
+        connection that fails is retried once on a fresh one (a server restarted
+        between two checks breaks the pool, not the host)."""
+        error = ""
+        for _ in (1, 2):
+            try:
+                async with asyncio.timeout(HEALTH_TIMEOUT):
+                    async with self._utility(host) as conn:
+                        await conn.query("SELECT 1")
+            except (SqlError, OSError, TimeoutError) as e:
+                error = e.message if isinstance(e, SqlError) else f"no answer within {HEALTH_TIMEOUT}s"
+                continue
+            if not host.healthy:
+                host.healthy = True
+                log.warning("backend host %s is back: it takes sessions again", host.name)
+            return
+        self._mark_down(host, error)
+
+    async def _check_forever(self) -> None:
+        while True:
+            await asyncio.gather(*(self._check(h) for h in self.hosts))
+            await asyncio.sleep(HEALTH_INTERVAL)
+
     # ------------------------------------------------------------ connections
 
-    async def connect(self, login: BackendLogin | None = None, database: str | None = None) -> Connection:
+    async def connect(
+        self, login: BackendLogin | None = None, database: str | None = None, host: BackendHost | None = None
+    ) -> Connection:
         """A connection as the service account, or as ``login``'s user (the
-        cluster's root runs as the service account)."""
+        cluster's root runs as the service account), on ``host`` (default:
+        the service host)."""
         if login is not None and login.user == ROOT:
             login = replace(login, user=self.address.user, stage1=stage1_of_password(self.address.password))
-        return await Connection(self.address, login, database).open()
+        where = host or self._service_host()
+        return await Connection(where.address, login, database).open()
 
     @contextlib.asynccontextmanager
-    async def _utility(self) -> AsyncIterator[Connection]:
-        conn = self._idle.pop() if self._idle else await self.connect()
+    async def _utility(self, host: BackendHost | None = None) -> AsyncIterator[Connection]:
+        where = host or self._service_host()
+        conn = where.idle.pop() if where.idle else await self.connect(host=where)
         try:
             yield conn
         except BaseException:
             conn.close()
             raise
-        if conn.broken or len(self._idle) >= IDLE_UTILITY or conn.status & SERVER_STATUS_IN_TRANS:
+        if conn.broken or len(where.idle) >= IDLE_UTILITY or conn.status & SERVER_STATUS_IN_TRANS:
             conn.close()
         else:
-            self._idle.append(conn)
+            where.idle.append(conn)
 
     async def start(self) -> None:
         """Ask the server how it compares names (lower_case_table_names: 0 on
-        Linux by default, names as spelled). Unreachable: stay case-sensitive."""
+        Linux by default, names as spelled). Unreachable: stay case-sensitive.
+        With several hosts, their health checks start (every HEALTH_INTERVAL)."""
         try:
             async with asyncio.timeout(CONNECT_TIMEOUT):
                 result = await self._catalog("SELECT @@lower_case_table_names")
@@ -480,57 +638,77 @@ class MysqlBackend:
             log.warning(
                 "backend %s: lower_case_table_names unknown (%s); names compare case-sensitively", self.address.host, e
             )
+        if len(self.hosts) > 1 and self._health is None:
+            self._health = asyncio.get_running_loop().create_task(self._check_forever())
 
-    async def _catalog(self, sql: str) -> Result:
-        async with self._utility() as conn:
+    async def _catalog(self, sql: str, host: BackendHost | None = None) -> Result:
+        async with self._utility(host) as conn:
             return await conn.query(sql)
 
     async def service_query(self, sql: str) -> Result:
         """``sql`` as the service account (the ``--backend`` URL's user), on a
-        utility connection: account management, catalogue reads."""
+        utility connection of the service host: account management, catalogue reads."""
         return await self._catalog(sql)
 
-    async def kill(self, thread_id: int, query: bool = True) -> None:
-        """``KILL [QUERY] thread_id`` on the control connection (an unknown thread is fine)."""
+    def _host_of(self, host: BackendHost | str | None) -> BackendHost | None:
+        if isinstance(host, BackendHost):
+            return host
+        if host:
+            return self.host(host)
+        return self.hosts[0] if len(self.hosts) == 1 else None
+
+    async def kill(self, thread_id: int, query: bool = True, host: BackendHost | str | None = None) -> None:
+        """``KILL [QUERY] thread_id`` on ``host``'s control connection (an
+        unknown thread is fine). Thread ids are each host's own: with several
+        hosts and none named, nothing is killed (it could be a stranger)."""
         if not thread_id:
             return
+        where = self._host_of(host)
         sql = f"KILL {'QUERY ' if query else ''}{int(thread_id)}"
-        async with self._control_lock:
+        if where is None:
+            log.warning("%s not sent: which backend host (%r) is not known", sql, host)
+            return
+        async with where.control_lock:
             for attempt in (1, 2):
                 try:
-                    if self._control is None or self._control.broken:
-                        self._control = await self.connect()
-                    await self._control.query(sql)
+                    if where.control is None or where.control.broken:
+                        where.control = await self.connect(host=where)
+                    await where.control.query(sql)
                     return
                 except SqlError as e:
                     if e.code == errors.UNKNOWN_THREAD:
                         return
                     if e.code != errors.SERVER_LOST or attempt == 2:  # a stale control connection: once more
-                        log.warning("%s on the backend failed: %s", sql, e.message)
+                        log.warning("%s on backend %s failed: %s", sql, where.name, e.message)
                         return
 
-    def warm_control(self) -> None:
-        """Open the control connection ahead of the first KILL (once a session has a connection)."""
-        if self._control is None and not self._control_lock.locked():
-            task = asyncio.get_running_loop().create_task(self._open_control())
+    def warm_control(self, host: BackendHost | None = None) -> None:
+        """Open the host's control connection ahead of the first KILL (once a session has a connection)."""
+        where = host or self.hosts[0]
+        if where.control is None and not where.control_lock.locked():
+            task = asyncio.get_running_loop().create_task(self._open_control(where))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 
-    async def _open_control(self) -> None:
-        async with self._control_lock:
-            if self._control is None:
+    async def _open_control(self, host: BackendHost) -> None:
+        async with host.control_lock:
+            if host.control is None:
                 with contextlib.suppress(SqlError):
-                    self._control = await self.connect()
+                    host.control = await self.connect(host=host)
 
-    def kill_soon(self, thread_id: int, query: bool = True) -> None:
-        task = asyncio.get_running_loop().create_task(self.kill(thread_id, query))
+    def kill_soon(self, thread_id: int, query: bool = True, host: BackendHost | str | None = None) -> None:
+        task = asyncio.get_running_loop().create_task(self.kill(thread_id, query, host))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def kill_threads(self, thread_ids: Sequence[int]) -> None:
-        for thread_id in thread_ids:
-            log.info("killing backend thread %d left by a dead FE", thread_id)
-            await self.kill(thread_id, query=False)
+    async def kill_threads(self, thread_ids: Sequence[int | tuple[str, int]]) -> None:
+        """Backend connections left by a dead FE: ``(host, thread)`` pairs (the
+        registry row's ``backend_host``, ``backend_thread``), each killed on its
+        own host; a bare thread id only when there is one host."""
+        for item in thread_ids:
+            host, thread_id = item if isinstance(item, tuple) else ("", item)
+            log.info("killing backend thread %d on %s left by a dead FE", thread_id, host or self.hosts[0].name)
+            await self.kill(thread_id, query=False, host=host or None)
 
     # ------------------------------------------------------------ Backend
 
@@ -621,10 +799,11 @@ class MysqlBackend:
         return await self._local.query_tables(query, tables)
 
     def shutdown(self) -> None:
-        for conn in [*self._idle, *([self._control] if self._control else [])]:
-            conn.close()
-        self._idle.clear()
-        self._control = None
+        if self._health is not None:
+            self._health.cancel()
+            self._health = None
+        for host in self.hosts:
+            host.close()
         self._local.shutdown()
         shutil.rmtree(self._local_dir, ignore_errors=True)
 
@@ -670,6 +849,7 @@ class MysqlSession:
         self._on_thread = on_thread
         self._login = login
         self._conn: Connection | None = None
+        self.host: BackendHost | None = None  # where the connection is pinned, for its life
         self._autocommit = True
         self._pending_sets: list[str] = []  # SETs said before the connection opened (drivers' connect-time SETs)
         self._relaying = False  # a relayed answer is being read
@@ -683,9 +863,21 @@ class MysqlSession:
         return self._conn.thread_id if self._conn is not None else 0
 
     @property
+    def backend_host(self) -> str:
+        """``host:port`` of the backend connection's host ("" before it opens)."""
+        return self.host.name if self.host is not None and self._conn is not None else ""
+
+    @property
     def connected(self) -> bool:
         """The backend connection is open."""
         return self._conn is not None
+
+    def host_lost(self) -> None:
+        """The pinned host failed its health check: the connection is lost (the
+        relay reading it, or the next statement, answers 2013 naming the host)."""
+        conn = self._conn
+        if conn is not None and not conn.broken:
+            conn._lost()
 
     @property
     def in_transaction(self) -> bool:
@@ -700,7 +892,7 @@ class MysqlSession:
         if conn is not None and conn.broken:
             raise conn._lost()
         if conn is None:
-            conn = await self.backend.connect(self._login, database)
+            host, conn = await self.backend.open_pinned(self, self._login, database)
             conn.db = database
             try:
                 if not self._autocommit:
@@ -709,13 +901,14 @@ class MysqlSession:
                     await _relay_set(conn, sql)
             except BaseException as e:
                 conn.close()
+                host.sessions.discard(self)
                 if isinstance(e, SqlError) and e.code not in (errors.CONN_HOST_ERROR, errors.SERVER_LOST):
                     self._pending_sets.clear()  # the server refused one: said once, not at every statement
                 raise
             self._pending_sets.clear()
-            conn.on_overflow = lambda: self.backend.kill_soon(conn.thread_id, query=True)
-            self._conn = conn
-            self.backend.warm_control()
+            conn.on_overflow = lambda: self.backend.kill_soon(conn.thread_id, query=True, host=host)
+            self._conn, self.host = conn, host
+            self.backend.warm_control(host)
             if self._on_thread is not None:
                 self._on_thread(conn.thread_id)
         if database and database != conn.db:
@@ -809,7 +1002,7 @@ class MysqlSession:
                 return await io.read_answer(answer)
         except TimeoutError:
             log.warning("backend thread %d did not answer its KILL QUERY; killing it", conn.thread_id)
-            self.backend.kill_soon(conn.thread_id, query=False)
+            self.backend.kill_soon(conn.thread_id, query=False, host=self.host)
             raise conn._lost() from None
         except (OSError, asyncio.IncompleteReadError, PacketTooLarge, MalformedPacket) as e:
             raise conn._lost(e) from e
@@ -853,7 +1046,9 @@ class MysqlSession:
         conn = self._conn
         if not self._relaying or conn is None or self._killing is not None:
             return
-        self._killing = asyncio.get_running_loop().create_task(self.backend.kill(conn.thread_id, query=True))
+        self._killing = asyncio.get_running_loop().create_task(
+            self.backend.kill(conn.thread_id, query=True, host=self.host)
+        )
 
     async def _settled(self) -> None:
         """A KILL QUERY still on its way must land before the next command is sent."""
@@ -873,13 +1068,13 @@ class MysqlSession:
             return await work()
         except asyncio.CancelledError:
             if conn.busy:
-                await self.backend.kill(conn.thread_id, query=True)
+                await self.backend.kill(conn.thread_id, query=True, host=self.host)
                 try:
                     async with asyncio.timeout(SETTLE_TIMEOUT):
                         done = await conn.finish()
                 except TimeoutError:
                     log.warning("backend thread %d did not answer its KILL QUERY; killing it", conn.thread_id)
-                    self.backend.kill_soon(conn.thread_id, query=False)
+                    self.backend.kill_soon(conn.thread_id, query=False, host=self.host)
                     conn.abort()
                     conn.broken = True
                 else:
@@ -935,8 +1130,10 @@ class MysqlSession:
         conn, self._conn = self._conn, None
         if conn is None:
             return
+        if self.host is not None:
+            self.host.sessions.discard(self)
         if conn.busy:
-            self.backend.kill_soon(conn.thread_id, query=False)  # still busy: the server must stop it
+            self.backend.kill_soon(conn.thread_id, query=False, host=self.host)  # still busy: the server must stop it
             conn.abort()
         else:
             conn.close()

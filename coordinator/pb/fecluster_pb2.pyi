@@ -25,7 +25,7 @@ class SqlError(_message.Message):
     def __init__(self, code: _Optional[int] = ..., sqlstate: _Optional[str] = ..., message: _Optional[str] = ...) -> None: ...
 
 class ProcessRow(_message.Message):
-    __slots__ = ("id", "user", "host", "login_time", "catalog", "db", "command", "time", "state", "query_id", "info", "fe", "cloud_cluster", "trace_id")
+    __slots__ = ("id", "user", "host", "login_time", "catalog", "db", "command", "time", "state", "query_id", "info", "fe", "cloud_cluster", "trace_id", "backend_host", "backend_thread")
     ID_FIELD_NUMBER: _ClassVar[int]
     USER_FIELD_NUMBER: _ClassVar[int]
     HOST_FIELD_NUMBER: _ClassVar[int]
@@ -40,6 +40,8 @@ class ProcessRow(_message.Message):
     FE_FIELD_NUMBER: _ClassVar[int]
     CLOUD_CLUSTER_FIELD_NUMBER: _ClassVar[int]
     TRACE_ID_FIELD_NUMBER: _ClassVar[int]
+    BACKEND_HOST_FIELD_NUMBER: _ClassVar[int]
+    BACKEND_THREAD_FIELD_NUMBER: _ClassVar[int]
     id: int
     user: str
     host: str
@@ -54,7 +56,9 @@ class ProcessRow(_message.Message):
     fe: str
     cloud_cluster: str
     trace_id: str
-    def __init__(self, id: _Optional[int] = ..., user: _Optional[str] = ..., host: _Optional[str] = ..., login_time: _Optional[str] = ..., catalog: _Optional[str] = ..., db: _Optional[str] = ..., command: _Optional[str] = ..., time: _Optional[int] = ..., state: _Optional[str] = ..., query_id: _Optional[str] = ..., info: _Optional[str] = ..., fe: _Optional[str] = ..., cloud_cluster: _Optional[str] = ..., trace_id: _Optional[str] = ...) -> None: ...
+    backend_host: str
+    backend_thread: int
+    def __init__(self, id: _Optional[int] = ..., user: _Optional[str] = ..., host: _Optional[str] = ..., login_time: _Optional[str] = ..., catalog: _Optional[str] = ..., db: _Optional[str] = ..., command: _Optional[str] = ..., time: _Optional[int] = ..., state: _Optional[str] = ..., query_id: _Optional[str] = ..., info: _Optional[str] = ..., fe: _Optional[str] = ..., cloud_cluster: _Optional[str] = ..., trace_id: _Optional[str] = ..., backend_host: _Optional[str] = ..., backend_thread: _Optional[int] = ...) -> None: ...
 
 class KillTarget(_message.Message):
     __slots__ = ("connection_id", "query_id", "trace_id", "user", "kind", "spare_connection_id")
