@@ -1,0 +1,199 @@
+"""Several backend hosts behind one ``--backend`` (issue 25): three private
+``mariadbd`` servers stand in for the FEs of a MySQL-protocol cluster (their
+thread ids overlap: each counts from low numbers), two fecluster FEs in front.
+Every check reads each server's own ``information_schema.processlist``."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pymysql
+import pytest
+
+from frontend.mysql_backend import HEALTH_INTERVAL, BackendAddress, MysqlBackend
+from tests.mariadb import MariaDB
+from tests.support import Cluster, Running, error_code, new_cluster, wait_for
+
+
+def _mariadb() -> MariaDB:
+    try:
+        return MariaDB("fesvc", "svc-pw")
+    except FileNotFoundError as e:
+        pytest.skip(f"no MariaDB server binary: {e}")
+
+
+@pytest.fixture(scope="module")
+def servers() -> Iterator[list[MariaDB]]:
+    started: list[MariaDB] = []
+    try:
+        for _ in range(3):
+            started.append(_mariadb())
+        yield started
+    finally:
+        for server in started:
+            server.stop()
+
+
+@pytest.fixture(scope="module")
+def hosts_cluster(redis_url: str, servers: list[MariaDB]) -> Iterator[Cluster]:
+    hosts = ",".join(f"127.0.0.1:{s.port}" for s in servers)
+    cluster = new_cluster(redis_url, 2, backend=f"mysql://root@{hosts}")
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+def _sleeping(server: MariaDB, marker: str) -> dict[int, int]:
+    """The server's own processlist: victim number -> thread id, for statements ``SLEEP(30) AS `<marker>N```."""
+    rows = server.query(
+        "SELECT ID, INFO FROM information_schema.processlist"
+        f" WHERE INFO LIKE 'SELECT SLEEP(30) AS `{marker}%' AND ID <> CONNECTION_ID()"
+    )
+    return {int(str(info).split(marker, 1)[1].split("`", 1)[0]): int(tid) for tid, info in rows}
+
+
+def _port(conn: pymysql.Connection) -> int:
+    with conn.cursor() as cur:
+        cur.execute("SELECT @@port")  # relayed: answered by the session's own backend host
+        return int(cur.fetchall()[0][0])
+
+
+def test_the_url_lists_every_host() -> None:
+    a = BackendAddress.parse("mysql://svc:p%40w@10.0.0.1:9030,10.0.0.2:9030,[::1]:9031?shared_users=0")
+    assert [x.address for x in a.each()] == ["10.0.0.1:9030", "10.0.0.2:9030", "[::1]:9031"]
+    assert (a.user, a.password, a.shared_users, a.address) == ("svc", "p@w", False, "10.0.0.1:9030")
+    one = BackendAddress.parse("mysql://svc@db")
+    assert (one.each()[0].address, one.hosts, one.shared_users) == ("db:3306", (), True)
+    for bad in ("mysql://svc@h:1,h:1", "mysql://svc@h:x", "mysql://svc@"):
+        with pytest.raises(ValueError):
+            BackendAddress.parse(bad)
+
+
+def test_thirty_sessions_spread_and_each_kill_stops_exactly_its_statement(
+    hosts_cluster: Cluster, servers: list[MariaDB]
+) -> None:
+    fe1, fe2 = hosts_cluster.fes
+    victims = [fe1.connect(read_timeout=60) for _ in range(30)]
+    try:
+        ports = [_port(c) for c in victims]  # opened one after another: fewest sessions first
+        assert sorted(ports.count(s.port) for s in servers) == [10, 10, 10]
+        runs = [Running(c, f"SELECT SLEEP(30) AS `v{i}`") for i, c in enumerate(victims)]
+        placed: dict[int, tuple[MariaDB, int]] = {}
+
+        def all_running() -> bool:
+            placed.clear()
+            for server in servers:
+                placed.update({i: (server, tid) for i, tid in _sleeping(server, "v").items()})
+            return len(placed) == 30
+
+        wait_for(all_running, 10, what="30 statements running on the backends")
+        for i, (server, _) in placed.items():
+            assert server.port == ports[i]  # each statement runs on its session's own host
+        tids = [tid for _, tid in placed.values()]
+        overlap = len(tids) - len(set(tids))  # the same thread id on several hosts
+        with contextlib.closing(fe2.connect()) as killer, killer.cursor() as cur:
+            for i, conn in enumerate(victims):
+                started = time.monotonic()
+                cur.execute(f"KILL QUERY {conn.thread_id()}")  # over fe2: routed to fe1, then to the host
+                assert error_code(runs[i].join()) == 1317
+                server, tid = placed[i]
+                wait_for(lambda s=server, t=tid: t not in _sleeping(s, "v").values(), 5, what=f"v{i} to stop")
+                elapsed = time.monotonic() - started
+                left = {j for s in servers for j in _sleeping(s, "v")}
+                assert left == set(range(i + 1, 30)), f"KILL of v{i} disturbed others"
+                assert elapsed < 5
+        for conn in victims[:3]:  # the sessions go on, on the same host
+            assert _port(conn) == ports[victims.index(conn)]
+        print(f"thread ids shared between hosts: {overlap}")
+    finally:
+        for conn in victims:
+            with contextlib.suppress(Exception):
+                conn.close()
+
+
+def test_a_failed_host_loses_its_sessions_and_a_recovered_one_takes_new_ones(
+    hosts_cluster: Cluster, servers: list[MariaDB]
+) -> None:
+    fe1, _ = hosts_cluster.fes
+    dead = servers[1]
+    conns = [fe1.connect(read_timeout=60) for _ in range(6)]
+    try:
+        ports = [_port(c) for c in conns]
+        on_dead = [c for c, p in zip(conns, ports, strict=True) if p == dead.port]
+        others = [c for c, p in zip(conns, ports, strict=True) if p != dead.port]
+        assert on_dead and others
+        running = Running(on_dead[0], "SELECT SLEEP(30)")
+        wait_for(
+            lambda: (
+                dead.query("SELECT COUNT(*) FROM information_schema.processlist WHERE INFO = 'SELECT SLEEP(30)'")[0][0]
+                == 1
+            ),
+            10,
+        )
+        assert dead.proc is not None
+        killed_at = time.monotonic()
+        os.kill(dead.proc.pid, signal.SIGKILL)
+        dead.proc.wait(10)
+        dead.proc = None
+        outcome: Any = running.join()
+        assert error_code(outcome) == 2013
+        assert running.finished_at - killed_at < HEALTH_INTERVAL + 1
+        assert str(dead.port) in str(outcome.args[1])  # the message names the host
+        for conn in on_dead[1:]:  # idle on the dead host: lost too, at their next statement
+            with pytest.raises(pymysql.err.OperationalError) as lost:
+                _port(conn)
+            assert error_code(lost.value) == 2013
+        assert {_port(c) for c in others} <= {s.port for s in servers if s is not dead}  # undisturbed
+        fresh = [fe1.connect() for _ in range(6)]
+        conns += fresh
+        assert dead.port not in {_port(c) for c in fresh}  # new sessions avoid it
+        dead.start_again()
+        back = time.monotonic()
+
+        def lands_on_it() -> bool:
+            conn = fe1.connect()
+            conns.append(conn)
+            return _port(conn) == dead.port
+
+        wait_for(lands_on_it, 3 * HEALTH_INTERVAL + 2, interval=0.2, what="a new session on the restarted host")
+        print(f"restarted host took a session after {time.monotonic() - back:.2f}s")
+    finally:
+        for conn in conns:
+            with contextlib.suppress(Exception):
+                conn.close()
+        if dead.proc is None:
+            dead.start_again()
+
+
+def test_orphans_are_killed_on_their_own_host(servers: list[MariaDB]) -> None:
+    """``kill_threads`` gets (host, thread) pairs: each on its own host; a bare
+    thread id with several hosts is not sent (it could be a stranger's)."""
+    a, b = servers[0], servers[2]
+    conn_a, conn_b = a.connect(read_timeout=30), b.connect(read_timeout=30)
+    run_a, run_b = Running(conn_a, "SELECT SLEEP(20)"), Running(conn_b, "SELECT SLEEP(20)")
+    try:
+        backend = MysqlBackend(f"mysql://root@127.0.0.1:{a.port},127.0.0.1:{b.port}")
+
+        async def kill() -> None:
+            await backend.kill_threads([conn_a.thread_id()])  # no host: nothing happens
+            await backend.kill_threads([(f"127.0.0.1:{b.port}", conn_b.thread_id())])
+
+        asyncio.run(kill())
+        backend.shutdown()
+        assert error_code(run_b.join()) == 2013
+        time.sleep(0)  # nothing to wait for: a's statement must still run
+        assert run_a.thread.is_alive()
+        assert (
+            a.query(f"SELECT COUNT(*) FROM information_schema.processlist WHERE ID = {conn_a.thread_id()}")[0][0] == 1
+        )
+    finally:
+        for conn in (conn_a, conn_b):
+            with contextlib.suppress(Exception):
+                conn.close()
