@@ -145,3 +145,20 @@ def test_no_document_links_outside_the_repository() -> None:
             if not resolved.is_relative_to(REPO) or not resolved.exists():
                 broken.append(f"{doc.relative_to(REPO)} -> {target}")
     assert not broken, broken
+
+
+def test_every_module_has_a_room_in_the_architecture_doc() -> None:
+    """docs/architecture.md names every module (by its path, its file name in
+    the rooms table, or its package: ``frontend/wire/``, ``frontend/statements/*``)."""
+    doc = (REPO / "docs" / "architecture.md").read_text()
+    missing = []
+    for package in PACKAGES:
+        for path in sorted((REPO / package).rglob("*.py")):
+            rel = path.relative_to(REPO).as_posix()
+            if path.name == "__init__.py" or "/pb/" in rel or "__pycache__" in rel:
+                continue
+            parent = path.parent.relative_to(REPO).as_posix()
+            names = (rel, f"`{path.name}`", f"{path.name}`", f"{parent}/`", f"{parent}/*", f"`{path.parent.name}/`")
+            if not any(name in doc for name in names):
+                missing.append(rel)
+    assert not missing, f"modules without a room in docs/architecture.md: {missing}"
