@@ -95,6 +95,15 @@ its own), which the statements hold across the backend change and the cluster
 table write, and the sync takes (without waiting) before repairing a user: a
 sync on one FE cannot undo a GRANT another FE is in the middle of.
 
+**Several hosts** (``--backend mysql://svc@h1,h2,h3``): hosts that share their
+accounts (a Doris, StarRocks or Galera cluster: the default) get every
+statement once, on the backend's service host (the first healthy one). With
+``?shared_users=0`` (independent servers) each change is made on every healthy
+host in turn (``HostService``): a CREATE USER refused by one host is undone on
+those that took it; a host that is down is skipped, and ``reconcile`` (every
+60 s) brings it in step once it is back. The named lock is taken on the
+service host.
+
 SQL is built with backquoted names (backquotes doubled; no backslash is special
 inside backquotes under any sql_mode) and hex literals for strings, so no name
 can change a statement's meaning whatever the server's sql_mode.
@@ -356,6 +365,14 @@ class BackendAccounts:
         self._mariadb: bool | None = None
         self._marked_role = False
         self._warned: set[str] = set()
+        # Hosts that do not share their accounts: one BackendAccounts per host, each change made on each.
+        services = getattr(backend, "host_services", None)
+        each = services() if services is not None and not getattr(backend, "shared_users", True) else []
+        self._each: list[BackendAccounts] = [BackendAccounts(h, lock_timeout) for h in each] if len(each) > 1 else []
+
+    def _reachable(self) -> list[BackendAccounts]:
+        """The per-host accounts of the hosts now healthy (a down host is repaired by the sync)."""
+        return [a for a in self._each if getattr(getattr(a.backend, "host", None), "healthy", True)]
 
     @property
     def service_user(self) -> str:
@@ -486,6 +503,19 @@ class BackendAccounts:
         ``strict`` False (the sync) a grant the server refuses is logged and
         skipped instead, so one dropped table cannot lock a user out."""
         self.check_name(user.name)
+        if self._each:
+            made: list[BackendAccounts] = []
+            statements: list[str] = []
+            try:
+                for host in self._reachable():
+                    statements += await host.create(user, strict)
+                    made.append(host)
+            except BaseException:
+                for host in made:  # all or none: undo it where it was made
+                    with contextlib.suppress(SqlError):
+                        await host._q(f"DROP USER IF EXISTS {account(user.name)}")
+                raise
+            return statements
         await self._ensure_role()
         done = [f"CREATE USER {account(user.name)} IDENTIFIED WITH {NATIVE} AS '{backend_hash(user.auth_string)}'"]
         await self._q(done[0])
@@ -503,6 +533,8 @@ class BackendAccounts:
     async def drop(self, name: str) -> bool:
         """DROP USER of a marked account; an unmarked one is left alone (a
         warning). False when there was nothing of ours to drop."""
+        if self._each:
+            return any([await host.drop(name) for host in self._reachable()])
         accounts = await self._accounts()
         if name not in accounts:
             return False
@@ -513,6 +545,10 @@ class BackendAccounts:
         return True
 
     async def set_password(self, user: UserRecord) -> None:
+        if self._each:
+            for host in self._reachable():
+                await host.set_password(user)
+            return
         await self._q(f"ALTER USER {account(user.name)} IDENTIFIED WITH {NATIVE} AS '{backend_hash(user.auth_string)}'")
 
     async def apply_grants(
@@ -523,6 +559,11 @@ class BackendAccounts:
         run. The server refuses a table-level GRANT on a table that does not
         exist (1146, as MariaDB does for its own GRANT); ``strict``: raise it,
         else log and go on with the rest."""
+        if self._each:
+            done: list[str] = []
+            for host in self._reachable():
+                done += await host.apply_grants(user, databases, strict)
+            return done
         dbs = await self.databases() if databases is None else list(databases)
         desired = desired_grants(user, dbs, await self._is_mariadb())
         actual = (await self._grants(grantee(user.name))).get(grantee(user.name), {})
@@ -574,6 +615,15 @@ class BackendAccounts:
         grants, drop marked accounts of users no longer in the table. ``fresh``
         (optional ``async (name) -> UserRecord | None``) re-reads a user under
         its lock before repairing it. Returns the repairs, each also logged."""
+        if self._each:
+            users = list(users)
+            per_host: list[str] = []
+            for host in self._each:  # every host, one that is down or failing skipped until the next sync
+                try:
+                    per_host += [f"{host.backend.address.address}: {r}" for r in await host.reconcile(users, fresh)]
+                except (SqlError, OSError, TimeoutError) as e:
+                    log.warning("backend accounts on %s: sync failed (%s)", host.backend.address.address, e)
+            return per_host
         await self._ensure_role()
         wanted = {u.name: u for u in users if self.managed(u.name)}
         accounts, marked = await self._accounts(), await self._marked()

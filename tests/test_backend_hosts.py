@@ -197,3 +197,29 @@ def test_orphans_are_killed_on_their_own_host(servers: list[MariaDB]) -> None:
         for conn in (conn_a, conn_b):
             with contextlib.suppress(Exception):
                 conn.close()
+
+
+def test_accounts_are_made_on_every_host_unless_shared(servers: list[MariaDB]) -> None:
+    """``?shared_users=0``: each account change on every host; shared (the default): once."""
+    from coordinator.users import UserRecord, native_password_hash
+    from frontend.backend_accounts import BackendAccounts
+
+    hosts = ",".join(f"127.0.0.1:{s.port}" for s in servers)
+    name = f"u{os.getpid()}"
+
+    def accounts(server: MariaDB) -> int:
+        return int(server.query(f"SELECT COUNT(*) FROM mysql.user WHERE User = '{name}'")[0][0])
+
+    async def make(url: str) -> None:
+        backend = MysqlBackend(url)
+        try:
+            ba = BackendAccounts(backend)
+            await ba.create(UserRecord(name, native_password_hash("pw")))
+            assert [accounts(s) for s in servers] == ([1, 1, 1] if "shared_users=0" in url else [1, 0, 0])
+            assert await ba.drop(name)
+            assert [accounts(s) for s in servers] == [0, 0, 0]
+        finally:
+            backend.shutdown()
+
+    asyncio.run(make(f"mysql://root@{hosts}?shared_users=0"))
+    asyncio.run(make(f"mysql://root@{hosts}"))
