@@ -486,3 +486,27 @@ def test_columns_as_connector_j_reads_them(target: Connect) -> None:
             ("tx", 1, 65535, 65535),
             ("s", 1, 20, 80),
         )
+
+
+@pytest.mark.parametrize("found_rows", [False, True])
+def test_a_no_op_update_counts_as_mariadb_counts_it(fe: Fe, backend_mariadb: MariaDB, found_rows: bool) -> None:
+    """Changed rows by default, matched rows for a CLIENT_FOUND_ROWS client, on the embedded backend as on MariaDB."""
+    import MySQLdb
+
+    flags = {"client_flag": 2} if found_rows else {}
+    counts = []
+    for port in (fe.mysql_port, backend_mariadb.port):
+        db = f"fr{uuid.uuid4().hex[:6]}"
+        conn = MySQLdb.connect(host="127.0.0.1", port=port, user="root", **flags)
+        try:
+            conn.autocommit(True)
+            cur = conn.cursor()
+            cur.execute(f"CREATE DATABASE {db}")
+            cur.execute(f"CREATE TABLE {db}.t (id INT PRIMARY KEY, v INT)")
+            cur.execute(f"INSERT INTO {db}.t VALUES (1, 1), (2, 1), (3, 2)")
+            cur.execute(f"UPDATE {db}.t SET v = 1 WHERE id <= 3")
+            counts.append((cur.rowcount, conn.info()))
+            cur.execute(f"DROP DATABASE {db}")
+        finally:
+            conn.close()
+    assert counts[0] == counts[1], counts

@@ -55,6 +55,7 @@ from frontend.wire.packets import (
     PacketTooLarge,
     PacketWriter,
     frame,
+    lenenc_bytes,
 )
 from frontend.wire.transport import WireProtocol
 
@@ -836,8 +837,12 @@ class MysqlConnection(Generic[S]):
     async def _send_result(self, result: Result, status: int, binary: bool) -> None:
         """OK, or a result set: small ones in one synchronous write, large ones streamed."""
         if not result.columns:
-            info = result.info.encode()
-            self.send(rs.ok_packet(result.affected_rows, result.last_insert_id, status, len(result.warnings), info))
+            affected = result.affected_rows  # changed rows, as MySQL counts them
+            if result.found_rows is not None and self.capabilities & hs.CLIENT_FOUND_ROWS:
+                affected = result.found_rows  # the client asked for matched rows
+            # MariaDB sends the info length-encoded, and libmariadb (mysqlclient) reads it so.
+            info = lenenc_bytes(result.info.encode()) if result.info else b""
+            self.send(rs.ok_packet(affected, result.last_insert_id, status, len(result.warnings), info))
             return
         rows = result.rows
         if result.wire_columns is not None:  # a relaying backend's own column definitions
