@@ -5,6 +5,10 @@ sqlite:///DIR                       the embedded backend (``frontend.sqlite_back
 mysql://user:password@host:port     a MySQL 5.7/8.x or MariaDB 10.x server shared by
 mariadb://user:password@host:port   every FE (``frontend.mysql_backend``); ``?ssl=1``
                                     for TLS. The account is the FEs' service account.
+mysql://user:password@h1:p1,h2:p2   several hosts of one cluster (Doris/StarRocks FEs,
+                                    Galera nodes): each session pinned to one healthy
+                                    host; ``?shared_users=0`` when the hosts do not
+                                    share their accounts (made on each)
 (empty)                             the embedded backend in a temporary directory
 """
 
@@ -26,7 +30,9 @@ def open_backend(url: str, default_dir: Path) -> Backend:
     if parts.scheme in ("mysql", "mariadb"):
         return MysqlBackend(url)
     if parts.scheme != "sqlite":
-        raise ValueError(f"unsupported --backend {url!r}: use sqlite:///DIR or mysql://user:password@host:port")
+        raise ValueError(
+            f"unsupported --backend {url!r}: use sqlite:///DIR or mysql://user:password@host:port[,host:port...]"
+        )
     if parts.netloc or not parts.path:
         raise ValueError(f"--backend {url!r}: a sqlite URL is sqlite:///absolute/dir (three slashes)")
     return SqliteBackend(Path(parts.path))
