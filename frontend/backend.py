@@ -165,7 +165,7 @@ class Backend(Protocol):
 
     async def drop_database(self, name: str, if_exists: bool) -> None: ...
 
-    async def kill_threads(self, thread_ids: Sequence[int]) -> None:
+    async def kill_threads(self, thread_ids: Sequence[int | tuple[str, int]]) -> None:
         """Kill backend connections left by a dead FE (no-op for an embedded backend)."""
         ...
 

@@ -247,7 +247,7 @@ class Node:
     def _dead_fe_connections(self, records: list[ConnectionRecord]) -> None:
         """A dead FE's rows were purged: kill its backend connections, whose
         statements would otherwise run on with nobody to answer."""
-        threads = [r.backend_thread for r in records if r.backend_thread]
+        threads = [(r.backend_host, r.backend_thread) for r in records if r.backend_thread]
         if not threads:
             return
         task = asyncio.get_running_loop().create_task(self.backend.kill_threads(threads))

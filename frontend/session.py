@@ -156,6 +156,8 @@ class Session:
         self._streaming = False  # its rows are being sent, batch by batch (Result.more)
         self._backend: BackendSession | None = None
         self.backend_thread = 0  # the backend connection's thread id (MySQL backend), in the registry row
+        self.backend_host = ""  # that connection's host (host:port): thread ids are each host's own
+        self.previous_query_id = ""  # the last statement's id (Doris: a KILL of it is a no-op)
         self.fe_answered = False  # the last statement was the FE's own (its warnings are the FE's)
         self.quote_modes = QuoteModes()  # how the server reads quotes under the session's sql_mode (the lexer's)
         self._relaying = False  # a relayed statement's answer is being read
@@ -179,6 +181,7 @@ class Session:
         """The backend connection opened: its thread id goes to the registry, so a
         surviving FE can kill its work should this FE die."""
         self.backend_thread = thread_id
+        self.backend_host = getattr(self._backend, "backend_host", "")
         self._host.record_changed(self)
 
     def record(self) -> ConnectionRecord:
@@ -195,6 +198,7 @@ class Session:
             protocol=self.protocol,
             trace_id=self.trace_id,
             backend_thread=self.backend_thread,
+            backend_host=self.backend_host,
         )
 
     # ------------------------------------------------------------ statements
@@ -209,7 +213,7 @@ class Session:
         executor = self._host.executor
         immediate = executor.immediate(sql) if not self._host.backend.relays else None
         if immediate is not None:
-            self.query_id = self._host.next_query_id()
+            self.previous_query_id, self.query_id = self.query_id, self._host.next_query_id()
             self.info = statement_info(sql)
             self.state = "OK"
             self.warnings = []
@@ -239,7 +243,7 @@ class Session:
 
     def _begin(self, sql: str) -> asyncio.TimerHandle | None:
         """A statement starts: the processlist shows it, its time limit runs."""
-        self.query_id = self._host.next_query_id()
+        self.previous_query_id, self.query_id = self.query_id, self._host.next_query_id()
         self.info = statement_info(sql)
         self.command = "Query"
         self.state_since = time.monotonic()
@@ -521,6 +525,8 @@ class Session:
             fe=self._host.fe.address,
             cloud_cluster=self._host.cloud_cluster,
             trace_id=self.trace_id,
+            backend_host=self.backend_host,
+            backend_thread=self.backend_thread,
         )
 
     async def close(self) -> None:

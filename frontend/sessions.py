@@ -335,7 +335,9 @@ class SessionTable:
         if which == "user":
             return [s for s in self.sessions.values() if s.user == target.user and s.id != target.spare_connection_id]
         if which == "query_id":
-            found = [s for s in self.sessions.values() if s.query_id == target.query_id and s.running]
+            # The statement a live session runs now, or its last (as in Doris: a KILL of a
+            # finished one is a no-op: OK, nothing stopped).
+            found = [s for s in self.sessions.values() if target.query_id in (s.query_id, s.previous_query_id)]
             if not found:
                 raise errors.unknown_query(target.query_id)
             return found
@@ -431,6 +433,8 @@ class SessionTable:
         killed = 0
         interrupted = []
         for victim in victims:
+            if query and target.query_id and (victim.query_id != target.query_id or not victim.running):
+                continue  # its statement has ended: nothing to stop, never the next one
             if query:
                 if victim.kill_query(reason, request.issued_at_us or None):
                     interrupted.append(victim)

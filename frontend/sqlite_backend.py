@@ -370,7 +370,7 @@ class SqliteBackend:
         """``has_database`` for the worker threads."""
         return valid_db_name(name) and self.path(name).exists()
 
-    async def kill_threads(self, thread_ids: Sequence[int]) -> None:
+    async def kill_threads(self, thread_ids: Sequence[int | tuple[str, int]]) -> None:
         return None  # an embedded backend dies with its FE
 
     async def create_database(self, name: str, if_not_exists: bool) -> None:

@@ -225,12 +225,7 @@ def test_accounts_are_made_on_every_host_unless_shared(servers: list[MariaDB]) -
     asyncio.run(make(f"mysql://root@{hosts}"))
 
 
-_NEEDS_OWNER_CHANGE = pytest.mark.xfail(
-    reason="issue 25: needs the session.py / sessions.py change proposed in the report", strict=False
-)
 
-
-@_NEEDS_OWNER_CHANGE
 def test_kill_query_of_a_finished_query_id_is_ok_as_in_doris(hosts_cluster: Cluster) -> None:
     """Doris's regression suite: the QueryId of a session's last statement, from
     SHOW PROCESSLIST, then KILL QUERY '<it>': OK, nothing happens. An unknown one: 1097."""
@@ -251,7 +246,6 @@ def test_kill_query_of_a_finished_query_id_is_ok_as_in_doris(hosts_cluster: Clus
         assert _port(a)  # undisturbed
 
 
-@_NEEDS_OWNER_CHANGE
 def test_information_schema_names_each_sessions_backend_host_and_thread(
     hosts_cluster: Cluster, servers: list[MariaDB]
 ) -> None:

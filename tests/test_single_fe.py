@@ -275,8 +275,9 @@ def test_information_schema_processlist_gives_the_same_rows(fe: Fe) -> None:
         )
         assert cur.fetchall() == ((conn.thread_id(), "root", fe.address, "Yes"),)
         cur.execute("SELECT * FROM information_schema.processlist")
-        assert [d[0] for d in cur.description][-2:] == ["CLOUD_CLUSTER", "TRACE_ID"]  # the seed's 14, then TraceId
-        assert len(cur.description) == 15
+        # the seed's 14, then the trace id and the backend connection (host, thread)
+        assert [d[0] for d in cur.description][-4:] == ["CLOUD_CLUSTER", "TRACE_ID", "BACKEND_HOST", "BACKEND_THREAD"]
+        assert len(cur.description) == 17
 
 
 def test_registry_holds_exactly_the_live_connections_after_200_connects(make_cluster) -> None:  # type: ignore[no-untyped-def]

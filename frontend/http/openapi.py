@@ -89,6 +89,8 @@ def openapi() -> dict[str, Any]:
             "info": {"type": "string"},
             "fe": {"type": "string"},
             "cloud_cluster": {"type": "string", "nullable": True},
+            "backend_host": {"type": "string", "nullable": True},
+            "backend_thread": {"type": "integer", "nullable": True},
         },
     }
     return {
