@@ -47,7 +47,7 @@ import logging
 import shutil
 import ssl
 import tempfile
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, TypeVar, cast
@@ -65,8 +65,8 @@ from frontend.wire import client as wc
 from frontend.wire import commands
 from frontend.wire import handshake as hs
 from frontend.wire.answer import Answer, Command, last_packet
-from frontend.wire.auth import scramble_with_stage1, stage1_of_password
-from frontend.wire.packets import MalformedPacket, PacketTooLarge, frame
+from frontend.wire.auth import scramble, scramble_with_stage1, stage1_of_password
+from frontend.wire.packets import Cursor, MalformedPacket, PacketTooLarge, frame
 from frontend.wire.prepared import unknown_statement
 from frontend.wire.results import (
     SERVER_MORE_RESULTS_EXISTS,
@@ -74,6 +74,7 @@ from frontend.wire.results import (
     SERVER_STATUS_IN_TRANS,
     err_packet,
 )
+from frontend.wire.results import Column as WireColumn
 from frontend.wire.sqltext import quote_string, split_placeholders, substitute
 from frontend.wire.transport import WireProtocol
 
@@ -188,7 +189,7 @@ class _Answer:
     def __init__(self) -> None:
         self.phase = 0  # 0: first packet, 1: column definitions, 2: rows
         self.count = 0
-        self.columns: list[wc.Column] = []
+        self.columns: list[WireColumn] = []
         self.rows: list[tuple[Any, ...]] = []
         self.size = 0
         self.too_large = False
@@ -248,12 +249,12 @@ class Connection:
                     secure = await loop.start_tls(io.transport, io, context)
                     if secure is None:
                         raise OSError("TLS with the backend failed")
-                    io.transport = secure  # type: ignore[assignment]
+                    io.transport = secure
                 io.write(frame([self._handshake_response(greeting)], seq)[0])
                 answer = await io.read()
                 if answer[:1] == b"\xfe":  # auth switch: mysql_native_password with a new nonce
                     plugin, _, rest = answer[1:].partition(b"\x00")
-                    if plugin.decode() != wc.hs.NATIVE_PASSWORD:
+                    if plugin.decode() != hs.NATIVE_PASSWORD:
                         raise SqlError(errors.ACCESS_DENIED, f"backend asks for auth plugin {plugin.decode()!r}")
                     io.write(frame([self._scramble(rest[:20])], io.seq)[0])
                     answer = await io.read()
@@ -278,7 +279,7 @@ class Connection:
     def _scramble(self, nonce: bytes) -> bytes:
         login = self.login
         if login is None:
-            return wc.scramble(self.address.password, nonce)
+            return scramble(self.address.password, nonce)
         return scramble_with_stage1(login.stage1 or b"", nonce)
 
     def _handshake_response(self, greeting: wc.Greeting) -> bytes:
@@ -419,7 +420,7 @@ class Connection:
             answer.error = SqlError(errors.NOT_SUPPORTED, "LOAD DATA LOCAL INFILE is not supported through the FE")
             answer.done = True
         else:
-            answer.count = wc.Cursor(payload).lenenc_int()
+            answer.count = Cursor(payload).lenenc_int()
             answer.columns, answer.rows, answer.size = [], [], 0
             answer.phase = 1
 
@@ -789,12 +790,12 @@ class MysqlBackend:
         return await self._catalog(query.sql(dialect="mysql"))
 
     async def query_rows(
-        self, query: exp.Expression, table: str, columns: Sequence[str], rows: Sequence[tuple[Any, ...]]
+        self, query: exp.Expr, table: str, columns: Sequence[str], rows: Sequence[tuple[Any, ...]]
     ) -> Result:
         return await self._local.query_rows(query, table, columns, rows)
 
     async def query_tables(
-        self, query: exp.Expression, tables: Mapping[str, tuple[Sequence[str], Sequence[tuple[Any, ...]]]]
+        self, query: exp.Expr, tables: Mapping[str, tuple[Sequence[str], Sequence[tuple[Any, ...]]]]
     ) -> Result:
         return await self._local.query_tables(query, tables)
 
@@ -948,7 +949,7 @@ class MysqlSession:
         database: str | None,
         interrupted: Callable[[], SqlError | None],
         statement_id: int = 0,
-    ) -> AsyncIterator[bytes]:
+    ) -> AsyncGenerator[bytes, None]:
         """The server's answer to ``payload`` (a whole command), in chunks of
         whole packets framed as they came. ``interrupted`` says whether the FE
         interrupted the statement (and with what) when the server answers 1317.
@@ -1085,7 +1086,7 @@ class MysqlSession:
     async def execute_bound(self, sql: str, database: str | None, params: Sequence[Any]) -> Result:
         return await self.execute(substitute(split_placeholders(sql), list(params)), database)
 
-    async def execute(self, sql: str, database: str | None, tree: exp.Expression | None = None) -> Result:
+    async def execute(self, sql: str, database: str | None, tree: exp.Expr | None = None) -> Result:
         conn = await self._connection(database)
         result: Result = await self._run(conn, lambda: conn.query(sql))
         if result.warnings:
