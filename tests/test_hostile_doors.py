@@ -411,7 +411,8 @@ def test_a_trace_id_two_users_hold_is_each_ones_own(make_cluster) -> None:  # ty
         runs[b1] = Running(b1, sleep)
         wait_for(lambda: b1.thread_id() in _running_ids(fe2), 10, what="bob's sleep")
         with contextlib.closing(fe2.connect()) as root, root.cursor() as cur:
-            cur.execute(f"KILL QUERY '{trace}'")
+            hit = cur.execute(f"KILL QUERY '{trace}'")
+        assert hit == 2  # affected rows: the statements it interrupted, on both FEs
         assert error_code(runs[a1].join(5)) == 1317 and error_code(runs[b1].join(5)) == 1317
         audit = wait_for(
             lambda: fe1.query(f"SHOW KILL AUDIT WHERE Target = '{trace}' AND Requester = 'root' LIMIT 1"),

@@ -72,10 +72,12 @@ def parse_kill_target(kind: str | None, arg: str, own_id: int, user: str | None 
 async def kill(services: Services, session: Session, m: re.Match[str]) -> Result:
     target = parse_kill_target(m.group(1), m.group(3) or "", session.id, user=m.group(2))
     outcome = await services.kill(target, session.user, session.host.rsplit(":", 1)[0])
-    if not target.user:
+    if not target.user and not target.trace_id:
         return OK
+    # KILL USER and a trace id's KILL act on several sessions, on every FE: the
+    # rows are the sessions (or statements) hit, as MariaDB's KILL USER says.
     session.warnings = [SqlWarning("Warning", errors.UNKNOWN_ERROR, f.message) for f in outcome.failures]
-    return Result(affected_rows=outcome.killed, warnings=list(session.warnings))  # MariaDB: rows = sessions hit
+    return Result(affected_rows=outcome.killed, warnings=list(session.warnings))
 
 
 async def cluster_rows(services: Services, session: Session, where: str = "") -> list[pb.ProcessRow]:
