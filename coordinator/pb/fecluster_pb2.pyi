@@ -191,20 +191,22 @@ class Warning(_message.Message):
     def __init__(self, level: _Optional[str] = ..., code: _Optional[int] = ..., message: _Optional[str] = ...) -> None: ...
 
 class StatementResult(_message.Message):
-    __slots__ = ("columns", "rows", "affected_rows", "warnings", "error", "query_id")
+    __slots__ = ("columns", "rows", "affected_rows", "warnings", "error", "query_id", "more")
     COLUMNS_FIELD_NUMBER: _ClassVar[int]
     ROWS_FIELD_NUMBER: _ClassVar[int]
     AFFECTED_ROWS_FIELD_NUMBER: _ClassVar[int]
     WARNINGS_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
     QUERY_ID_FIELD_NUMBER: _ClassVar[int]
+    MORE_FIELD_NUMBER: _ClassVar[int]
     columns: _containers.RepeatedCompositeFieldContainer[Column]
     rows: _containers.RepeatedCompositeFieldContainer[Row]
     affected_rows: int
     warnings: _containers.RepeatedCompositeFieldContainer[Warning]
     error: SqlError
     query_id: str
-    def __init__(self, columns: _Optional[_Iterable[_Union[Column, _Mapping]]] = ..., rows: _Optional[_Iterable[_Union[Row, _Mapping]]] = ..., affected_rows: _Optional[int] = ..., warnings: _Optional[_Iterable[_Union[Warning, _Mapping]]] = ..., error: _Optional[_Union[SqlError, _Mapping]] = ..., query_id: _Optional[str] = ...) -> None: ...
+    more: bool
+    def __init__(self, columns: _Optional[_Iterable[_Union[Column, _Mapping]]] = ..., rows: _Optional[_Iterable[_Union[Row, _Mapping]]] = ..., affected_rows: _Optional[int] = ..., warnings: _Optional[_Iterable[_Union[Warning, _Mapping]]] = ..., error: _Optional[_Union[SqlError, _Mapping]] = ..., query_id: _Optional[str] = ..., more: _Optional[bool] = ...) -> None: ...
 
 class SessionResponse(_message.Message):
     __slots__ = ("welcome", "result")

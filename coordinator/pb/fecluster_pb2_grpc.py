@@ -231,6 +231,11 @@ class FrontendStub:
                 request_serializer=coordinator_dot_pb_dot_fecluster__pb2.ExecuteRequest.SerializeToString,
                 response_deserializer=coordinator_dot_pb_dot_fecluster__pb2.StatementResult.FromString,
                 _registered_method=True)
+        self.ExecuteStream = channel.unary_stream(
+                '/fecluster.v1.Frontend/ExecuteStream',
+                request_serializer=coordinator_dot_pb_dot_fecluster__pb2.ExecuteRequest.SerializeToString,
+                response_deserializer=coordinator_dot_pb_dot_fecluster__pb2.StatementResult.FromString,
+                _registered_method=True)
 
 
 class FrontendServicer:
@@ -259,7 +264,16 @@ class FrontendServicer:
         raise NotImplementedError('Method not implemented!')
 
     def Execute(self, request, context):
-        """Runs one statement outside a session (user administration and the like).
+        """Runs one statement outside a session (user administration and the like),
+        answered in one message: a result past 1,000,000 rows is refused (1105).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ExecuteStream(self, request, context):
+        """The same, its answer streamed as Session streams it (StatementResult.more):
+        rows of any number, in bounded memory on the FE.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -285,6 +299,11 @@ def add_FrontendServicer_to_server(servicer, server):
             ),
             'Execute': grpc.unary_unary_rpc_method_handler(
                     servicer.Execute,
+                    request_deserializer=coordinator_dot_pb_dot_fecluster__pb2.ExecuteRequest.FromString,
+                    response_serializer=coordinator_dot_pb_dot_fecluster__pb2.StatementResult.SerializeToString,
+            ),
+            'ExecuteStream': grpc.unary_stream_rpc_method_handler(
+                    servicer.ExecuteStream,
                     request_deserializer=coordinator_dot_pb_dot_fecluster__pb2.ExecuteRequest.FromString,
                     response_serializer=coordinator_dot_pb_dot_fecluster__pb2.StatementResult.SerializeToString,
             ),
@@ -399,6 +418,33 @@ class Frontend:
             request,
             target,
             '/fecluster.v1.Frontend/Execute',
+            coordinator_dot_pb_dot_fecluster__pb2.ExecuteRequest.SerializeToString,
+            coordinator_dot_pb_dot_fecluster__pb2.StatementResult.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ExecuteStream(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/fecluster.v1.Frontend/ExecuteStream',
             coordinator_dot_pb_dot_fecluster__pb2.ExecuteRequest.SerializeToString,
             coordinator_dot_pb_dot_fecluster__pb2.StatementResult.FromString,
             options,
