@@ -11,7 +11,7 @@ import asyncio
 import hmac
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING, Any, cast
 
 import grpc
@@ -32,12 +32,14 @@ from frontend import tls
 from frontend.backend import BackendLogin
 from frontend.client import PASSWORD_HEADER, USER_HEADER
 from frontend.config import Config
-from frontend.result import Result, whole
+from frontend.result import Result, SqlWarning, whole
 from frontend.sessions import SessionTable
 from frontend.throttle import LoginThrottle
 from frontend.wire import results as rs
+from frontend.wire.answer import RowDecoder
 from frontend.wire.auth import stage1_of_password
-from frontend.wire.client import CLIENT_CAPABILITIES
+from frontend.wire.client import CLIENT_CAPABILITIES, COM_QUERY
+from frontend.wire.handshake import CLIENT_DEPRECATE_EOF
 
 if TYPE_CHECKING:
     from coordinator.membership import Membership
@@ -47,6 +49,10 @@ log = logging.getLogger("fecluster.grpc")
 
 HELLO_TIMEOUT = 10.0
 MAX_MESSAGE = 4 * 1024 * 1024
+# A streamed statement's message: about this many rows, or this many bytes of
+# relayed rows (plus one row), whichever comes first. What a session holds.
+STREAM_ROWS = 1_000
+STREAM_BYTES = 1 << 20
 _OUR_PREFIX = f"/{pb.DESCRIPTOR.package}."
 _PEER_PREFIX = f"{_OUR_PREFIX}Peer/"
 
@@ -83,6 +89,26 @@ def _type_name(values: list[Any]) -> str:
     return "NULL"
 
 
+def _warnings(warnings: list[SqlWarning]) -> list[pb.Warning]:
+    return [pb.Warning(level=w.level, code=w.code, message=w.message) for w in warnings]
+
+
+def _wire_columns(wire: list[rs.Column]) -> list[pb.Column]:
+    return [pb.Column(name=c.name, type=rs.type_name(c)) for c in wire]
+
+
+def _wire_rows(wire: list[rs.Column], rows: list[tuple[bytes | None, ...]]) -> list[pb.Row]:
+    return [pb.Row(values=[_value(rs.python_value(c, v)) for c, v in zip(wire, row, strict=True)]) for row in rows]
+
+
+def _columns(names: list[str], rows: list[tuple[Any, ...]]) -> list[pb.Column]:
+    return [pb.Column(name=name, type=_type_name([row[i] for row in rows])) for i, name in enumerate(names)]
+
+
+def _rows(rows: list[tuple[Any, ...]]) -> list[pb.Row]:
+    return [pb.Row(values=[_value(v) for v in row]) for row in rows]
+
+
 def statement_result(result: Result, query_id: str) -> pb.StatementResult:
     if result.wire_columns is not None:  # a relaying backend's answer: its types, its raw text values
         wire = result.wire_columns
@@ -106,6 +132,10 @@ def statement_result(result: Result, query_id: str) -> pb.StatementResult:
         warnings=[pb.Warning(level=w.level, code=w.code, message=w.message) for w in result.warnings],
         query_id=query_id,
     )
+
+
+def _text(value: Any) -> str:
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
 
 
 def _peer_host(context: grpc.aio.ServicerContext) -> str:
@@ -147,6 +177,7 @@ async def _reject_garbage(context: grpc.aio.ServicerContext) -> None:
 # Iterator of requests); under grpc.aio the same fields hold coroutine functions taking an
 # aio context and an async iterator, which is what these are.
 _AioUnary = Callable[[Any, grpc.aio.ServicerContext[Any, Any]], Awaitable[Any]]
+_AioUnaryStream = Callable[[Any, grpc.aio.ServicerContext[Any, Any]], AsyncIterator[Any]]
 _AioStream = Callable[[AsyncIterator[Any], grpc.aio.ServicerContext[Any, Any]], AsyncIterator[Any]]
 
 
@@ -163,6 +194,16 @@ def _checked(handler: grpc.RpcMethodHandler[Any, Any]) -> grpc.RpcMethodHandler[
             return await inner(request, context)
 
         return grpc.unary_unary_rpc_method_handler(unary, deserializer, serializer)
+    if handler.unary_stream is not None:
+        producer = cast(_AioUnaryStream, handler.unary_stream)
+
+        async def producing(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+            if request is GARBAGE:
+                await _reject_garbage(context)
+            async for response in producer(request, context):
+                yield response
+
+        return grpc.unary_stream_rpc_method_handler(producing, deserializer, serializer)
     if handler.stream_stream is not None:
         stream = cast(_AioStream, handler.stream_stream)
 
@@ -379,6 +420,138 @@ class FrontendService(pb_grpc.FrontendServicer):
             self.sessions.answered(session)  # its answer is the next message out
         return statement_result(result, session.query_id)
 
+    async def ExecuteStream(
+        self, request: pb.ExecuteRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[pb.StatementResult]:
+        user = await self._caller(context)
+        password = str(dict(context.invocation_metadata() or ()).get(PASSWORD_HEADER, ""))
+        session = await self._open(user, context, asyncio.Event(), password=password)
+        try:
+            async for message in self._stream(session, request.sql):
+                yield message
+        finally:
+            await self.sessions.close(session)
+
+    async def _stream(self, session: Session, sql: str) -> AsyncIterator[pb.StatementResult]:
+        """One statement's answer as Session and ExecuteStream send it: its rows
+        a batch at a time as they are fetched (or relayed), ``more`` on every
+        message but the last, which has the outcome (or the error that ended
+        the statement). The statement runs until its last batch is out; what
+        the session holds is one message's worth of rows."""
+        try:
+            # Over a relaying backend the engine's statements are relayed as the
+            # MySQL listener relays them (the same COM_QUERY payload); the FE's run here.
+            result = await session.execute(sql, raw=bytes((COM_QUERY,)) + sql.encode("utf-8", "surrogateescape"))
+            if result.relay is None and result.more is None:
+                last = statement_result(result, session.query_id)
+            else:
+                last = pb.StatementResult(query_id=session.query_id)  # the parts' last replaces it
+                parts = (
+                    self._relayed(session, result.relay) if result.relay is not None else self._batches(session, result)
+                )
+                try:
+                    async for message in parts:
+                        if message.more:
+                            yield message
+                        else:
+                            last = message
+                finally:
+                    await parts.aclose()  # the client went away: the statement stops
+        except SqlError as e:
+            last = pb.StatementResult(error=sql_error(e), query_id=session.query_id)
+        except Exception as e:  # a bug of ours: log it, answer 1105, keep the session (as over MySQL)
+            log.exception("statement failed on gRPC session %d", session.id)
+            internal = SqlError(errors.UNKNOWN_ERROR, f"internal error: {e!r}")
+            last = pb.StatementResult(error=sql_error(internal), query_id=session.query_id)
+        self.sessions.answered(session)  # its answer's last message is the next one out
+        yield last
+
+    async def _batches(self, session: Session, result: Result) -> AsyncGenerator[pb.StatementResult, None]:
+        """An embedded backend's streamed result (``Result.more``): a message per batch.
+        The columns' types are read from the first batch's rows."""
+        more, result.more = result.more, None
+        assert more is not None
+        query_id = session.query_id
+        try:
+            wire = result.wire_columns
+            if wire is not None:
+                yield pb.StatementResult(
+                    columns=_wire_columns(wire), rows=_wire_rows(wire, result.rows), query_id=query_id, more=True
+                )
+            else:
+                yield pb.StatementResult(
+                    columns=_columns(result.columns, result.rows), rows=_rows(result.rows), query_id=query_id, more=True
+                )
+            result.rows = []
+            async for batch in more:
+                rows = _wire_rows(wire, batch) if wire is not None else _rows(batch)
+                yield pb.StatementResult(rows=rows, query_id=query_id, more=True)
+        finally:
+            await more.aclose()
+        yield pb.StatementResult(
+            affected_rows=result.affected_rows, warnings=_warnings(result.warnings), query_id=query_id
+        )
+
+    async def _relayed(
+        self, session: Session, chunks: AsyncGenerator[bytes, None]
+    ) -> AsyncGenerator[pb.StatementResult, None]:
+        """A relayed statement's answer (the server's packets, as the MySQL listener
+        would write them), decoded chunk by chunk into messages of rows: nothing
+        is held whole. An interrupt follows the relay's rule: the server's answer
+        decides (its 1317 becomes the FE's, naming who killed it)."""
+        decoder = RowDecoder(deprecate_eof=bool(CLIENT_CAPABILITIES & CLIENT_DEPRECATE_EOF))
+        query_id = session.query_id
+        columns_sent = False
+        pending: list[tuple[bytes | None, ...]] = []
+        size = 0
+
+        def message(rows: list[tuple[bytes | None, ...]], more: bool) -> pb.StatementResult:
+            nonlocal columns_sent
+            wire = decoder.columns or []
+            columns = [] if columns_sent else _wire_columns(wire)
+            columns_sent = columns_sent or decoder.columns is not None
+            return pb.StatementResult(columns=columns, rows=_wire_rows(wire, rows), query_id=query_id, more=more)
+
+        try:
+            async for chunk in chunks:
+                rows = decoder.feed(chunk)
+                if not rows:
+                    continue
+                pending.extend(rows)
+                size += len(chunk)
+                start = 0
+                while len(pending) - start >= STREAM_ROWS:
+                    yield message(pending[start : start + STREAM_ROWS], True)
+                    start += STREAM_ROWS
+                del pending[:start]
+                if size >= STREAM_BYTES and pending:
+                    yield message(pending, True)
+                    pending = []
+                if not pending:
+                    size = 0
+        finally:
+            await chunks.aclose()
+        if decoder.error is not None:
+            code, state, text = decoder.error
+            raise SqlError(code, text, state or None)
+        if not decoder.done:
+            raise SqlError(errors.SERVER_LOST, "the backend's answer ended early")
+        last = message(pending, False)
+        last.affected_rows = decoder.affected_rows
+        if decoder.warnings:
+            last.warnings.extend(_warnings(await self._backend_warnings(session, decoder.warnings)))
+        yield last
+
+    @staticmethod
+    async def _backend_warnings(session: Session, count: int) -> list[SqlWarning]:
+        """The server's warnings of the statement just relayed (its SHOW WARNINGS)."""
+        try:
+            shown = await session.backend.execute("SHOW WARNINGS", None)
+        except SqlError as e:
+            log.warning("session %d: its warnings are unknown (%s)", session.id, e.message)
+            return [SqlWarning("Warning", 0, "")] * count
+        return [SqlWarning(_text(r[0]), int(r[1]), _text(r[2])) for r in shown.rows]
+
     async def Session(
         self, requests: AsyncIterator[pb.SessionRequest], context: grpc.aio.ServicerContext
     ) -> AsyncIterator[pb.SessionResponse]:
@@ -414,7 +587,8 @@ class FrontendService(pb_grpc.FrontendServicer):
                         await context.abort(
                             grpc.StatusCode.INVALID_ARGUMENT, "expected a statement, got a second hello"
                         )
-                    yield pb.SessionResponse(result=await self._run(session, request.sql))
+                    async for message in self._stream(session, request.sql):
+                        yield pb.SessionResponse(result=message)
                     if session.killed_by is not None:
                         break
             finally:

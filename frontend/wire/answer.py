@@ -32,7 +32,9 @@ from __future__ import annotations
 import struct
 from enum import IntEnum
 
+from frontend.wire.client import parse_column_definition, parse_eof, parse_ok, parse_text_row
 from frontend.wire.packets import MalformedPacket
+from frontend.wire.results import Column
 
 SERVER_STATUS_IN_TRANS = 0x0001
 SERVER_STATUS_AUTOCOMMIT = 0x0002
@@ -256,3 +258,128 @@ class Answer:
             self._phase = _Phase.FIRST
             return False
         return True
+
+
+class RowDecoder:
+    """Decodes a relayed COM_QUERY answer (text protocol) chunk by chunk, for a
+    client that wants values rather than packets (the gRPC API): ``feed`` a
+    chunk of whole packets as the relay yields it and get the rows it held.
+    Only those rows are kept, so a result of any size costs one chunk.
+
+    ``columns`` is set once the first result set's definitions are read. An
+    answer with several results (a CALL) gives the rows of its first result
+    set; the later ones are read and dropped. After the last packet ``done``
+    is True, with the final OK's figures or ``error`` (code, SQLSTATE, message)."""
+
+    __slots__ = (
+        "_count",
+        "_end_max",
+        "_left",
+        "_partial",
+        "_phase",
+        "_sets",
+        "affected_rows",
+        "columns",
+        "deprecate_eof",
+        "done",
+        "error",
+        "info",
+        "last_insert_id",
+        "warnings",
+    )
+
+    def __init__(self, deprecate_eof: bool = True) -> None:
+        self.deprecate_eof = deprecate_eof
+        self._end_max = _END_MAX if deprecate_eof else _EOF_MAX
+        self._phase = _Phase.FIRST
+        self._count = 0
+        self._left = 0
+        self._sets = 0  # result sets begun
+        self._partial: bytearray | None = None  # a payload of 16 MB or more, continued over packets
+        self.columns: list[Column] | None = None
+        self.affected_rows = 0
+        self.last_insert_id = 0
+        self.warnings = 0
+        self.info = ""
+        self.error: tuple[int, str, str] | None = None
+        self.done = False
+
+    def feed(self, chunk: bytes) -> list[tuple[bytes | None, ...]]:
+        """The first result set's rows among ``chunk``'s packets (each whole, framed)."""
+        rows: list[tuple[bytes | None, ...]] = []
+        pos, size = 0, len(chunk)
+        while size - pos >= 4 and not self.done:
+            length = chunk[pos] | chunk[pos + 1] << 8 | chunk[pos + 2] << 16
+            end = pos + 4 + length
+            if end > size:
+                raise MalformedPacket("a relayed chunk ends inside a packet")
+            payload = chunk[pos + 4 : end]
+            pos = end
+            if self._partial is not None:
+                self._partial += payload
+                if length == MAX_PAYLOAD:
+                    continue
+                payload, self._partial = bytes(self._partial), None
+            elif length == MAX_PAYLOAD:
+                self._partial = bytearray(payload)
+                continue
+            self._packet(payload, rows)
+        return rows
+
+    def _packet(self, payload: bytes, rows: list[tuple[bytes | None, ...]]) -> None:
+        if not payload:
+            raise MalformedPacket("empty packet in an answer")
+        head = payload[0]
+        phase = self._phase
+        if phase == _Phase.ROWS:
+            if head == 0xFE and len(payload) < self._end_max:
+                self._ended(payload, self.deprecate_eof)
+            elif head == 0xFF:
+                self._failed(payload)
+            elif self._sets == 1:
+                rows.append(parse_text_row(payload, self._count))
+            return
+        if phase == _Phase.FIRST:
+            if head == 0x00:
+                self._ended(payload, True)
+            elif head == 0xFF:
+                self._failed(payload)
+            elif head == 0xFB:
+                raise MalformedPacket("the server asked for a local file")
+            else:
+                self._count = self._left = _lenenc(payload, 0)[0]
+                self._sets += 1
+                if self._sets == 1:
+                    self.columns = []
+                self._phase = _Phase.COLUMNS if self._count else _Phase.ROWS
+            return
+        if phase == _Phase.COLUMNS:
+            if self._sets == 1 and self.columns is not None:
+                self.columns.append(parse_column_definition(payload))
+            self._left -= 1
+            if self._left <= 0:
+                self._phase = _Phase.ROWS if self.deprecate_eof else _Phase.COLUMNS_EOF
+            return
+        if phase == _Phase.COLUMNS_EOF:
+            self._phase = _Phase.ROWS
+            return
+        raise MalformedPacket(f"unexpected packet in a query's answer (phase {phase.name})")
+
+    def _ended(self, payload: bytes, ok: bool) -> None:
+        """An OK (or an end packet) closes a result: the answer's last unless MORE_RESULTS says otherwise."""
+        if ok:
+            fields = parse_ok(payload)
+            self.affected_rows, self.last_insert_id = fields.affected_rows, fields.last_insert_id
+            self.info = fields.info
+            status, self.warnings = fields.status, fields.warnings
+        else:
+            eof = parse_eof(payload)
+            status, self.warnings = eof.status, eof.warnings
+        if status & SERVER_MORE_RESULTS_EXISTS:
+            self._phase = _Phase.FIRST
+        else:
+            self.done = True
+
+    def _failed(self, payload: bytes) -> None:
+        self.error = err_fields(payload)
+        self.done = True
