@@ -67,11 +67,22 @@ def test_the_decoder_reads_an_error_and_an_ok() -> None:
 # ------------------------------------------------------------ real FEs
 
 
+# MariaDB's sequence engine (its recursive CTEs stop at 1,000 rows here)
+SEQ = "SELECT seq AS n, seq * 2 AS d FROM gstream.seq_1_to_{n}"
+
+
 @pytest.fixture(params=["sqlite", "mysql"])
-def stream_fe(request: pytest.FixtureRequest) -> Fe:
+def stream_case(request: pytest.FixtureRequest) -> tuple[Fe, str]:
+    """An FE and a statement whose rows are (n, 2n) for n = 1 .. {n}."""
     if request.param == "sqlite":
-        return request.getfixturevalue("cluster3").fes[0]  # type: ignore[no-any-return]
-    return request.getfixturevalue("mysql_backend_fe")  # type: ignore[no-any-return]
+        return request.getfixturevalue("cluster3").fes[0], BIG
+    fe: Fe = request.getfixturevalue("mysql_backend_fe")
+    fe.query("CREATE DATABASE IF NOT EXISTS gstream")  # the sequence engine's tables live in a database
+    return fe, SEQ
+
+
+def _backend(fe: Fe) -> str:
+    return "MariaDB" if any(a.startswith("mysql://") for a in fe.args) else "SQLite"
 
 
 def _read_all(stream: RowStream, process: psutil.Process) -> tuple[int, int, int]:
@@ -86,39 +97,41 @@ def _read_all(stream: RowStream, process: psutil.Process) -> tuple[int, int, int
     return count, stream.messages, max(peak, process.memory_info().rss)
 
 
-def test_a_large_result_streams_over_session_in_bounded_memory(stream_fe: Fe) -> None:
-    process = psutil.Process(stream_fe.proc.pid)
-    with Client(stream_fe.address) as client, client.session() as session:
+def test_a_large_result_streams_over_session_in_bounded_memory(stream_case: tuple[Fe, str]) -> None:
+    fe, big = stream_case
+    process = psutil.Process(fe.proc.pid)
+    with Client(fe.address) as client, client.session() as session:
         assert session.execute("SELECT 1").rows == [(1,)]  # warm: the backend connection opens
         before = process.memory_info().rss
-        with session.stream(BIG.format(n=ROWS)) as stream:
+        with session.stream(big.format(n=ROWS)) as stream:
             assert stream.columns == ["n", "d"]
             count, messages, peak = _read_all(stream, process)
         assert count == ROWS and messages > 100
         # assembled by execute for callers that want one result
-        whole = session.execute(BIG.format(n=5000))
+        whole = session.execute(big.format(n=5000))
         assert len(whole.rows) == 5000 and whole.rows[-1] == (5000, 10000) and whole.columns == ["n", "d"]
         assert session.execute("SELECT 2").rows == [(2,)]  # the session goes on
     grew = (peak - before) >> 20
-    print(f"{ROWS} rows over Frontend.Session ({messages} messages): FE RSS grew by {grew} MB")
+    print(f"{ROWS} rows over Frontend.Session on {_backend(fe)}: {messages} messages, FE RSS grew by {grew} MB")
     assert peak - before < 40 << 20, f"the FE grew by {grew} MB streaming {ROWS} rows"
 
 
-def test_execute_stream_and_the_unary_execute(stream_fe: Fe) -> None:
-    process = psutil.Process(stream_fe.proc.pid)
-    with Client(stream_fe.address) as client:
+def test_execute_stream_and_the_unary_execute(stream_case: tuple[Fe, str]) -> None:
+    fe, big = stream_case
+    process = psutil.Process(fe.proc.pid)
+    with Client(fe.address) as client:
         before = process.memory_info().rss
-        with client.execute_stream(BIG.format(n=ROWS), timeout=120) as stream:
+        with client.execute_stream(big.format(n=ROWS), timeout=120) as stream:
             count, messages, peak = _read_all(stream, process)
         assert count == ROWS and messages > 100 and stream.query_id
         grew = (peak - before) >> 20
-        print(f"{ROWS} rows over Frontend.ExecuteStream ({messages} messages): FE RSS grew by {grew} MB")
+        on = _backend(fe)
+        print(f"{ROWS} rows over Frontend.ExecuteStream on {on}: {messages} messages, FE RSS grew by {grew} MB")
         assert peak - before < 40 << 20
         small = client.execute("SELECT 1 AS one")
         assert small.columns == ["one"] and small.rows == [(1,)]
-        with pytest.raises(FeError) as e:
-            with client.execute_stream("SELECT * FROM no_such_db.t") as stream:
-                list(stream)
+        with pytest.raises(FeError) as e, client.execute_stream("SELECT * FROM no_such_db.t") as stream:
+            list(stream)
         assert e.value.code in (1049, 1146, 1142, 1044)
 
 
@@ -153,11 +166,11 @@ HUGE = 3_000_000
 
 
 def _statement_running(fe: Fe, text: str) -> int:
-    def find() -> int | None:
+    def find() -> int:
         for row in fe.query("SHOW FULL PROCESSLIST"):
             if row[7] == "Query" and text in (row[11] or ""):
                 return int(row[1])
-        return None
+        return 0
 
     return wait_for(find, 20, what="the statement in the processlist")
 
@@ -183,7 +196,8 @@ def test_kill_query_ends_a_streaming_session_statement_from_another_fe(cluster3:
 
 def test_kill_query_ends_a_streaming_statement_over_the_mysql_backend(mysql_backend_fe: Fe) -> None:
     fe = mysql_backend_fe
-    sql = "SELECT seq, REPEAT('x', 100) FROM seq_1_to_30000000 /* stream-kill */"
+    fe.query("CREATE DATABASE IF NOT EXISTS gstream")
+    sql = "SELECT seq, REPEAT('x', 100) FROM gstream.seq_1_to_30000000 /* stream-kill */"
     with Client(fe.address) as client, client.session() as session:
         reader = Reader(lambda: session.stream(sql))
         assert reader.started.wait(30)
