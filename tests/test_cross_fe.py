@@ -59,7 +59,12 @@ def test_kill_query_by_query_id_from_processlist(cluster3: Cluster, a: int, b: i
         with killer.cursor() as cur:
             cur.execute(f"KILL QUERY '{query_id}'")
         assert error_code(run.join()) == 1317
-        # the query is over: its id is unknown now
+        # the query is over, its session lives: a KILL of it is a no-op, as in Doris
+        with killer.cursor() as cur:
+            cur.execute(f"KILL QUERY '{query_id}'")
+        with victim.cursor() as cur:  # two statements later the session holds another id
+            cur.execute("SELECT 1")
+            cur.execute("SELECT 2")
         assert fails(killer, f"KILL QUERY '{query_id}'") == (1097, f"Unknown query id: {query_id}")
 
 
