@@ -61,8 +61,10 @@ def redis_server() -> Iterator[procs.RedisServer]:
 
 @pytest.fixture(scope="session")
 def cluster3(redis_url: str) -> Iterator[Cluster]:
-    """Three FEs sharing one Redis, reused by the tests that leave it as they found it."""
-    cluster = new_cluster(redis_url, 3)
+    """Three FEs sharing one Redis, reused by the tests that leave it as they found it.
+    No login throttle here: many tests send wrong passwords on purpose, and the
+    delays would add up over the session (the throttle has tests of its own)."""
+    cluster = new_cluster(redis_url, 3, login_delay=0)
     try:
         yield cluster
     finally:

@@ -172,6 +172,7 @@ def test_a_failed_host_loses_its_sessions_and_a_recovered_one_takes_new_ones(
             dead.start_again()
 
 
+@pytest.mark.slow
 def test_orphans_are_killed_on_their_own_host(servers: list[MariaDB]) -> None:
     """``kill_threads`` gets (host, thread) pairs: each on its own host; a bare
     thread id with several hosts is not sent (it could be a stranger's)."""
@@ -223,7 +224,6 @@ def test_accounts_are_made_on_every_host_unless_shared(servers: list[MariaDB]) -
 
     asyncio.run(make(f"mysql://root@{hosts}?shared_users=0"))
     asyncio.run(make(f"mysql://root@{hosts}"))
-
 
 
 def test_kill_query_of_a_finished_query_id_is_ok_as_in_doris(hosts_cluster: Cluster) -> None:

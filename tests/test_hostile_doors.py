@@ -130,6 +130,7 @@ def test_root_and_a_user_log_in_past_2000_idle_handshakes_from_one_address(make_
     assert "handshakes refused" in fe.logs()
 
 
+@pytest.mark.slow
 def test_a_flood_from_many_addresses_cuts_the_oldest_handshake(make_cluster) -> None:  # type: ignore[no-untyped-def]
     """Past --max-handshakes in all, the oldest handshake is cut: idle sockets
     from 600 addresses cannot keep a real client out, and under pressure the
@@ -206,6 +207,7 @@ def _attempt(fe: Fe, user: str, password: str, source: str) -> tuple[int | None,
     return code, time.monotonic() - start
 
 
+@pytest.mark.slow
 def test_wrong_passwords_over_mysql_cost_growing_delays(make_cluster) -> None:  # type: ignore[no-untyped-def]
     """After 3 free failures per (user, address) each attempt waits a step more
     (--login-delay), up to --login-max-delay; an unknown user pays the same;
@@ -328,6 +330,7 @@ def test_one_users_statements_leave_workers_for_root(make_cluster) -> None:  # t
 # ---------------------------------------------------------------- health checks cost nothing
 
 
+@pytest.mark.slow
 def test_a_thousand_lease_checks_a_second_cost_redis_almost_nothing(make_cluster) -> None:  # type: ignore[no-untyped-def]
     """The unauthenticated fecluster.Lease check pinged Redis per request (about
     1,000 PINGs/s from one client). Now it answers from the last renewal."""
