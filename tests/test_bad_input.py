@@ -148,7 +148,8 @@ def test_dropped_mid_handshake_and_mid_result_leave_nothing(target: Cluster, bys
         s.recv(1000)  # a little of the result, then hang up
         s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # RST
         s.close()
-    wait_for(lambda: target.registry_ids() == before, 10, what="registry back to the bystander only")
+    # Nothing of these connections stays (a row of an earlier test may go meanwhile: a subset).
+    wait_for(lambda: target.registry_ids() <= before, 30, what="registry back to the bystander only")
     _healthy(target, bystander)
 
 

@@ -262,7 +262,11 @@ def test_posts_are_protected_against_cross_site_requests(cluster3: Cluster) -> N
 
 
 @pytest.mark.slow
-def test_a_stopped_fe_is_listed_not_hidden(cluster3: Cluster) -> None:
+def test_a_stopped_fe_is_listed_not_hidden(make_cluster) -> None:  # type: ignore[no-untyped-def]
+    # Its own cluster with a long lease: fe3 stays stopped for three peer deadlines
+    # (about 7 s on a busy machine), and an FE stopped for 5/6 of its lease fences
+    # itself on waking (docs/fencing.md), which would end the session this test kills.
+    cluster3 = make_cluster(3, lease_ttl=30.0)
     fe1, fe3 = cluster3.fes[0], cluster3.fes[2]
     with sleeping(fe3) as (conn, run):
         cid = conn.thread_id()
