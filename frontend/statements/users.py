@@ -175,44 +175,36 @@ async def drop_user(services: Services, session: Session, m: re.Match[str]) -> R
 
 
 async def grant(services: Services, session: Session, m: re.Match[str]) -> Result:
-    await need_admin(services, session)
-    scope = _scope(m.group(2), services.backend.names_fold_case)
-    name, privileges = unquote(m.group(3)), _privileges(m.group(1), scope)
-    ba = backend_accounts(services)
-    if ba is None or not ba.managed(name):
-        await services.accounts.grant(name, privileges, scope)
-        return OK
-    ba.check_scope(session.user, scope)
-    async with ba.lock(name):
-        user = await services.accounts.fresh(name)
-        if user is not None:
-            await ba.apply_grants(granted(user, scope, privileges))
-        try:
-            await services.accounts.grant(name, privileges, scope)
-        except BaseException:
-            if user is not None:
-                await _undo(f"GRANT to '{name}'", ba.apply_grants(user))
-            raise
-    return OK
+    return await _change_grants(services, session, m, grant=True)
 
 
 async def revoke(services: Services, session: Session, m: re.Match[str]) -> Result:
+    return await _change_grants(services, session, m, grant=False)
+
+
+async def _change_grants(services: Services, session: Session, m: re.Match[str], *, grant: bool) -> Result:
+    """GRANT or REVOKE: the backend account first (under its lock), then the
+    cluster table; a refusal of the table undoes the backend's change."""
     await need_admin(services, session)
     scope = _scope(m.group(2), services.backend.names_fold_case)
     name, privileges = unquote(m.group(3)), _privileges(m.group(1), scope)
+    write = services.accounts.grant if grant else services.accounts.revoke
     ba = backend_accounts(services)
     if ba is None or not ba.managed(name):
-        await services.accounts.revoke(name, privileges, scope)
+        await write(name, privileges, scope)
         return OK
+    if grant:
+        ba.check_scope(session.user, scope)
     async with ba.lock(name):
         user = await services.accounts.fresh(name)
         if user is not None:
-            await ba.apply_grants(revoked(user, scope, privileges))
+            await ba.apply_grants((granted if grant else revoked)(user, scope, privileges))
         try:
-            await services.accounts.revoke(name, privileges, scope)
+            await write(name, privileges, scope)
         except BaseException:
             if user is not None:
-                await _undo(f"REVOKE from '{name}'", ba.apply_grants(user))
+                what = f"GRANT to '{name}'" if grant else f"REVOKE from '{name}'"
+                await _undo(what, ba.apply_grants(user))
             raise
     return OK
 
