@@ -188,13 +188,25 @@ def test_stolen_lease_closes_sessions_and_takes_a_new_server_id(make_cluster) ->
     with contextlib.closing(cluster.redis()) as r:
         r.set(f"fecluster:{{{cluster.name}}}:lease:{old_sid}", "someone-else", px=60_000)
     wait_for(lambda: _fails_quietly(victim), TTL, what="fe2 to close its sessions")
-    with contextlib.closing(fe2.connect()) as fresh:
+    # Until fe2 holds its new lease it refuses logins with 1053 "reconnect" (a client retries).
+    fresh_conn: list[pymysql.Connection] = []
+    wait_for(lambda: _connects(fe2, fresh_conn), 2 * TTL, what="fe2 to serve again under a new server id")
+    with contextlib.closing(fresh_conn[0]) as fresh:
         new_sid = fresh.thread_id() >> 20
         assert new_sid != old_sid
         assert fresh.thread_id() in _processlist_ids(fresh)
         fe1.query(f"KILL QUERY {fresh.thread_id()}")  # routable under the new id
     assert f"server id {old_sid} is now held by another FE" in fe2.logs()
     assert all(i >> 20 != old_sid for i in cluster.registry_ids())
+
+
+def _connects(fe, into: list[pymysql.Connection]) -> bool:  # type: ignore[no-untyped-def]
+    try:
+        into.append(fe.connect())
+    except pymysql.err.OperationalError as e:
+        assert e.args[0] == 1053, e  # fenced while it takes a new id: nothing else
+        return False
+    return True
 
 
 def _fails_quietly(conn: pymysql.Connection) -> bool:
