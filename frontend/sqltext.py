@@ -144,6 +144,7 @@ def like(pattern: str, text: str) -> bool:
 
 MAX_LABELLED_STATEMENT = 64 * 1024  # longer statements keep the engine's labels (the scan stays cheap)
 _WORD_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_$")
+_WORD_END = re.compile(r"[^A-Za-z0-9_$\x80-\U0010ffff]")  # the first character after a word
 # Words that end a SELECT's select list at depth 0.
 _LIST_END = frozenset(
     {"FROM", "INTO", "WHERE", "GROUP", "HAVING", "ORDER", "LIMIT", "UNION", "EXCEPT", "INTERSECT", "WINDOW",
@@ -203,14 +204,14 @@ def select_list_spans(sql: str) -> list[tuple[int, int]] | None:
         if c in " \t\r\n":
             i += 1
             continue
-        after = _skip_comment(sql, i)
-        if after != i:
-            i = after
-            continue
+        if c in "/#-":
+            after = _skip_comment(sql, i)
+            if after != i:
+                i = after
+                continue
         if c in _WORD_CHARS or ord(c) > 127:
-            j = i
-            while j < n and (sql[j] in _WORD_CHARS or ord(sql[j]) > 127):
-                j += 1
+            j = _WORD_END.search(sql, i + 1)
+            j = n if j is None else j.start()
             word = sql[i:j].upper()
             named = i > 0 and sql[i - 1] in ".@"  # t.from, @@select: part of a name
             if not started:

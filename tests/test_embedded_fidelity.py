@@ -401,7 +401,8 @@ def test_label_scan_is_linear_and_bounded() -> None:
     for hostile in ("SELECT " + "(" * 30_000, "SELECT '" + "\\'" * 30_000, "SELECT " + "a, " * 20_000 + "b FROM t"):
         start = time.perf_counter()
         source_labels(hostile)
-        assert time.perf_counter() - start < 0.2, hostile[:30]
+        # ~0.1 s here for 60 KB; a quadratic scan of the same text takes minutes (a generous bound)
+        assert time.perf_counter() - start < 1.0, hostile[:30]
 
 
 # ------------------------------------------------------------------ engines, charsets, the mysql schema
