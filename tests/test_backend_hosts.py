@@ -158,6 +158,8 @@ def test_thirty_sessions_through_haproxy_each_killed_from_the_other_fe(
     fe1, fe2 = hosts_cluster.fes
     victims: list[pymysql.Connection] = []
     killers: list[pymysql.Connection] = []
+    held = "SELECT ID FROM information_schema.processlist WHERE BACKEND_HOST IS NOT NULL"
+    wait_for(lambda: not fe1.query(held), 10, what="earlier tests' sessions to have left their hosts")
     with HAProxy([fe1.mysql_port, fe2.mysql_port]) as lb:
         try:
             victims += [_through(lb) for _ in range(30)]
