@@ -12,12 +12,16 @@ they are handed here.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import ctypes
+import ctypes.util
 import gc
 import logging
 import resource
 import tempfile
+import threading
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
@@ -55,6 +59,11 @@ T = TypeVar("T")
 REGISTRY_COALESCE_S = 0.01
 ACCOUNT_SYNC_S = 60.0  # how often the backend's accounts are compared with the cluster's user table
 """How long connects and disconnects gather before one pipeline writes them."""
+BURST_CHECK_S = 0.5
+BURST_SESSIONS = 200
+"""A burst is over when the live sessions fell by at least BURST_SESSIONS and to
+at most half their high-water mark since the last hand-back (checked every
+BURST_CHECK_S): then the FE returns its free heap pages to the OS."""
 
 
 class Node:
@@ -94,6 +103,7 @@ class Node:
         self.registry.on_purged = self._dead_fe_connections
         self.backend_accounts = BackendAccounts(self.backend) if isinstance(self.backend, MysqlBackend) else None
         self._account_sync: asyncio.Task[None] | None = None
+        self._after_bursts: asyncio.Task[None] | None = None
         services = Services(
             kill=lambda target, requester, host: self.router.kill(target, requester, host),
             processlist=lambda requester, local, where: self.router.processlist(
@@ -165,6 +175,7 @@ class Node:
         # future collection (a full collection of them alone took ~25 ms).
         gc.collect()
         gc.freeze()
+        self._after_bursts = asyncio.get_running_loop().create_task(self._give_back_after_bursts())
         log.info(
             "FE %s up: server id %d, MySQL on %s, gRPC on %s, cluster %r, backend %s",
             cfg.address,
@@ -194,6 +205,8 @@ class Node:
         await self.sessions.stop()
         if self._account_sync is not None:
             self._account_sync.cancel()
+        if self._after_bursts is not None:
+            self._after_bursts.cancel()
         await self.writer.close()  # before the purge, so no late row outlives it
         await self.audit.stop()
         await self.membership.stop()
@@ -217,6 +230,28 @@ class Node:
             log.warning("releasing the lease after a failed start: %r", e)
         if self._tmp is not None:
             self._tmp.cleanup()
+
+    # ------------------------------------------------------------ memory after a burst
+
+    async def _give_back_after_bursts(self) -> None:
+        """Once a burst of sessions has gone, hand glibc's free heap pages back
+        to the OS (``malloc_trim``, in a thread: it takes the allocator's lock,
+        not the loop). Without it a burst of 5,000 idle connections kept
+        ~15 MiB more resident after they closed."""
+        peak = len(self.sessions.sessions)
+        while True:
+            await asyncio.sleep(BURST_CHECK_S)
+            live = len(self.sessions.sessions)
+            peak = max(peak, live)
+            if peak - live < BURST_SESSIONS or live > peak // 2:
+                continue
+            if _MALLOC_TRIM is not None:
+                started = time.perf_counter()
+                await _in_own_thread(_MALLOC_TRIM)
+                log.info(
+                    "sessions %d -> %d: heap trimmed in %.0f ms", peak, live, (time.perf_counter() - started) * 1000
+                )
+            peak = live
 
     # ------------------------------------------------------------ backend accounts
 
@@ -265,6 +300,39 @@ class Node:
                 return await read
         except REDIS_ERRORS as e:
             raise errors.SqlError(errors.UNKNOWN_ERROR, f"registry unavailable (Redis): {e!r}") from e
+
+
+def _malloc_trim() -> Callable[[int], int] | None:
+    """glibc's ``malloc_trim(size_t pad)``, or None on another C library."""
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        trim = libc.malloc_trim
+        trim.argtypes = [ctypes.c_size_t]
+        trim.restype = ctypes.c_int
+        return trim
+    return None
+
+
+_MALLOC_TRIM = _malloc_trim()
+
+
+async def _in_own_thread(trim: Callable[[int], int]) -> None:
+    """``trim(0)`` in a thread that ends with it (a pool's idle worker would stay for good)."""
+    loop = asyncio.get_running_loop()
+    done = loop.create_future()
+
+    def finished() -> None:
+        if not done.done():
+            done.set_result(None)
+
+    def run() -> None:
+        try:
+            trim(0)
+        finally:
+            loop.call_soon_threadsafe(finished)
+
+    threading.Thread(target=run, name="malloc-trim", daemon=True).start()
+    await asyncio.shield(done)
 
 
 def raise_fd_limit() -> None:
