@@ -14,10 +14,11 @@ connection).
 One sample, on the next host in turn: the victim sends ``SELECT SLEEP(30)``;
 once the host's own processlist shows its thread in ``Query`` the killer
 sends ``KILL QUERY <victim's FE id>``; the sample is the time from just
-before that send until the host's processlist shows the thread out of
-``Query`` (polled on a direct monitor connection to that host, as
-``python -m bench.backend`` does). The time until the victim's client got
-its 1317 is kept beside it.
+before that send until the thread's statement ended on its host: the host's
+own processlist (a direct monitor connection) is polled until the thread is
+in ``Sleep``, and its ``TIME_MS`` there (time since the statement ended) is
+taken off the poll's arrival, so the polling's own lag stays out of the
+figure. The time until the victim's client got its 1317 is kept beside it.
 
 MariaDB's own local KILL is measured in the same run, interleaved sample by
 sample (``bench.workloads.interleave``): on each of the same three servers, a
@@ -87,8 +88,7 @@ class BackendKill:
         _wait(lambda: _backend_thread_running(t.monitor, t.thread))
         sent = time.perf_counter()
         t.killer.execute(f"KILL QUERY {t.victim.id}")
-        _wait(lambda: not _backend_thread_running(t.monitor, t.thread))
-        stopped = time.perf_counter()
+        stopped = _stopped_at(t.monitor, t.thread)
         if not t.victim.done.wait(workloads.KILL_DEADLINE):
             self.missed += 1
             while not t.victim.done.wait(1.0):
@@ -108,6 +108,24 @@ class BackendKill:
     def close(self) -> None:
         for t in self.targets:
             t.victim.stop()
+
+
+def _stopped_at(monitor: pymysql.cursors.Cursor, thread: int, timeout: float = 10) -> float:
+    """When (``perf_counter``) ``thread`` left its statement: polled until the
+    host's processlist shows it in ``Sleep``; its ``TIME_MS`` there counts from
+    the moment the statement ended (so the poll's own lag is not in the figure,
+    only the last answer's way back, a fraction of a millisecond)."""
+    sql = f"SELECT COMMAND, TIME_MS FROM information_schema.processlist WHERE ID = {int(thread)}"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        monitor.execute(sql)
+        row = monitor.fetchone()
+        seen = time.perf_counter()
+        if row is None:
+            raise RuntimeError(f"thread {thread} is gone from its host's processlist")
+        if row[0] == "Sleep":
+            return seen - float(row[1]) / 1000
+    raise TimeoutError(f"thread {thread} did not leave its statement within {timeout}s")
 
 
 @dataclass
@@ -232,7 +250,7 @@ def rows(s: dict[str, Summary]) -> list[Row]:
         Row(
             "hosts_kill_stopped",
             SECTION,
-            "cross-FE KILL QUERY -> statement out of Query on its host",
+            "cross-FE KILL QUERY -> the statement ended on its host",
             fe=fe,
             mariadb=maria,
             mariadb_note="MariaDB: local KILL QUERY on the same hosts",
