@@ -35,20 +35,26 @@ from bench import workloads
 from bench.servers import Endpoint, bench_port, raise_nofile
 from frontend import procs
 
-# (module, class, method, label)
+# (module, class, method, label): the KILL's path, in today's names
 PROBES = [
-    ("frontend.mysql", "FeConnection", "handle_query", "handle_query"),
-    ("frontend.mysql", "FeConnection", "_write_error", "write_error"),
-    ("frontend.executor", "Executor", "_kill", "executor._kill"),
+    ("frontend.wire.server", "MysqlConnection", "_query", "wire._query"),
+    ("frontend.wire.server", "MysqlConnection", "_run", "wire._run"),
+    ("coordinator.routing", "Router", "kill", "router.kill"),
     ("coordinator.routing", "Router", "_owner", "router._owner"),
     ("coordinator.routing", "Router", "_peer_kill", "router._peer_kill"),
-    ("frontend.node", "Node", "kill_local", "node.kill_local"),
+    ("coordinator.peers", "KillStream", "kill", "stream.kill"),
+    ("frontend.sessions", "SessionTable", "kill_local", "sessions.kill_local"),
     ("coordinator.accounts", "Accounts", "fresh", "users.fresh"),
-    ("frontend.grpc_api", "PeerService", "Kill", "peer.Kill"),
+    ("frontend.grpc_api", "PeerService", "_kill", "peer._kill"),
+    # grpc's Python layer: the killer's write on the kill stream, and the
+    # wait for each reply (its end is when the reply reached Python).
+    ("grpc.aio._call", "StreamStreamCall", "write", "grpc.write"),
+    ("grpc.aio._call", "StreamStreamCall", "_read", "grpc._read"),
 ]
 SYNC_PROBES = [
     ("frontend.session", "Session", "kill_query", "session.kill_query"),
-    ("frontend.mysql", "FeConnection", "ok", "ok_packet"),
+    ("frontend.wire.server", "MysqlConnection", "send_error", "wire.send_error"),
+    ("frontend.wire.server", "MysqlConnection", "send", "wire.send"),
 ]
 
 

@@ -85,7 +85,8 @@ def cells(row: Row) -> list[str]:
         ]
         maria = ["", ""]
     else:
-        fe = [f"{row.value:.1f} {row.unit}" if row.value is not None else "-", ""]
+        shown = f"{row.value:.0f}" if row.unit == "threads" else f"{row.value:.1f}"
+        fe = [f"{shown} {row.unit}" if row.value is not None else "-", ""]
         maria = ["", ""]
     result = row.result + (f" ({row.detail})" if row.detail else "")
     return [row.figure, *fe, *maria, row.target, result]
