@@ -185,6 +185,8 @@ def test_thirty_sessions_through_haproxy_each_killed_from_the_other_fe(
             wait_for(all_running, 10, what="30 statements running on the backends")
             for i, (server, _) in placed.items():
                 assert server.port == ports[i]
+            tids = [tid for _, tid in placed.values()]
+            print(f"thread ids shared between hosts: {len(tids) - len(set(tids))}")
             for i, conn in enumerate(victims):
                 other = fe2 if on[i] is fe1 else fe1
                 with killer_on[other.name].cursor() as cur:
