@@ -85,8 +85,10 @@ def cells(row: Row) -> list[str]:
         ]
         maria = ["", ""]
     else:
-        shown = f"{row.value:.0f}" if row.unit == "threads" else f"{row.value:.1f}"
-        fe = [f"{shown} {row.unit}" if row.value is not None else "-", ""]
+        if row.value is None:
+            fe = ["-", ""]
+        else:
+            fe = [f"{row.value:.0f} {row.unit}" if row.unit == "threads" else f"{row.value:.1f} {row.unit}", ""]
         maria = ["", ""]
     result = row.result + (f" ({row.detail})" if row.detail else "")
     return [row.figure, *fe, *maria, row.target, result]
