@@ -210,8 +210,8 @@ def select_list_spans(sql: str) -> list[tuple[int, int]] | None:
                 i = after
                 continue
         if c in _WORD_CHARS or ord(c) > 127:
-            j = _WORD_END.search(sql, i + 1)
-            j = n if j is None else j.start()
+            end = _WORD_END.search(sql, i + 1)
+            j = n if end is None else end.start()
             word = sql[i:j].upper()
             named = i > 0 and sql[i - 1] in ".@"  # t.from, @@select: part of a name
             if not started:
