@@ -50,7 +50,7 @@ import tempfile
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, TypeVar, cast
+from typing import Any, Protocol, TypeVar, cast
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from sqlglot import exp
@@ -506,6 +506,15 @@ class HostService:
         return await self.backend.connect(host=self.host)
 
 
+class ConnectionMarker(Protocol):
+    """Marks each session connection so a survivor can find it if this FE
+    dies (``frontend.orphans``, wired by the node)."""
+
+    async def mark(self, host: BackendHost, conn: Connection) -> None: ...
+
+    def unmark(self, host: BackendHost, thread_id: int) -> None: ...
+
+
 class MysqlBackend:
     """One per FE: the hosts (each with its control connection and utility
     pool), the health checks, the sessions' placement."""
@@ -521,6 +530,7 @@ class MysqlBackend:
         self.names_fold_case = False
         self._tasks: set[asyncio.Task[Any]] = set()
         self._health: asyncio.Task[None] | None = None
+        self.marker: ConnectionMarker | None = None  # frontend.orphans.OrphanReaper, set by the node
         # Queries over rows the FE holds (information_schema.processlist): in-memory SQLite, as ever.
         self._local_dir = Path(tempfile.mkdtemp(prefix="fecluster-rows-"))
         self._local = SqliteBackend(self._local_dir, max_threads=4)
@@ -896,6 +906,8 @@ class MysqlSession:
             host, conn = await self.backend.open_pinned(self, self._login, database)
             conn.db = database
             try:
+                if self.backend.marker is not None:
+                    await self.backend.marker.mark(host, conn)
                 if not self._autocommit:
                     await conn.query("SET autocommit = 0")
                 for sql in self._pending_sets:
@@ -903,6 +915,8 @@ class MysqlSession:
             except BaseException as e:
                 conn.close()
                 host.sessions.discard(self)
+                if self.backend.marker is not None:
+                    self.backend.marker.unmark(host, conn.thread_id)
                 if isinstance(e, SqlError) and e.code not in (errors.CONN_HOST_ERROR, errors.SERVER_LOST):
                     self._pending_sets.clear()  # the server refused one: said once, not at every statement
                 raise
@@ -1138,3 +1152,5 @@ class MysqlSession:
             conn.abort()
         else:
             conn.close()
+        if self.backend.marker is not None and self.host is not None:
+            self.backend.marker.unmark(self.host, conn.thread_id)  # after the thread's own end

@@ -45,6 +45,7 @@ from frontend.http import FeWebOps, HttpListener
 from frontend.http.server import throttle_for
 from frontend.mysql import MysqlListener
 from frontend.mysql_backend import MysqlBackend
+from frontend.orphans import OrphanReaper
 from frontend.sessions import SessionTable, StatementLanes
 from frontend.statements import Services
 from frontend.wire.server import MemoryBudget
@@ -102,6 +103,10 @@ class Node:
         self._backend_kills: set[asyncio.Task[None]] = set()
         self.registry.on_purged = self._dead_fe_connections
         self.backend_accounts = BackendAccounts(self.backend) if isinstance(self.backend, MysqlBackend) else None
+        # A dead FE's backend threads, found on the backend itself when the registry lost its rows.
+        self.orphans = (
+            OrphanReaper(self.backend, cfg.cluster, cfg.lease_ttl) if isinstance(self.backend, MysqlBackend) else None
+        )
         self._account_sync: asyncio.Task[None] | None = None
         self._after_bursts: asyncio.Task[None] | None = None
         services = Services(
@@ -163,6 +168,8 @@ class Node:
         await self.accounts.start()
         await self.cluster_variables.reload()
         await self.backend.start()
+        if self.orphans is not None:
+            self.orphans.start()
         if self.backend_accounts is not None:
             await self._sync_backend_accounts()
             self._account_sync = asyncio.get_running_loop().create_task(self._sync_backend_accounts_forever())
@@ -215,6 +222,8 @@ class Node:
         await self.http.stop()
         await self.router.close()
         await self.registry.close()
+        if self.orphans is not None:
+            await self.orphans.stop()
         self.backend.shutdown()
         if self._tmp is not None:
             self._tmp.cleanup()
