@@ -9,7 +9,12 @@ event loop of its own (uvloop, in a thread) and times, inside that loop:
 
 - ``unary``: one ``Peer.Kill`` call, request to reply;
 - ``stream``: one message written on a long-lived ``Peer.KillStream`` and
-  its reply read (what routing sends per cross-FE KILL).
+  its reply read (what routing sends per cross-FE KILL);
+- ``transport``: the same message through the FEs' own transport code, the
+  requester's ``coordinator.peers.KillStream`` (writer task, reader task,
+  a future per request) to the owner's ``frontend.grpc_api.PeerService``
+  (its reader task, ``start_eagerly``, the reply queue), over a session
+  table that answers at once: a cross-FE KILL's hop without the KILL.
 
 The sample is taken in the loop with ``perf_counter``; the bench thread's
 hand-off to the loop is outside it. ``python -m bench.grpcfloor`` prints both
@@ -32,6 +37,7 @@ import grpc
 
 from coordinator.pb import fecluster_pb2 as pb
 from coordinator.pb import fecluster_pb2_grpc as pb_grpc
+from coordinator.peers import KillStream
 from frontend import procs
 
 T = TypeVar("T")
@@ -77,13 +83,31 @@ class EchoPeer(pb_grpc.PeerServicer):
             yield pb.KillResult(owner_fe="127.0.0.1:40002", request_id=request.request_id, killed=1, target_user="root")
 
 
-async def _serve(port: int) -> None:
-    server = grpc.aio.server(options=SERVER_OPTIONS)
-    pb_grpc.add_PeerServicer_to_server(EchoPeer(), server)
-    if server.add_insecure_port(f"127.0.0.1:{port}") == 0:
-        raise OSError(f"cannot bind 127.0.0.1:{port}")
-    await server.start()
-    await server.wait_for_termination()
+class _Fe:
+    address = "127.0.0.1:40002"
+
+
+class InstantSessions:
+    """What ``PeerService`` asks of the session table, answered at once."""
+
+    fe = _Fe()
+
+    async def kill_local(self, request: pb.PeerKillRequest) -> pb.KillResult:
+        return pb.KillResult(owner_fe=self.fe.address, killed=1, target_user="root")
+
+
+async def _serve(port: int, fe_port: int) -> None:
+    from frontend.grpc_api import PeerService
+
+    servers = []
+    for p, servicer in ((port, EchoPeer()), (fe_port, PeerService(InstantSessions()))):  # type: ignore[arg-type]
+        server = grpc.aio.server(options=SERVER_OPTIONS)
+        pb_grpc.add_PeerServicer_to_server(servicer, server)
+        if server.add_insecure_port(f"127.0.0.1:{p}") == 0:
+            raise OSError(f"cannot bind 127.0.0.1:{p}")
+        await server.start()
+        servers.append(server)
+    await servers[0].wait_for_termination()
 
 
 def _run(main: Coroutine[Any, Any, T]) -> T:
@@ -104,11 +128,12 @@ class GrpcFloor:
     def __init__(self, taken: set[int] | None = None) -> None:
         from bench.servers import bench_port
 
-        self.port = bench_port(taken)
+        self.port, self.fe_port = bench_port(taken), bench_port(taken)
         self.proc = procs.spawn(
-            [sys.executable, "-m", "bench.grpcfloor", "serve", str(self.port)], env=procs.node_env()
+            [sys.executable, "-m", "bench.grpcfloor", "serve", str(self.port), str(self.fe_port)], env=procs.node_env()
         )
         procs.wait_port("127.0.0.1", self.port, 30, self.proc)
+        procs.wait_port("127.0.0.1", self.fe_port, 30, self.proc)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._ready = threading.Event()
         self._thread = threading.Thread(target=self._loop_main, name="grpcfloor-loop", daemon=True)
@@ -117,6 +142,8 @@ class GrpcFloor:
         self._channel: grpc.aio.Channel | None = None
         self._stub: pb_grpc.PeerStub | None = None
         self._stream: grpc.aio.StreamStreamCall[pb.PeerKillRequest, pb.KillResult] | None = None
+        self._fe_channel: grpc.aio.Channel | None = None
+        self._kill_stream: KillStream | None = None
         self._ids = 0
         self._call(self._connect())
 
@@ -143,6 +170,9 @@ class GrpcFloor:
         await asyncio.wait_for(self._channel.channel_ready(), 30)
         self._stub = pb_grpc.PeerStub(self._channel)
         self._stream = self._stub.KillStream()
+        self._fe_channel = grpc.aio.insecure_channel(f"127.0.0.1:{self.fe_port}", options=CHANNEL_OPTIONS)
+        await asyncio.wait_for(self._fe_channel.channel_ready(), 30)
+        self._kill_stream = KillStream(pb_grpc.PeerStub(self._fe_channel), ())
 
     async def _unary(self) -> float:
         assert self._stub is not None
@@ -164,21 +194,37 @@ class GrpcFloor:
             raise RuntimeError(f"unexpected stream reply {reply!r}")
         return elapsed
 
+    async def _transport_trip(self) -> float:
+        assert self._kill_stream is not None
+        request = _request()
+        t0 = time.perf_counter()
+        reply = await self._kill_stream.kill(request, 5)
+        elapsed = (time.perf_counter() - t0) * 1000
+        if reply.killed != 1:
+            raise RuntimeError(f"unexpected reply {reply!r}")
+        return elapsed
+
     def unary(self) -> float:
         return self._call(self._unary())
 
     def stream(self) -> float:
         return self._call(self._stream_trip())
 
+    def transport(self) -> float:
+        return self._call(self._transport_trip())
+
     def ops(self) -> dict[str, Callable[[], float]]:
-        return {"grpc.unary": self.unary, "grpc.stream": self.stream}
+        return {"grpc.unary": self.unary, "grpc.stream": self.stream, "grpc.transport": self.transport}
 
     def close(self) -> None:
         async def shut() -> None:
             if self._stream is not None:
                 self._stream.cancel()
-            if self._channel is not None:
-                await self._channel.close()
+            if self._kill_stream is not None:
+                await self._kill_stream.close()
+            for channel in (self._channel, self._fe_channel):
+                if channel is not None:
+                    await channel.close()
             self._stopped.set()
 
         if self._loop is not None:
@@ -193,7 +239,7 @@ class GrpcFloor:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["serve"]:
-        _run(_serve(int(argv[1])))
+        _run(_serve(int(argv[1]), int(argv[2])))
         return 0
     p = argparse.ArgumentParser(
         prog="python -m bench.grpcfloor", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter

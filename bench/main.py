@@ -493,6 +493,14 @@ class Bench:
             )
         )
         rows.append(
+            Row(
+                "grpc_transport",
+                "latency",
+                "  the same through the FEs' KillStream and PeerService",
+                fe=s("grpc.transport"),
+            )
+        )
+        rows.append(
             self._ratio(
                 "kill_cross_vs_grpc",
                 "latency",
