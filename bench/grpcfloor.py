@@ -93,7 +93,9 @@ class InstantSessions:
     fe = _Fe()
 
     async def kill_local(self, request: pb.PeerKillRequest) -> pb.KillResult:
-        return pb.KillResult(owner_fe=self.fe.address, killed=1, target_user="root")
+        # When the request reached the owner's Python (perf_counter is CLOCK_MONOTONIC,
+        # the same clock in both processes): the one-way half of the round trip.
+        return pb.KillResult(owner_fe=self.fe.address, killed=1, target_user=repr(time.perf_counter()))
 
 
 async def _serve(port: int, fe_port: int) -> None:
@@ -144,6 +146,7 @@ class GrpcFloor:
         self._stream: grpc.aio.StreamStreamCall[pb.PeerKillRequest, pb.KillResult] | None = None
         self._fe_channel: grpc.aio.Channel | None = None
         self._kill_stream: KillStream | None = None
+        self.one_way: list[float] = []  # transport: ms from kill() to the owner's kill_local
         self._ids = 0
         self._call(self._connect())
 
@@ -202,6 +205,7 @@ class GrpcFloor:
         elapsed = (time.perf_counter() - t0) * 1000
         if reply.killed != 1:
             raise RuntimeError(f"unexpected reply {reply!r}")
+        self.one_way.append((float(reply.target_user) - t0) * 1000)
         return elapsed
 
     def unary(self) -> float:
@@ -245,15 +249,33 @@ def main(argv: list[str] | None = None) -> int:
         prog="python -m bench.grpcfloor", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     p.add_argument("--iterations", type=int, default=2000)
+    p.add_argument(
+        "--idle-ms",
+        type=float,
+        default=0.0,
+        help="pause between samples (the bench's KILL rows leave ~50 ms between messages)",
+    )
     args = p.parse_args(argv)
     from bench.stats import summarize
     from bench.workloads import interleave
 
     floor = GrpcFloor()
     try:
-        samples = interleave(dict(floor.ops()), args.iterations, warmup=200, block=1)
+        ops = dict(floor.ops())
+        if args.idle_ms:
+
+            def paused(op: Callable[[], float]) -> Callable[[], float]:
+                def run() -> float:
+                    time.sleep(args.idle_ms / 1000)
+                    return op()
+
+                return run
+
+            ops = {name: paused(op) for name, op in ops.items()}
+        samples = interleave(ops, args.iterations, warmup=200, block=1)
     finally:
         floor.close()
+    samples["grpc.transport.one_way"] = floor.one_way[-args.iterations :]
     for name, values in samples.items():
         s = summarize(values)
         print(f"{name}: p50 {s.p50:.3f} ms, p99 {s.p99:.3f} ms, mean {statistics.mean(values):.3f} ms, n {s.n}")

@@ -272,6 +272,7 @@ class Bench:
                         warmup=3,
                         extra={"fe.kill.same": {"live": live3}, "fe.kill.cross": {"live": live3}},
                     )
+                    self.samples["grpc.transport.one_way"] = summarize(floor.one_way[-self.n :])
 
                 if maria and msel and self.wants("processlist"):
                     self.maria_processlist(maria, msel)
@@ -498,6 +499,14 @@ class Bench:
                 "latency",
                 "  the same through the FEs' KillStream and PeerService",
                 fe=s("grpc.transport"),
+            )
+        )
+        rows.append(
+            Row(
+                "grpc_transport_one_way",
+                "latency",
+                "    its one-way half: KillStream.kill to the owner's kill_local",
+                fe=s("grpc.transport.one_way"),
             )
         )
         rows.append(
