@@ -246,14 +246,16 @@ class OrphanReaper:
         """Ping L (its wait_timeout never fires while the FE lives); a lost L is
         replaced at once, with every owner lock re-taken."""
         async with h.lock:
-            if h.unsupported or not h.owned:
-                return
-            try:
-                conn = await self._lock_connection(h)
-                if conn is not None:
-                    await conn.query("DO 1")
-            except (SqlError, OSError, TimeoutError) as e:
-                self._lost(h, e)
+            for _attempt in (1, 2):  # a lost L is replaced in this round, not the next
+                if h.unsupported or not h.owned:
+                    return
+                try:
+                    conn = await self._lock_connection(h)
+                    if conn is not None:
+                        await conn.query("DO 1")
+                    return
+                except (SqlError, OSError, TimeoutError) as e:
+                    self._lost(h, e)
 
     # ------------------------------------------------------------ the sweep (the survivor's side)
 
