@@ -145,8 +145,7 @@ def main(argv: list[str] | None = None) -> int:
         for name, cluster in clusters:
             cluster.start()
             print(f"== FE over the {name} backend: {args.cycles} cycles of {args.connections:,} idle connections")
-            for i, c in enumerate(burst_cycles(cluster, args.connections, args.cycles, say=print), 1):
-                del i, c
+            burst_cycles(cluster, args.connections, args.cycles, say=print)
             cluster.stop()
     finally:
         for _, cluster in clusters:
