@@ -35,7 +35,7 @@ host, as the service account)::
      WHERE IS_USED_LOCK('…s:' || ID) = ID AND IS_USED_LOCK('…o:' || ID) IS NULL
 
 A thread is killed (``KILL CONNECTION``, its transaction rolled back) when every
-sweep has listed it for at least ``ttl`` (``CONFIRM``), with no two sweeps more
+sweep has listed it for at least ``ttl`` (``confirm``), with no two sweeps more
 than ``2 x interval`` apart (a gap, a failed sweep, resets the evidence), and it
 is not one of the sweeping FE's own. Several survivors may kill one thread: a
 KILL of a gone thread is ignored.
@@ -88,8 +88,9 @@ from frontend.mysql_backend import BackendHost, Connection, HostService, MysqlBa
 log = logging.getLogger("fecluster.orphans")
 
 LOCK_IDLE_MIN_S = 60.0
+L_TIMEOUT_S = 5.0  # a lock-connection step (connect, re-take, GET_LOCK) that takes longer fails: L is replaced
 _SAFE_TAG = re.compile(r"[A-Za-z0-9_.-]{1,24}")
-_NO_FUNCTION = (1305, 1064)  # FUNCTION ... does not exist, syntax error: a server without user-level locks
+_NO_FUNCTION = (1305, 1064, 1235)  # no such function, syntax, not supported: no user-level locks
 
 
 def lock_prefix(cluster: str) -> str:
@@ -173,18 +174,22 @@ class OrphanReaper:
 
     async def _claim(self, h: _Host, thread_id: int) -> bool:
         async with h.lock:
-            try:
-                conn = await self._lock_connection(h)
-                if conn is None:
+            for attempt in (1, 2):  # an L the server ended unseen fails once: then a new one
+                try:
+                    async with asyncio.timeout(L_TIMEOUT_S):
+                        conn = await self._lock_connection(h)
+                        if conn is None:
+                            return False
+                        if await self._take(conn, thread_id):
+                            h.owned.add(thread_id)
+                            return True
+                    log.warning("owner lock of backend thread %d on %s is held elsewhere", thread_id, h.host.name)
                     return False
-                if await self._take(conn, thread_id):
-                    h.owned.add(thread_id)
-                    return True
-                log.warning("owner lock of backend thread %d on %s is held elsewhere", thread_id, h.host.name)
-                return False
-            except (SqlError, OSError, TimeoutError) as e:
-                self._lost(h, e)
-                return False
+                except (SqlError, OSError, TimeoutError) as e:
+                    self._failed(h, e)
+                    if h.unsupported or attempt == 2:
+                        return False
+            return False
 
     async def _release(self, h: _Host, thread_id: int) -> None:
         async with h.lock:
@@ -195,9 +200,10 @@ class OrphanReaper:
             if conn is None or conn.broken:
                 return
             try:
-                await conn.query(f"DO RELEASE_LOCK('{owner_lock(self.prefix, thread_id)}')")
+                async with asyncio.timeout(L_TIMEOUT_S):
+                    await conn.query(f"DO RELEASE_LOCK('{owner_lock(self.prefix, thread_id)}')")
             except (SqlError, OSError, TimeoutError) as e:
-                self._lost(h, e)
+                self._failed(h, e)
 
     async def _take(self, conn: Connection, thread_id: int) -> bool:
         result = await conn.query(f"SELECT GET_LOCK('{owner_lock(self.prefix, thread_id)}', 0)")
@@ -223,12 +229,8 @@ class OrphanReaper:
                     retaken += 1
                 else:
                     h.owned.discard(thread_id)
-        except SqlError as e:
+        except BaseException:
             conn.close()
-            if e.code in _NO_FUNCTION:
-                h.unsupported = True
-                log.warning("backend %s has no user-level locks (%s): orphans are not marked there", h.host.name, e)
-                return None
             raise
         h.conn = conn
         if h.owned:
@@ -236,11 +238,18 @@ class OrphanReaper:
                         h.host.name, conn.thread_id, retaken)  # fmt: skip
         return conn
 
-    def _lost(self, h: _Host, e: BaseException) -> None:
+    def _failed(self, h: _Host, e: BaseException) -> None:
+        """L failed: it is closed (its owner locks go with it; the next use opens
+        a new L and re-takes them), or, if the server has no user-level locks,
+        the host is left unmarked for good."""
         if h.conn is not None:
             h.conn.close()
             h.conn = None
-        log.warning("orphan marks on %s: lock connection lost (%r); re-taking", h.host.name, e)
+        if isinstance(e, SqlError) and e.code in _NO_FUNCTION:
+            h.unsupported = True
+            log.warning("backend %s has no user-level locks (%s): orphans are not marked there", h.host.name, e)
+        else:
+            log.warning("orphan marks on %s: lock connection lost (%r); re-taking", h.host.name, e)
 
     async def _keep_alive(self, h: _Host) -> None:
         """Ping L (its wait_timeout never fires while the FE lives); a lost L is
@@ -250,17 +259,18 @@ class OrphanReaper:
                 if h.unsupported or not h.owned:
                     return
                 try:
-                    conn = await self._lock_connection(h)
-                    if conn is not None:
-                        await conn.query("DO 1")
+                    async with asyncio.timeout(L_TIMEOUT_S):
+                        conn = await self._lock_connection(h)
+                        if conn is not None:
+                            await conn.query("DO 1")
                     return
                 except (SqlError, OSError, TimeoutError) as e:
-                    self._lost(h, e)
+                    self._failed(h, e)
 
     # ------------------------------------------------------------ the sweep (the survivor's side)
 
     async def sweep(self, h: _Host) -> list[int]:
-        """List ``h``'s orphans, and kill those listed by every sweep for CONFIRM. Returns the killed."""
+        """List ``h``'s orphans, and kill those listed by every sweep for ``confirm``. Returns the killed."""
         if h.unsupported:
             return []
         now = time.monotonic()
