@@ -24,6 +24,9 @@ from tests.haproxy import HAProxy, haproxy_binary
 from tests.mariadb import MariaDB
 from tests.support import Cluster, Fe, Running, error_code, new_cluster, wait_for
 
+# Three private mariadbd per module (~15 s to start): left to CI, out of the quick loop (-m "not slow").
+pytestmark = pytest.mark.slow
+
 
 def _mariadb() -> MariaDB:
     try:

@@ -239,6 +239,7 @@ def test_non_admin_sees_only_own_connections_cluster_wide(cluster3: Cluster) -> 
         assert {a.thread_id(), b.thread_id()} <= {r[1] for r in rows}
 
 
+@pytest.mark.slow  # seconds of real waiting: left to CI, out of the quick loop
 def test_frozen_fe_is_reported_and_nothing_hangs(make_cluster) -> None:  # type: ignore[no-untyped-def]
     cluster = make_cluster(3, peer_timeout=1.0)
     fe1, fe2, fe3 = cluster.fes

@@ -86,6 +86,7 @@ def test_kill_user_of_someone_else_needs_admin_priv(cluster3: Cluster) -> None:
         assert error_code(run.join()) == 1317
 
 
+@pytest.mark.slow  # seconds of real waiting: left to CI, out of the quick loop
 def test_kill_user_with_a_stopped_fe_warns_and_kills_the_rest(make_cluster) -> None:  # type: ignore[no-untyped-def]
     cluster = make_cluster(2, peer_timeout=1)
     fe1, fe2 = cluster.fes

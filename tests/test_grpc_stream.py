@@ -97,6 +97,7 @@ def _read_all(stream: RowStream, process: psutil.Process) -> tuple[int, int, int
     return count, stream.messages, max(peak, process.memory_info().rss)
 
 
+@pytest.mark.slow  # seconds of real waiting: left to CI, out of the quick loop
 def test_a_large_result_streams_over_session_in_bounded_memory(stream_case: tuple[Fe, str]) -> None:
     fe, big = stream_case
     process = psutil.Process(fe.proc.pid)
@@ -116,6 +117,7 @@ def test_a_large_result_streams_over_session_in_bounded_memory(stream_case: tupl
     assert peak - before < 40 << 20, f"the FE grew by {grew} MB streaming {ROWS} rows"
 
 
+@pytest.mark.slow  # seconds of real waiting: left to CI, out of the quick loop
 def test_execute_stream_and_the_unary_execute(stream_case: tuple[Fe, str]) -> None:
     fe, big = stream_case
     process = psutil.Process(fe.proc.pid)

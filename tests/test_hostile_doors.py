@@ -525,6 +525,7 @@ def _metric(fe: Fe, name: str) -> int:
     return int(float(next(line.split()[1] for line in text.splitlines() if line.startswith(name + " "))))
 
 
+@pytest.mark.slow  # seconds of real waiting: left to CI, out of the quick loop
 def test_an_fe_under_a_memory_attack_keeps_its_budget_and_serves_others(make_cluster) -> None:  # type: ignore[no-untyped-def]
     """Issue 23: nothing bounded what one FE held for all its sessions. 8
     sessions each preparing 16 statements of 1 MB (128 MB asked) against a

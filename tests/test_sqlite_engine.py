@@ -238,6 +238,7 @@ async def test_a_failing_statement_keeps_the_transactions_earlier_work(backend: 
     assert await _rows(backend, "SELECT id FROM pub ORDER BY id") == [(1,), (2,), (3,)]
 
 
+@pytest.mark.slow  # seconds of real waiting: left to CI, out of the quick loop
 async def test_a_transaction_sqlite_ended_is_reported_never_autocommitted(backend: SqliteBackend) -> None:
     """A write with no liveness check on its way (a long VALUES list) gets
     SQLite's interrupt after the grace: the transaction is gone and the next

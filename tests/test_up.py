@@ -72,7 +72,7 @@ def _started(proc: subprocess.Popen[str], timeout: float = 60) -> str:
     return text
 
 
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+@pytest.mark.parametrize("sig", [signal.SIGINT, pytest.param(signal.SIGTERM, marks=pytest.mark.slow)])
 def test_up_runs_a_cluster_and_stops_clean(sig: int, tmp_path) -> None:  # type: ignore[no-untyped-def]
     mysql, grpc_port, http_port = _free_block(3), _free_block(3), _free_block(3)
     tmpdir = tmp_path / "tmp"
@@ -255,6 +255,7 @@ def test_ctrl_c_drains_the_fes_before_redis_and_users_survive_a_restart(tmp_path
             proc.kill()
 
 
+@pytest.mark.slow  # seconds of real waiting: left to CI, out of the quick loop
 def test_an_fe_open_to_the_network_with_rootless_password_warns(redis_url: str) -> None:
     cluster = new_cluster(redis_url, 1, bind_host="0.0.0.0", http_port=0)
     try:
