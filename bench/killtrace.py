@@ -76,6 +76,8 @@ def _fe_main(argv: list[str]) -> int:
             pauses.append((info["generation"], (time.perf_counter() - started[0]) * 1000))
 
     gc.callbacks.append(on_gc)
+    if os.environ.get("KILLTRACE_SWITCH_INTERVAL"):  # an experiment: the GIL's hand-over interval
+        sys.setswitchinterval(float(os.environ["KILLTRACE_SWITCH_INTERVAL"]))
 
     def probe_async(cls: type, name: str, label: str) -> None:
         original = getattr(cls, name)
