@@ -414,8 +414,25 @@ class SqliteSession:
 
     Lock waits: SQLite's busy handler waits ``LOCK_ATTEMPT`` at a time, and
     the worker retries until the session's innodb_lock_wait_timeout (1205) or
-    a KILL (1317); a transaction whose snapshot another writer has overtaken
-    cannot get the lock at all (1213, rolled back)."""
+    a KILL (1317).
+
+    Isolation, in MySQL's words: REPEATABLE READ until the transaction's first
+    write; reads before a transaction's first write may see a newer snapshot
+    from that write on. SQLite has one writer per database file and a writer
+    must write on the latest committed data. So a transaction reads one
+    snapshot until it first writes; if another session committed since that
+    snapshot, its first write (or its first SELECT ... FOR UPDATE / LOCK IN
+    SHARE MODE) ends the read transaction, which has changed nothing, and
+    begins again with the write lock (BEGIN IMMEDIATE, waiting as any lock
+    wait: 1205, 1317; the transaction stays open on the old terms if the wait
+    fails). The write then runs on the latest committed rows, as InnoDB's
+    writes do even in REPEATABLE READ, and the transaction's later reads see
+    that newer snapshot. From its first write on a transaction holds the
+    write lock until COMMIT or ROLLBACK: no other session writes meanwhile,
+    so it cannot be overtaken again. A locking read takes the write lock the
+    same way (SQLite has no row locks) and reads the latest committed rows.
+    Only a transaction that has written and is then overtaken on another
+    database it had only read answers 1213 (rolled back)."""
 
     def __init__(
         self,
@@ -437,6 +454,9 @@ class SqliteSession:
         self._lost = False  # SQLite ended the transaction under a KILL: the next statement answers 1213
         self._autocommit = True
         self._begin_pending = False  # BEGIN said, not yet issued (see the class doc)
+        self._wrote = False  # the open transaction has a write that took effect: it cannot begin again
+        self._writer = False  # the open transaction began with the write lock (BEGIN IMMEDIATE)
+        self._early_savepoints: list[str] = []  # SAVEPOINTs set before its first write, to set again
         self._found_rows = 0  # FOUND_ROWS(): rows of the last SELECT (without its LIMIT if SQL_CALC_FOUND_ROWS)
         self._counting_rows = True  # a streamed SELECT adds its batches to _found_rows
         self._changed = 0  # rows the running UPDATE changed (CHANGES_TRIGGER counts them)
@@ -534,6 +554,25 @@ class SqliteSession:
         self._attach(conn, frozenset(wanted))
         conn.execute("BEGIN")  # deferred: the first write takes the lock (and waits for it) for its database
         self._begin_pending = False
+        self._wrote = self._writer = False
+        self._early_savepoints = []
+
+    def _begin_as_writer(self, conn: sqlite3.Connection) -> None:
+        """The open transaction, which has changed nothing, begun again with the
+        write lock on the latest committed data (see the class doc); its
+        savepoints are set again. If the lock cannot be had (1205, a KILL) the
+        transaction goes on as a new deferred one, and the error is raised."""
+        conn.execute("ROLLBACK")
+        try:
+            self._locked(conn, lambda: conn.execute("BEGIN IMMEDIATE"))
+            self._writer = True
+        except BaseException:
+            if not conn.in_transaction:
+                conn.execute("BEGIN")
+            raise
+        finally:
+            for name in self._early_savepoints:
+                conn.execute(f'SAVEPOINT "{name}"')
 
     def _timeout(self) -> float:
         return self._lock_wait_timeout() if self._lock_wait_timeout is not None else self.lock_wait_timeout
@@ -548,8 +587,10 @@ class SqliteSession:
                 return work()
             except sqlite3.OperationalError as e:
                 name = getattr(e, "sqlite_errorname", "")
-                if name == "SQLITE_BUSY_SNAPSHOT":
+                if name == "SQLITE_BUSY_SNAPSHOT" and conn.in_transaction:
                     raise _Overtaken() from e
+                if name == "SQLITE_BUSY_SNAPSHOT":
+                    name = "SQLITE_BUSY"  # an autocommit statement's own snapshot: it simply runs again
                 if name not in _BUSY:
                     raise
                 if undo is not None and conn.in_transaction:
@@ -589,6 +630,8 @@ class SqliteSession:
             self._attach(conn, translation.databases)
             self._begin_if_due(conn, translation.databases)
             was_in = conn.in_transaction
+            if was_in and translation.locking and not self._writer and not self._wrote:
+                self._begin_as_writer(conn)  # FOR UPDATE: the write lock, and the latest committed rows
             if was_in and translation.writes:
                 result = self._statement_in_transaction(conn, translation, params)
             else:
@@ -614,6 +657,22 @@ class SqliteSession:
             raise self._error(conn, e, translation if "translation" in locals() else None, params) from e
 
     def _statement_in_transaction(
+        self, conn: sqlite3.Connection, translation: Translation, params: tuple[Any, ...]
+    ) -> Result:
+        """A write under the statement savepoint; the transaction's first write,
+        overtaken by another writer, begins it again with the write lock (the
+        class doc) and runs once more."""
+        try:
+            result = self._write_in_transaction(conn, translation, params)
+        except _Overtaken:
+            if self._wrote or self._writer:
+                raise
+            self._begin_as_writer(conn)
+            result = self._write_in_transaction(conn, translation, params)
+        self._wrote = True
+        return result
+
+    def _write_in_transaction(
         self, conn: sqlite3.Connection, translation: Translation, params: tuple[Any, ...]
     ) -> Result:
         """A write under the statement savepoint: on error only it is undone."""
@@ -910,6 +969,15 @@ class SqliteSession:
                 conn.execute(f'{verb} "{name}"')
             except sqlite3.Error as e:
                 raise sql_error(e, self.backend.data_dir) from e
+            if not self._wrote:  # set again if the transaction begins again at its first write
+                marks = [n.lower() for n in self._early_savepoints]
+                if verb == "SAVEPOINT":
+                    if name.lower() in marks:
+                        del self._early_savepoints[marks.index(name.lower())]
+                    self._early_savepoints.append(name)
+                elif name.lower() in marks:
+                    kept = marks.index(name.lower()) + (verb != "RELEASE SAVEPOINT")
+                    del self._early_savepoints[kept:]
 
         await self._call(run)
 

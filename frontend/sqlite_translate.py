@@ -56,6 +56,9 @@ class Translation(NamedTuple):
     # A table of a server's own schema (mysql.user, ...) that it names: answered as MySQL answers
     # a user without access to it (1142), not as an unknown database
     system_table: tuple[str, str] | None = None
+    # SELECT ... FOR UPDATE / LOCK IN SHARE MODE / FOR SHARE: inside a transaction it takes
+    # the write lock first and reads the latest committed rows (SqliteSession)
+    locking: bool = False
 
 
 # Bounded by the statements' text (each entry is at most CACHED_STATEMENT bytes in and about as much out).
@@ -182,6 +185,9 @@ def translate_tree(tree: exp.Expr, database: str | None, source: str | None = No
         if isinstance(into, exp.Table) and into.db:
             target = (into.db.lower(), into.name)
     guarded = _guarded(tree) if writes and not ddl else None
+    locking = isinstance(tree, exp.Select) and bool(tree.args.get("locks"))
+    if locking:
+        tree.set("locks", None)  # SQLite has no row locks: the session takes its write lock instead
     return Translation(
         tree.sql(dialect="sqlite"),
         frozenset(dbs),
@@ -194,6 +200,7 @@ def translate_tree(tree: exp.Expr, database: str | None, source: str | None = No
         changes=changes,
         records=records,
         ignore=bool(tree.args.get("ignore")) if isinstance(tree, exp.Insert) else False,
+        locking=locking,
     )
 
 
