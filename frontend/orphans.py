@@ -50,26 +50,35 @@ ended with it: nothing to kill), (3) the network between FE and server broke
 FE checks L every ``interval``, and on a failure opens a new L and re-takes the
 owner lock of every session thread it still holds, within ``interval`` plus a
 connect; a kill needs the lock free in every sweep for ``ttl`` (= 3
-intervals), so a live FE is back in time unless it cannot connect to the server
-for longer than ``ttl - interval`` while its old sessions stay up (the server
-refusing new connections: the service account's reserved SUPER connection
-lets L in at ``max_connections``). For (4), L sets ``wait_timeout`` to
-``LOCK_IDLE_TIMEOUT`` (10 TTLs, at least 60 s) and is pinged every interval: only
-an FE silent for 10 TTLs loses it, and such an FE has fenced itself long before
-(docs/fencing.md; its sessions are closed when it runs again). A user of the
-cluster can take neither lock for another session (``s:T`` only from T;
-``o:T`` is L's and only L can release it); taking ``o:T`` first only leaves that
-session unmarked, and ``RELEASE_LOCK('s:…')`` from the session itself only
-unmarks itself. Thread ids are not reused while the server runs (they wrap at
-2^32); after a server restart an L re-taking a stale ``o:T`` can only keep
-another FE from marking that T (not marked: never killed).
+intervals), so a live FE is back in time unless it cannot open a new
+connection for longer than ``ttl - interval`` (below). For (4), L sets its
+``wait_timeout`` to ``idle_timeout`` (10 TTLs, at least ``LOCK_IDLE_MIN_S``) and
+is pinged every interval: only an FE silent that long (frozen, SIGSTOP) loses
+it, and such an FE is already one the lease path may reap (docs/fencing.md:
+an FE frozen past the peer timeout after its lease ran out cannot be told from
+a dead one). A lock named for T counts only when T itself holds it (``s:T``)
+or it is free (``o:T``): a user's session can free neither (``RELEASE_LOCK``
+releases only its own locks); a user holding ``o:T`` or ``s:T`` for another
+session first only leaves that session unmarked, and a session that releases
+its own mark only unmarks itself. Thread ids are not reused while the server
+runs (they wrap at 2^32); after a server restart an L re-taking a stale
+``o:T`` can only keep another FE from marking that T (not marked: never
+killed).
+
+**Cost.** Two round trips before a session's first statement (L, then T) and
+one ``RELEASE_LOCK`` on L after it closes; measured in-process against a local
+MariaDB: first statement of a session (connect + ``DO 1``) p50 0.54 ms without,
+1.06-1.34 ms with the marks. One sweep query per host per interval per FE.
 
 **What it does not cover.** An FE whose *host* dies (no FIN reaches the server)
-keeps its L until the server times it out (``LOCK_IDLE_TIMEOUT``; or the
-server's TCP keepalive): orphans are killed that much later unless the registry
-still has its rows (the lease path, a few TTLs). A backend without user-level
-locks (Doris, StarRocks: ``GET_LOCK`` unknown) marks nothing and sweeps nothing.
-Over SQLite there are no backend threads: there is no reaper.
+keeps its L until the server ends it (``idle_timeout``, or the server's TCP
+keepalive): its orphans are killed that much later, unless the registry still
+has its rows (the lease path, a few TTLs). A live FE whose L is ended (an
+operator's KILL) while the server refuses it a new connection (at
+``max_connections``) for ``ttl - interval`` loses its marked sessions on that
+host. A backend without user-level locks (Doris, StarRocks: ``GET_LOCK``
+unknown) marks nothing and sweeps nothing. Over SQLite there are no backend
+threads: there is no reaper.
 """
 
 from __future__ import annotations
