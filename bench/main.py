@@ -98,6 +98,7 @@ STEPS = (
     "memory",
     "kill-big",
     "burst",
+    "hosts",
 )
 """The measurement steps of a run, in order (``--only`` picks some)."""
 
@@ -764,7 +765,7 @@ def main(argv: list[str] | None = None) -> int:
         redis = procs.start_redis(bench_port(bench.ports), redis_dir)
         bench.say(f"redis-server on port {redis.port}, FE logs in {bench.workdir}")
         bench.pids.append(redis.proc.pid)
-        if args.only != {"burst"}:
+        if args.only - {"burst", "hosts"} or not args.only:
             bench.run(maria if isinstance(maria, Mariadb) else None, redis.url)
         if bench.wants("burst"):
             bench.burst(redis.url)
@@ -774,6 +775,15 @@ def main(argv: list[str] | None = None) -> int:
         if redis is not None:
             redis.stop()
     rows = bench.rows(maria)
+    if bench.wants("hosts"):
+        # Issue 25's tier: three private mariadbd as the backend cluster, its own Redis and FEs.
+        from bench import hosts
+
+        bench.say("KILL QUERY to a backend statement over 3 hosts (bench.hosts)")
+        over_hosts = hosts.measure(bench.say, iterations=bench.n)
+        rows += over_hosts.rows
+        bench.facts["hosts"] = over_hosts.facts
+        bench.notes += over_hosts.notes
     if args.scale:
         from bench import scale
 
