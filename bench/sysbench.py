@@ -1,6 +1,6 @@
 """sysbench through the FEs beside the same server directly (issues 20 and 22).
 
-    python -m bench.sysbench [--time SECONDS] [--threads N] [--json PATH]
+    python -m bench.sysbench [--time SECONDS] [--threads N] [--json PATH] [--embedded-only]
 
 Starts a private ``mariadbd`` (``tests.mariadb``, a free port: never the
 shared server on 3306), a private Redis, 2 FEs over the MariaDB behind
@@ -11,7 +11,7 @@ HAProxy and against the MariaDB directly, interleaved per row:
   mode (prepared statements: COM_STMT_*) and with ``--db-ps-mode=disable``
   (text statements);
 - then ``oltp_read_write`` (text) through 3 FEs sharing one embedded
-  directory, beside the same MariaDB.
+  directory, beside the same MariaDB (``--embedded-only``: this row alone).
 
 Every row prints transactions/s, the p50 latency (ms) and the errors sysbench
 counted; a run with errors fails the row. sysbench comes from Debian
@@ -48,13 +48,17 @@ TESTS = (
 )
 
 
-def sysbench(port: int, test: str, command: str, extra: tuple[str, ...], threads: int, seconds: int) -> dict[str, Any]:
-    """One sysbench command against 127.0.0.1:port as root: tps, p50 ms, errors."""
+def sysbench(
+    port: int | tuple[int, ...], test: str, command: str, extra: tuple[str, ...], threads: int, seconds: int
+) -> dict[str, Any]:
+    """One sysbench command against 127.0.0.1:port as root: tps, p50 ms, errors. Several
+    ports: sysbench's connections take them in turn (its --mysql-port list)."""
+    ports = port if isinstance(port, tuple) else (port,)
     args = [
         "sysbench",
         "--db-driver=mysql",
         "--mysql-host=127.0.0.1",
-        f"--mysql-port={port}",
+        f"--mysql-port={','.join(map(str, ports))}",
         "--mysql-user=root",
         "--mysql-password=",
         "--mysql-db=sbtest",
@@ -89,8 +93,8 @@ def sysbench(port: int, test: str, command: str, extra: tuple[str, ...], threads
 
 
 @contextlib.contextmanager
-def stack(workdir: Path) -> Iterator[tuple[MariaDB, int, int]]:
-    """MariaDB, the HAProxy port in front of 2 FEs over it, and an embedded 3-FE cluster's port."""
+def stack(workdir: Path) -> Iterator[tuple[MariaDB, int, tuple[int, ...]]]:
+    """MariaDB, the HAProxy port in front of 2 FEs over it, and an embedded 3-FE cluster's ports."""
     server = MariaDB(USER, PASSWORD)
     redis = procs.start_redis()
     clusters: list[FeCluster] = []
@@ -105,7 +109,7 @@ def stack(workdir: Path) -> Iterator[tuple[MariaDB, int, int]]:
         shared = workdir / "embedded"
         embedded = FeCluster(redis_url, 3, workdir, set(), backend=f"sqlite://{shared}").start()
         clusters.append(embedded)
-        yield server, balancer.port, embedded.fes[0].endpoint.port
+        yield server, balancer.port, tuple(fe.endpoint.port for fe in embedded.fes)
     finally:
         if balancer is not None:
             balancer.stop()
@@ -115,27 +119,28 @@ def stack(workdir: Path) -> Iterator[tuple[MariaDB, int, int]]:
         server.stop()
 
 
-def run(seconds: int, threads: int) -> dict[str, Any]:
+def run(seconds: int, threads: int, embedded_only: bool = False) -> dict[str, Any]:
     if shutil.which("sysbench") is None:
         raise SystemExit("sysbench is not installed (Debian: apt-get install sysbench)")
     rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="fecluster-sysbench-") as tmp, stack(Path(tmp)) as (server, lb, emb):
-        for port in (server.port, lb, emb):
+        for port in (server.port, lb, *emb):
             procs.wait_port("127.0.0.1", port, 30)
-        for port in (server.port, emb):  # the relay sees the server's sbtest (one database for both)
+        for port in (server.port, emb[0]):  # the relay sees the server's sbtest (one database for both)
             subprocess.run(
                 ["mariadb", "--host=127.0.0.1", f"--port={port}", "--user=root", "--protocol=TCP", "-e",
                  "CREATE DATABASE IF NOT EXISTS sbtest"],
                 check=True, capture_output=True, timeout=30,
             )  # fmt: skip
             sysbench(port, "oltp_read_write", "prepare", (), threads, seconds)
-        for test, mode, extra in TESTS:
+        for test, mode, extra in () if embedded_only else TESTS:
             fe = sysbench(lb, test, "run", extra, threads, seconds)
             direct = sysbench(server.port, test, "run", extra, threads, seconds)
             rows.append(
                 {"test": test, "mode": mode, "through": "2 FEs + HAProxy over MariaDB", "fe": fe, "mariadb": direct}
             )
             print(_line(rows[-1]), file=sys.stderr, flush=True)
+        # sysbench's threads connect to the 3 FEs in turn: they share the directory, not a process
         fe = sysbench(emb, "oltp_read_write", "run", ("--db-ps-mode=disable",), threads, seconds)
         direct = sysbench(server.port, "oltp_read_write", "run", ("--db-ps-mode=disable",), threads, seconds)
         rows.append(
@@ -170,8 +175,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--time", type=int, default=20, help="seconds per sysbench run (20)")
     p.add_argument("--threads", type=int, default=4, help="sysbench threads (4)")
     p.add_argument("--json", default=None, metavar="PATH", help="also write the results as JSON to PATH")
+    p.add_argument(
+        "--embedded-only", action="store_true", help="only the embedded row (3 FEs on one directory) beside MariaDB"
+    )
     args = p.parse_args(argv)
-    results = run(args.time, args.threads)
+    results = run(args.time, args.threads, args.embedded_only)
     for row in results["rows"]:
         print(_line(row))
     if args.json:
