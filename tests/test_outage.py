@@ -104,14 +104,7 @@ def _healthy(cluster: Cluster) -> None:
     "fault",
     [
         "stopped",
-        pytest.param(
-            "stopped-with-data",
-            marks=pytest.mark.xfail(
-                strict=False,
-                reason="known race (1 run in 4 here): when Redis comes back, an FE whose own renewal lags its "
-                "peers' by more than TTL/12 fences although the outage was cluster-wide; to fix in membership",
-            ),
-        ),
+        "stopped-with-data",
         "paused",
     ],
 )
