@@ -45,6 +45,7 @@ import pymysql
 from bench import workloads
 from bench.backend import PASSWORD, USER, _backend_thread_running, _wait
 from bench.report import Row, judge, ms, ratio, table
+from bench.runinfo import Progress
 from bench.servers import Endpoint, FeCluster, bench_port
 from bench.stats import Summary, summarize
 from frontend import procs
@@ -269,7 +270,6 @@ def rows(s: dict[str, Summary]) -> list[Row]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from bench.main import Progress  # not at the top: bench.main may import this module
 
     parser = argparse.ArgumentParser(prog="python -m bench.hosts", description=__doc__.split("\n")[0])
     parser.add_argument("--iterations", type=int, default=None, help="samples of each figure (default 100)")

@@ -7,8 +7,6 @@ import contextlib
 import datetime as dt
 import json
 import os
-import platform
-import subprocess
 import sys
 import tempfile
 import time
@@ -16,26 +14,15 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import psutil
 import pymysql
 
 from bench import burst, workloads
 from bench.grpcfloor import GrpcFloor
 from bench.report import MISS, NA, PASS, Row, judge, ms, ratio, table
+from bench.runinfo import RESULTS, Progress, machine
 from bench.servers import Endpoint, FeCluster, Mariadb, bench_port, probe_mariadb, raise_nofile
 from bench.stats import Summary, summarize
 from frontend import procs
-
-REPO = Path(__file__).resolve().parents[1]
-RESULTS = REPO / "bench" / "results"
-
-
-class Progress:
-    def __init__(self) -> None:
-        self.t0 = time.monotonic()
-
-    def __call__(self, message: str) -> None:
-        print(f"[{time.monotonic() - self.t0:6.1f}s] {message}", file=sys.stderr, flush=True)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -101,36 +88,6 @@ STEPS = (
     "hosts",
 )
 """The measurement steps of a run, in order (``--only`` picks some)."""
-
-
-def machine() -> dict[str, Any]:
-    cpu = ""
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    commit = ""
-    with contextlib.suppress(Exception):
-        commit = subprocess.run(
-            ["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "-C", str(REPO), "status", "--porcelain", "--", "frontend", "coordinator"],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-        if dirty:
-            commit += "+dirty"
-    return {
-        "nproc": os.cpu_count(),
-        "cpu": cpu,
-        "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "commit": commit,
-    }
 
 
 class Bench:

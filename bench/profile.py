@@ -30,7 +30,7 @@ from pathlib import Path
 import psutil
 
 from bench import workloads
-from bench.main import RESULTS
+from bench.runinfo import RESULTS
 from bench.servers import FeCluster, bench_port, raise_nofile
 from frontend import procs
 

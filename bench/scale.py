@@ -56,8 +56,8 @@ import pymysql
 from pymysql.constants import COMMAND
 
 from bench import workloads
-from bench.main import Progress, machine
 from bench.report import MISS, NA, PASS, Row, judge, ms, table
+from bench.runinfo import Progress, machine
 from bench.servers import Endpoint, FeCluster, bench_port, raise_nofile
 from bench.stats import Summary, percentile, summarize
 from frontend import procs
