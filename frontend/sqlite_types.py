@@ -147,10 +147,14 @@ def declared_type(column: exp.ColumnDef, primary_key: frozenset[str] = frozenset
         if kind.is_type(*exp.DataType.INTEGER_TYPES):
             column.set("kind", exp.DataType.build("INTEGER"))  # SQLite's AUTOINCREMENT needs INTEGER PRIMARY KEY
         return
-    if name in _SIZED_INTEGERS:
+    if name in _SIZED_INTEGERS or name == "BOOLEAN":
         key = column.name.lower() in primary_key or any(isinstance(k, exp.PrimaryKeyColumnConstraint) for k in kinds)
         if not key:
-            column.set("kind", exp.DataType(this=exp.DataType.Type.USERDEFINED, kind=_SIZED_INTEGERS[name]))
+            sized = _SIZED_INTEGERS.get(name, "TINYINT")
+            # MySQL keeps one display width, TINYINT(1) (BOOL's type): drivers read it as a boolean
+            if name == "BOOLEAN" or (name == "TINYINT" and [e.sql("mysql") for e in kind.expressions] == ["1"]):
+                sized = "TINYINT(1)"
+            column.set("kind", exp.DataType(this=exp.DataType.Type.USERDEFINED, kind=sized))
         return
     params = [e.sql("mysql") for e in kind.expressions]
     exact = False

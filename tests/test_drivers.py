@@ -26,6 +26,12 @@ Drivers and how they run
   (tests/drivers/mysql2_check.js) as one process per target that runs every check
   and prints JSON lines, which the cells here assert.
 
+JDBC's DatabaseMetaData (JdbcCheck's "metadata": getCatalogs, getTables, getColumns,
+getPrimaryKeys, getIndexInfo, getImportedKeys/getExportedKeys/getCrossReference over a
+FOREIGN KEY, getProcedures, getFunctions, as DBeaver calls them) is compared between
+the embedded backend and MariaDB cell by cell; the differences that remain are
+METADATA_DIFFERENCES, each with its reason.
+
 Expected failures on fecluster would live in KNOWN_FAILURES below, one line per
 (driver, check) saying what is left to do; it is empty: every cell passes.
 A MariaDB cell never xfails.
@@ -926,3 +932,75 @@ def sa_check(t: Target, check: str) -> None:
 @pytest.mark.parametrize(("target", "driver", "check"), matrix(["sqlalchemy"], SA_CHECKS), indirect=["target"])
 def test_sqlalchemy(target: Target, driver: str, check: str) -> None:
     sa_check(target, check)
+
+
+# ---------------------------------------------------------------------------------------------
+# JDBC DatabaseMetaData as DBeaver calls it (issue 22): the embedded backend's answers beside
+# MariaDB's, call by call, row by row, column by column (JdbcCheck.metadata).
+
+_UNSIZED_FLOATS = {("DOUBLE", None, "22"), ("FLOAT", None, "12")}
+# The differences that remain, each (call, column, whether a pair of values (ours, MariaDB's)
+# is it, why). Anything else must be equal.
+METADATA_DIFFERENCES: list[tuple[str, str, Callable[[Any, Any, dict[str, Any]], bool], str]] = [
+    (
+        "getColumns", "COLUMN_DEF", lambda ours, theirs, row: theirs in ("NULL", f"'{ours}'"),
+        "MariaDB (10.2.7+) writes COLUMN_DEFAULT as an expression: a string quoted, no default as 'NULL';"
+        " the FE answers as MySQL: the bare value, SQL NULL",
+    ),
+    (
+        "getColumns", "COLUMN_SIZE",
+        lambda ours, theirs, row: (row.get("TYPE_NAME"), ours, theirs) in _UNSIZED_FLOATS,
+        "information_schema.COLUMNS has no NUMERIC_PRECISION for DOUBLE/FLOAT (MySQL: 22/12; statements/metadata.py)",
+    ),
+    (
+        "getColumns", "COLUMN_SIZE",
+        lambda ours, theirs, row: (row.get("TYPE_NAME"), ours, theirs) == ("BIGINT UNSIGNED", "19", "20"),
+        "information_schema.COLUMNS gives BIGINT UNSIGNED the signed precision 19 (MySQL: 20; statements/metadata.py)",
+    ),
+    (
+        "getIndexInfo", "CARDINALITY", lambda ours, theirs, row: ours is None and (theirs or "").isdigit(),
+        "information_schema.STATISTICS.CARDINALITY is NULL (no statistics kept; MySQL: an estimate)",
+    ),
+]  # fmt: skip
+
+
+def _known_difference(call: str, column: str, ours: Any, theirs: Any, row: dict[str, Any]) -> bool:
+    return any(
+        call.startswith(c) and column == col and matches(ours, theirs, row)
+        for c, col, matches, _ in METADATA_DIFFERENCES
+    )
+
+
+def metadata_differences(reference: dict[str, Any], ours: dict[str, Any]) -> list[str]:
+    """Where ``ours`` differs from ``reference`` (MariaDB), except the listed differences."""
+    found = []
+    calls = [k for k in reference if k.startswith("get")]
+    assert calls and sorted(calls) == sorted(k for k in ours if k.startswith("get")), (reference, ours)
+    for call in calls:
+        want, got = reference[call], ours[call]
+        if len(want) != len(got):
+            found.append(f"{call}: {len(got)} rows, MariaDB {len(want)}: {got} vs {want}")
+            continue
+        for n, (w, g) in enumerate(zip(want, got, strict=True)):
+            for column in dict.fromkeys([*w, *g]):
+                mine, theirs = g.get(column, "<absent>"), w.get(column, "<absent>")
+                if mine != theirs and not _known_difference(call, column, mine, theirs, w):
+                    found.append(f"{call} row {n} {column}: {g.get(column, '<absent>')!r}, MariaDB {w.get(column)!r}")
+    return found
+
+
+def test_jdbc_metadata_as_mariadb(
+    mariadb_target: Target, fecluster_target: Target, program_results: Callable[..., dict[str, Any]]
+) -> None:
+    reference = cell(program_results("jdbc", mariadb_target), "metadata")
+    ours = cell(program_results("jdbc", fecluster_target), "metadata")
+    # What the reference itself says (so the comparison compares something).
+    assert [r["TABLE_NAME"] for r in reference["getTables"]] == ["t_meta_child", "t_meta_parent"], reference
+    assert [r["COLUMN_NAME"] for r in reference["getPrimaryKeys t_meta_parent"]] == ["id"]
+    assert [
+        (r["FK_NAME"], r["PKTABLE_NAME"], r["FKCOLUMN_NAME"]) for r in reference["getImportedKeys t_meta_child"]
+    ] == [("fk_child_parent", "t_meta_parent", "parent_id")]
+    assert [r["FKTABLE_NAME"] for r in reference["getExportedKeys t_meta_parent"]] == ["t_meta_child"]
+    assert reference["getCatalogs"] == [{"TABLE_CAT": mariadb_target.database}]
+    differences = metadata_differences(reference, ours)
+    assert not differences, "\n".join(differences)

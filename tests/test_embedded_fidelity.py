@@ -511,3 +511,21 @@ def test_a_no_op_update_counts_as_mariadb_counts_it(fe: Fe, backend_mariadb: Mar
         finally:
             conn.close()
     assert counts[0] == counts[1], counts
+
+
+def test_tinyint_1_and_bool_keep_their_width(target: Connect) -> None:
+    """MySQL keeps one integer display width, TINYINT(1) (BOOL's type): JDBC drivers
+    read a column so typed as a boolean (Connector/J's getColumns: BIT)."""
+    with contextlib.closing(target()) as c, c.cursor() as cur:
+        cur.execute("CREATE TABLE t (id INT PRIMARY KEY, a TINYINT(1) DEFAULT 1, b BOOL, c TINYINT)")
+        cur.execute("INSERT INTO t (id, b, c) VALUES (1, TRUE, 7)")
+        cur.execute("SELECT DATABASE()")
+        db = cur.fetchone()[0]
+        cur.execute(
+            "SELECT COLUMN_NAME, COLUMN_TYPE, DATA_TYPE FROM information_schema.COLUMNS"
+            " WHERE TABLE_SCHEMA = %s AND TABLE_NAME = 't' AND COLUMN_NAME IN ('a', 'b') ORDER BY 1",
+            (db,),
+        )
+        assert cur.fetchall() == (("a", "tinyint(1)", "tinyint"), ("b", "tinyint(1)", "tinyint"))
+        cur.execute("SELECT a, b, c FROM t")
+        assert cur.fetchall() == ((1, 1, 7),)

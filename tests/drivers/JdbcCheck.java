@@ -3,6 +3,7 @@
 // One JSON object per line: {"check": ..., "ok": true|false, ...}; the Python test asserts.
 import java.math.BigDecimal;
 import java.sql.Connection;
+import java.sql.DatabaseMetaData;
 import java.sql.Date;
 import java.sql.DriverManager;
 import java.sql.PreparedStatement;
@@ -13,7 +14,9 @@ import java.sql.Statement;
 import java.sql.Time;
 import java.sql.Timestamp;
 import java.sql.Types;
+import java.util.ArrayList;
 import java.util.LinkedHashMap;
+import java.util.List;
 import java.util.Map;
 import java.util.concurrent.atomic.AtomicReference;
 
@@ -113,6 +116,7 @@ public class JdbcCheck {
                 }
             }
         });
+        run("metadata", JdbcCheck::metadata);
         run("kill_query", out -> kill(out, "QUERY"));
         run("kill_connection", out -> kill(out, "CONNECTION"));
         run("query_timeout", out -> {
@@ -129,6 +133,57 @@ public class JdbcCheck {
                 out.put("after", scalar(c, "SELECT 1"));
             }
         });
+    }
+
+    /** DatabaseMetaData as DBeaver reads it: every row of each call, each column as text. */
+    static void metadata(Map<String, Object> out) throws Exception {
+        try (Connection c = connect(fe1, "root", "", "")) {
+            try (Statement s = c.createStatement()) {
+                s.execute("DROP TABLE IF EXISTS t_meta_child");
+                s.execute("DROP TABLE IF EXISTS t_meta_parent");
+                s.execute("CREATE TABLE t_meta_parent (id INT NOT NULL AUTO_INCREMENT PRIMARY KEY,"
+                        + " code VARCHAR(20) NOT NULL, name VARCHAR(40) DEFAULT 'none',"
+                        + " amount DECIMAL(10,2) NOT NULL DEFAULT 0.00, ratio DOUBLE, created DATETIME,"
+                        + " note TEXT, big BIGINT UNSIGNED, flag TINYINT(1) DEFAULT 1, raw BLOB,"
+                        + " UNIQUE KEY uq_code (code), KEY idx_name (name))");
+                s.execute("CREATE TABLE t_meta_child (id INT PRIMARY KEY, parent_id INT NOT NULL,"
+                        + " qty SMALLINT DEFAULT 1, KEY idx_parent (parent_id), CONSTRAINT fk_child_parent"
+                        + " FOREIGN KEY (parent_id) REFERENCES t_meta_parent (id) ON DELETE CASCADE)");
+            }
+            DatabaseMetaData md = c.getMetaData();
+            String db = database;
+            List<Object> catalogs = new ArrayList<>();
+            for (Object row : rows(md.getCatalogs())) {
+                if (db.equals(((Map<?, ?>) row).get("TABLE_CAT"))) catalogs.add(row);  // the others differ by server
+            }
+            out.put("getCatalogs", catalogs);
+            out.put("getTables", rows(md.getTables(db, null, "t_meta%", null)));
+            out.put("getTables_TABLE", rows(md.getTables(db, null, "t_meta%", new String[] {"TABLE", "VIEW"})));
+            for (String t : new String[] {"t_meta_parent", "t_meta_child"}) {
+                out.put("getColumns " + t, rows(md.getColumns(db, null, t, "%")));
+                out.put("getPrimaryKeys " + t, rows(md.getPrimaryKeys(db, null, t)));
+                out.put("getIndexInfo " + t, rows(md.getIndexInfo(db, null, t, false, true)));
+                out.put("getIndexInfo unique " + t, rows(md.getIndexInfo(db, null, t, true, true)));
+                out.put("getImportedKeys " + t, rows(md.getImportedKeys(db, null, t)));
+                out.put("getExportedKeys " + t, rows(md.getExportedKeys(db, null, t)));
+            }
+            out.put("getCrossReference", rows(md.getCrossReference(db, null, "t_meta_parent", db, null, "t_meta_child")));
+            out.put("getProcedures", rows(md.getProcedures(db, null, "%")));
+            out.put("getFunctions", rows(md.getFunctions(db, null, "%")));
+        }
+    }
+
+    static List<Object> rows(ResultSet rs) throws SQLException {
+        List<Object> found = new ArrayList<>();
+        try (rs) {
+            ResultSetMetaData meta = rs.getMetaData();
+            while (rs.next()) {
+                Map<String, Object> row = new LinkedHashMap<>();
+                for (int i = 1; i <= meta.getColumnCount(); i++) row.put(meta.getColumnLabel(i), rs.getString(i));
+                found.add(row);
+            }
+        }
+        return found;
     }
 
     static void kill(Map<String, Object> out, String kind) throws Exception {
@@ -273,6 +328,11 @@ public class JdbcCheck {
     static String json(Object o) {
         if (o == null) return "null";
         if (o instanceof Boolean || o instanceof Number) return o.toString();
+        if (o instanceof List<?> l) {
+            StringBuilder sb = new StringBuilder("[");
+            for (Object x : l) sb.append(sb.length() > 1 ? ", " : "").append(json(x));
+            return sb.append("]").toString();
+        }
         if (o instanceof Map<?, ?> m) {
             StringBuilder sb = new StringBuilder("{");
             for (Map.Entry<?, ?> e : m.entrySet()) {
