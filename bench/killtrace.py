@@ -43,7 +43,7 @@ PROBES = [
     ("coordinator.routing", "Router", "_owner", "router._owner"),
     ("coordinator.routing", "Router", "_peer_kill", "router._peer_kill"),
     ("coordinator.peers", "KillStream", "kill", "stream.kill"),
-    ("frontend.sessions", "SessionTable", "kill_local", "sessions.kill_local"),
+    ("frontend.session_table", "SessionTable", "kill_local", "sessions.kill_local"),
     ("coordinator.accounts", "Accounts", "fresh", "users.fresh"),
     ("frontend.grpc_api", "PeerService", "_kill", "peer._kill"),
     # grpc's Python layer: the killer's write on the kill stream, and the

@@ -213,7 +213,7 @@ STAGES = [
     ("coordinator.routing", "Router", "processlist", "router.processlist: ask every FE, merge, sort (FE 1)"),
     ("coordinator.routing", "Router", "_list_one", "router._list_one: one FE's rows (local, or the gRPC call)"),
     ("frontend.grpc_api", "PeerService", "List", "owner: Peer.List handler (before serializing)"),
-    ("frontend.sessions", "SessionTable", "list_local", "owner: list_local (process_row each, WHERE)"),
+    ("frontend.session_table", "SessionTable", "list_local", "owner: list_local (process_row each, WHERE)"),
     ("frontend.sqlite_backend", "SqliteBackend", "query_rows", "sqlite query_rows (load the rows, query; a thread)"),
     ("frontend.wire.server", "MysqlConnection", "_send_result", "wire: encode + write the result (waits the client)"),
 ]

@@ -2,7 +2,7 @@
 catalogue, and queries over rows the FE already holds) and ``BackendSession``
 (one per client session, opened on its first statement).
 
-``frontend.backends.open_backend`` chooses the implementation from ``--backend``.
+``frontend.backend_url.open_backend`` chooses the implementation from ``--backend``.
 Everything backend-specific lives behind these two types: the statement
 modules and the session core never touch SQLite (or any other engine).
 """

@@ -328,7 +328,7 @@ def _tail(log: Path, lines: int = 15) -> str:
 
 
 def _client(args: argparse.Namespace):  # type: ignore[no-untyped-def]
-    from frontend.client import Client
+    from frontend.grpc_client import Client
 
     password = os.environ.get("FECLUSTER_PASSWORD")
     if password is None:
@@ -340,7 +340,7 @@ def _client(args: argparse.Namespace):  # type: ignore[no-untyped-def]
 def _fail(e: Exception) -> int:
     import grpc
 
-    from frontend.client import FeError
+    from frontend.grpc_client import FeError
 
     if isinstance(e, FeError):
         print(str(e), file=sys.stderr)

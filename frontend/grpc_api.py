@@ -30,10 +30,10 @@ from coordinator.routing import Router
 from coordinator.users import UserRecord
 from frontend import tls
 from frontend.backend import BackendLogin
-from frontend.client import PASSWORD_HEADER, USER_HEADER
 from frontend.config import Config
+from frontend.grpc_client import PASSWORD_HEADER, USER_HEADER
 from frontend.result import Result, SqlWarning, whole
-from frontend.sessions import SessionTable
+from frontend.session_table import SessionTable
 from frontend.throttle import LoginThrottle
 from frontend.wire import results as rs
 from frontend.wire.answer import RowDecoder

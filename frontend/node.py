@@ -37,16 +37,17 @@ from coordinator.registry import ConnectionRecord, ConnectionWriter, FeRecord, R
 from coordinator.routing import Router
 from frontend import tls, variables
 from frontend.backend_accounts import BackendAccounts
-from frontend.backends import open_backend, redact_url
+from frontend.backend_url import open_backend, redact_url
 from frontend.config import Config
 from frontend.executor import Executor
 from frontend.grpc_api import GrpcListener
 from frontend.http import FeWebOps, HttpListener
 from frontend.http.server import throttle_for
-from frontend.mysql import MysqlListener
+from frontend.lanes import StatementLanes
 from frontend.mysql_backend import MysqlBackend
+from frontend.mysql_listener import MysqlListener
 from frontend.orphans import OrphanReaper
-from frontend.sessions import SessionTable, StatementLanes
+from frontend.session_table import SessionTable
 from frontend.statements import Services
 from frontend.wire.server import MemoryBudget
 

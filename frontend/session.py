@@ -90,7 +90,7 @@ def statement_info(sql: str) -> str:
 
 
 class SessionHost(Protocol):
-    """What a session needs from the FE it lives on (``frontend.sessions.SessionTable``)."""
+    """What a session needs from the FE it lives on (``frontend.session_table.SessionTable``)."""
 
     executor: Executor
     backend: Backend

@@ -260,7 +260,7 @@ def test_frozen_fe_is_reported_and_nothing_hangs(make_cluster) -> None:  # type:
         assert code == 1105 and fe3.address in message
         assert time.monotonic() - start < 1.0 + 1.5
         # the gRPC answer carries one error entry for the FE that did not answer
-        from frontend.client import Client
+        from frontend.grpc_client import Client
 
         with Client(fe2.address) as client:
             rows, failures = client.processlist()

@@ -19,7 +19,7 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from coordinator.pb import fecluster_pb2 as pb
 from coordinator.pb import fecluster_pb2_grpc as pb_grpc
-from frontend.client import Client, ClientSession, FeError, SessionClosed
+from frontend.grpc_client import Client, ClientSession, FeError, SessionClosed
 from tests.support import REPO, Cluster, Running, error_code, wait_for, wait_running
 
 

@@ -11,7 +11,7 @@ from typing import Any
 import psutil
 import pytest
 
-from frontend.client import Client, FeError, RowStream
+from frontend.grpc_client import Client, FeError, RowStream
 from frontend.wire.answer import RowDecoder
 from frontend.wire.packets import frame
 from frontend.wire.results import LONGLONG, Column, column_definition

@@ -24,7 +24,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from coordinator.peers import LEASE_HEALTH
 from frontend import procs
-from frontend.client import Client
+from frontend.grpc_client import Client
 from tests.support import Cluster, Fe, Running, error_code, fails, wait_for
 
 ATTACKER = "127.0.0.2"

@@ -22,7 +22,7 @@ import pytest
 
 from coordinator.errors import SqlError
 from coordinator.registry import Keys
-from frontend.client import Client
+from frontend.grpc_client import Client
 from frontend.mysql_backend import MysqlBackend
 from tests.mariadb import MariaDB
 from tests.support import Cluster, Fe, Running, error_code, fails, new_cluster, wait_for

@@ -20,7 +20,7 @@ from pathlib import Path
 import pymysql
 import pytest
 
-from frontend.client import Client, FeError
+from frontend.grpc_client import Client, FeError
 from tests.mariadb import MariaDB
 from tests.support import Cluster, Fe, fails, new_cluster, wait_for
 

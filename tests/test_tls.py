@@ -10,7 +10,7 @@ import grpc
 import pymysql
 import pytest
 
-from frontend.client import Client
+from frontend.grpc_client import Client
 from tests.support import Cluster, Running, error_code, wait_running
 
 

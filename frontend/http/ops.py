@@ -17,7 +17,7 @@ from coordinator.users import UserRecord
 if TYPE_CHECKING:
     from coordinator.membership import Membership
     from coordinator.routing import Router
-    from frontend.sessions import SessionTable
+    from frontend.session_table import SessionTable
 
 
 class WebOps(Protocol):

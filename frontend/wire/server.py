@@ -18,7 +18,7 @@ One ``MysqlConnection`` per client, over ``transport.WireProtocol``:
    (large result sets are flushed in bounded chunks with back-pressure).
 
 The node is reached only through ``SessionFactory`` and ``WireSession``
-(``frontend.sessions.SessionTable`` and ``frontend.session.Session``).
+(``frontend.session_table.SessionTable`` and ``frontend.session.Session``).
 
 KILL CONNECTION closes the socket at once (the client sees 2013, as with
 MariaDB); a client that goes away mid-statement has its statement cancelled

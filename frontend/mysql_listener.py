@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from frontend import tls
 from frontend.config import Config
-from frontend.sessions import SessionTable
+from frontend.session_table import SessionTable
 from frontend.throttle import LoginThrottle
 from frontend.wire.server import MemoryBudget, MysqlServer
 
