@@ -148,6 +148,8 @@ def translate_tree(tree: exp.Expr, database: str | None, source: str | None = No
     if index is not None:
         return Translation(index, frozenset(dbs), ddl=True, writes=True)
     then = _inline_indexes(tree)
+    for current in list(tree.find_all(exp.CurrentSchema)):  # DATABASE(), SCHEMA(): SQLite's would say 'main'
+        current.replace(exp.Literal.string(database) if database else exp.null())
     if not isinstance(tree, exp.Create | exp.Alter):  # a column DEFAULT keeps CURRENT_TIMESTAMP (constant for SQLite)
         strict = isinstance(tree, exp.Insert | exp.Update)  # MySQL's strict mode: these fail where a SELECT warns
         tree = tree.transform(lambda node: mysql_function(node, strict))

@@ -529,3 +529,14 @@ def test_tinyint_1_and_bool_keep_their_width(target: Connect) -> None:
         assert cur.fetchall() == (("a", "tinyint(1)", "tinyint"), ("b", "tinyint(1)", "tinyint"))
         cur.execute("SELECT a, b, c FROM t")
         assert cur.fetchall() == ((1, 1, 7),)
+
+
+def test_database_function_in_a_statement_over_tables(target: Connect) -> None:
+    """DATABASE() and SCHEMA() beside a table are the session's database (SQLite's own would be 'main')."""
+    with contextlib.closing(target()) as c, c.cursor() as cur:
+        cur.execute("SELECT DATABASE()")
+        db = cur.fetchone()[0]
+        cur.execute("CREATE TABLE t (id INT PRIMARY KEY, s VARCHAR(40))")
+        cur.execute("INSERT INTO t VALUES (1, DATABASE()), (2, 'other')")
+        cur.execute("SELECT id, SCHEMA() FROM t WHERE s = DATABASE()")
+        assert cur.fetchall() == ((1, db),)
