@@ -168,6 +168,10 @@ def declared_type(column: exp.ColumnDef, primary_key: frozenset[str] = frozenset
         text = ("TIMESTAMP" if name.startswith("TIMESTAMP") else "DATETIME") + (f"({params[0]})" if params else "")
     elif name in ("DATE", "TIME"):
         text = name
+    elif name in ("CHAR", "NCHAR"):  # SQLite's TEXT(n) would read back as VARCHAR (TEXT affinity either way)
+        text = f"CHAR({params[0] if params else 1})"
+    elif name in ("TINYTEXT", "MEDIUMTEXT", "LONGTEXT"):  # their lengths are MySQL's (TEXT affinity)
+        text = name
     elif name in _BLOB_TYPES:
         text = "BLOB"
     else:

@@ -515,8 +515,20 @@ def test_a_no_op_update_counts_as_mariadb_counts_it(fe: Fe, backend_mariadb: Mar
 
 def test_tinyint_1_and_bool_keep_their_width(target: Connect) -> None:
     """MySQL keeps one integer display width, TINYINT(1) (BOOL's type): JDBC drivers
-    read a column so typed as a boolean (Connector/J's getColumns: BIT)."""
+    read a column so typed as a boolean (Connector/J's getColumns: BIT). CHAR and
+    the TEXT family keep their names too (JDBC's CHAR, not VARCHAR)."""
     with contextlib.closing(target()) as c, c.cursor() as cur:
+        cur.execute(
+            "CREATE TABLE w (id INT PRIMARY KEY, a CHAR(3), b CHAR, m MEDIUMTEXT, l LONGTEXT, s TINYTEXT, v VARCHAR(5))"
+        )
+        cur.execute("INSERT INTO w VALUES (1, 'abc', 'x', 'mm', 'll', 'ss', 'vv')")
+        cur.execute("SELECT a, b, m, l, s, v FROM w")
+        assert cur.fetchall() == (("abc", "x", "mm", "ll", "ss", "vv"),)
+        cur.execute("SHOW COLUMNS FROM w")
+        assert [(r[0], r[1]) for r in cur.fetchall()][1:] == [
+            ("a", "char(3)"), ("b", "char(1)"), ("m", "mediumtext"), ("l", "longtext"), ("s", "tinytext"),
+            ("v", "varchar(5)"),
+        ]  # fmt: skip
         cur.execute("CREATE TABLE t (id INT PRIMARY KEY, a TINYINT(1) DEFAULT 1, b BOOL, c TINYINT)")
         cur.execute("INSERT INTO t (id, b, c) VALUES (1, TRUE, 7)")
         cur.execute("SELECT DATABASE()")

@@ -139,16 +139,20 @@ public class JdbcCheck {
     static void metadata(Map<String, Object> out) throws Exception {
         try (Connection c = connect(fe1, "root", "", "")) {
             try (Statement s = c.createStatement()) {
+                s.execute("DROP VIEW IF EXISTS t_meta_view");
                 s.execute("DROP TABLE IF EXISTS t_meta_child");
                 s.execute("DROP TABLE IF EXISTS t_meta_parent");
                 s.execute("CREATE TABLE t_meta_parent (id INT NOT NULL AUTO_INCREMENT PRIMARY KEY,"
                         + " code VARCHAR(20) NOT NULL, name VARCHAR(40) DEFAULT 'none',"
                         + " amount DECIMAL(10,2) NOT NULL DEFAULT 0.00, ratio DOUBLE, created DATETIME,"
-                        + " note TEXT, big BIGINT UNSIGNED, flag TINYINT(1) DEFAULT 1, raw BLOB,"
-                        + " UNIQUE KEY uq_code (code), KEY idx_name (name))");
+                        + " note TEXT COMMENT 'free text', big BIGINT UNSIGNED, flag TINYINT(1) DEFAULT 1, raw BLOB,"
+                        + " d DATE, tm TIME, ts TIMESTAMP NULL, ch CHAR(3), small SMALLINT UNSIGNED,"
+                        + " UNIQUE KEY uq_code (code), KEY idx_name (name), KEY idx_pair (name, created))"
+                        + " COMMENT 'the parents'");
                 s.execute("CREATE TABLE t_meta_child (id INT PRIMARY KEY, parent_id INT NOT NULL,"
                         + " qty SMALLINT DEFAULT 1, KEY idx_parent (parent_id), CONSTRAINT fk_child_parent"
                         + " FOREIGN KEY (parent_id) REFERENCES t_meta_parent (id) ON DELETE CASCADE)");
+                s.execute("CREATE VIEW t_meta_view AS SELECT id, code FROM t_meta_parent");
             }
             DatabaseMetaData md = c.getMetaData();
             String db = database;
@@ -167,6 +171,7 @@ public class JdbcCheck {
                 out.put("getImportedKeys " + t, rows(md.getImportedKeys(db, null, t)));
                 out.put("getExportedKeys " + t, rows(md.getExportedKeys(db, null, t)));
             }
+            out.put("getColumns t_meta_view", rows(md.getColumns(db, null, "t_meta_view", "%")));
             out.put("getCrossReference", rows(md.getCrossReference(db, null, "t_meta_parent", db, null, "t_meta_child")));
             out.put("getProcedures", rows(md.getProcedures(db, null, "%")));
             out.put("getFunctions", rows(md.getFunctions(db, null, "%")));
