@@ -234,6 +234,15 @@ class SqliteBackend:
 
         return await self._in_thread(names, str(self.path(database)))
 
+    async def views(self, database: str) -> list[str]:
+        """The database's views (``tables`` lists its tables only): for information_schema's
+        TABLES (TABLE_TYPE 'VIEW') and SHOW FULL TABLES; ``columns`` reads a view's too."""
+
+        def names(conn: sqlite3.Connection) -> list[str]:
+            return [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'view' ORDER BY name")]
+
+        return await self._in_thread(names, str(self.path(database)))
+
     async def columns(self, database: str, table: str) -> list[Column]:
         """The table's columns (SqlError 1146 when there is no such table),
         with what MySQL's DDL said of them (``NotedColumn``)."""

@@ -552,3 +552,24 @@ def test_database_function_in_a_statement_over_tables(target: Connect) -> None:
         cur.execute("INSERT INTO t VALUES (1, DATABASE()), (2, 'other')")
         cur.execute("SELECT id, SCHEMA() FROM t WHERE s = DATABASE()")
         assert cur.fetchall() == ((1, db),)
+
+
+def test_views_are_listed_apart_from_tables(tmp_path: Path) -> None:
+    """``SqliteBackend.views``: what information_schema needs to list a view as a VIEW."""
+
+    async def run() -> tuple[list[str], list[str], list[str]]:
+        backend = SqliteBackend(tmp_path)
+        try:
+            await backend.create_database("d", False)
+            session = backend.session()
+            try:
+                await session.execute("CREATE TABLE t (id INT PRIMARY KEY, code CHAR(3))", "d")
+                await session.execute("CREATE VIEW v AS SELECT id, code FROM t", "d")
+            finally:
+                session.close()
+            columns = [c.name for c in await backend.columns("d", "v")]
+            return await backend.tables("d"), await backend.views("d"), columns
+        finally:
+            backend.shutdown()
+
+    assert asyncio.run(run()) == (["t"], ["v"], ["id", "code"])
