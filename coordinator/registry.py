@@ -720,18 +720,23 @@ class ConnectionWriter:
                         await self._now.wait()
             self._now.clear()
             self._wake.clear()
-            batch = {i: (_row(entry), state != "gone") for i, (entry, state) in self._pending.items()}
-            self._pending = {}
-            traces, self._dropped_traces = self._dropped_traces, {}
-            if batch or traces:
-                try:
-                    await self.registry.apply_connection_changes(batch, traces)
-                except asyncio.CancelledError:
-                    raise
-                except Exception as e:  # noqa: BLE001 - any failure means: re-sync later
-                    self._on_error(e)
+            await self._write_pending()
             if not self._pending and not self._dropped_traces:
                 self._idle.set()
+
+    async def _write_pending(self) -> None:
+        """One batch out. Its own frame: the batch (a burst's thousands of rows) is
+        freed once written, not held by the loop until the next change comes."""
+        batch = {i: (_row(entry), state != "gone") for i, (entry, state) in self._pending.items()}
+        self._pending = {}
+        traces, self._dropped_traces = self._dropped_traces, {}
+        if batch or traces:
+            try:
+                await self.registry.apply_connection_changes(batch, traces)
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:  # noqa: BLE001 - any failure means: re-sync later
+                self._on_error(e)
 
     async def flush(self, timeout: float) -> None:
         """Wait until every change so far has been written (or failed), without
