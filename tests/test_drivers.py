@@ -957,6 +957,14 @@ METADATA_DIFFERENCES: list[tuple[str, str, Callable[[Any, Any, dict[str, Any]], 
         lambda ours, theirs, row: (row.get("TYPE_NAME"), ours, theirs) == ("BIGINT UNSIGNED", "19", "20"),
         "information_schema.COLUMNS gives BIGINT UNSIGNED the signed precision 19 (MySQL: 20; statements/metadata.py)",
     ),
+    *(
+        (
+            "getColumns t_meta_view", column, lambda ours, theirs, row: True,
+            "a view's columns are SQLite's pragma_table_info of the view: no NOT NULL (and no default) is"
+            " carried over from the table they come from (MariaDB: the base column's)",
+        )
+        for column in ("NULLABLE", "IS_NULLABLE", "COLUMN_DEF")
+    ),
     (
         "getIndexInfo", "CARDINALITY", lambda ours, theirs, row: ours is None and (theirs or "").isdigit(),
         "information_schema.STATISTICS.CARDINALITY is NULL (no statistics kept; MySQL: an estimate)",
