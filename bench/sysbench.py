@@ -32,6 +32,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from bench.report import Row, judge
 from bench.servers import FeCluster
 from frontend import procs
 from tests.haproxy import HAProxy
@@ -156,6 +157,32 @@ def run(seconds: int, threads: int, embedded_only: bool = False) -> dict[str, An
         )
         print(_line(rows[-1]), file=sys.stderr, flush=True)
     return {"threads": threads, "seconds": seconds, "rows": rows}
+
+
+def embedded_rows(seconds: int = 20, threads: int = 4) -> list[Row]:
+    """The embedded row as ``python -m bench`` prints rows: oltp_read_write through 3 FEs
+    sharing one directory, 0 errors wanted, its tps beside MariaDB's."""
+    row = run(seconds, threads, embedded_only=True)["rows"][0]
+    fe, direct = row["fe"], row["mariadb"]
+    result, detail = judge(
+        (
+            fe["errors"] == 0 and fe["exit"] == 0,
+            f"{fe['tps']:.1f} tps vs MariaDB {direct['tps']:.1f}, p50 {fe['p50_ms']} ms, errors {fe['errors']}",
+        )
+    )
+    return [
+        Row(
+            "sysbench_embedded_rw",
+            "sysbench",
+            f"oltp_read_write (text), {threads} threads over 3 FEs on one embedded directory: tps / MariaDB's",
+            unit="x",
+            value=fe["tps"] / direct["tps"] if direct["tps"] else None,
+            target="0 errors",
+            result=result,
+            detail=detail,
+            extra={"fe": fe, "mariadb": direct},
+        )
+    ]
 
 
 def _line(row: dict[str, Any]) -> str:
