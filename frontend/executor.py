@@ -274,6 +274,8 @@ class Executor:
             return self._warnings(session, await session.backend.execute(text, session.db))
         schema_tables = metadata.information_schema_tables(tree, session.db)
         if schema_tables is not None:  # built from what the user may see: no privilege check needed
+            for current in list(tree.find_all(exp.CurrentSchema)):  # DATABASE(): the session's, not SQLite's 'main'
+                current.replace(_literal(session.db))
             return await metadata.information_schema_query(self.services, session, tree, schema_tables)
         if _is_constant_select(tree):
             return self._warnings(session, await self._constant_select(session, tree, text))

@@ -938,7 +938,6 @@ def test_sqlalchemy(target: Target, driver: str, check: str) -> None:
 # JDBC DatabaseMetaData as DBeaver calls it (issue 22): the embedded backend's answers beside
 # MariaDB's, call by call, row by row, column by column (JdbcCheck.metadata).
 
-_UNSIZED_FLOATS = {("DOUBLE", None, "22"), ("FLOAT", None, "12")}
 # The differences that remain, each (call, column, whether a pair of values (ours, MariaDB's)
 # is it, why). Anything else must be equal.
 METADATA_DIFFERENCES: list[tuple[str, str, Callable[[Any, Any, dict[str, Any]], bool], str]] = [
@@ -946,16 +945,6 @@ METADATA_DIFFERENCES: list[tuple[str, str, Callable[[Any, Any, dict[str, Any]], 
         "getColumns", "COLUMN_DEF", lambda ours, theirs, row: theirs in ("NULL", f"'{ours}'"),
         "MariaDB (10.2.7+) writes COLUMN_DEFAULT as an expression: a string quoted, no default as 'NULL';"
         " the FE answers as MySQL: the bare value, SQL NULL",
-    ),
-    (
-        "getColumns", "COLUMN_SIZE",
-        lambda ours, theirs, row: (row.get("TYPE_NAME"), ours, theirs) in _UNSIZED_FLOATS,
-        "information_schema.COLUMNS has no NUMERIC_PRECISION for DOUBLE/FLOAT (MySQL: 22/12; statements/metadata.py)",
-    ),
-    (
-        "getColumns", "COLUMN_SIZE",
-        lambda ours, theirs, row: (row.get("TYPE_NAME"), ours, theirs) == ("BIGINT UNSIGNED", "19", "20"),
-        "information_schema.COLUMNS gives BIGINT UNSIGNED the signed precision 19 (MySQL: 20; statements/metadata.py)",
     ),
     *(
         (
@@ -972,15 +961,8 @@ METADATA_DIFFERENCES: list[tuple[str, str, Callable[[Any, Any, dict[str, Any]], 
 ]  # fmt: skip
 
 
-# Rows MariaDB answers that the embedded backend does not: (call prefix, which rows, why).
-VIEWS_UNLISTED = (
-    "views are not in the embedded backend's information_schema.TABLES/COLUMNS (SqliteBackend.tables lists"
-    " tables only; statements/metadata.py would list views with TABLE_TYPE 'VIEW')"
-)
-METADATA_MISSING_ROWS: list[tuple[str, Callable[[dict[str, Any]], bool], str]] = [
-    ("getTables", lambda row: row.get("TABLE_TYPE") == "VIEW", VIEWS_UNLISTED),
-    ("getColumns t_meta_view", lambda row: True, VIEWS_UNLISTED),
-]
+# Rows MariaDB answers that the embedded backend does not: (call prefix, which rows, why). None left.
+METADATA_MISSING_ROWS: list[tuple[str, Callable[[dict[str, Any]], bool], str]] = []
 
 
 def _missing_row(call: str, row: dict[str, Any]) -> bool:

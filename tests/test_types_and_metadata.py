@@ -172,6 +172,10 @@ def test_describe_show_columns_and_show_create_table(fe: Fe, db: str) -> None:
         assert "PRIMARY KEY (`id`)" in text
         assert fails(conn, "DESCRIBE nosuch")[0] == 1146
         assert _run(conn, "SHOW FULL TABLES") == (("t", "BASE TABLE"),)
+        _run(conn, "CREATE VIEW v_t AS SELECT id FROM t")  # listed with the tables, as MySQL lists them
+        assert _run(conn, "SHOW FULL TABLES") == (("t", "BASE TABLE"), ("v_t", "VIEW"))
+        assert _run(conn, "SHOW TABLES") == (("t",), ("v_t",))
+        _run(conn, "DROP VIEW v_t")
         _run(conn, "CREATE UNIQUE INDEX by_name ON t (name, price)")
         index = [(r[2], r[1], r[3], r[4]) for r in _run(conn, "SHOW INDEX FROM t")]
         assert index == [("PRIMARY", 0, 1, "id"), ("by_name", 0, 1, "name"), ("by_name", 0, 2, "price")]

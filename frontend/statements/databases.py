@@ -13,6 +13,7 @@ from frontend.backend import check_db_name
 from frontend.result import OK, Result
 from frontend.sqltext import FLAGS, unquote
 from frontend.statements import Handlers, Services
+from frontend.statements.metadata import views_of
 
 if TYPE_CHECKING:
     from frontend.session import Session
@@ -58,11 +59,14 @@ async def show_tables(services: Services, session: Session, m: re.Match[str]) ->
         raise _denied_database(session, db)
     if not await services.backend.has_database(db):
         raise SqlError(errors.BAD_DB, f"Unknown database '{db}'")
-    names = [
-        t for t in await services.backend.tables(db) if may_see_table(user, db, t, services.backend.names_fold_case)
-    ]
+    views = set(await views_of(services, db))  # listed with the tables, as MySQL does
+    names = sorted(
+        t
+        for t in await services.backend.tables(db) + list(views)
+        if may_see_table(user, db, t, services.backend.names_fold_case)
+    )
     if m.group(1):  # FULL: tools (SQLAlchemy's get_table_names) read the type column
-        return Result([f"Tables_in_{db}", "Table_type"], [(t, "BASE TABLE") for t in names])
+        return Result([f"Tables_in_{db}", "Table_type"], [(t, "VIEW" if t in views else "BASE TABLE") for t in names])
     return Result([f"Tables_in_{db}"], [(t,) for t in names])
 
 

@@ -444,12 +444,18 @@ async def _visible(services: Services, session: Session) -> list[tuple[str, list
                     db,
                     [
                         t
-                        for t in await services.backend.tables(db)
+                        for t in await services.backend.tables(db) + await views_of(services, db)
                         if may_see_table(user, db, t, services.backend.names_fold_case)
                     ],
                 )
             )
     return out
+
+
+async def views_of(services: Services, db: str) -> list[str]:
+    """The database's views, when the backend lists them apart (the embedded one)."""
+    views = getattr(services.backend, "views", None)
+    return list(await views(db)) if views is not None else []
 
 
 def _rule(action: str) -> str:
@@ -540,9 +546,12 @@ async def information_schema_query(services: Services, session: Session, tree: e
         rows += [("def", db, "utf8mb4", "utf8mb4_general_ci", None) for db, _ in visible]
         tables["schemata"] = (_SCHEMATA, rows)
     if "tables" in names:
+        views = {(db, v) for db, _ in visible for v in await views_of(services, db)}
         rows = [
-            ("def", db, t, "BASE TABLE", "InnoDB", 10, "Dynamic", None, None, None, "utf8mb4_general_ci",
-             getattr(await catalogue.notes(db, t), "comment", ""))
+            ("def", db, t, "VIEW", None, None, None, None, None, None, None, "VIEW")
+            if (db, t) in views
+            else ("def", db, t, "BASE TABLE", "InnoDB", 10, "Dynamic", None, None, None, "utf8mb4_general_ci",
+                  getattr(await catalogue.notes(db, t), "comment", ""))
             for db, names_ in visible
             for t in names_
         ]  # fmt: skip
@@ -556,6 +565,10 @@ async def information_schema_query(services: Services, session: Session, tree: e
                     charset, collation = _charset(c)
                     if data_type in ("int", "bigint", "smallint", "tinyint", "mediumint") and precision is None:
                         precision, scale = _INT_PRECISION.get(data_type), 0
+                        if data_type == "bigint" and mysql_type(c.declared_type).endswith("unsigned"):
+                            precision = 20
+                    elif data_type in ("double", "float") and precision is None:
+                        precision = 22 if data_type == "double" else 12
                     rows.append(
                         ("def", db, t, c.name, i, _default(c), "YES" if c.nullable else "NO", data_type, length,
                          _octets(data_type, length), precision, scale,
