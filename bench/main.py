@@ -86,6 +86,7 @@ STEPS = (
     "kill-big",
     "burst",
     "hosts",
+    "sysbench",
 )
 """The measurement steps of a run, in order (``--only`` picks some)."""
 
@@ -722,7 +723,7 @@ def main(argv: list[str] | None = None) -> int:
         redis = procs.start_redis(bench_port(bench.ports), redis_dir)
         bench.say(f"redis-server on port {redis.port}, FE logs in {bench.workdir}")
         bench.pids.append(redis.proc.pid)
-        if args.only - {"burst", "hosts"} or not args.only:
+        if args.only - {"burst", "hosts", "sysbench"} or not args.only:
             bench.run(maria if isinstance(maria, Mariadb) else None, redis.url)
         if bench.wants("burst"):
             bench.burst(redis.url)
@@ -741,6 +742,12 @@ def main(argv: list[str] | None = None) -> int:
         rows += over_hosts.rows
         bench.facts["hosts"] = over_hosts.facts
         bench.notes += over_hosts.notes
+    if bench.wants("sysbench"):
+        # Issue 22: oltp_read_write, 4 threads over 3 FEs sharing one embedded directory, beside MariaDB.
+        from bench import sysbench
+
+        bench.say("sysbench oltp_read_write on the embedded backend (bench.sysbench)")
+        rows += sysbench.embedded_rows()
     if args.scale:
         from bench import scale
 
