@@ -494,23 +494,8 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-def _under_glibc_malloc() -> None:
-    """Run this FE process again under glibc's allocator (``PYTHONMALLOC=malloc``),
-    unless the operator chose an allocator. Why: CPython's own allocator keeps a
-    1 MiB arena while any block in it lives, so after 5,000 connections came and
-    went ~21 MiB of free pools stayed resident for good (``sys._debugmallocstats``:
-    46 arenas for the same 24.7 MB of live blocks); glibc's heap, trimmed once a
-    burst is over (``Node._give_back_after_bursts``), came back to within ~10 MiB
-    of the baseline (``python -m bench.burst``), with no cost seen in the bench."""
-    if os.environ.get("PYTHONMALLOC") or not sys.platform.startswith("linux") or not sys.orig_argv:
-        return
-    os.execve(sys.executable, sys.orig_argv, dict(os.environ, PYTHONMALLOC="malloc"))
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    if argv is None and args.func is cmd_node:  # the process's own command line: an FE process
-        _under_glibc_malloc()
     return int(args.func(args) or 0)
 
 

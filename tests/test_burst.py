@@ -8,10 +8,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
-import os
-import pathlib
-import subprocess
-import sys
 import time
 import uuid
 import weakref
@@ -112,16 +108,3 @@ def test_threads_return_to_baseline_and_the_heap_is_trimmed_after_a_burst(one_fe
     wait_for(lambda: proc.num_threads() <= threads_before + 1, timeout=15, what="threads back to their baseline")
     assert proc.memory_info().rss < rss_with_burst
     assert fe.query("SELECT 1") == ((1,),)
-
-
-def test_an_fe_process_runs_under_glibcs_allocator(one_fe: Cluster, tmp_path) -> None:  # type: ignore[no-untyped-def]
-    """`fecluster node` runs itself again with PYTHONMALLOC=malloc (frontend/cli.py says why:
-    CPython's arenas kept ~21 MiB after a 5,000-connection burst, glibc's trimmed heap ~8);
-    an allocator the operator chose is kept."""
-    environ = (pathlib.Path("/proc") / str(one_fe.fes[0].proc.pid) / "environ").read_bytes().split(b"\0")
-    assert b"PYTHONMALLOC=malloc" in environ
-    script = "import os; from frontend import cli; cli._under_glibc_malloc(); print(os.environ.get('PYTHONMALLOC'))"
-    chosen = subprocess.run(
-        [sys.executable, "-c", script], env=dict(os.environ, PYTHONMALLOC="pymalloc"), capture_output=True, text=True
-    )
-    assert chosen.stdout.strip() == "pymalloc", chosen.stderr
