@@ -215,9 +215,10 @@ def test_a_new_fe_never_takes_a_live_fes_id_after_redis_comes_back_empty(
     newcomers = [fe5.connect() for _ in range(5)]
     assert {c.thread_id() >> 20 for c in newcomers} == {free}
     # No two live sessions share an id, and a KILL through a third FE hits the right one.
+    # fe3 learns of the new fe5 at its next view refresh: wait for every session to be listed.
+    wait_for(lambda: set(ids) <= {r[1] for r in fe3.query("SHOW PROCESSLIST")}, 3 * TTL, what="fe3 to list fe5")
     rows = fe3.query("SHOW PROCESSLIST")
     assert len({r[1] for r in rows}) == len(rows)
-    assert set(ids) <= {r[1] for r in rows}
     target = victims[0]
     run = Running(target, "SELECT SLEEP(30)")
     row = wait_running(fe3, target.thread_id())
