@@ -21,6 +21,7 @@ import redis
 
 from coordinator.registry import Keys
 from frontend import procs
+from frontend.config import Config
 
 T = TypeVar("T")
 REPO = Path(__file__).resolve().parents[1]
@@ -252,3 +253,17 @@ def stopped(fe: Fe) -> Iterator[None]:
         yield
     finally:
         fe.signal(signal.SIGCONT)
+
+
+def node_config(redis_url: str, cluster: str | None = None) -> Config:
+    """An in-process node's configuration: loopback, free ports, no HTTP (never Doris's 8030)."""
+    return Config(
+        redis_url=redis_url,
+        cluster=cluster or f"t{uuid.uuid4().hex[:8]}",
+        cluster_secret="s",
+        bind_host="127.0.0.1",
+        mysql_port=procs.free_port(),
+        grpc_port=procs.free_port(),
+        http_port=0,
+        shutdown_grace=0.5,
+    )

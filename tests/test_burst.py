@@ -9,7 +9,6 @@ import asyncio
 import contextlib
 import gc
 import time
-import uuid
 import weakref
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -18,23 +17,8 @@ import psutil
 import pymysql
 import pytest
 
-from frontend import procs
-from frontend.config import Config
 from frontend.node import BURST_CHECK_S, Node
-from tests.support import Cluster, new_cluster, wait_for
-
-
-def _config(redis_url: str) -> Config:
-    return Config(
-        redis_url=redis_url,
-        cluster=f"t{uuid.uuid4().hex[:8]}",
-        cluster_secret="s",
-        bind_host="127.0.0.1",
-        mysql_port=procs.free_port(),
-        grpc_port=procs.free_port(),
-        http_port=0,  # never Doris's 8030
-        shutdown_grace=0.5,
-    )
+from tests.support import Cluster, new_cluster, node_config, wait_for
 
 
 def _connect(port: int) -> pymysql.Connection:
@@ -45,7 +29,7 @@ async def test_a_closed_connection_is_freed_without_a_garbage_collection(redis_u
     """Each closed session used to stay in a reference cycle with its
     connection (13 objects) until a full collection, which with startup's
     objects frozen rarely comes: 5,000 closed connections kept 65,000 objects."""
-    node = Node(_config(redis_url))
+    node = Node(node_config(redis_url))
     await node.startup()
     clients: list[pymysql.Connection] = []
     was_enabled = gc.isenabled()

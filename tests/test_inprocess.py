@@ -25,8 +25,8 @@ from coordinator.pb import fecluster_pb2_grpc as pb_grpc
 from coordinator.peers import KillStream, PeerUnreachable
 from coordinator.registry import ConnectionRecord, ConnectionWriter, FeRecord, Registry
 from frontend import procs
-from frontend.config import Config
 from frontend.node import Node
+from tests.support import node_config
 
 # ---------------------------------------------------------------- kill stream
 
@@ -273,23 +273,10 @@ async def test_membership_refresh_keeps_the_cached_view_when_redis_fails(registr
 # ---------------------------------------------------------------- whole nodes
 
 
-def _config(redis_url: str, cluster: str) -> Config:
-    return Config(
-        redis_url=redis_url,
-        cluster=cluster,
-        cluster_secret="s",
-        bind_host="127.0.0.1",
-        mysql_port=procs.free_port(),
-        grpc_port=procs.free_port(),
-        http_port=0,  # never Doris's 8030
-        shutdown_grace=0.5,
-    )
-
-
 @pytest.fixture
 async def two_nodes(redis_url: str) -> AsyncIterator[tuple[Node, Node]]:
     cluster = f"t{uuid.uuid4().hex[:8]}"
-    nodes = [Node(_config(redis_url, cluster)), Node(_config(redis_url, cluster))]
+    nodes = [Node(node_config(redis_url, cluster)), Node(node_config(redis_url, cluster))]
     for node in nodes:
         await node.startup()
     try:
